@@ -1,0 +1,1 @@
+"""The durable spool: the only component that writes message state to disk."""

@@ -1,0 +1,46 @@
+"""What the spool stores: plain data shared by injection, spool and scheduler."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class RecipientState(enum.Enum):
+    PENDING = "pending"  # not yet attempted, or deferred until next_attempt
+    DELIVERED = "delivered"  # final
+    FAILED = "failed"  # final: bounced (DSN spooled first) or expired
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message injection has accepted and wants made durable."""
+
+    sender: str  # reverse-path without <>; "" is the null sender
+    recipients: tuple[str, ...]
+    binding_group: str
+    binding: str | None  # an explicit binding (X-Binding), else None
+    content: bytes  # the full message as it will be delivered (CRLF line ends)
+    received_at: float  # unix time of reception
+
+
+@dataclass(slots=True)
+class Recipient:
+    address: str
+    state: RecipientState = RecipientState.PENDING
+    attempts: int = 0
+    next_attempt: float = 0.0  # unix time; 0 means "as soon as possible"
+    last_response: str = ""
+
+
+@dataclass(slots=True)
+class Envelope:
+    """A spooled message's metadata, as the scheduler sees it (content loaded separately)."""
+
+    message_id: str
+    sender: str
+    binding_group: str
+    binding: str | None
+    received_at: float
+    recipients: list[Recipient] = field(default_factory=list)
+    size: int = 0
