@@ -1,0 +1,33 @@
+"""Momentum's configuration language: parse, validate, resolve effective values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from relay.config.errors import ConfigError, Location, Problem
+from relay.config.model import Config, build
+from relay.config.parser import parse_file, parse_text
+from relay.config.resolve import Resolved, UnknownScope, resolve
+
+
+def load(path: str | Path) -> Config:
+    """Read, parse and validate a configuration file and its includes."""
+    document, files = parse_file(path)
+    return build(document, [str(f) for f in files])
+
+
+def loads(text: str, name: str = "<text>") -> Config:
+    return build(parse_text(text, name))
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Location",
+    "Problem",
+    "Resolved",
+    "UnknownScope",
+    "load",
+    "loads",
+    "resolve",
+]

@@ -1,0 +1,166 @@
+"""The `relay` command: maps arguments onto the config and the daemon, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from relay.config import ConfigError, UnknownScope, load, resolve
+from relay.config import values as v
+from relay.config.lexer import is_bare_word
+from relay.config.model import Config
+from relay.config.printer import quote
+
+DEFAULT_CONFIG = "config/relay.conf"
+EXIT_CONFIG = 2
+EVAL_SCOPES = ("binding_group", "binding", "domain", "host")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_CONFIG
+    result: int = args.handler(args)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relay",
+        description="An SMTP outbound relay with Momentum-style bindings and binding groups.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the daemon",
+        description="Run relay: accept mail on the configured listeners, spool it durably "
+        "and deliver it through the bindings of each message's binding group.",
+    )
+    serve.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file")
+    serve.set_defaults(handler=cmd_serve)
+
+    config = commands.add_parser(
+        "config", help="check or evaluate a configuration", description="Configuration tools."
+    )
+    config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
+    check = config_commands.add_parser(
+        "check",
+        help="validate a configuration file",
+        description="Validate FILE and its includes. Exit 0 with a one-line summary when it "
+        "is valid (warnings about options relay does not act on go to stderr); exit 2 listing "
+        "every error with file, line and column otherwise.",
+    )
+    check.add_argument("file", nargs="?", default=DEFAULT_CONFIG, help="configuration file")
+    check.set_defaults(handler=cmd_check)
+
+    ev = config_commands.add_parser(
+        "eval",
+        help="print an option's effective value and where it came from",
+        description="Print OPTION's effective value for the given scopes, following "
+        "Momentum's fallback (G::B::D, B::D, G::D, B, G, global::D, global, default), "
+        "e.g. `relay config eval -c relay.conf binding_group g1 binding b1 domain "
+        "example.com max_outbound_connections`. The second line names the scope the value "
+        "came from.",
+    )
+    ev.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file")
+    ev.add_argument(
+        "words",
+        nargs="+",
+        metavar="[binding_group G] [binding B] [domain D] [host H] OPTION",
+    )
+    ev.set_defaults(handler=cmd_eval)
+    return parser
+
+
+def load_or_report(path: str) -> Config | None:
+    try:
+        return load(path)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        count = len(err.problems)
+        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        return None
+
+
+def summary(config: Config) -> str:
+    groups = len(config.groups)
+    bindings = len(config.bindings)
+    domains = len(config.domain_names())
+    listens = len(config.listens)
+    return (
+        f"{groups} binding group{'s' if groups != 1 else ''}, "
+        f"{bindings} binding{'s' if bindings != 1 else ''}, "
+        f"{domains} domain{'s' if domains != 1 else ''}, "
+        f"{listens} listener{'s' if listens != 1 else ''}"
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_or_report(args.file)
+    if config is None:
+        return EXIT_CONFIG
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.file}: OK: {summary(config)}")
+    return 0
+
+
+def format_value(value: object) -> str:
+    text = v.display(value)
+    if isinstance(value, str) and not is_bare_word(value):
+        return quote(value)
+    if isinstance(value, (v.Throttle, v.HostPort)):
+        return quote(text)
+    return text
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    words: list[str] = list(args.words)
+    option = words.pop()
+    scopes: dict[str, str] = {}
+    while words:
+        if len(words) < 2 or words[0].lower() not in EVAL_SCOPES:
+            print(
+                f"error: expected one of {', '.join(EVAL_SCOPES)} followed by a name, "
+                f"got {' '.join(words)!r}",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        scopes[words[0].lower()] = words[1]
+        words = words[2:]
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        result = resolve(
+            config,
+            option,
+            group=scopes.get("binding_group"),
+            binding=scopes.get("binding"),
+            domain=scopes.get("domain"),
+            host=scopes.get("host"),
+        )
+    except UnknownScope as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{result.name} = {format_value(result.value)}")
+    print(f"# {result.origin()}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from relay.daemon import serve
+
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    return serve(config, args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

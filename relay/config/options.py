@@ -1,0 +1,531 @@
+"""The option registry: every option relay reads, with its type, default, scopes and meaning.
+
+The first block is Momentum's binding_group option table (shared/reference/binding_group.md),
+the rest the global and listener options relay needs. `status` says what relay does with an
+option: "active" (acted on), "planned" (parsed and validated; a later release acts on it) or
+"ignored" (accepted for compatibility with Momentum configurations, never acted on).
+`config check` warns about every option set in a configuration that is not active.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from relay.config import values as v
+
+Status = Literal["active", "planned", "ignored"]
+
+GLOBAL = "global"
+BINDING_GROUP = "binding_group"
+BINDING = "binding"
+DOMAIN = "domain"
+HOST = "host"
+ESMTP_LISTENER = "esmtp_listener"
+LISTEN = "listen"
+PEER = "peer"
+SWEEP_RULE = "adaptive_sweep_rule"
+
+OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
+BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
+LISTENER = frozenset({ESMTP_LISTENER, LISTEN, PEER})
+TLS_EXTRA = frozenset(
+    {"ecstream_listener", "http_listener", "pathway", "pathway_group", "xmpp_listener"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    name: str
+    type: v.ValueType
+    default: Any  # a value, or a callable computing it (e.g. the host name)
+    scopes: frozenset[str]
+    description: str
+    status: Status = "planned"
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaKind:
+    name: str
+    labelled: bool  # requires a name: binding "x" { }
+    parents: frozenset[str]  # scopes it may appear in
+    description: str
+
+
+def system_hostname() -> str:
+    return socket.gethostname()
+
+
+SECONDS = v.DURATION
+TIMEOUT_BOUNDS = v.bounds(v.DURATION)
+COUNT_BOUNDS = v.bounds(v.integer(0))
+
+_OPTIONS: list[Option] = []
+
+
+def _opt(
+    name: str,
+    type_: v.ValueType,
+    default: Any,
+    scopes: frozenset[str],
+    description: str,
+    status: Status = "planned",
+) -> None:
+    _OPTIONS.append(Option(name, type_, default, scopes, description, status))
+
+
+def _adaptive_bounds(option: str, type_: v.ValueType) -> None:
+    _opt(f"adaptive_{option}", type_, None, OUTBOUND, f"(low high) bounds for {option}")
+
+
+# --- adaptive delivery (modules.adaptive.md) ---------------------------------------------
+_opt("adaptive_adjustment_interval", SECONDS, 60.0, OUTBOUND, "Pace of adaptive adjustments")
+_opt("adaptive_alert_email_destination", v.STRING, None, OUTBOUND, "Where alerts are mailed")
+_opt("adaptive_alert_email_sender", v.STRING, None, OUTBOUND, "Sender of alert mail")
+_opt(
+    "adaptive_attempt_threshold",
+    v.integer(0),
+    2000,
+    OUTBOUND,
+    "Attempts needed in a period before bounce rates can suspend",
+)
+_opt("adaptive_default_suspension", SECONDS, 4 * 3600.0, OUTBOUND, "How long to suspend")
+_opt(
+    "adaptive_default_suspension_enabled",
+    v.BOOLEAN,
+    False,
+    OUTBOUND,
+    "Suspend on adaptive_rejection_rate_suspension_percentage",
+)
+_opt("adaptive_enabled", v.BOOLEAN, False, OUTBOUND, "Enable adaptive delivery in this scope")
+_opt(
+    "adaptive_fbl_volume_threshold",
+    v.integer(0),
+    20000,
+    OUTBOUND,
+    "Deliveries needed in a period before FBL rates are acted on",
+)
+_opt(
+    "adaptive_notification_events",
+    v.enum_list("throttle", "suspension", "blackhole"),
+    ("throttle", "suspension", "blackhole"),
+    OUTBOUND,
+    "Events that send an alert mail",
+)
+_opt("adaptive_notification_interval", SECONDS, 3600.0, OUTBOUND, "At most one alert per")
+_opt(
+    "adaptive_positive_adjustment_interval",
+    SECONDS,
+    3600.0,
+    OUTBOUND,
+    "Pace of upward adjustments",
+)
+_opt(
+    "adaptive_rejection_rate_suspension_percentage",
+    v.number(0),
+    20.0,
+    OUTBOUND,
+    "Rejection rate that suspends a binding x domain",
+)
+_opt("adaptive_retry_fuzz", SECONDS, 4096.0, OUTBOUND, "Spread of bulk retries")
+_opt(
+    "adaptive_scope",
+    v.enum("auto", "global", "binding", "domain"),
+    "auto",
+    OUTBOUND,
+    "Where adaptive state is kept",
+)
+_opt("adaptive_sweep_rule_enabled", v.BOOLEAN, True, OUTBOUND, "Enable sweep rules here")
+for _name, _type in (
+    ("body_timeout", TIMEOUT_BOUNDS),
+    ("ehlo_timeout", TIMEOUT_BOUNDS),
+    ("idle_timeout", TIMEOUT_BOUNDS),
+    ("mailfrom_timeout", TIMEOUT_BOUNDS),
+    ("rcptto_timeout", TIMEOUT_BOUNDS),
+    ("rset_timeout", TIMEOUT_BOUNDS),
+    ("max_deliveries_per_connection", COUNT_BOUNDS),
+    ("max_outbound_connections", COUNT_BOUNDS),
+    ("max_recipients_per_batch", COUNT_BOUNDS),
+    ("max_recipients_per_connection", COUNT_BOUNDS),
+    ("max_resident_active_queue", COUNT_BOUNDS),
+    ("max_retries", COUNT_BOUNDS),
+    ("max_retry_interval", TIMEOUT_BOUNDS),
+    ("outbound_throttle_messages", v.bounds(v.THROTTLE)),
+    ("retry_interval", TIMEOUT_BOUNDS),
+):
+    _adaptive_bounds(_name, _type)
+
+# --- delivery ---------------------------------------------------------------------------
+_opt("bind_address", v.IP_ADDRESS, None, BINDING_SCOPES, "Source address of connections")
+_opt(
+    "binding_weight",
+    v.integer(0),
+    1,
+    frozenset({BINDING}),
+    "Share of the group's traffic (relay extension; 0 = out of rotation)",
+)
+_opt("blackhole", v.BOOLEAN, False, OUTBOUND, "Accept and discard mail for this scope")
+_opt("body_timeout", SECONDS, 600.0, OUTBOUND, "Timeout after the DATA phase")
+_opt(
+    "bounces_inline_original",
+    v.enum("headers", "none", "all", "full"),
+    "headers",
+    OUTBOUND,
+    "How much of the original a bounce carries",
+)
+_opt(
+    "cluster_outbound_throttle_connections",
+    v.THROTTLE,
+    None,
+    frozenset({BINDING_GROUP, DOMAIN, GLOBAL}),
+    "Cluster-wide connection rate",
+)
+_opt(
+    "cluster_outbound_throttle_messages",
+    v.THROTTLE,
+    None,
+    frozenset({BINDING_GROUP, DOMAIN, GLOBAL}),
+    "Cluster-wide message rate",
+)
+_opt(
+    "cluster_scope_max_outbound_connections",
+    v.integer(0),
+    None,
+    OUTBOUND | {HOST},
+    "Cluster-wide scope connection cap",
+)
+_opt(
+    "cluster_server_max_outbound_connections",
+    v.integer(0),
+    None,
+    BINDING_SCOPES,
+    "Cluster-wide connection cap",
+)
+_opt("connect_timeout", SECONDS, 300.0, OUTBOUND, "Connection timeout")
+_opt(
+    "connect_timeout_to_delay",
+    SECONDS,
+    900.0,
+    OUTBOUND,
+    "Unreachable for this long: move mail to the delayed queue",
+)
+_opt(
+    "connection_allocation_aggressiveness",
+    v.enum("normal", "high"),
+    "normal",
+    OUTBOUND,
+    "How eagerly new connections open",
+)
+_opt("delay_dsn_max_retry_interval", SECONDS, 43200.0, OUTBOUND, "Maximum delay-DSN interval")
+_opt("delay_dsn_retry_interval", SECONDS, 3600.0, OUTBOUND, "Base delay-DSN interval")
+_opt("delayed_binding_domain_fuzz", SECONDS, 0.0, BINDING_SCOPES, "Spread of bulk requeues")
+_opt(
+    "delivery_method",
+    v.enum_list("ESMTP", "SMTP", "LMTP", "ECSTREAM", "APN", "GCM", "MM7"),
+    ("ESMTP", "SMTP"),
+    OUTBOUND,
+    "Protocols used for delivery",
+)
+_opt("dkim", v.enum("enabled", "disabled"), None, OUTBOUND, "DKIM signing", "ignored")
+_opt("domainkeys", v.enum("enabled", "disabled"), None, OUTBOUND, "DomainKeys signing", "ignored")
+_opt(
+    "drop_body_after_trans_fail",
+    v.integer(0),
+    3,
+    OUTBOUND,
+    "Transient failures before the body leaves memory",
+)
+_opt("ehlo_hostname", v.STRING, system_hostname, OUTBOUND, "EHLO name (default: host name)")
+_opt("ehlo_timeout", SECONDS, 300.0, OUTBOUND, "Timeout for EHLO")
+_opt(
+    "enable_fbl_header_insertion",
+    v.enum("enabled", "disabled"),
+    None,
+    OUTBOUND,
+    "Insert the FBL header into outbound mail",
+)
+_opt(
+    "fully_resolve_before_smtp",
+    v.BOOLEAN,
+    True,
+    OUTBOUND,
+    "Resolve all MX and A records before delivery",
+)
+_opt("gateway", v.HOST_PORT, None, OUTBOUND, "Static route: deliver to this host")
+_opt("generate_bounces", v.BOOLEAN, True, OUTBOUND, "Send DSNs for failed mail")
+_opt("generate_delay_dsn", v.BOOLEAN, False, OUTBOUND, "Send DSNs for delayed mail")
+_opt("idle_timeout", SECONDS, 5.0, OUTBOUND, "How long idle outbound connections stay open")
+_opt("mailerdaemon", v.STRING, None, OUTBOUND, "From: of DSNs (default MAILER-DAEMON@hostname)")
+_opt("mailfrom_timeout", SECONDS, 300.0, OUTBOUND, "Timeout after MAIL FROM")
+_opt(
+    "max_deliveries_per_connection",
+    v.integer(0),
+    0,
+    OUTBOUND,
+    "Messages per connection (0 = unlimited)",
+)
+_opt(
+    "max_outbound_connections",
+    v.integer(-1),
+    32,
+    OUTBOUND | {HOST},
+    "Connections per binding x domain (host scope: per destination IP)",
+)
+_opt("max_recipients_per_batch", v.integer(1), 100, OUTBOUND, "Recipients per transaction")
+_opt(
+    "max_recipients_per_connection",
+    v.integer(0),
+    0,
+    OUTBOUND | LISTENER,
+    "Recipients per connection (0 = unlimited)",
+)
+_opt(
+    "max_resident_active_queue", v.integer(0), 250, OUTBOUND, "Active-queue messages kept in memory"
+)
+_opt(
+    "max_resident_active_queue_size",
+    v.integer(0),
+    250,
+    OUTBOUND,
+    "Older spelling of max_resident_active_queue",
+    "ignored",
+)
+_opt("max_resident_messages", v.integer(0), 32768, BINDING_SCOPES, "Message bodies kept in memory")
+_opt("max_retries", v.STRING, "auto", OUTBOUND, '"auto", "none" or a number of retries')
+_opt("max_retry_interval", SECONDS, 43200.0, OUTBOUND, "Maximum retry interval")
+_opt(
+    "mdn_failures_notify", v.STRING, None, OUTBOUND, "Mailbox told of failures of null-sender mail"
+)
+_opt("message_expiration", SECONDS, 86400.0, OUTBOUND, "Time to live from reception")
+_opt(
+    "never_attempt_expired_messages",
+    v.BOOLEAN,
+    False,
+    OUTBOUND,
+    "Fail expired messages without an attempt",
+)
+_opt("never_retry", v.BOOLEAN, False, OUTBOUND, "Fail instead of retrying")
+_opt(
+    "outbound_throttle_connections",
+    v.THROTTLE,
+    None,
+    OUTBOUND,
+    "Connection rate, shared by the defining scope",
+)
+_opt(
+    "outbound_throttle_messages",
+    v.THROTTLE,
+    None,
+    OUTBOUND,
+    "Message rate, shared by the defining scope",
+)
+_opt("rcptto_timeout", SECONDS, 300.0, OUTBOUND, "Timeout after RCPT TO")
+_opt("remote_smtp_port", v.integer(1, 65535), 25, OUTBOUND, "Port for SMTP delivery")
+_opt("response_transcode_pattern", v.REGEX, None, OUTBOUND, "Pattern matched on replies")
+_opt("response_transcode_replace", v.STRING, None, OUTBOUND, "Replacement for matched replies")
+_opt("retry_interval", SECONDS, 1200.0, OUTBOUND, "Base retry interval")
+_opt("rset_timeout", SECONDS, 30.0, OUTBOUND, "Timeout after RSET")
+_opt(
+    "scope_max_outbound_connections",
+    v.integer(0),
+    None,
+    OUTBOUND | {HOST},
+    "Connections shared by every binding in the defining scope",
+)
+_opt(
+    "send_8bitmime",
+    v.enum("no", "ifavailable"),
+    "no",
+    OUTBOUND,
+    "Use 8BITMIME when the server offers it",
+)
+_opt(
+    "server_max_outbound_connections",
+    v.integer(0),
+    20000,
+    BINDING_SCOPES,
+    "Total outbound connections",
+)
+_opt(
+    "server_reserve_outbound_connections",
+    v.integer(0),
+    200,
+    frozenset({GLOBAL}),
+    "Connections reserved for low-volume domains",
+)
+_opt("suspend_delivery", v.BOOLEAN, False, OUTBOUND, "Hold mail for this scope")
+_opt("tls", v.enum("no", "ifavailable", "required"), "no", OUTBOUND, "STARTTLS for delivery")
+_opt("tls_ca", v.STRING, None, OUTBOUND, "CA file for verifying servers")
+_opt(
+    "tls_certificate",
+    v.STRING,
+    None,
+    OUTBOUND | LISTENER | TLS_EXTRA,
+    "Certificate file (client or listener)",
+)
+_opt("tls_ciphers", v.STRING, None, OUTBOUND | LISTENER | TLS_EXTRA, "OpenSSL cipher list")
+_opt(
+    "tls_ifavailable_fallback",
+    v.BOOLEAN,
+    True,
+    OUTBOUND,
+    "Retry in plain text if opportunistic TLS fails",
+)
+_opt("tls_key", v.STRING, None, OUTBOUND | LISTENER | TLS_EXTRA, "Private key file")
+_opt(
+    "tls_protocols",
+    v.STRING,
+    None,
+    OUTBOUND | LISTENER | (TLS_EXTRA - {"xmpp_listener"}),
+    "Allowed TLS protocol versions",
+)
+_opt("tls_verify", v.enum("no", "ca", "host"), "no", OUTBOUND, "Certificate checking")
+_opt(
+    "transform_8bitmime_content",
+    v.enum("no", "ifneeded", "strict", "strip"),
+    "ifneeded",
+    OUTBOUND,
+    "8-bit downconversion when the server lacks 8BITMIME",
+)
+_opt("xclient", v.enum("no", "ifavailable", "required"), "no", OUTBOUND, "XCLIENT", "ignored")
+
+# --- accepted for compatibility, never acted on (other channels and modules) --------------
+for _name, _type, _default, _description in (
+    ("apn_expiry", v.STRING, "yes", "Apple push notification expiry"),
+    ("ecstream_port", v.integer(1, 65535), 1825, "ECStream port"),
+    ("ecstream_timeout", SECONDS, 600.0, "ECStream connect timeout"),
+    ("exclude_vctx", v.STRING_LIST, None, "Validation context keys not journaled"),
+    ("exclude_vctx_conn", v.STRING_LIST, None, "Connection context keys not journaled"),
+    ("exclude_vctx_mess", v.STRING_LIST, None, "Message context keys not journaled"),
+    ("gcm_application_id", v.STRING, None, "Android push application"),
+    ("gcm_authorization_token_id", v.STRING, None, "Android push token"),
+    ("gcm_delay_while_idle", v.BOOLEAN, False, "Android push delay"),
+    ("gcm_dry_run", v.BOOLEAN, False, "Android push dry run"),
+    ("gcm_ttl", v.integer(-1), -1, "Android push time to live"),
+    ("http_basic_auth", v.STRING, None, "HTTP delivery credentials"),
+    ("http_host", v.STRING, None, "HTTP delivery host"),
+    ("http_method", v.STRING, "POST", "HTTP delivery method"),
+    ("http_uri", v.STRING, None, "HTTP delivery URI"),
+    ("http_version", v.STRING, "1.1", "HTTP delivery version"),
+    ("lmtp_port", v.integer(1, 65535), 2003, "LMTP port"),
+    ("opendkim_sign", v.BOOLEAN, True, "OpenDKIM signing"),
+):
+    _opt(_name, _type, _default, OUTBOUND, _description, "ignored")
+
+# --- global: the daemon ----------------------------------------------------------------
+G = frozenset({GLOBAL})
+_opt("hostname", v.STRING, system_hostname, G, "This host's name (greeting, Received, DSNs)")
+_opt("spoolbase", v.STRING, "./var/spool", G, "Spool directory")
+_opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
+_opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
+_opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")
+_opt("dns_fallback_to_tcp", v.BOOLEAN, False, G, "Retry truncated DNS answers over TCP")
+_opt("mx_failures_fallback_to_a", v.integer(0), None, G, "MX failures before trying A")
+_opt("host_failure_retry", SECONDS, 120.0, G, "Wait before retrying a failed host")
+_opt("bounce_behavior", v.enum("pass", "blackhole"), "pass", OUTBOUND, "Bounce handling")
+
+# --- injection listeners (esmtp_listener, listen, peer) ----------------------------------
+LG = LISTENER | G
+_opt(
+    "relay_hosts",
+    v.NETWORKS,
+    (),
+    LG | {"pathway", "pathway_group"},
+    "Clients allowed to relay without authentication",
+)
+_opt("max_message_size", v.integer(0), 0, LG, "Largest message accepted (0 = unlimited)")
+_opt(
+    "max_recipients_per_message",
+    v.integer(1),
+    100,
+    LG,
+    "Recipients accepted per message; more get 452 (relay extension)",
+)
+_opt(
+    "binding_group",
+    v.STRING,
+    None,
+    LISTENER,
+    "Binding group for mail injected here (relay extension)",
+)
+_opt("binding", v.STRING, None, LISTENER, "Binding for mail injected here (relay extension)")
+_opt(
+    "auth_credentials_file",
+    v.STRING,
+    None,
+    LG,
+    "user:hash lines for SMTP AUTH over TLS (relay extension)",
+)
+_opt("max_connections", v.integer(0), 1000, LG, "Concurrent sessions per listener (0 = unlimited)")
+_opt(
+    "max_connections_per_ip",
+    v.integer(0),
+    100,
+    LG,
+    "Concurrent sessions per client address (0 = unlimited)",
+)
+_opt("inbound_idle_timeout", SECONDS, 300.0, LG, "Idle time allowed between client commands")
+_opt("inbound_data_timeout", SECONDS, 600.0, LG, "Time allowed for a whole DATA transfer")
+_opt(
+    "normalize_bare_line_endings",
+    v.BOOLEAN,
+    False,
+    LG,
+    "Rewrite bare CR/LF in DATA to CRLF instead of refusing with 550 5.5.2",
+)
+_opt("listen_backlog", v.integer(1), 500, frozenset({LISTEN}), "Listen backlog")
+_opt("enable", v.BOOLEAN, True, frozenset({LISTEN}), "Listen on this address")
+for _name in (
+    "tcp_recv_buffer_size",
+    "tcp_send_buffer_size",
+    "accept_queue_backlog",
+    "events_per_iter",
+    "concurrency",
+):
+    _opt(_name, v.integer(0), None, frozenset({LISTEN}), "Listener tuning", "ignored")
+_opt("disable_nagle_algorithm", v.BOOLEAN, False, frozenset({LISTEN}), "Listener tuning", "ignored")
+_opt("pool_name", v.STRING, None, frozenset({LISTEN}), "Listener thread pool", "ignored")
+
+# --- adaptive_sweep_rule scope -----------------------------------------------------------
+R = frozenset({SWEEP_RULE})
+_opt("codes", v.STRING_LIST, None, R, 'Classes the rule counts: ("bc:10" "fbl:abuse")')
+_opt("low_threshold", v.number(0), None, R, "Rate (%) that triggers low_action")
+_opt("low_action", v.ACTION, ("throttle", "down"), R, "Action at the low threshold")
+_opt("high_threshold", v.number(0), None, R, "Rate (%) that triggers high_action")
+_opt("high_action", v.ACTION, ("suspend", "4 hours"), R, "Action at the high threshold")
+
+OPTIONS: dict[str, Option] = {option.name: option for option in _OPTIONS}
+
+STANZAS: dict[str, StanzaKind] = {
+    s.name: s
+    for s in (
+        StanzaKind(BINDING_GROUP, True, frozenset({GLOBAL}), "a pool of bindings"),
+        StanzaKind(BINDING, True, frozenset({GLOBAL, BINDING_GROUP}), "one source address"),
+        StanzaKind(
+            DOMAIN,
+            True,
+            frozenset({GLOBAL, BINDING_GROUP, BINDING}),
+            "options for a destination domain or /regex/",
+        ),
+        StanzaKind(
+            HOST,
+            True,
+            frozenset({GLOBAL, BINDING_GROUP, BINDING}),
+            "options for a destination host",
+        ),
+        StanzaKind(ESMTP_LISTENER, False, frozenset({GLOBAL}), "SMTP injection"),
+        StanzaKind(LISTEN, True, frozenset({ESMTP_LISTENER}), "one listening address"),
+        StanzaKind(
+            PEER, True, frozenset({ESMTP_LISTENER, LISTEN}), "options for clients in a CIDR block"
+        ),
+        StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
+    )
+}
+
+
+def lookup(name: str) -> Option | None:
+    return OPTIONS.get(name.lower())
