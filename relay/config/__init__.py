@@ -6,14 +6,14 @@ from pathlib import Path
 
 from relay.config.errors import ConfigError, Location, Problem
 from relay.config.model import Config, build
-from relay.config.parser import parse_file, parse_text
+from relay.config.parser import parse_file_partial, parse_text
 from relay.config.resolve import Resolved, UnknownScope, resolve
 
 
 def load(path: str | Path) -> Config:
     """Read, parse and validate a configuration file and its includes."""
-    document, files = parse_file(path)
-    return build(document, [str(f) for f in files])
+    document, files, syntax = parse_file_partial(path)
+    return build(document, [str(f) for f in files], syntax)
 
 
 def loads(text: str, name: str = "<text>") -> Config:

@@ -44,3 +44,14 @@ class ConfigError(Exception):
 
 class ValueProblem(ValueError):
     """A value does not have an accepted form; the message lists the forms that are."""
+
+
+def sorted_problems(problems: list[Problem]) -> list[Problem]:
+    """Problems in file order: files as first met, then line and column."""
+    order: dict[str, int] = {}
+    for problem in problems:
+        order.setdefault(problem.location.file, len(order))
+    return sorted(
+        problems,
+        key=lambda p: (order[p.location.file], p.location.line, p.location.column),
+    )

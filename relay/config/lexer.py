@@ -117,7 +117,7 @@ def tokenize(text: str, file: str) -> tuple[list[Token], list[Problem]]:
                         hint='close it with a double quote (")',
                     )
                 )
-                continue
+            # An unclosed string still stands for a value, so one mistake is one error.
             tokens.append(Token(Kind.STRING, "".join(out), start))
         else:
             match = BARE_WORD.match(text, pos)

@@ -14,7 +14,7 @@ from typing import Any
 
 from relay.config import options as o
 from relay.config import values as v
-from relay.config.errors import ConfigError, Location, Problem, ValueProblem
+from relay.config.errors import ConfigError, Location, Problem, ValueProblem, sorted_problems
 from relay.config.tree import Assignment, Document, ListValue, Scalar, Stanza
 
 DEFAULT = "default"
@@ -421,19 +421,14 @@ def scalar_label(value: Scalar | ListValue) -> str:
     return value.text if isinstance(value, Scalar) else v.scalar_text(value)
 
 
-def build(document: Document, files: list[str] | None = None) -> Config:
-    """Validate a parsed document; raise ConfigError listing every problem."""
+def build(
+    document: Document, files: list[str] | None = None, syntax: list[Problem] | None = None
+) -> Config:
+    """Validate a parsed document; raise ConfigError listing every problem, including the
+    syntax problems found while parsing it (`syntax`)."""
     builder = _Builder()
     builder.walk(document.body, builder.global_block)
-    if builder.problems:
-        raise ConfigError(sorted_problems(builder.problems))
+    problems = [*(syntax or []), *builder.problems]
+    if problems:
+        raise ConfigError(sorted_problems(problems))
     return builder.finish(files or [])
-
-
-def sorted_problems(problems: list[Problem]) -> list[Problem]:
-    order: dict[str, int] = {}
-    for p in problems:
-        order.setdefault(p.location.file, len(order))
-    return sorted(
-        problems, key=lambda p: (order[p.location.file], p.location.line, p.location.column)
-    )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from relay.config.errors import ConfigError, Location, Problem
+from relay.config.errors import ConfigError, Location, Problem, sorted_problems
 from relay.config.lexer import Kind, Token, tokenize
 from relay.config.tree import Assignment, Document, ListValue, Node, Scalar, Stanza, Value
 
@@ -218,14 +218,20 @@ def parse_text(text: str, name: str = "<text>", path: Path | None = None) -> Doc
     reader = _Reader()
     body = reader.parse(text, name, path)
     if reader.problems:
-        raise ConfigError(reader.problems)
+        raise ConfigError(sorted_problems(reader.problems))
     return Document(body)
 
 
-def parse_file(path: str | Path) -> tuple[Document, list[Path]]:
-    """Parse a file and its includes; return the tree and every file read."""
+def parse_file_partial(path: str | Path) -> tuple[Document, list[Path], list[Problem]]:
+    """Parse a file and its includes as far as possible: tree, files read, syntax problems."""
     reader = _Reader()
     body = reader.read_file(Path(path), None)
-    if reader.problems:
-        raise ConfigError(reader.problems)
-    return Document(tuple(body)), reader.files
+    return Document(tuple(body)), reader.files, reader.problems
+
+
+def parse_file(path: str | Path) -> tuple[Document, list[Path]]:
+    """Parse a file and its includes; raise ConfigError listing every syntax error."""
+    document, files, problems = parse_file_partial(path)
+    if problems:
+        raise ConfigError(sorted_problems(problems))
+    return document, files
