@@ -1,5 +1,7 @@
 """Typed spool errors: injection maps them to SMTP replies, the scheduler to retries."""
 
+import errno
+
 
 class SpoolError(Exception):
     """The spool could not do what was asked; nothing was acknowledged."""
@@ -19,3 +21,13 @@ class MessageNotFound(SpoolError):
 
 class CorruptMessage(SpoolError):
     """A spool file failed its checksum or lacks its end marker."""
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def from_os_error(exc: OSError, action: str) -> SpoolError:
+    """Translate an OSError at the spool boundary: disk full -> SpoolFullError, else write error."""
+    if exc.errno in _FULL_ERRNOS:
+        return SpoolFullError(f"{action}: spool disk full ({exc.strerror or exc})")
+    return SpoolWriteError(f"{action}: {exc.strerror or exc} (errno {exc.errno})")

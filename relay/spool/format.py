@@ -1,0 +1,315 @@
+"""On-disk record encoding: pure functions, no I/O.
+
+A segment file is a 16-byte segment header followed by records. Every record is::
+
+    header  16 bytes  magic "RLR1" | kind u8 | 3 reserved | body length u32 | header crc32 u32
+    body    n bytes
+    trailer  8 bytes  body crc32 u32 | end marker "REND"
+
+A record whose header checksum, body checksum or end marker is wrong is corrupt. A record
+whose (valid) header announces more bytes than the file holds is a torn tail: an append that
+was never acknowledged. Neither is a message.
+
+Record bodies:
+  MESSAGE  u32 envelope length | envelope JSON | content bytes
+  UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response], ...]}
+  REMOVE   JSON {"id": ...}
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from relay.spool.model import Envelope, Recipient, RecipientState
+
+SEGMENT_MAGIC = b"RLYSPOOL"
+SEGMENT_VERSION = 1
+_SEGMENT_HEADER = struct.Struct("<8sII")  # magic, version, segment number
+SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size
+
+RECORD_MAGIC = b"RLR1"
+END_MARKER = b"REND"
+_HEADER = struct.Struct("<4sB3xII")  # magic, kind, body length, header crc
+_HEADER_CRC_SPAN = 12  # the header bytes the header crc covers
+_TRAILER = struct.Struct("<I4s")  # body crc, end marker
+HEADER_SIZE = _HEADER.size
+TRAILER_SIZE = _TRAILER.size
+MAX_BODY = 1 << 31
+_U32 = struct.Struct("<I")
+
+
+class RecordKind(enum.IntEnum):
+    MESSAGE = 1
+    UPDATE = 2
+    REMOVE = 3
+
+
+class FormatError(ValueError):
+    """Bytes that are not a valid record; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    kind: RecordKind
+    offset: int  # of the record's header within the segment
+    length: int  # header + body + trailer
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptRegion:
+    """Bytes [offset, offset + length) of a segment that hold no valid record."""
+
+    offset: int
+    length: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TornTail:
+    """An incomplete last append from `offset` to the end of the segment."""
+
+    offset: int
+    length: int
+    reason: str
+
+
+ScanItem = Record | CorruptRegion | TornTail
+
+
+# --- segment header ---------------------------------------------------------------------
+
+
+def encode_segment_header(number: int) -> bytes:
+    return _SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_VERSION, number)
+
+
+def check_segment_header(data: bytes) -> int:
+    """Return the segment number stored in a segment header, or raise FormatError."""
+    if len(data) < SEGMENT_HEADER_SIZE:
+        raise FormatError("segment shorter than its header")
+    magic, version, number = _SEGMENT_HEADER.unpack_from(data, 0)
+    if magic != SEGMENT_MAGIC:
+        raise FormatError("not a spool segment (bad magic)")
+    if version != SEGMENT_VERSION:
+        raise FormatError(f"unsupported segment version {version}")
+    return int(number)
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+def encode_record(kind: RecordKind, body: bytes) -> bytes:
+    if len(body) >= MAX_BODY:
+        raise FormatError(f"record body of {len(body)} bytes is too large")
+    head = _HEADER.pack(RECORD_MAGIC, kind, len(body), 0)[:_HEADER_CRC_SPAN]
+    header = head + _U32.pack(zlib.crc32(head))
+    return b"".join((header, body, _TRAILER.pack(zlib.crc32(body), END_MARKER)))
+
+
+def _recipient_row(index: int | None, r: Recipient) -> list[object]:
+    row: list[object] = [r.address] if index is None else [index]
+    row += [r.state.value, r.attempts, r.next_attempt, r.last_response]
+    return row
+
+
+def _envelope_json(envelope: Envelope) -> bytes:
+    doc = {
+        "id": envelope.message_id,
+        "from": envelope.sender,
+        "group": envelope.binding_group,
+        "binding": envelope.binding,
+        "received_at": envelope.received_at,
+        "rcpt": [_recipient_row(None, r) for r in envelope.recipients],
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_message(envelope: Envelope, content: bytes) -> bytes:
+    meta = _envelope_json(envelope)
+    return encode_record(RecordKind.MESSAGE, b"".join((_U32.pack(len(meta)), meta, content)))
+
+
+def reencode_message(envelope: Envelope, old_body: bytes) -> bytes:
+    """A MESSAGE record with a new envelope and the content of an existing MESSAGE body."""
+    (meta_len,) = _U32.unpack_from(old_body, 0)
+    content = memoryview(old_body)[_U32.size + meta_len :]
+    meta = _envelope_json(envelope)
+    return encode_record(RecordKind.MESSAGE, b"".join((_U32.pack(len(meta)), meta, content)))
+
+
+def encode_update(message_id: str, updates: Sequence[tuple[int, Recipient]]) -> bytes:
+    doc = {"id": message_id, "rcpt": [_recipient_row(i, r) for i, r in updates]}
+    return encode_record(RecordKind.UPDATE, json.dumps(doc, separators=(",", ":")).encode())
+
+
+def encode_remove(message_id: str) -> bytes:
+    return encode_record(RecordKind.REMOVE, json.dumps({"id": message_id}).encode())
+
+
+def _load_json(data: bytes | memoryview) -> dict[str, object]:
+    try:
+        doc = json.loads(bytes(data))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"bad JSON in record: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FormatError("record JSON is not an object")
+    return doc
+
+
+def _recipient_from_row(row: object) -> tuple[object, Recipient]:
+    if not isinstance(row, list) or len(row) != 5:
+        raise FormatError(f"bad recipient row {row!r}")
+    key, state, attempts, next_attempt, last_response = row
+    try:
+        recipient = Recipient(
+            address="",
+            state=RecipientState(state),
+            attempts=int(attempts),
+            next_attempt=float(next_attempt),
+            last_response=str(last_response),
+        )
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"bad recipient row {row!r}: {exc}") from None
+    return key, recipient
+
+
+def decode_message(body: bytes) -> tuple[Envelope, int]:
+    """Decode a MESSAGE body into its envelope and the offset of the content in the body."""
+    if len(body) < _U32.size:
+        raise FormatError("message record too short")
+    (meta_len,) = _U32.unpack_from(body, 0)
+    start = _U32.size + meta_len
+    if start > len(body):
+        raise FormatError("message envelope overruns the record")
+    doc = _load_json(memoryview(body)[_U32.size : start])
+    rows = doc.get("rcpt")
+    if not isinstance(rows, list):
+        raise FormatError("message record without recipients")
+    recipients = []
+    for row in rows:
+        address, recipient = _recipient_from_row(row)
+        recipient.address = str(address)
+        recipients.append(recipient)
+    binding = doc.get("binding")
+    received_at = doc.get("received_at")
+    if not isinstance(received_at, (int, float)):
+        raise FormatError("message record without reception time")
+    envelope = Envelope(
+        message_id=str(doc.get("id")),
+        sender=str(doc.get("from")),
+        binding_group=str(doc.get("group")),
+        binding=None if binding is None else str(binding),
+        received_at=float(received_at),
+        recipients=recipients,
+        size=len(body) - start,
+    )
+    return envelope, start
+
+
+def message_content(body: bytes) -> bytes:
+    (meta_len,) = _U32.unpack_from(body, 0)
+    return body[_U32.size + meta_len :]
+
+
+def decode_update(body: bytes) -> tuple[str, list[tuple[int, Recipient]]]:
+    doc = _load_json(body)
+    rows = doc.get("rcpt")
+    if not isinstance(rows, list):
+        raise FormatError("update record without recipients")
+    updates = []
+    for row in rows:
+        index, recipient = _recipient_from_row(row)
+        if not isinstance(index, int):
+            raise FormatError(f"bad recipient index {index!r}")
+        updates.append((index, recipient))
+    return str(doc.get("id")), updates
+
+
+def decode_remove(body: bytes) -> str:
+    return str(_load_json(body).get("id"))
+
+
+def parse_record(data: bytes | memoryview, offset: int) -> Record:
+    """Parse the record at `offset`; raise FormatError (or TornRecord) if there is none."""
+    end = len(data)
+    if end - offset < HEADER_SIZE:
+        raise TornRecord(f"{end - offset} bytes left, shorter than a record header")
+    magic, kind, body_len, header_crc = _HEADER.unpack_from(data, offset)
+    if magic != RECORD_MAGIC:
+        raise FormatError("bad record magic")
+    if zlib.crc32(data[offset : offset + _HEADER_CRC_SPAN]) != header_crc:
+        raise FormatError("header checksum mismatch")
+    try:
+        record_kind = RecordKind(kind)
+    except ValueError:
+        raise FormatError(f"unknown record kind {kind}") from None
+    body_start = offset + HEADER_SIZE
+    body_end = body_start + body_len
+    total = HEADER_SIZE + body_len + TRAILER_SIZE
+    if body_end + TRAILER_SIZE > end:
+        raise TornRecord(f"record of {total} bytes but only {end - offset} left")
+    body_crc, marker = _TRAILER.unpack_from(data, body_end)
+    if marker != END_MARKER:
+        raise FormatError("missing end marker")
+    body = bytes(data[body_start:body_end])
+    if zlib.crc32(body) != body_crc:
+        raise FormatError("body checksum mismatch")
+    return Record(record_kind, offset, total, body)
+
+
+class TornRecord(FormatError):
+    """The record is cut short by the end of the data."""
+
+
+def scan_records(data: bytes, start: int = SEGMENT_HEADER_SIZE) -> Iterator[ScanItem]:
+    """Every record of a segment in order, plus the corrupt regions and torn tail between them.
+
+    After a corrupt record the scan resynchronises on the next offset holding a valid record.
+    """
+    offset = start
+    end = len(data)
+    view = memoryview(data)
+    while offset < end:
+        try:
+            record = parse_record(view, offset)
+        except TornRecord as exc:
+            resume = _next_valid(view, offset + 1)
+            if resume is None:
+                yield TornTail(offset, end - offset, str(exc))
+                return
+            yield CorruptRegion(offset, resume - offset, str(exc))
+            offset = resume
+            continue
+        except FormatError as exc:
+            resume = _next_valid(view, offset + 1)
+            if resume is None and not data[offset:].strip(b"\0"):
+                # A zero-filled tail: the file grew but the append never reached the disk.
+                yield TornTail(offset, end - offset, "zero-filled tail")
+                return
+            stop = end if resume is None else resume
+            yield CorruptRegion(offset, stop - offset, str(exc))
+            offset = stop
+            continue
+        yield record
+        offset += record.length
+
+
+def _next_valid(view: memoryview, offset: int) -> int | None:
+    data = view.obj
+    assert isinstance(data, bytes)
+    while True:
+        found = data.find(RECORD_MAGIC, offset)
+        if found < 0:
+            return None
+        try:
+            parse_record(view, found)
+        except FormatError:
+            offset = found + 1
+            continue
+        return found

@@ -1,0 +1,468 @@
+"""The spool: the one object injection and the scheduler talk to.
+
+    spool = await Spool.open(directory)
+    envelope = await spool.store(NewMessage(...))    # durable when it returns
+    content = await spool.load(envelope.message_id)
+    removed = await spool.update_recipients(envelope.message_id, [recipient, ...])
+    await spool.remove(envelope.message_id)
+    for envelope in spool.scan(): ...                # what survived the last run
+    await spool.close()
+
+All records go through one group committer; its disk work (writes, fdatasync, rotation,
+compaction) runs on a dedicated thread, and bodies not held in RAM are read back on a small
+reader pool, so the event loop never blocks on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import functools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+from relay.spool.cache import BodyCache
+from relay.spool.commit import GroupCommitter
+from relay.spool.errors import (
+    CorruptMessage,
+    MessageNotFound,
+    SpoolError,
+    from_os_error,
+)
+from relay.spool.fileops import FileOps
+from relay.spool.format import (
+    FormatError,
+    RecordKind,
+    encode_message,
+    encode_remove,
+    encode_update,
+    message_content,
+    parse_record,
+    reencode_message,
+)
+from relay.spool.index import Location, SpoolIndex, copy_envelope
+from relay.spool.model import Envelope, NewMessage, Recipient
+from relay.spool.recovery import RecoveryReport, recover
+from relay.spool.segments import SegmentLog
+from relay.spool.statistics import SpoolStatistics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+COMPACT_PER_BATCH = 64  # messages copied forward per commit batch, at most
+_ENCODE_OFF_LOOP = 256 * 1024  # bodies this large are checksummed on a thread
+LOCK_FILE = "lock"
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class _Copy:
+    message_id: str
+    old: Location
+    envelope: Envelope
+
+
+@dataclass(slots=True)
+class _Written:
+    locations: list[Location]
+    copies: list[Location]
+    deleted: list[int]
+    sizes: dict[int, int]
+
+
+class Spool:
+    """A durable message spool in one directory, owned by one process."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        log_: SegmentLog,
+        index: SpoolIndex,
+        report: RecoveryReport,
+        executor: ThreadPoolExecutor,
+        readers: ThreadPoolExecutor,
+        lock_fd: int,
+        max_resident_messages: int,
+        segment_bytes: int,
+        clock: Clock,
+    ) -> None:
+        self.directory = directory
+        self._log = log_
+        self._index = index
+        self._report = report
+        self._executor = executor
+        self._readers = readers
+        self._lock_fd = lock_fd
+        self._cache = BodyCache(max_resident_messages)
+        self._segment_bytes = segment_bytes
+        self._clock = clock
+        self._committer = GroupCommitter(self._flush)
+        self._recovered = len(index.messages)
+        self._closed = False
+        self._stored = 0
+        self._removed = 0
+        self._updates = 0
+        self._compacted = 0
+        self._segments_deleted = 0
+        self._id_counter = secrets.randbelow(1 << 16)
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        max_resident_messages: int = 32768,
+        clock: Clock = time.time,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        file_ops: FileOps | None = None,
+    ) -> Spool:
+        """Open (creating if needed) the spool in `directory` and recover what it holds."""
+        path = os.fspath(directory)
+        ops = file_ops or FileOps()
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(1, thread_name_prefix="spool-commit")
+        readers = ThreadPoolExecutor(2, thread_name_prefix="spool-read")
+        lock_fd = -1
+        try:
+            lock_fd = await loop.run_in_executor(executor, _lock, path)
+            recovered = await loop.run_in_executor(
+                executor, functools.partial(recover, path, ops, fsync=fsync)
+            )
+        except OSError as exc:
+            _release(lock_fd)
+            executor.shutdown()
+            readers.shutdown()
+            raise from_os_error(exc, f"opening spool {path}") from exc
+        except BaseException:
+            _release(lock_fd)
+            executor.shutdown()
+            readers.shutdown()
+            raise
+        segment_log = SegmentLog(
+            path,
+            ops=ops,
+            fsync=fsync,
+            segment_bytes=segment_bytes,
+            sizes=recovered.sizes,
+            next_number=recovered.next_segment,
+        )
+        report = recovered.report
+        log.info(
+            "spool %s: %d messages recovered from %d segments (%d quarantined, %d partial "
+            "appends and %d temporary files discarded)",
+            path,
+            len(recovered.index.messages),
+            report.segments,
+            len(report.quarantined),
+            len(report.torn_tails),
+            len(report.temp_removed),
+        )
+        return cls(
+            path,
+            log_=segment_log,
+            index=recovered.index,
+            report=report,
+            executor=executor,
+            readers=readers,
+            lock_fd=lock_fd,
+            max_resident_messages=max_resident_messages,
+            segment_bytes=segment_bytes,
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        """Finish pending writes and release the directory."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._committer.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._log.close)
+        _release(self._lock_fd)
+        self._executor.shutdown(wait=False)
+        self._readers.shutdown(wait=False)
+
+    async def __aenter__(self) -> Spool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- the interface ------------------------------------------------------------------
+
+    async def store(self, message: NewMessage) -> Envelope:
+        """Make a new message durable; returns its envelope once it is fsynced.
+
+        Raises SpoolFullError when the disk is full, SpoolWriteError on other I/O failures;
+        nothing of the message is left behind then.
+        """
+        self._check_open()
+        if not message.recipients:
+            raise ValueError("a message needs at least one recipient")
+        envelope = Envelope(
+            message_id=self._new_id(),
+            sender=message.sender,
+            binding_group=message.binding_group,
+            binding=message.binding,
+            received_at=message.received_at,
+            recipients=[Recipient(address) for address in message.recipients],
+            size=len(message.content),
+        )
+        content = message.content
+        if len(content) >= _ENCODE_OFF_LOOP:
+            loop = asyncio.get_running_loop()
+            record = await loop.run_in_executor(self._readers, encode_message, envelope, content)
+        else:
+            record = encode_message(envelope, content)
+        public = copy_envelope(envelope)
+
+        def apply(location: Location) -> Envelope:
+            self._index.place(envelope, location)
+            self._cache.put(envelope.message_id, content)
+            self._stored += 1
+            return public
+
+        return await self._committer.submit(record, apply)
+
+    async def load(self, message_id: str) -> bytes:
+        """The message's content, from RAM if resident, else from its segment."""
+        self._check_open()
+        body = self._cache.get(message_id)
+        if body is not None:
+            return body
+        loop = asyncio.get_running_loop()
+        for _ in range(4):
+            entry = self._index.get(message_id)
+            if entry is None:
+                raise MessageNotFound(message_id)
+            location = entry.location
+            try:
+                content = await loop.run_in_executor(
+                    self._readers, self._read_content, message_id, location
+                )
+            except FileNotFoundError:  # compaction moved it meanwhile: look again
+                await asyncio.sleep(0)
+                continue
+            if message_id in self._index.messages:
+                self._cache.put(message_id, content)
+            return content
+        raise SpoolError(f"message {message_id} keeps moving; cannot load it")
+
+    async def update_recipients(self, message_id: str, updates: Iterable[Recipient]) -> bool:
+        """Journal recipient outcomes (matched by address); durable when it returns.
+
+        Returns True when every recipient is now final and the message left the spool.
+        """
+        self._check_open()
+        entry = self._index.get(message_id)
+        if entry is None:
+            raise MessageNotFound(message_id)
+        rows: list[tuple[int, Recipient]] = []
+        for update in updates:
+            matches = [
+                i for i, r in enumerate(entry.envelope.recipients) if r.address == update.address
+            ]
+            if not matches:
+                raise ValueError(f"{update.address!r} is not a recipient of {message_id}")
+            rows.extend((i, replace(update)) for i in matches)
+        if not rows:
+            return False
+        record = encode_update(message_id, rows)
+
+        def apply(_: Location) -> bool:
+            result = self._index.apply_updates(message_id, rows)
+            if result is None:
+                raise MessageNotFound(message_id)
+            self._updates += 1
+            if result:
+                self._cache.discard(message_id)
+                self._removed += 1
+            return result
+
+        return await self._committer.submit(record, apply)
+
+    async def remove(self, message_id: str) -> None:
+        """Forget a message, durably, whatever its recipients' states."""
+        self._check_open()
+        if self._index.get(message_id) is None:
+            raise MessageNotFound(message_id)
+
+        def apply(_: Location) -> None:
+            if self._index.forget(message_id) is None:
+                raise MessageNotFound(message_id)
+            self._cache.discard(message_id)
+            self._removed += 1
+
+        await self._committer.submit(encode_remove(message_id), apply)
+
+    def scan(self) -> list[Envelope]:
+        """Every message in the spool (copies: changing them changes nothing)."""
+        return [copy_envelope(e.envelope) for e in self._index.messages.values()]
+
+    def get(self, message_id: str) -> Envelope:
+        entry = self._index.get(message_id)
+        if entry is None:
+            raise MessageNotFound(message_id)
+        return copy_envelope(entry.envelope)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._index.messages
+
+    def __len__(self) -> int:
+        return len(self._index.messages)
+
+    @property
+    def recovery_report(self) -> RecoveryReport:
+        return self._report
+
+    def statistics(self) -> SpoolStatistics:
+        commits = self._committer.statistics()
+        report = self._report
+        return SpoolStatistics(
+            messages=len(self._index.messages),
+            bytes=self._index.content_bytes,
+            disk_bytes=sum(u.size for u in self._index.segments.values()),
+            segments=len(self._index.segments),
+            resident_bodies=len(self._cache),
+            resident_bytes=self._cache.bytes,
+            stored=self._stored,
+            removed=self._removed,
+            updates=self._updates,
+            commit_batches=commits.batches,
+            committed_records=commits.records,
+            largest_batch=commits.largest_batch,
+            failed_batches=commits.failed_batches,
+            fsyncs=self._log.fsyncs,
+            compacted=self._compacted,
+            segments_deleted=self._segments_deleted,
+            recovered=self._recovered,
+            quarantined=len(report.quarantined),
+            partial_discarded=len(report.torn_tails) + len(report.temp_removed),
+        )
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SpoolError("the spool is closed")
+
+    def _new_id(self) -> str:
+        self._id_counter = (self._id_counter + 1) & 0xFFFF
+        millis = int(self._clock() * 1000) & 0xFFFFFFFFFFF
+        while True:
+            message_id = f"{millis:011x}{self._id_counter:04x}{secrets.token_hex(4)}"
+            if message_id not in self._index.messages:
+                return message_id
+
+    def _read_content(self, message_id: str, location: Location) -> bytes:
+        try:
+            data = self._log.read(location)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise SpoolError(f"reading message {message_id}: {exc}") from exc
+        try:
+            record = parse_record(data, 0)
+            if record.kind is not RecordKind.MESSAGE:
+                raise FormatError(f"record at {location} is not a message")
+        except FormatError as exc:
+            raise CorruptMessage(f"message {message_id} at {location}: {exc}") from exc
+        return message_content(record.body)
+
+    async def _flush(self, records: list[bytes]) -> list[Location]:
+        """One commit batch: plan compaction, write on the commit thread, adopt the result."""
+        copies, deletions = self._plan_maintenance()
+        loop = asyncio.get_running_loop()
+        try:
+            written = await loop.run_in_executor(
+                self._executor, self._write_batch, records, copies, deletions
+            )
+        except OSError as exc:
+            raise from_os_error(exc, "spooling") from exc
+        except FormatError as exc:
+            raise CorruptMessage(f"compaction: {exc}") from exc
+        self._index.sync_segments(written.sizes)
+        self._segments_deleted += len(written.deleted)
+        for copy, location in zip(copies, written.copies, strict=True):
+            entry = self._index.get(copy.message_id)
+            if entry is not None and entry.location == copy.old:
+                self._index.move(copy.message_id, location)
+                self._compacted += 1
+        return written.locations
+
+    def _write_batch(
+        self, records: list[bytes], copies: list[_Copy], deletions: list[int]
+    ) -> _Written:
+        """Runs on the commit thread."""
+        if deletions:
+            self._log.delete(deletions)
+        copied: list[bytes] = []
+        for copy in copies:
+            data = self._log.read(copy.old)
+            old = parse_record(data, 0)
+            copied.append(reencode_message(copy.envelope, old.body))
+        locations = self._log.append(copied + records)
+        return _Written(
+            locations=locations[len(copied) :],
+            copies=locations[: len(copied)],
+            deleted=deletions,
+            sizes=dict(self._log.sizes),
+        )
+
+    def _plan_maintenance(self) -> tuple[list[_Copy], list[int]]:
+        """Decide, from the index as it is now, what to delete and what to copy forward.
+
+        Segments are deleted oldest first only, and only once nothing in them is live: a
+        REMOVE or UPDATE record must never disappear while an older record it overrides is
+        still on disk. Live messages in the oldest segment are copied forward (with their
+        current state) once closed segments hold more garbage than live data.
+        """
+        active = self._log.active
+        closed = [(n, u) for n, u in self._index.segments.items() if n != active]
+        deletions: list[int] = []
+        while closed and not closed[0][1].live:
+            deletions.append(closed.pop(0)[0])
+        if not closed:
+            return [], deletions
+        total = sum(u.size for _, u in closed)
+        live = sum(u.live_bytes for _, u in closed)
+        if total - live <= max(2 * self._segment_bytes, live):
+            return [], deletions
+        oldest = closed[0][1]
+        copies = []
+        for message_id in list(oldest.live)[:COMPACT_PER_BATCH]:
+            entry = self._index.messages[message_id]
+            copies.append(_Copy(message_id, entry.location, copy_envelope(entry.envelope)))
+        return copies, deletions
+
+
+def _lock(directory: str) -> int:
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(os.path.join(directory, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolError(f"spool {directory} is in use by another process") from None
+    return fd
+
+
+def _release(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
