@@ -44,7 +44,7 @@ class Selector:
         max_probe: int = 8,
     ) -> None:
         self._groups = {name: tuple(members) for name, members in groups.items()}
-        self._suspensions = suspensions
+        self.suspensions = suspensions
         self._max_probe = max_probe
         self._rotations: dict[tuple[str, str], tuple[int, Rotation]] = {}
         self._members: dict[str, Member] = {
@@ -55,12 +55,12 @@ class Selector:
         return self._groups.get(group, ())
 
     def _rotation(self, group: str, domain: str, now: float) -> Rotation:
-        version = self._suspensions.version(domain)
+        version = self.suspensions.version(domain)
         key = (group, domain)
         cached = self._rotations.get(key)
         if cached is not None and cached[0] == version:
             return cached[1]
-        suspended = self._suspensions.for_domain(domain, now)
+        suspended = self.suspensions.for_domain(domain, now)
         members = [
             (m.name, m.weight)
             for m in self._groups.get(group, ())
@@ -96,13 +96,13 @@ class Selector:
         member = self._members.get(binding)
         if member is None or not member.plumbed:
             return Pick(None, no_candidates=True)
-        entry = self._suspensions.for_domain(domain, now).get(binding)
+        entry = self.suspensions.for_domain(domain, now).get(binding)
         if entry is not None:
             return Pick(None, wait_until=entry.until)
         return Pick(binding) if has_room(binding) else Pick(None, all_full=True)
 
     def _why_none(self, group: str, domain: str, now: float) -> Pick:
-        suspended = self._suspensions.for_domain(domain, now)
+        suspended = self.suspensions.for_domain(domain, now)
         ends = [
             suspended[m.name].until
             for m in self._groups.get(group, ())

@@ -168,7 +168,13 @@ _opt(
     frozenset({BINDING}),
     "Share of the group's traffic (relay extension; 0 = out of rotation)",
 )
-_opt("blackhole", v.BOOLEAN, False, OUTBOUND, "Accept and discard mail for this scope")
+_opt(
+    "blackhole",
+    v.BLACKHOLE,
+    "false",
+    OUTBOUND,
+    "Fail (true/inline) or silently drop (internal) mail for this scope",
+)
 _opt("body_timeout", SECONDS, 600.0, OUTBOUND, "Timeout after the DATA phase")
 _opt(
     "bounces_inline_original",

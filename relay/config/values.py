@@ -313,6 +313,16 @@ def _bound_key(value: Any) -> float:
     return float(value)
 
 
+def _blackhole(value: Value) -> str:
+    text = _scalar(value).lower()
+    if text in ("inline", "internal"):
+        return text
+    return "inline" if parse_bool(text) else "false"
+
+
+BLACKHOLE = ValueType("blackhole", _blackhole, "false | true | inline | internal")
+
+
 def action(value: Value) -> tuple[str, ...]:
     """A sweep rule action: ("throttle" "down"|"up"), ("suspend" "duration"), ("blackhole" d)."""
     items = _items(value)

@@ -1,0 +1,55 @@
+"""A job is one message's pending recipients for one destination domain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from relay.spool.model import Envelope, RecipientState
+
+
+@dataclass(slots=True)
+class Job:
+    message_id: str
+    sender: str
+    group: str
+    binding: str | None  # an explicit binding (X-Binding), else chosen at dispatch
+    domain: str
+    received_at: float
+    recipients: list[tuple[int, str, int]]  # (index in the envelope, address, attempts)
+    due: float = 0.0
+    delay_dsn_sent: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.group, self.domain)
+
+
+def domain_of(address: str) -> str:
+    _, at, domain = address.rpartition("@")
+    return domain.lower().rstrip(".") if at else ""
+
+
+def jobs_for(envelope: Envelope) -> list[Job]:
+    """Split a spooled message's pending recipients by domain and due time."""
+    groups: dict[tuple[str, float], Job] = {}
+    for index, rcpt in enumerate(envelope.recipients):
+        if rcpt.state is not RecipientState.PENDING:
+            continue
+        domain = domain_of(rcpt.address)
+        key = (domain, rcpt.next_attempt)
+        job = groups.get(key)
+        if job is None:
+            job = Job(
+                envelope.message_id,
+                envelope.sender,
+                envelope.binding_group,
+                envelope.binding,
+                domain,
+                envelope.received_at,
+                [],
+                due=rcpt.next_attempt,
+            )
+            groups[key] = job
+        job.recipients.append((index, rcpt.address, rcpt.attempts))
+    return list(groups.values())

@@ -1,0 +1,578 @@
+"""The scheduler: the only component that changes queue state.
+
+Two tiers (DESIGN.md). Scheduled: a timer heap of jobs by due time, then a FIFO of due jobs
+per (binding group, domain), served round robin so one huge domain cannot starve the rest.
+Ready: a queue per (binding, domain) with up to max_outbound_connections workers, each one
+SMTP session that sends job after job, then closes after idle_timeout.
+
+A due job moves to a ready queue when the selector finds a binding of its group that is not
+suspended for the domain and has room; otherwise its (group, domain) waits, until the
+earliest resumption (all suspended) or until a ready queue frees room. Waiting on a limit or
+a suspension is never an attempt and never a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from relay.bind.selector import Selector
+from relay.dispose.decide import Decision, Failed, decide, expired
+from relay.schedule.clock import Clock
+from relay.schedule.jobs import Job, jobs_for
+from relay.schedule.limits import ConnectionCaps
+from relay.schedule.policy import PolicyCache, RoutePolicy
+from relay.schedule.throttle import Buckets
+from relay.schedule.transport import (
+    ConnectFailed,
+    OutboundMessage,
+    Outcome,
+    RecipientResult,
+    Session,
+    Transport,
+)
+from relay.spool.errors import SpoolError
+from relay.spool.model import Envelope, Recipient, RecipientState
+
+log = logging.getLogger("relay.schedule")
+
+Key = tuple[str, str]  # (binding group, domain)
+FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]
+EventSink = Callable[[str, dict[str, object]], None]
+NO_ROUTE_RETRY = 60.0
+
+
+class SpoolAccess(Protocol):
+    async def load(self, message_id: str) -> bytes: ...
+
+    async def update_recipients(self, message_id: str, updates: Sequence[Recipient]) -> bool: ...
+
+
+@dataclass(slots=True)
+class ReadyQueue:
+    binding: str
+    domain: str
+    policy: RoutePolicy
+    jobs: deque[Job] = field(default_factory=deque)
+    workers: int = 0
+    idle: int = 0
+    signal: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def has_room(self) -> bool:
+        return len(self.jobs) < self.policy.ready_capacity
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerStatistics:
+    scheduled: int
+    due: int
+    ready: int
+    in_flight: int
+    connections: int
+    delivered: int
+    deferred: int
+    failed: int
+
+
+class Scheduler:
+    def __init__(
+        self,
+        spool: SpoolAccess,
+        policies: PolicyCache,
+        selector: Selector,
+        transport: Transport,
+        clock: Clock,
+        *,
+        on_failed: FailureHandler | None = None,
+        events: EventSink | None = None,
+        max_in_flight: int = 20000,
+    ) -> None:
+        self.spool = spool
+        self.policies = policies
+        self.selector = selector
+        self.transport = transport
+        self.clock = clock
+        self.on_failed = on_failed
+        self.events = events or (lambda kind, fields: None)
+        self.max_in_flight = max_in_flight
+        self.caps = ConnectionCaps()
+        self.buckets = Buckets()
+        self._timers: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self._due: dict[Key, deque[Job]] = {}
+        self._ring: deque[Key] = deque()
+        self._in_ring: set[Key] = set()
+        self._blocked: dict[Key, float | None] = {}
+        self._ready: dict[tuple[str, str], ReadyQueue] = {}
+        self._starved: set[tuple[str, str]] = set()
+        self._in_flight = 0
+        self._connections = 0
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._counts = {"delivered": 0, "deferred": 0, "failed": 0}
+
+    # --- feeding ------------------------------------------------------------------------
+    def submit(self, envelope: Envelope) -> None:
+        """Queue a spooled message's pending recipients (new, or recovered at start)."""
+        for job in jobs_for(envelope):
+            self.schedule(job)
+
+    def schedule(self, job: Job) -> None:
+        heapq.heappush(self._timers, (job.due, next(self._seq), job))
+        self._wake.set()
+
+    def _make_due(self, job: Job) -> None:
+        self._due.setdefault(job.key, deque()).append(job)
+        self._activate(job.key)
+
+    def _activate(self, key: Key) -> None:
+        if key not in self._in_ring and key not in self._blocked:
+            self._in_ring.add(key)
+            self._ring.append(key)
+            self._wake.set()
+
+    # --- life ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="scheduler")
+
+    async def stop(self, deadline: float = 10.0) -> None:
+        """Stop dispatching; let sessions finish their current message up to `deadline`."""
+        self._stopping = True
+        self._wake.set()
+        for rq in self._ready.values():
+            rq.signal.set()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=deadline)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+
+    def reload(self) -> None:
+        """The configuration changed: forget resolved policies and retry blocked queues."""
+        self.policies.reload(self.policies.config)
+        for rq in self._ready.values():
+            rq.policy = self.policies.get(rq.binding, rq.domain)
+        for key in list(self._blocked):
+            self._unblock(key)
+
+    def statistics(self) -> SchedulerStatistics:
+        return SchedulerStatistics(
+            scheduled=len(self._timers),
+            due=sum(len(q) for q in self._due.values()),
+            ready=sum(len(rq.jobs) for rq in self._ready.values()),
+            in_flight=self._in_flight,
+            connections=self._connections,
+            delivered=self._counts["delivered"],
+            deferred=self._counts["deferred"],
+            failed=self._counts["failed"],
+        )
+
+    def idle(self) -> bool:
+        """Nothing due, ready or in flight (timers for the future may remain)."""
+        return self._in_flight == 0 and not any(self._due.values())
+
+    # --- the dispatch loop --------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            now = self.clock.now()
+            self._release_due(now)
+            self._release_blocked(now)
+            placed = self._dispatch_round(now)
+            if placed:
+                await asyncio.sleep(0)
+                continue
+            await self._wait(self._next_event(now) - now)
+
+    def _next_event(self, now: float) -> float:
+        times = [now + 3600.0]
+        if self._timers:
+            times.append(self._timers[0][0])
+        times.extend(t for t in self._blocked.values() if t is not None)
+        end = self.selector_suspensions_end()
+        if end is not None:
+            times.append(end)
+        return min(times)
+
+    def selector_suspensions_end(self) -> float | None:
+        return self.selector.suspensions.earliest_end()
+
+    async def _wait(self, delay: float) -> None:
+        self._wake.clear()
+        if delay <= 0:
+            await asyncio.sleep(0)
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+
+    def _release_due(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, job = heapq.heappop(self._timers)
+            self._make_due(job)
+        if self.selector.suspensions.expire(now):
+            for key in list(self._blocked):
+                self._unblock(key)
+
+    def _release_blocked(self, now: float) -> None:
+        for key, until in list(self._blocked.items()):
+            if until is not None and until <= now:
+                self._unblock(key)
+
+    def _unblock(self, key: Key) -> None:
+        self._blocked.pop(key, None)
+        if self._due.get(key):
+            self._activate(key)
+
+    def _unblock_domain(self, domain: str) -> None:
+        for key, until in list(self._blocked.items()):
+            if key[1] == domain and until is None:
+                self._unblock(key)
+
+    def _dispatch_round(self, now: float) -> bool:
+        placed = False
+        for _ in range(len(self._ring)):
+            if self._in_flight >= self.max_in_flight:
+                break
+            key = self._ring.popleft()
+            self._in_ring.discard(key)
+            queue = self._due.get(key)
+            if not queue:
+                continue
+            if self._place(queue[0], now):
+                queue.popleft()
+                placed = True
+            if queue:
+                if key not in self._blocked:
+                    self._in_ring.add(key)
+                    self._ring.append(key)
+            else:
+                del self._due[key]
+        return placed
+
+    def _place(self, job: Job, now: float) -> bool:
+        """Move a due job to a binding's ready queue, or block its (group, domain)."""
+        domain = job.domain
+
+        def has_room(binding: str) -> bool:
+            rq = self._ready.get((binding, domain))
+            policy = rq.policy if rq is not None else self.policies.get(binding, domain)
+            if policy.suspend_delivery:
+                return False
+            return rq is None or rq.has_room()
+
+        pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding)
+        if pick.binding is None:
+            if pick.wait_until is not None:
+                self._blocked[job.key] = pick.wait_until
+            elif pick.no_candidates:
+                if job.binding is not None:
+                    log.warning(
+                        "binding %s unusable for %s; using group %s",
+                        job.binding,
+                        job.message_id,
+                        job.group,
+                    )
+                    job.binding = None
+                    return False
+                self._blocked[job.key] = now + NO_ROUTE_RETRY
+                log.warning("binding_group %s has no usable binding for %s", job.group, domain)
+            else:
+                self._blocked[job.key] = None  # until a ready queue frees room
+            return False
+        policy = self.policies.get(pick.binding, domain)
+        if policy.blackhole != "false" or (
+            policy.never_attempt_expired and expired(job.received_at, now, policy.retry)
+        ):
+            self._in_flight += 1
+            self._spawn(self._local_disposition(job, policy, now))
+            return True
+        rq = self._ready.get((pick.binding, domain))
+        if rq is None:
+            rq = ReadyQueue(pick.binding, domain, policy)
+            self._ready[(pick.binding, domain)] = rq
+        rq.jobs.append(job)
+        self._in_flight += 1
+        rq.signal.set()
+        self._maybe_spawn(rq)
+        return True
+
+    # --- workers ------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scheduler task failed", exc_info=task.exception())
+
+    def _maybe_spawn(self, rq: ReadyQueue) -> None:
+        if self._stopping:
+            return
+        policy = rq.policy
+        needed = len(rq.jobs) - rq.idle
+        while needed > 0:
+            if 0 <= policy.max_connections <= rq.workers:
+                return
+            if not self.caps.can_open(policy.caps):
+                self._starved.add((rq.binding, rq.domain))
+                return
+            if policy.connection_throttle is not None:
+                key, throttle = policy.connection_throttle
+                bucket = self.buckets.get(key, throttle)
+                wait = bucket.take(self.clock.now())
+                if wait > 0:
+                    self._spawn(self._spawn_later(rq, wait))
+                    return
+            self.caps.opened(policy.caps)
+            rq.workers += 1
+            self._connections += 1
+            needed -= 1
+            self._spawn(self._worker(rq, policy))
+
+    async def _spawn_later(self, rq: ReadyQueue, wait: float) -> None:
+        await self.clock.sleep(wait)
+        self._maybe_spawn(rq)
+
+    def _connection_closed(self, rq: ReadyQueue, policy: RoutePolicy) -> None:
+        rq.workers -= 1
+        self._connections -= 1
+        self.caps.closed(policy.caps)
+        starved, self._starved = self._starved, set()
+        for key in starved:
+            other = self._ready.get(key)
+            if other is not None and other.jobs:
+                self._maybe_spawn(other)
+        if rq.jobs:
+            self._maybe_spawn(rq)
+
+    async def _worker(self, rq: ReadyQueue, policy: RoutePolicy) -> None:
+        try:
+            try:
+                session = await self.transport.open(rq.binding, rq.domain, policy.transport)
+            except ConnectFailed as err:
+                await self._fail_queue(rq, err)
+                return
+            except Exception as err:  # translate anything unexpected into a deferral
+                log.exception("opening a session for %s x %s failed", rq.binding, rq.domain)
+                await self._fail_queue(rq, ConnectFailed(f"451 4.4.0 local error: {err}"))
+                return
+            try:
+                while not self._stopping or rq.jobs:
+                    job = await self._next_job(rq)
+                    if job is None:
+                        break
+                    await self._throttle_messages(rq.policy)
+                    await self._send(session, rq, job)
+                    if not session.usable:
+                        break
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(session.close(), timeout=5.0)
+        finally:
+            self._connection_closed(rq, policy)
+
+    async def _next_job(self, rq: ReadyQueue) -> Job | None:
+        if not rq.jobs:
+            if self._stopping:
+                return None
+            rq.idle += 1
+            rq.signal.clear()
+            try:
+                sleeper = asyncio.ensure_future(self.clock.sleep(rq.policy.idle_timeout))
+                waker = asyncio.ensure_future(rq.signal.wait())
+                try:
+                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+                    waker.cancel()
+            finally:
+                rq.idle -= 1
+            if not rq.jobs:
+                return None
+        job = rq.jobs.popleft()
+        self._unblock_domain(rq.domain)
+        return job
+
+    async def _throttle_messages(self, policy: RoutePolicy) -> None:
+        if policy.message_throttle is None:
+            return
+        key, throttle = policy.message_throttle
+        bucket = self.buckets.get(key, throttle)
+        while True:
+            wait = bucket.take(self.clock.now())
+            if wait <= 0:
+                return
+            await self.clock.sleep(wait)
+
+    async def _send(self, session: Session, rq: ReadyQueue, job: Job) -> None:
+        try:
+            content = await self.spool.load(job.message_id)
+        except SpoolError as err:
+            log.error("message %s cannot be loaded: %s", job.message_id, err)
+            self._in_flight -= 1
+            return
+        message = OutboundMessage(
+            job.message_id, job.sender, tuple(a for _, a, _ in job.recipients), content
+        )
+        try:
+            results = await session.send(message)
+        except Exception as err:
+            log.exception("sending %s through %s failed", job.message_id, rq.binding)
+            results = [
+                RecipientResult(a, Outcome.TEMPORARY, f"451 4.3.0 local error: {err}")
+                for _, a, _ in job.recipients
+            ]
+        await self._dispose(job, results, rq.policy)
+
+    async def _fail_queue(self, rq: ReadyQueue, err: ConnectFailed) -> None:
+        """No connection: every job queued for this binding x domain shares the failure."""
+        outcome = Outcome.PERMANENT if err.permanent else Outcome.TEMPORARY
+        jobs = list(rq.jobs)
+        rq.jobs.clear()
+        self._unblock_domain(rq.domain)
+        self.events(
+            "connect_failure",
+            {
+                "binding": rq.binding,
+                "domain": rq.domain,
+                "response": err.reply,
+                "remote": err.remote,
+                "jobs": len(jobs),
+            },
+        )
+        for job in jobs:
+            results = [
+                RecipientResult(a, outcome, err.reply, err.remote) for _, a, _ in job.recipients
+            ]
+            await self._dispose(job, results, rq.policy)
+
+    async def _local_disposition(self, job: Job, policy: RoutePolicy, now: float) -> None:
+        if policy.blackhole == "internal":
+            reply = "250 2.0.0 blackholed by configuration"
+            outcome = Outcome.DELIVERED
+        elif policy.blackhole == "inline":
+            reply = "550 5.7.1 blackholed by configuration"
+            outcome = Outcome.PERMANENT
+        else:
+            reply = "554 5.4.7 message expired before any attempt"
+            outcome = Outcome.PERMANENT
+        results = [RecipientResult(a, outcome, reply) for _, a, _ in job.recipients]
+        await self._dispose(job, results, policy, count_attempt=False)
+
+    # --- outcomes -----------------------------------------------------------------------
+    async def _dispose(
+        self,
+        job: Job,
+        results: list[RecipientResult],
+        policy: RoutePolicy,
+        count_attempt: bool = True,
+    ) -> None:
+        now = self.clock.now()
+        try:
+            decision = decide(job.recipients, results, job.received_at, now, policy.retry)
+            await self._apply(job, decision, results, policy)
+        except Exception:
+            log.exception("recording the outcome of %s failed; will retry", job.message_id)
+            job.due = now + policy.retry.retry_interval
+            self.schedule(job)
+        finally:
+            self._in_flight -= 1
+            self._wake.set()
+
+    async def _apply(
+        self,
+        job: Job,
+        decision: Decision,
+        results: list[RecipientResult],
+        policy: RoutePolicy,
+    ) -> None:
+        remote = {r.recipient: r.remote for r in results}
+        updates: list[Recipient] = []
+        for d in decision.delivered:
+            updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, d.reply))
+            self._counts["delivered"] += 1
+            self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
+        if decision.failed:
+            if self.on_failed is not None:
+                await self.on_failed(job, decision.failed, policy)  # the DSN is spooled first
+            for f in decision.failed:
+                updates.append(
+                    Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, f.reply)
+                )
+                self._counts["failed"] += 1
+                kind = "expiration" if f.expired else "bounce"
+                self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
+        for r in decision.deferred:
+            updates.append(
+                Recipient(r.address, RecipientState.PENDING, r.attempts, r.next_attempt, r.reply)
+            )
+            self._counts["deferred"] += 1
+            fields = self._fields(job, policy, r.address, r.reply, remote)
+            fields["next_attempt"] = r.next_attempt
+            fields["attempt"] = r.attempts
+            self.events("transient_failure", fields)
+        if updates:
+            await self.spool.update_recipients(job.message_id, updates)
+        if decision.deferred:
+            due = min(r.next_attempt for r in decision.deferred)
+            retry = Job(
+                job.message_id,
+                job.sender,
+                job.group,
+                job.binding,
+                job.domain,
+                job.received_at,
+                [(r.index, r.address, r.attempts) for r in decision.deferred],
+                due=due,
+            )
+            self.schedule(retry)
+        if decision.requeue:
+            again = Job(
+                job.message_id,
+                job.sender,
+                job.group,
+                job.binding,
+                job.domain,
+                job.received_at,
+                list(decision.requeue),
+                due=self.clock.now(),
+            )
+            self._due.setdefault(again.key, deque()).appendleft(again)
+            self._activate(again.key)
+
+    @staticmethod
+    def _fields(
+        job: Job, policy: RoutePolicy, address: str, reply: str, remote: dict[str, str]
+    ) -> dict[str, object]:
+        return {
+            "message_id": job.message_id,
+            "recipient": address,
+            "binding_group": job.group,
+            "binding": policy.binding,
+            "domain": job.domain,
+            "response": reply,
+            "remote": remote.get(address, ""),
+        }

@@ -1,0 +1,60 @@
+"""What the scheduler needs from delivery, as plain types: open a session, send, close.
+
+The SMTP implementation lives in relay/deliver/; the scheduler only sees these types, so
+the decisions it makes are independent of sockets.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    TEMPORARY = "temporary"  # 4xx, timeout, connection lost: retry later
+    PERMANENT = "permanent"  # 5xx: bounce
+    NOT_ATTEMPTED = "not_attempted"  # a per-connection cap stopped us: requeue, no penalty
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    recipient: str
+    outcome: Outcome
+    reply: str  # e.g. "550 5.1.1 no such user", or relay's own text for local failures
+    remote: str = ""  # "mx.example.com [192.0.2.1]"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    content: bytes
+
+
+class ConnectFailed(Exception):
+    """No connection could be made for a binding x domain; applies to every queued job."""
+
+    def __init__(self, reply: str, permanent: bool = False, remote: str = "") -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.permanent = permanent
+        self.remote = remote
+
+
+class Session(Protocol):
+    @property
+    def usable(self) -> bool: ...
+
+    async def send(self, message: OutboundMessage) -> list[RecipientResult]: ...
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def open(self, binding: str, domain: str, policy: Any) -> Session:
+        """Open a session for binding x domain (policy: the transport's own settings);
+        raise ConnectFailed when no destination can be reached."""
+        ...
