@@ -1,0 +1,180 @@
+"""Disk full, I/O errors and fsync failures: typed errors, nothing partial, recovery after."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from relay.spool import FileOps, Spool, SpoolFullError, SpoolWriteError
+from tests.unit.spool.helpers import leftovers, message
+
+
+class FaultyOps(FileOps):
+    """Raises a chosen OSError from pwrite / fdatasync / open while `fault` is set."""
+
+    def __init__(self) -> None:
+        self.write_fault: int | None = None
+        self.sync_fault: int | None = None
+        self.open_fault: int | None = None
+        self.partial = True  # write half the data before failing, as a real disk would
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        if self.write_fault is not None:
+            if self.partial and len(data) > 1:
+                os.pwrite(fd, data[: len(data) // 2], offset)
+            raise OSError(self.write_fault, os.strerror(self.write_fault))
+        return super().pwrite(fd, data, offset)
+
+    def fdatasync(self, fd: int) -> None:
+        if self.sync_fault is not None:
+            raise OSError(self.sync_fault, os.strerror(self.sync_fault))
+        super().fdatasync(fd)
+
+    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        if self.open_fault is not None and flags & os.O_CREAT:
+            raise OSError(self.open_fault, os.strerror(self.open_fault))
+        return super().open(path, flags, mode)
+
+
+async def _check_reopen(directory: Path, expected: dict[str, bytes]) -> None:
+    spool = await Spool.open(directory, max_resident_messages=0)
+    assert {e.message_id for e in spool.scan()} == set(expected)
+    for message_id, content in expected.items():
+        assert await spool.load(message_id) == content
+    assert spool.statistics().quarantined == 0
+    assert leftovers(directory) == []
+    await spool.close()
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "error"),
+    [
+        ("write", errno.ENOSPC, SpoolFullError),
+        ("write", errno.EDQUOT, SpoolFullError),
+        ("write", errno.EIO, SpoolWriteError),
+        ("sync", errno.EIO, SpoolWriteError),
+        ("sync", errno.ENOSPC, SpoolFullError),
+    ],
+)
+async def test_fault_raises_typed_error_and_leaves_nothing(
+    tmp_path: Path, where: str, code: int, error: type[Exception]
+) -> None:
+    ops = FaultyOps()
+    spool = await Spool.open(tmp_path, file_ops=ops)
+    kept = {}
+    for i in range(3):
+        new = message(i)
+        kept[(await spool.store(new)).message_id] = new.content
+    if where == "write":
+        ops.write_fault = code
+    else:
+        ops.sync_fault = code
+    with pytest.raises(error):
+        await spool.store(message(10))
+    assert spool.statistics().messages == 3 and spool.statistics().failed_batches == 1
+    ops.write_fault = ops.sync_fault = None  # the disk recovers
+    new = message(11)
+    kept[(await spool.store(new)).message_id] = new.content
+    await spool.close()
+    await _check_reopen(tmp_path, kept)
+
+
+async def test_concurrent_stores_all_fail_then_recover(tmp_path: Path) -> None:
+    ops = FaultyOps()
+    spool = await Spool.open(tmp_path, file_ops=ops)
+    ops.write_fault = errno.ENOSPC
+    results = await asyncio.gather(
+        *(spool.store(message(i)) for i in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, SpoolFullError) for r in results)
+    ops.write_fault = None
+    envelope = await spool.store(message(99))
+    assert len(spool) == 1
+    await spool.close()
+    spool = await Spool.open(tmp_path)
+    assert [e.message_id for e in spool.scan()] == [envelope.message_id]
+    await spool.close()
+
+
+async def test_cannot_create_segment(tmp_path: Path) -> None:
+    ops = FaultyOps()
+    ops.open_fault = errno.EACCES
+    spool = await Spool.open(tmp_path, file_ops=ops)
+    with pytest.raises(SpoolWriteError):
+        await spool.store(message(0))
+    ops.open_fault = errno.ENOSPC
+    with pytest.raises(SpoolFullError):
+        await spool.store(message(0))
+    ops.open_fault = None
+    new = message(1)
+    envelope = await spool.store(new)
+    await spool.close()
+    await _check_reopen(tmp_path, {envelope.message_id: new.content})
+
+
+async def test_update_failure_keeps_old_state(tmp_path: Path) -> None:
+    from relay.spool import Recipient
+
+    ops = FaultyOps()
+    spool = await Spool.open(tmp_path, file_ops=ops)
+    envelope = await spool.store(message(0))
+    ops.sync_fault = errno.EIO
+    with pytest.raises(SpoolWriteError):
+        await spool.update_recipients(
+            envelope.message_id, [Recipient("rcpt0@example.net", attempts=5)]
+        )
+    assert spool.get(envelope.message_id).recipients[0].attempts == 0
+    ops.sync_fault = None
+    await spool.update_recipients(envelope.message_id, [Recipient("rcpt0@example.net", attempts=6)])
+    await spool.close()
+    spool = await Spool.open(tmp_path)
+    assert spool.get(envelope.message_id).recipients[0].attempts == 6
+    await spool.close()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_real_disk_full_on_tmpfs(small_tmpfs: Path) -> None:
+    spool = await Spool.open(small_tmpfs / "spool")
+    kept: dict[str, bytes] = {}
+    with pytest.raises(SpoolFullError):
+        for i in range(1000):
+            new = message(i, size=8192)
+            kept[(await spool.store(new)).message_id] = new.content
+    assert 5 < len(kept) < 1000
+    assert len(spool) == len(kept)
+    with pytest.raises(SpoolFullError):
+        await spool.store(message(1001, size=8192))
+    # The operator grows the filesystem: the same spool object works again.
+    remount = await asyncio.create_subprocess_exec(
+        "mount", "-o", "remount,size=2m", str(small_tmpfs)
+    )
+    assert await remount.wait() == 0
+    new = message(2000, size=8192)
+    kept[(await spool.store(new)).message_id] = new.content
+    await spool.close()
+    await _check_reopen(small_tmpfs / "spool", kept)
