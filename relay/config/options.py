@@ -426,6 +426,13 @@ for _name, _type, _default, _description in (
 G = frozenset({GLOBAL})
 _opt("hostname", v.STRING, system_hostname, G, "This host's name (greeting, Received, DSNs)")
 _opt("spoolbase", v.STRING, "./var/spool", G, "Spool directory")
+_opt(
+    "event_log",
+    v.STRING,
+    "./var/log/events.jsonl",
+    G,
+    "JSON-lines event log: reception, delivery, deferral, bounce (relay extension)",
+)
 _opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
 _opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
 _opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")

@@ -1,0 +1,43 @@
+"""One JSON line per event: reception, delivery, transient failure, bounce, expiration,
+suspension. Written to a file the operator names (`event_log`), buffered, flushed often."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+
+class EventLog:
+    def __init__(self, path: str | Path | None) -> None:
+        self._stream: IO[str] | None = None
+        self.path = Path(path) if path else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream = open(self.path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        self._last_flush = time.monotonic()
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, kind: str, fields: dict[str, object]) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        if self._stream is None:
+            return
+        record = {"time": round(time.time(), 3), "event": kind, **fields}
+        self._stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        now = time.monotonic()
+        if now - self._last_flush > 0.5:
+            self._stream.flush()
+            self._last_flush = now
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            self._stream.close()
+            self._stream = None

@@ -1,0 +1,104 @@
+"""DSNs parse back as RFC 3464 multipart/report; enhanced codes come from replies."""
+
+from __future__ import annotations
+
+import email
+from email.message import Message
+
+import pytest
+
+from relay.dispose.dsn import Failure, build_dsn, enhanced_status
+
+ORIGINAL = (
+    b"From: sender@example.test\r\nTo: a@x.test\r\nSubject: hello\r\n"
+    b"Message-ID: <orig@example.test>\r\n\r\nbody line\r\n"
+)
+
+
+def make(inline: str = "headers", action: str = "failed") -> Message:
+    raw = build_dsn(
+        original=ORIGINAL,
+        original_sender="sender@example.test",
+        original_id="M1",
+        received_at=1_700_000_000.0,
+        failures=[
+            Failure(
+                "a@x.test",
+                "550 5.1.1 <a@x.test>: no such user",
+                "mx.x.test [127.0.0.9]",
+                action=action,
+            ),
+            Failure("b@x.test", "554 5.4.7 delivery time expired", action=action),
+        ],
+        reporting_mta="relay.example.test",
+        from_address="MAILER-DAEMON@relay.example.test",
+        inline=inline,
+        now=1_700_000_100.0,
+    )
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
+    return email.message_from_bytes(raw)
+
+
+def test_dsn_is_multipart_report_with_delivery_status() -> None:
+    msg = make()
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert msg["To"] == "<sender@example.test>"
+    assert "MAILER-DAEMON@relay.example.test" in msg["From"]
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    assert [p.get_content_type() for p in parts] == [
+        "text/plain",
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
+    status_blocks = parts[1].get_payload()
+    assert isinstance(status_blocks, list)
+    assert status_blocks[0]["Reporting-MTA"] == "dns; relay.example.test"
+    first, second = status_blocks[1], status_blocks[2]
+    assert first["Final-Recipient"] == "rfc822; a@x.test"
+    assert first["Action"] == "failed"
+    assert first["Status"] == "5.1.1"
+    assert first["Remote-MTA"] == "dns; mx.x.test"
+    assert first["Diagnostic-Code"] == "smtp; 550 5.1.1 <a@x.test>: no such user"
+    assert second["Status"] == "5.4.7"
+    assert "Subject: hello" in parts[2].get_payload()
+
+
+@pytest.mark.parametrize(
+    ("inline", "types"),
+    [
+        ("full", ["text/plain", "message/delivery-status", "message/rfc822"]),
+        ("none", ["text/plain", "message/delivery-status"]),
+    ],
+)
+def test_inline_original_modes(inline: str, types: list[str]) -> None:
+    parts = make(inline).get_payload()
+    assert isinstance(parts, list)
+    assert [p.get_content_type() for p in parts] == types
+    if inline == "full":
+        inner = parts[2].get_payload()[0]
+        assert inner["Subject"] == "hello"
+        assert inner.get_payload().strip() == "body line"
+
+
+def test_delay_dsn() -> None:
+    msg = make(action="delayed")
+    assert msg["Subject"].startswith("Delivery delayed")
+    blocks = msg.get_payload()[1].get_payload()
+    assert blocks[1]["Action"] == "delayed"
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        ("550 5.1.1 user unknown", "5.1.1"),
+        ("550-5.7.1 policy", "5.7.1"),
+        ("451 try later", "4.0.0"),
+        ("550 no", "5.0.0"),
+        ("421 4.7.0 too many connections", "4.7.0"),
+        ("garbage", "5.0.0"),
+    ],
+)
+def test_enhanced_status(reply: str, status: str) -> None:
+    assert enhanced_status(reply) == status
