@@ -433,6 +433,13 @@ _opt(
     G,
     "JSON-lines event log: reception, delivery, deferral, bounce (relay extension)",
 )
+_opt(
+    "dsn_binding_group",
+    v.STRING,
+    "default",
+    G,
+    "Binding group that carries relay's own DSNs and alerts (relay extension)",
+)
 _opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
 _opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
 _opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")

@@ -84,6 +84,8 @@ def build_dsn(
     per_recipient: list[str] = []
     for failure in failures:
         status = failure.status or enhanced_status(failure.reply)
+        if failure.action == "failed" and status.startswith("4."):
+            status = "5." + status[2:]  # a final failure is permanent whatever the reply said
         block = [
             f"Final-Recipient: rfc822; {failure.recipient}",
             f"Action: {failure.action}",

@@ -35,6 +35,9 @@ class RoutePolicy:
     ready_capacity: int  # jobs queued per binding x domain (max_resident_active_queue)
     idle_timeout: float
     generate_bounces: bool
+    bounces_inline_original: str
+    mailerdaemon: str | None
+    mdn_failures_notify: str | None
 
 
 TransportFactory = Callable[[Config, str, str], Any]
@@ -87,6 +90,9 @@ def build_policy(
         ready_capacity=max(1, int(get("max_resident_active_queue").value)),
         idle_timeout=float(get("idle_timeout").value),
         generate_bounces=bool(get("generate_bounces").value),
+        bounces_inline_original=str(get("bounces_inline_original").value),
+        mailerdaemon=get("mailerdaemon").value,
+        mdn_failures_notify=get("mdn_failures_notify").value,
     )
 
 

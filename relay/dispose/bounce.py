@@ -1,0 +1,109 @@
+"""Turn failed recipients into a DSN spooled as relay's own message, before they are final.
+
+Never a DSN for mail from the null sender (no bounce of a bounce): those failures go to
+`mdn_failures_notify` when it is set, else they are only logged. Never a DSN addressed to
+relay's own mailer-daemon address.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from relay.dispose.decide import Failed
+from relay.dispose.dsn import Failure, build_dsn
+from relay.schedule.clock import Clock
+from relay.schedule.jobs import Job
+from relay.schedule.policy import RoutePolicy
+from relay.spool.model import Envelope, NewMessage
+from relay.spool.store import Spool
+
+log = logging.getLogger("relay.dispose")
+EventSink = Callable[[str, dict[str, object]], None]
+
+
+class Bouncer:
+    def __init__(
+        self,
+        spool: Spool,
+        submit: Callable[[Envelope], None],
+        hostname: str,
+        clock: Clock,
+        events: EventSink,
+        group: str = "default",
+    ) -> None:
+        self.spool = spool
+        self.submit = submit
+        self.hostname = hostname
+        self.clock = clock
+        self.events = events
+        self.group = group
+        self.sent = 0
+        self.suppressed = 0
+
+    def from_address(self, policy: RoutePolicy | None) -> str:
+        if policy is not None and policy.mailerdaemon:
+            return policy.mailerdaemon
+        return f"MAILER-DAEMON@{self.hostname}"
+
+    async def __call__(
+        self,
+        job: Job,
+        failures: list[Failed],
+        policy: RoutePolicy | None,
+        action: str = "failed",
+    ) -> None:
+        if policy is not None and not policy.generate_bounces:
+            self._suppress(job, "generate_bounces is off")
+            return
+        to = job.sender
+        if not to:
+            notify = policy.mdn_failures_notify if policy is not None else None
+            if not notify:
+                self._suppress(job, "the message came from the null sender")
+                return
+            to = notify
+        sender_of_dsn = self.from_address(policy)
+        if to.lower() == sender_of_dsn.lower():
+            self._suppress(job, "the DSN would go to relay's own mailer-daemon")
+            return
+        original = await self.spool.load(job.message_id)
+        content = build_dsn(
+            original=original,
+            original_sender=to,
+            original_id=job.message_id,
+            received_at=job.received_at,
+            failures=[
+                Failure(
+                    f.address,
+                    f.reply,
+                    action=action,
+                    status="5.4.7" if f.expired and action == "failed" else None,
+                )
+                for f in failures
+            ],
+            reporting_mta=self.hostname,
+            from_address=sender_of_dsn,
+            inline=policy.bounces_inline_original if policy is not None else "headers",
+            now=self.clock.now(),
+        )
+        envelope = await self.spool.store(
+            NewMessage("", (to,), self.group, None, content, self.clock.now())
+        )
+        self.sent += 1
+        self.events(
+            "dsn",
+            {
+                "message_id": job.message_id,
+                "dsn_id": envelope.message_id,
+                "to": to,
+                "action": action,
+                "recipients": [f.address for f in failures],
+            },
+        )
+        self.submit(envelope)
+
+    def _suppress(self, job: Job, why: str) -> None:
+        self.suppressed += 1
+        log.info("no DSN for %s: %s", job.message_id, why)
+        self.events("dsn_suppressed", {"message_id": job.message_id, "reason": why})
