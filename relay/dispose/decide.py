@@ -127,3 +127,18 @@ def decision_for_temporary(
         next_attempt(now, tries, policy.retry_interval, policy.max_retry_interval, policy.fuzz),
     )
     decision.deferred.append(Deferred(index, address, tries, when, reply))
+
+
+def delay_notice_due(
+    received_at: float, now: float, sent: int, interval: float, max_interval: float
+) -> bool:
+    """Is the next delay DSN due? The first goes `interval` after reception, each later one
+    after twice the previous gap, capped at `max_interval`: never two in one interval."""
+    if interval <= 0:
+        return False
+    threshold = 0.0
+    gap = interval
+    for _ in range(sent + 1):
+        threshold += gap
+        gap = min(gap * 2, max(interval, max_interval))
+    return now - received_at >= threshold

@@ -17,8 +17,7 @@ class Job:
     received_at: float
     recipients: list[tuple[int, str, int]]  # (index in the envelope, address, attempts)
     due: float = 0.0
-    delay_dsn_sent: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
+    notices: dict[str, int] = field(default_factory=dict)  # delay DSNs sent, by recipient
 
     @property
     def key(self) -> tuple[str, str]:
@@ -52,4 +51,6 @@ def jobs_for(envelope: Envelope) -> list[Job]:
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))
+        if rcpt.delay_notices:
+            job.notices[rcpt.address] = rcpt.delay_notices
     return list(groups.values())

@@ -38,6 +38,11 @@ class RoutePolicy:
     bounces_inline_original: str
     mailerdaemon: str | None
     mdn_failures_notify: str | None
+    generate_delay_dsn: bool
+    delay_dsn_retry_interval: float
+    delay_dsn_max_retry_interval: float
+    connect_timeout_to_delay: float
+    drop_body_after_trans_fail: int
 
 
 TransportFactory = Callable[[Config, str, str], Any]
@@ -93,6 +98,11 @@ def build_policy(
         bounces_inline_original=str(get("bounces_inline_original").value),
         mailerdaemon=get("mailerdaemon").value,
         mdn_failures_notify=get("mdn_failures_notify").value,
+        generate_delay_dsn=bool(get("generate_delay_dsn").value),
+        delay_dsn_retry_interval=float(get("delay_dsn_retry_interval").value),
+        delay_dsn_max_retry_interval=float(get("delay_dsn_max_retry_interval").value),
+        connect_timeout_to_delay=float(get("connect_timeout_to_delay").value),
+        drop_body_after_trans_fail=int(get("drop_body_after_trans_fail").value),
     )
 
 

@@ -20,11 +20,11 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from relay.bind.selector import Selector
-from relay.dispose.decide import Decision, Failed, decide, expired
+from relay.dispose.decide import Decision, Failed, decide, delay_notice_due, expired
 from relay.schedule.clock import Clock
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.limits import ConnectionCaps
@@ -53,6 +53,8 @@ class SpoolAccess(Protocol):
     async def load(self, message_id: str) -> bytes: ...
 
     async def update_recipients(self, message_id: str, updates: Sequence[Recipient]) -> bool: ...
+
+    def evict(self, message_id: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -91,6 +93,7 @@ class Scheduler:
         clock: Clock,
         *,
         on_failed: FailureHandler | None = None,
+        on_delayed: FailureHandler | None = None,
         events: EventSink | None = None,
         max_in_flight: int = 20000,
     ) -> None:
@@ -100,6 +103,7 @@ class Scheduler:
         self.transport = transport
         self.clock = clock
         self.on_failed = on_failed
+        self.on_delayed = on_delayed
         self.events = events or (lambda kind, fields: None)
         self.max_in_flight = max_in_flight
         self.caps = ConnectionCaps()
@@ -112,6 +116,8 @@ class Scheduler:
         self._blocked: dict[Key, float | None] = {}
         self._ready: dict[tuple[str, str], ReadyQueue] = {}
         self._starved: set[tuple[str, str]] = set()
+        self._unreachable: dict[tuple[str, str], float] = {}  # first connect failure
+        self._down: dict[tuple[str, str], float] = {}  # delayed until (connect_timeout_to_delay)
         self._in_flight = 0
         self._connections = 0
         self._wake = asyncio.Event()
@@ -276,6 +282,8 @@ class Scheduler:
             policy = rq.policy if rq is not None else self.policies.get(binding, domain)
             if policy.suspend_delivery:
                 return False
+            if self._down.get((binding, domain), 0.0) > now:
+                return False
             return rq is None or rq.has_room()
 
         pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding)
@@ -295,7 +303,9 @@ class Scheduler:
                 self._blocked[job.key] = now + NO_ROUTE_RETRY
                 log.warning("binding_group %s has no usable binding for %s", job.group, domain)
             else:
-                self._blocked[job.key] = None  # until a ready queue frees room
+                # Until a ready queue frees room, or an unreachable binding's delay ends.
+                downs = [t for (_, d), t in self._down.items() if d == domain and t > now]
+                self._blocked[job.key] = min(downs) if downs else None
             return False
         policy = self.policies.get(pick.binding, domain)
         if policy.blackhole != "false" or (
@@ -372,6 +382,8 @@ class Scheduler:
         try:
             try:
                 session = await self.transport.open(rq.binding, rq.domain, policy.transport)
+                self._unreachable.pop((rq.binding, rq.domain), None)
+                self._down.pop((rq.binding, rq.domain), None)
             except ConnectFailed as err:
                 await self._fail_queue(rq, err)
                 return
@@ -450,6 +462,13 @@ class Scheduler:
     async def _fail_queue(self, rq: ReadyQueue, err: ConnectFailed) -> None:
         """No connection: every job queued for this binding x domain shares the failure."""
         outcome = Outcome.PERMANENT if err.permanent else Outcome.TEMPORARY
+        now = self.clock.now()
+        key = (rq.binding, rq.domain)
+        first = self._unreachable.setdefault(key, now)
+        if not err.permanent and now - first >= rq.policy.connect_timeout_to_delay:
+            # Unreachable for connect_timeout_to_delay: stop trying this binding x domain
+            # until the retry interval passes; its mail waits (or uses other bindings).
+            self._down[key] = now + rq.policy.retry.retry_interval
         jobs = list(rq.jobs)
         rq.jobs.clear()
         self._unblock_domain(rq.domain)
@@ -525,9 +544,34 @@ class Scheduler:
                 self._counts["failed"] += 1
                 kind = "expiration" if f.expired else "bounce"
                 self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
+        notices = dict(job.notices)
+        if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
+            now = self.clock.now()
+            late = [
+                Failed(r.index, r.address, r.reply, r.attempts)
+                for r in decision.deferred
+                if delay_notice_due(
+                    job.received_at,
+                    now,
+                    notices.get(r.address, 0),
+                    policy.delay_dsn_retry_interval,
+                    policy.delay_dsn_max_retry_interval,
+                )
+            ]
+            if late:
+                await self.on_delayed(job, late, policy)  # spooled before the state moves on
+                for f in late:
+                    notices[f.address] = notices.get(f.address, 0) + 1
         for r in decision.deferred:
             updates.append(
-                Recipient(r.address, RecipientState.PENDING, r.attempts, r.next_attempt, r.reply)
+                Recipient(
+                    r.address,
+                    RecipientState.PENDING,
+                    r.attempts,
+                    r.next_attempt,
+                    r.reply,
+                    notices.get(r.address, 0),
+                )
             )
             self._counts["deferred"] += 1
             fields = self._fields(job, policy, r.address, r.reply, remote)
@@ -537,29 +581,17 @@ class Scheduler:
         if updates:
             await self.spool.update_recipients(job.message_id, updates)
         if decision.deferred:
-            due = min(r.next_attempt for r in decision.deferred)
-            retry = Job(
-                job.message_id,
-                job.sender,
-                job.group,
-                job.binding,
-                job.domain,
-                job.received_at,
-                [(r.index, r.address, r.attempts) for r in decision.deferred],
-                due=due,
+            retry = replace(
+                job,
+                recipients=[(r.index, r.address, r.attempts) for r in decision.deferred],
+                due=min(r.next_attempt for r in decision.deferred),
+                notices={a: n for a, n in notices.items() if n},
             )
             self.schedule(retry)
+            if max(r.attempts for r in decision.deferred) >= policy.drop_body_after_trans_fail:
+                self.spool.evict(job.message_id)  # stays on disk; read back when due
         if decision.requeue:
-            again = Job(
-                job.message_id,
-                job.sender,
-                job.group,
-                job.binding,
-                job.domain,
-                job.received_at,
-                list(decision.requeue),
-                due=self.clock.now(),
-            )
+            again = replace(job, recipients=list(decision.requeue), due=self.clock.now())
             self._due.setdefault(again.key, deque()).appendleft(again)
             self._activate(again.key)
 

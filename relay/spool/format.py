@@ -12,7 +12,8 @@ was never acknowledged. Neither is a message.
 
 Record bodies:
   MESSAGE  u32 envelope length | envelope JSON | content bytes
-  UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response], ...]}
+  UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
+                                    (, delay_notices when > 0)], ...]}
   REMOVE   JSON {"id": ...}
 """
 
@@ -115,6 +116,8 @@ def encode_record(kind: RecordKind, body: bytes) -> bytes:
 def _recipient_row(index: int | None, r: Recipient) -> list[object]:
     row: list[object] = [r.address] if index is None else [index]
     row += [r.state.value, r.attempts, r.next_attempt, r.last_response]
+    if r.delay_notices:
+        row.append(r.delay_notices)
     return row
 
 
@@ -163,9 +166,10 @@ def _load_json(data: bytes | memoryview) -> dict[str, object]:
 
 
 def _recipient_from_row(row: object) -> tuple[object, Recipient]:
-    if not isinstance(row, list) or len(row) != 5:
+    if not isinstance(row, list) or len(row) not in (5, 6):
         raise FormatError(f"bad recipient row {row!r}")
-    key, state, attempts, next_attempt, last_response = row
+    key, state, attempts, next_attempt, last_response = row[:5]
+    notices = row[5] if len(row) == 6 else 0
     try:
         recipient = Recipient(
             address="",
@@ -173,6 +177,7 @@ def _recipient_from_row(row: object) -> tuple[object, Recipient]:
             attempts=int(attempts),
             next_attempt=float(next_attempt),
             last_response=str(last_response),
+            delay_notices=int(notices),
         )
     except (TypeError, ValueError) as exc:
         raise FormatError(f"bad recipient row {row!r}: {exc}") from None

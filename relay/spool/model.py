@@ -31,6 +31,7 @@ class Recipient:
     attempts: int = 0
     next_attempt: float = 0.0  # unix time; 0 means "as soon as possible"
     last_response: str = ""
+    delay_notices: int = 0  # delay DSNs sent for this recipient
 
 
 @dataclass(slots=True)

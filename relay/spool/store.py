@@ -297,6 +297,10 @@ class Spool:
 
         return await self._committer.submit(record, apply)
 
+    def evict(self, message_id: str) -> None:
+        """Free a message body from memory (it stays on disk; `load` reads it back)."""
+        self._cache.discard(message_id)
+
     async def remove(self, message_id: str) -> None:
         """Forget a message, durably, whatever its recipients' states."""
         self._check_open()

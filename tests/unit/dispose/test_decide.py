@@ -70,3 +70,16 @@ def test_never_retry_and_max_retries() -> None:
 def test_not_attempted_is_requeued_without_penalty() -> None:
     d = decide(R[:2], [RecipientResult("a@x", Outcome.DELIVERED, "250")], 0, 1, RetryPolicy())
     assert d.requeue == [(1, "b@x", 0)]
+
+
+def test_delay_notices_first_after_interval_then_doubling() -> None:
+    from relay.dispose.decide import delay_notice_due
+
+    # interval 100, max 300: notices due at 100, 300 (100+200), 600 (300+300), 900, ...
+    assert not delay_notice_due(0, 99, 0, 100, 300)
+    assert delay_notice_due(0, 100, 0, 100, 300)
+    assert not delay_notice_due(0, 299, 1, 100, 300)
+    assert delay_notice_due(0, 300, 1, 100, 300)
+    assert not delay_notice_due(0, 599, 2, 100, 300)
+    assert delay_notice_due(0, 600, 2, 100, 300)
+    assert delay_notice_due(0, 900, 3, 100, 300)
