@@ -1,0 +1,146 @@
+"""Parse the reverse-path of MAIL FROM and the forward-path of RCPT TO (RFC 5321 §4.1.2).
+
+Strict on purpose: an outbound relay must never be tricked into relaying to a destination
+other than the one it checked. Refused whoever the client is:
+- a path without angle brackets, or with anything but SP before the parameters;
+- source routes `<@a,@b:user@c>` (RFC 5321 says "SHOULD accept and ignore"; ignoring
+  them here would change the destination under the relay check's feet);
+- more than one `@` outside a quoted local part (`<u@d@relay>`), empty atoms, bad domains;
+- a local part over 64 octets, a domain over 255, a path over 256 (§4.5.3.1).
+`user%host@domain` and quoted local parts are valid syntax; `Mailbox.is_suspicious` says
+so the relay policy can refuse them from clients that may not relay.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import string
+from dataclasses import dataclass
+
+from relay.inject import replies
+
+MAX_LOCAL_PART = 64
+MAX_DOMAIN = 255
+MAX_PATH = 256  # octets between and including the angle brackets
+
+_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+_LDH = frozenset(string.ascii_letters + string.digits + "-")
+
+
+class AddressError(ValueError):
+    """A path was refused; `reply` is the SMTP reply to send."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    local_part: str  # as on the wire: a dot-string or a quoted string with its quotes
+    domain: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+    @property
+    def quoted(self) -> bool:
+        return self.local_part.startswith('"')
+
+    @property
+    def is_suspicious(self) -> bool:
+        """Quoted local parts and the `%` / `!` routing hacks: fine only from trusted clients."""
+        return self.quoted or "%" in self.local_part or "!" in self.local_part
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPath:
+    mailbox: Mailbox | None  # None is the null path <>
+    params: str  # ESMTP parameters after the path, stripped
+
+    @property
+    def address(self) -> str:
+        """The path as aiosmtpd keeps it: `<>` for the null path, else `local@domain`."""
+        return "<>" if self.mailbox is None else self.mailbox.address
+
+
+def parse_path(text: str) -> ParsedPath:
+    """Parse `<local@domain> [params]` (the argument after `FROM:` / `TO:`)."""
+    text = text.strip()
+    if not text.startswith("<"):
+        raise AddressError(replies.bad_address("Address must be enclosed in <>"))
+    if text.startswith("<@"):
+        raise AddressError(replies.bad_address("Source routes are not accepted"))
+    if text.startswith("<>"):
+        return ParsedPath(None, _params(text[2:]))
+    pos = 1
+    local, pos = _local_part(text, pos)
+    if pos >= len(text) or text[pos] != "@":
+        raise AddressError(replies.bad_address("Address must be local-part@domain"))
+    domain, pos = _domain(text, pos + 1)
+    if pos >= len(text) or text[pos] != ">":
+        raise AddressError(replies.bad_address("Malformed address"))
+    if len(local.encode()) > MAX_LOCAL_PART:
+        raise AddressError(replies.bad_address(f"Local part longer than {MAX_LOCAL_PART} octets"))
+    if len(domain.encode()) > MAX_DOMAIN:
+        raise AddressError(replies.bad_address(f"Domain longer than {MAX_DOMAIN} octets"))
+    if pos + 1 > MAX_PATH:
+        raise AddressError(replies.bad_address(f"Path longer than {MAX_PATH} octets"))
+    return ParsedPath(Mailbox(local, domain), _params(text[pos + 1 :]))
+
+
+def _params(rest: str) -> str:
+    if rest and rest[0] != " ":
+        raise AddressError(replies.bad_address("Malformed address"))
+    return rest.strip()
+
+
+def _local_part(text: str, pos: int) -> tuple[str, int]:
+    start = pos
+    if pos < len(text) and text[pos] == '"':
+        pos += 1
+        while pos < len(text):
+            char = text[pos]
+            if char == "\\":
+                if pos + 1 >= len(text) or not 32 <= ord(text[pos + 1]) <= 126:
+                    raise AddressError(replies.bad_address("Malformed quoted local part"))
+                pos += 2
+                continue
+            if char == '"':
+                return text[start : pos + 1], pos + 1
+            if not (32 <= ord(char) <= 126):
+                raise AddressError(replies.bad_address("Malformed quoted local part"))
+            pos += 1
+        raise AddressError(replies.bad_address("Unterminated quoted local part"))
+    while pos < len(text) and (text[pos] in _ATEXT or text[pos] == "."):
+        pos += 1
+    local = text[start:pos]
+    if not local or any(not atom for atom in local.split(".")):
+        raise AddressError(replies.bad_address("Malformed local part"))
+    return local, pos
+
+
+def _domain(text: str, pos: int) -> tuple[str, int]:
+    start = pos
+    if pos < len(text) and text[pos] == "[":
+        end = text.find("]", pos)
+        if end < 0:
+            raise AddressError(replies.bad_address("Malformed address literal"))
+        literal = text[pos + 1 : end]
+        try:
+            if literal[:5].lower() == "ipv6:":
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError as exc:
+            raise AddressError(replies.bad_address("Malformed address literal")) from exc
+        return text[start : end + 1], end + 1
+    while pos < len(text) and (text[pos] in _LDH or text[pos] == "."):
+        pos += 1
+    domain = text[start:pos]
+    labels = domain.split(".")
+    for label in labels:
+        if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
+            raise AddressError(replies.bad_address("Malformed domain"))
+    return domain, pos

@@ -1,0 +1,42 @@
+"""Concurrent connection limits per listener and per client IP (pure bookkeeping)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from relay.inject import replies
+
+
+class ConnectionLimits:
+    """Counts open connections; `admit` says whether one more may get a greeting.
+
+    Per-IP counts are shared by every listener started together.
+    """
+
+    def __init__(self, *, per_ip: int | None) -> None:
+        self._per_ip_limit = per_ip
+        self._by_listener: Counter[str] = Counter()
+        self._by_ip: Counter[str] = Counter()
+
+    def admit(
+        self, listener: str, listener_limit: int | None, ip: str, hostname: str
+    ) -> str | None:
+        """Count the connection and return None, or return the 421 reply (not counted)."""
+        if listener_limit is not None and self._by_listener[listener] >= listener_limit:
+            return replies.TOO_MANY_CONNECTIONS.format(host=hostname)
+        if self._per_ip_limit is not None and self._by_ip[ip] >= self._per_ip_limit:
+            return replies.TOO_MANY_FROM_IP.format(host=hostname)
+        self._by_listener[listener] += 1
+        self._by_ip[ip] += 1
+        return None
+
+    def release(self, listener: str, ip: str) -> None:
+        for counter, key in ((self._by_listener, listener), (self._by_ip, ip)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+
+    def open_connections(self, listener: str | None = None) -> int:
+        if listener is None:
+            return sum(self._by_listener.values())
+        return self._by_listener[listener]

@@ -1,0 +1,91 @@
+"""Turn received data into the message relay spools (Postfix's cleanup, in small).
+
+Pure: content and facts about the session in, a ready message or a refusal out.
+Steps: mail-loop check on `Received:`; group/binding assignment from `X-Binding-Group:` /
+`X-Binding:` (then listener/peer, then `default`); those headers removed; a `Received:`
+field prepended and a `Message-ID:` appended when missing.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from relay.inject import headers, policy, replies
+
+GROUP_HEADER = "X-Binding-Group"
+BINDING_HEADER = "X-Binding"
+
+
+@dataclass(frozen=True, slots=True)
+class Reception:
+    """What the session knows about how a message arrived."""
+
+    client_ip: str
+    helo: str | None
+    esmtp: bool
+    tls: bool
+    authenticated: bool
+    recipients: tuple[str, ...]
+    queue_id: str
+    received_at: datetime.datetime
+    listener_group: str | None
+    listener_binding: str | None
+
+    @property
+    def protocol(self) -> str:
+        """RFC 3848 protocol name for the `with` clause."""
+        if not self.esmtp:
+            return "SMTP"
+        return "ESMTP" + ("S" if self.tls else "") + ("A" if self.authenticated else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    content: bytes
+    binding_group: str
+    binding: str | None
+
+
+def prepare(
+    content: bytes,
+    reception: Reception,
+    *,
+    hostname: str,
+    groups: Mapping[str, frozenset[str]],
+    max_received: int,
+) -> Prepared | str:
+    """The message to spool, or the reply refusing it."""
+    header = headers.parse(content)
+    if len(header.named("Received")) > max_received:
+        return replies.MAIL_LOOP
+    group_fields = header.named(GROUP_HEADER)
+    binding_fields = header.named(BINDING_HEADER)
+    assignment = policy.assign(
+        header_group=group_fields[0].value if group_fields else None,
+        header_binding=binding_fields[0].value if binding_fields else None,
+        listener_group=reception.listener_group,
+        listener_binding=reception.listener_binding,
+        groups=groups,
+    )
+    if isinstance(assignment, str):
+        return assignment
+    header = header.without(GROUP_HEADER, BINDING_HEADER)
+    trace = headers.received(
+        helo=reception.helo,
+        client_ip=reception.client_ip,
+        hostname=hostname,
+        protocol=reception.protocol,
+        queue_id=reception.queue_id,
+        recipients=reception.recipients,
+        when=reception.received_at,
+    )
+    extra = (
+        () if header.named("Message-ID") else (headers.message_id(reception.queue_id, hostname),)
+    )
+    return Prepared(
+        header.render(prepend=(trace,), append=extra),
+        assignment.binding_group,
+        assignment.binding,
+    )

@@ -1,0 +1,118 @@
+"""Every SMTP reply the injection server chooses, in one place.
+
+Choices worth knowing (RFC 5321, RFC 3463 enhanced codes):
+- address syntax and length (local part > 64, domain > 255, path > 256): 553 5.1.3
+- source routes (`<@a:b@c>`): 553 5.1.3 whoever the client is
+- relaying by a client outside relay_hosts and not authenticated: 550 5.7.1
+- too many recipients: 452 4.5.3 (each RCPT past the limit)
+- message too big (SIZE= at MAIL, or during DATA): 552 5.3.4
+- command line longer than 512 octets: 500 5.5.2
+- text line longer than 1000 octets: 500 5.5.2 ("500 Line too long", RFC 5321 §4.5.3.1)
+- bare CR or LF, or NUL, in DATA: 550 5.5.2
+- too many Received headers: 554 5.4.0
+- unknown binding group / binding, or a binding outside the named group: 550 5.7.1
+- AUTH before TLS: 538 5.7.11; bad credentials: 535 5.7.8
+- idle or DATA deadline passed: 421 4.4.2; too many connections: 421 4.7.0;
+  shutting down: 421 4.3.2
+- spool full: 452 4.3.1; any other spool failure: 451 4.3.0
+
+aiosmtpd's own stock replies mostly lack enhanced status codes; `enhance` adds them so that
+advertising ENHANCEDSTATUSCODES is honest (RFC 2034: every reply but the greeting and the
+HELO/EHLO replies).
+"""
+
+from __future__ import annotations
+
+import re
+
+OK = "250 2.0.0 OK"
+SENDER_OK = "250 2.1.0 Sender OK"
+RECIPIENT_OK = "250 2.1.5 Recipient OK"
+START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+NEED_RCPT = "503 5.5.1 Error: need RCPT command"
+DATA_SYNTAX = "501 5.5.4 Syntax: DATA"
+
+RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate or connect from a relay host"
+NULL_RECIPIENT = "553 5.1.3 The null path <> is not a recipient"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6: 1000 octets)"
+COMMAND_TOO_LONG = "500 5.5.2 Command line too long"
+BARE_LINE_ENDING = "550 5.5.2 Bare CR or LF in message data is not accepted"
+NUL_IN_DATA = "550 5.5.2 NUL octet in message data is not accepted"
+MAIL_LOOP = "554 5.4.0 Too many Received headers: mail loop?"
+AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
+AUTH_OK = "235 2.7.0 Authentication successful"
+TIMEOUT = "421 4.4.2 {host} Error: timeout exceeded"
+TOO_MANY_CONNECTIONS = "421 4.7.0 {host} Too many connections, try again later"
+TOO_MANY_FROM_IP = "421 4.7.0 {host} Too many connections from your address, try again later"
+SHUTTING_DOWN = "421 4.3.2 {host} Service shutting down"
+SPOOL_FULL = "452 4.3.1 Insufficient system storage"
+SPOOL_FAILED = "451 4.3.0 Local error in processing, try again later"
+QUEUED = "250 2.0.0 OK queued as {id}"
+
+
+def unknown_group(name: str) -> str:
+    return f'550 5.7.1 Unknown binding group "{_printable(name)}"'
+
+
+def unknown_binding(name: str) -> str:
+    return f'550 5.7.1 Unknown binding "{_printable(name)}"'
+
+
+def binding_not_in_group(binding: str, group: str) -> str:
+    return (
+        f'550 5.7.1 Binding "{_printable(binding)}" is not in binding group "{_printable(group)}"'
+    )
+
+
+def bad_address(reason: str) -> str:
+    return f"553 5.1.3 {reason}"
+
+
+def _printable(text: str) -> str:
+    cleaned = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+    return cleaned[:100]
+
+
+# aiosmtpd 1.4.6 stock replies (prefix match) and the enhanced code each gets.
+_STOCK: tuple[tuple[str, str], ...] = (
+    ("221 ", "2.0.0"),
+    ("250 OK", "2.0.0"),
+    ("250 Syntax:", "2.0.0"),
+    ("250 Supported commands", "2.0.0"),
+    ("252 ", "2.1.5"),
+    ("454 ", "4.7.0"),
+    ("500 Command line too long", "5.5.2"),
+    ("500 Line too long", "5.5.2"),
+    ("500 Error: command", "5.5.1"),
+    ("500 ", "5.5.2"),
+    ("501 Error: SMTPUTF8", "5.5.4"),
+    ("501 Error: BODY", "5.5.4"),
+    ("501 ", "5.5.4"),
+    ("502 ", "5.5.1"),
+    ("503 ", "5.5.1"),
+    ("530 ", "5.7.0"),
+    ("552 ", "5.3.4"),
+    ("554 ", "5.7.0"),
+    ("555 ", "5.5.4"),
+)
+_HAS_ENHANCED = re.compile(r"^[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}( |$)")
+
+
+def enhance(reply: str) -> str:
+    """Give an aiosmtpd stock reply an enhanced status code; leave others untouched."""
+    if _HAS_ENHANCED.match(reply):
+        return reply
+    if reply.startswith("220 Ready to start TLS"):
+        return "220 2.0.0 Ready to start TLS"
+    if reply.startswith("500 Command line too long"):
+        return COMMAND_TOO_LONG
+    if reply.startswith("500 Line too long"):
+        return LINE_TOO_LONG
+    if reply.startswith("552 Error: message size exceeds"):
+        return MESSAGE_TOO_BIG
+    for prefix, code in _STOCK:
+        if reply.startswith(prefix):
+            return f"{reply[:3]} {code} {reply[4:]}".rstrip()
+    return reply

@@ -1,0 +1,168 @@
+"""Start and stop the injection listeners inside the caller's running event loop.
+
+    listeners = await start_listeners(settings, spool)
+    ...
+    await listeners.close(grace=30)   # stop accepting, let sessions finish, then 421
+
+Works on any asyncio loop (the daemon uses uvloop); no threads besides the default
+executor that checks passwords and loads files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from relay.inject.auth import Credentials
+from relay.inject.handoff import MessageStore
+from relay.inject.limits import ConnectionLimits
+from relay.inject.session import InjectProtocol, ListenerContext
+from relay.inject.settings import InjectSettings
+
+log = logging.getLogger("relay.inject")
+
+
+class ListenError(OSError):
+    """A listener could not be started; the message names its `listen` address."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoundListener:
+    listen: str  # as configured
+    sockets: tuple[tuple[str, int], ...]  # (host, port) actually bound (port 0 resolved)
+
+
+class Listeners:
+    """The running listeners of one InjectSettings."""
+
+    def __init__(
+        self,
+        servers: list[tuple[ListenerContext, asyncio.Server]],
+        limits: ConnectionLimits,
+    ) -> None:
+        self._servers = servers
+        self._limits = limits
+        self._closed = False
+
+    @property
+    def bound(self) -> tuple[BoundListener, ...]:
+        result = []
+        for ctx, server in self._servers:
+            names = tuple(
+                (str(sock.getsockname()[0]), int(sock.getsockname()[1])) for sock in server.sockets
+            )
+            result.append(BoundListener(ctx.listener.listen, names))
+        return tuple(result)
+
+    @property
+    def open_connections(self) -> int:
+        return self._limits.open_connections()
+
+    async def close(self, grace: float = 30.0) -> None:
+        """Stop accepting; idle sessions get 421 4.3.2 now, sessions in a transaction when
+        it ends or when `grace` seconds have passed, whichever comes first."""
+        if self._closed:
+            return
+        self._closed = True
+        for ctx, server in self._servers:
+            ctx.draining = True
+            server.close()
+        for session in self._sessions():
+            session.shutdown(force=False)
+        tasks = [t for t in (s.handler_task for s in self._sessions()) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for session in self._sessions():
+            session.shutdown(force=True)
+        tasks = [t for t in (s.handler_task for s in self._sessions()) if t is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
+        for _, server in self._servers:
+            await server.wait_closed()
+        log.info("injection listeners closed")
+
+    def _sessions(self) -> list[InjectProtocol]:
+        return [session for ctx, _ in self._servers for session in list(ctx.sessions)]
+
+    async def __aenter__(self) -> Listeners:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def make_tls_context(settings: InjectSettings) -> ssl.SSLContext | None:
+    """Server-side context for STARTTLS from tls_certificate / tls_key (TLS 1.2+)."""
+    if settings.tls_certificate is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.tls_certificate, settings.tls_key)
+    return context
+
+
+async def start_listeners(
+    settings: InjectSettings,
+    spool: MessageStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    reuse_port: bool = False,
+) -> Listeners:
+    """Open every configured listener in the running loop and start serving.
+
+    `reuse_port` sets SO_REUSEPORT so several worker processes can share the addresses.
+    Raises ListenError (nothing left listening) if any listener cannot be opened, and
+    CredentialsError / ssl.SSLError / OSError for a bad credentials file or certificate.
+    """
+    loop = asyncio.get_running_loop()
+    credentials = None
+    if settings.auth_credentials_file is not None:
+        credentials = await asyncio.to_thread(Credentials.load, settings.auth_credentials_file)
+    tls_context = await asyncio.to_thread(make_tls_context, settings)
+    limits = ConnectionLimits(per_ip=settings.max_connections_per_ip)
+    servers: list[tuple[ListenerContext, asyncio.Server]] = []
+    try:
+        for listener in settings.listeners:
+            ctx = ListenerContext(
+                settings=settings,
+                listener=listener,
+                spool=spool,
+                credentials=credentials,
+                tls_context=tls_context,
+                limits=limits,
+                clock=clock,
+            )
+            host, port = listener.address
+            try:
+                server = await loop.create_server(
+                    _factory(ctx),
+                    host=host,
+                    port=port,
+                    family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                    reuse_address=True,
+                    reuse_port=reuse_port or None,
+                    backlog=512,
+                )
+            except OSError as error:
+                raise ListenError(
+                    error.errno, f"cannot listen on {listener.listen!r}: {error.strerror}"
+                ) from error
+            servers.append((ctx, server))
+            log.info("listening on %s", listener.listen)
+    except BaseException:
+        for _, server in servers:
+            server.close()
+        raise
+    return Listeners(servers, limits)
+
+
+def _factory(ctx: ListenerContext) -> Callable[[], InjectProtocol]:
+    def make() -> InjectProtocol:
+        return InjectProtocol(ctx)
+
+    return make

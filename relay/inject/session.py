@@ -1,0 +1,427 @@
+"""The aiosmtpd glue: one protocol object per client connection.
+
+Thin on purpose: it moves bytes between the socket and the pure modules (addresses,
+policy, data, message, limits) and hands finished messages to the spool. What it adds to
+aiosmtpd 1.4.6's `SMTP`:
+- its own DATA reader (`data.DataReader`): ends only at <CRLF>.<CRLF>, refuses bare CR/LF
+  and NUL, enforces size and line limits and a whole-DATA deadline;
+- strict path parsing (`addresses.parse_path`) in place of aiosmtpd's lenient one;
+- connection limits (421 4.7.0 instead of the greeting), 421 4.4.2 on timeouts;
+- AUTH PLAIN / LOGIN checked off the event loop against the credentials file;
+- enhanced status codes on every reply (aiosmtpd's stock replies are rewritten).
+aiosmtpd already discards anything pipelined after STARTTLS (it clears its read buffer
+when the TLS handshake completes) and resets the session, so the client must EHLO again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime
+import logging
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+from aiosmtpd.smtp import Envelope as AiosmtpdEnvelope
+from aiosmtpd.smtp import Session as AiosmtpdSession
+
+from relay.inject import addresses, policy, replies
+from relay.inject.auth import Credentials
+from relay.inject.data import DataReader
+from relay.inject.handoff import MessageStore, failure_reply
+from relay.inject.limits import ConnectionLimits
+from relay.inject.message import Prepared, Reception, prepare
+from relay.inject.settings import InjectSettings, IPAddress, IPNetwork, ListenerSettings
+from relay.spool.model import NewMessage
+
+log = logging.getLogger("relay.inject")
+
+COMMAND_LINE_LIMIT = 510  # octets before CRLF: 512 with it (RFC 5321 §4.5.3.1.4)
+SIZE_PARAMETER_EXTRA = 26  # RFC 1870 §3: MAIL may grow by " SIZE=" and 20 digits
+AUTH_LINE_LIMIT = 1000  # RFC 4954 allows 12288; aiosmtpd's reader stops at 1001
+
+
+@dataclass(slots=True)
+class ListenerContext:
+    """What every session of one listener shares."""
+
+    settings: InjectSettings
+    listener: ListenerSettings
+    spool: MessageStore
+    credentials: Credentials | None
+    tls_context: ssl.SSLContext | None
+    limits: ConnectionLimits
+    clock: Callable[[], float]
+    sessions: set[InjectProtocol] = field(default_factory=set)
+    draining: bool = False
+
+    @property
+    def relay_hosts(self) -> tuple[IPNetwork, ...]:
+        if self.listener.relay_hosts is not None:
+            return self.listener.relay_hosts
+        return self.settings.relay_hosts
+
+
+class _CommandLimits:
+    """Fixed per-command line limits (aiosmtpd's class-level table is shared and grows)."""
+
+    def __getitem__(self, command: str) -> int:
+        if command == "MAIL":
+            return COMMAND_LINE_LIMIT + SIZE_PARAMETER_EXTRA
+        if command == "AUTH":
+            return AUTH_LINE_LIMIT
+        return COMMAND_LINE_LIMIT
+
+    def __setitem__(self, command: str, value: int) -> None:
+        """Ignored: aiosmtpd adds to MAIL's limit on every EHLO."""
+
+    def values(self) -> list[int]:
+        return [COMMAND_LINE_LIMIT, COMMAND_LINE_LIMIT + SIZE_PARAMETER_EXTRA, AUTH_LINE_LIMIT]
+
+
+class _Hooks:
+    """aiosmtpd's handler: each hook defers to the session that called it."""
+
+    async def handle_EHLO(
+        self, server: InjectProtocol, session: Any, envelope: Any, hostname: str, lines: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return server.ehlo_lines(lines)
+
+    async def handle_MAIL(
+        self, server: InjectProtocol, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        return server.on_mail(envelope, address, options)
+
+    async def handle_RCPT(
+        self, server: InjectProtocol, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        return server.on_rcpt(session, envelope, address)
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("session error: %r", error, exc_info=error)
+        return replies.SPOOL_FAILED
+
+
+_HOOKS = _Hooks()
+
+
+class InjectProtocol(SMTP):
+    command_size_limit = COMMAND_LINE_LIMIT
+    AuthLoginUsernameChallenge = "Username:"
+    AuthLoginPasswordChallenge = "Password:"
+
+    def __init__(self, ctx: ListenerContext) -> None:
+        # Set before SMTP.__init__, which inspects every attribute of self.
+        self._ctx = ctx
+        self._client_ip: IPAddress | None = None
+        self._counted_ip: str | None = None
+        self._refusal: str | None = None
+        self._address_error: str | None = None
+        self._last_path: addresses.ParsedPath | None = None
+        self._busy = False
+        self._closed_by_us = False
+        settings = ctx.settings
+        super().__init__(
+            _HOOKS,
+            data_size_limit=None,  # SIZE is ours: advertised in ehlo_lines, checked in on_mail
+            enable_SMTPUTF8=False,
+            decode_data=False,
+            hostname=settings.hostname,
+            ident="ESMTP relay",
+            tls_context=ctx.tls_context,
+            timeout=settings.idle_timeout,
+            auth_require_tls=True,
+            auth_exclude_mechanism=[] if ctx.credentials else ["PLAIN", "LOGIN"],
+            loop=asyncio.get_running_loop(),
+        )
+        self.command_size_limits = _CommandLimits()  # type: ignore[assignment]
+
+    # --- connection life ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None and self._original_transport is None
+        super().connection_made(transport)
+        if not first:
+            return  # the TLS layer after STARTTLS: same connection
+        ctx = self._ctx
+        self._client_ip = policy.client_address(transport.get_extra_info("peername"))
+        ip_key = str(self._client_ip) if self._client_ip is not None else "unknown"
+        limit = ctx.listener.max_connections
+        if limit is None:
+            limit = ctx.settings.max_connections_per_listener
+        self._refusal = ctx.limits.admit(ctx.listener.listen, limit, ip_key, self.hostname)
+        if self._refusal is None:
+            self._counted_ip = ip_key
+        ctx.sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted_ip is not None:
+            self._ctx.limits.release(self._ctx.listener.listen, self._counted_ip)
+            self._counted_ip = None
+        self._ctx.sessions.discard(self)
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if self._refusal is not None:
+            self.say_and_close(self._refusal)
+            return
+        await super()._handle_client()
+
+    def _timeout_cb(self) -> None:
+        log.info("%s: timeout", self._client_ip)
+        self.say_and_close(replies.TIMEOUT.format(host=self.hostname))
+
+    def say_and_close(self, reply: str) -> None:
+        """Send a last reply and close (buffered output is flushed before the close)."""
+        transport = self.transport
+        if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+            return
+        transport.write(reply.encode("ascii") + b"\r\n")
+        transport.close()
+
+    def shutdown(self, *, force: bool) -> None:
+        """Server closing: say 421 now unless mid-transaction (then after it, or if forced)."""
+        in_transaction = self._busy or (
+            self.envelope is not None and self.envelope.mail_from is not None
+        )
+        if force or not in_transaction:
+            self.say_and_close(replies.SHUTTING_DOWN.format(host=self.hostname))
+
+    @property
+    def handler_task(self) -> asyncio.Task[None] | None:
+        task: asyncio.Task[None] | None = self._handler_coroutine
+        return task
+
+    # --- replies ------------------------------------------------------------------------
+
+    async def push(self, status: str | bytes) -> None:
+        if isinstance(status, bytes):
+            await super().push(status)  # AUTH challenges
+            return
+        if self._address_error is not None and status.startswith("553 5.1.3 Error: malf"):
+            status = self._address_error
+        else:
+            status = replies.enhance(status)
+        self._address_error = None
+        await super().push(status)
+
+    def ehlo_lines(self, lines: list[str]) -> list[str]:
+        """aiosmtpd's EHLO lines with ours added and an empty AUTH line dropped."""
+        body = [line[4:] for line in lines[1:-1] if line.strip() != "250-AUTH"]
+        size = self._ctx.settings.max_message_size
+        extra = ["PIPELINING", "ENHANCEDSTATUSCODES"]
+        if size:
+            extra.insert(0, f"SIZE {size}")
+        keywords = [*extra, *body]
+        return [lines[0], *(f"250-{k}" for k in keywords), "250 HELP"]
+
+    # --- envelope -----------------------------------------------------------------------
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        self._last_path = None
+        try:
+            path = addresses.parse_path(arg)
+        except addresses.AddressError as error:
+            self._address_error = error.reply
+            return None, None
+        self._last_path = path
+        return path.address, path.params
+
+    def on_mail(self, envelope: Any, address: str, options: list[str]) -> str:
+        refusal = policy.check_declared_size(
+            policy.declared_size(options), self._ctx.settings.max_message_size
+        )
+        if refusal is not None:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return replies.SENDER_OK
+
+    def on_rcpt(self, session: Any, envelope: Any, address: str) -> str:
+        path = self._last_path
+        if path is None or path.address != address:
+            return replies.bad_address("Malformed address")
+        allowed = policy.may_relay(
+            self._client_ip, self._ctx.relay_hosts, bool(session.authenticated)
+        )
+        refusal = policy.check_recipient(
+            path,
+            may_relay=allowed,
+            accepted=len(envelope.rcpt_tos),
+            max_recipients=self._ctx.settings.max_recipients,
+        )
+        if refusal is not None:
+            log.info("%s: RCPT %s refused: %s", self._client_ip, address, refusal)
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return replies.RECIPIENT_OK
+
+    # --- DATA ---------------------------------------------------------------------------
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed():
+            return
+        if not self._envelope().rcpt_tos:
+            await self.push(replies.NEED_RCPT)
+            return
+        if arg:
+            await self.push(replies.DATA_SYNTAX)
+            return
+        settings = self._ctx.settings
+        await self.push(replies.START_DATA)
+        self._busy = True
+        try:
+            self._reset_timeout(settings.data_timeout)
+            reader = DataReader(
+                max_size=settings.max_message_size,
+                normalize=settings.normalize_bare_line_endings,
+            )
+            while not reader.done:
+                try:
+                    chunk: bytes = await self._reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError as overrun:
+                    chunk = await self._reader.read(overrun.consumed)
+                except asyncio.IncompleteReadError:
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                reader.feed(chunk)  # never returns leftovers: chunks end at the first LF
+            if self._timeout_handle is not None:
+                self._timeout_handle.cancel()  # the spool's time is not the client's
+            reply = await self._finish(reader)
+        finally:
+            self._busy = False
+        self.envelope = self._create_envelope()
+        self._reset_timeout()
+        await self.push(reply)
+        if self._ctx.draining:
+            self.say_and_close(replies.SHUTTING_DOWN.format(host=self.hostname))
+
+    async def _finish(self, reader: DataReader) -> str:
+        if reader.refusal is not None:
+            log.info("%s: DATA refused: %s", self._client_ip, reader.refusal)
+            return reader.refusal
+        ctx = self._ctx
+        session, envelope = self._session(), self._envelope()
+        now = ctx.clock()
+        queue_id = secrets.token_hex(8)
+        group, binding = self._listener_assignment()
+        reception = Reception(
+            client_ip=str(self._client_ip) if self._client_ip is not None else "unknown",
+            helo=session.host_name,
+            esmtp=bool(session.extended_smtp),
+            tls=self._tls_protocol is not None,
+            authenticated=bool(session.authenticated),
+            recipients=tuple(envelope.rcpt_tos),
+            queue_id=queue_id,
+            received_at=datetime.datetime.fromtimestamp(now, datetime.UTC),
+            listener_group=group,
+            listener_binding=binding,
+        )
+        prepared = prepare(
+            reader.content(),
+            reception,
+            hostname=ctx.settings.hostname,
+            groups=ctx.settings.binding_groups,
+            max_received=ctx.settings.max_received_headers,
+        )
+        if not isinstance(prepared, Prepared):
+            log.info("%s: message refused: %s", self._client_ip, prepared)
+            return prepared
+        sender = envelope.mail_from or "<>"
+        message = NewMessage(
+            sender="" if sender == "<>" else sender,
+            recipients=reception.recipients,
+            binding_group=prepared.binding_group,
+            binding=prepared.binding,
+            content=prepared.content,
+            received_at=now,
+        )
+        # Shielded: a client hanging up mid-handoff must not interrupt the spool.
+        store = asyncio.ensure_future(ctx.spool.store(message))
+        try:
+            stored = await asyncio.shield(store)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("%s: spool refused message: %r", self._client_ip, error)
+            return failure_reply(error)
+        log.info(
+            "received %s from %s group=%s binding=%s rcpts=%d size=%d",
+            stored.message_id,
+            self._client_ip,
+            message.binding_group,
+            message.binding,
+            len(message.recipients),
+            len(message.content),
+        )
+        return replies.QUEUED.format(id=stored.message_id)
+
+    def _session(self) -> AiosmtpdSession:
+        assert self.session is not None
+        return self.session
+
+    def _envelope(self) -> AiosmtpdEnvelope:
+        assert self.envelope is not None
+        return self.envelope
+
+    def _listener_assignment(self) -> tuple[str | None, str | None]:
+        listener = self._ctx.listener
+        peer = listener.peer_for(self._client_ip) if self._client_ip is not None else None
+        if peer is not None and (peer.binding_group is not None or peer.binding is not None):
+            return peer.binding_group, peer.binding
+        return listener.binding_group, listener.binding
+
+    # --- AUTH (PLAIN, LOGIN): the password check runs in a worker thread ----------------
+
+    async def auth_PLAIN(self, _: object, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await self.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        return await self._check_password(parts[1], parts[2])
+
+    async def auth_LOGIN(self, _: object, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check_password(login, password)
+
+    async def _check_password(self, login: bytes, password: bytes) -> AuthResult:
+        credentials = self._ctx.credentials
+        ok = credentials is not None and await asyncio.to_thread(
+            credentials.verify, login, password
+        )
+        user = login.decode("utf-8", errors="replace")
+        if not ok:
+            log.warning("%s: AUTH failed for %r", self._client_ip, user)
+            return AuthResult(success=False, handled=False, message=replies.AUTH_FAILED)
+        log.info("%s: authenticated as %r", self._client_ip, user)
+        return AuthResult(success=True, auth_data=user, message=replies.AUTH_OK)
