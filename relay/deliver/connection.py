@@ -1,0 +1,435 @@
+"""One outbound SMTP connection for a binding x domain, and the messages sent over it.
+
+`open_connection` walks the destinations in order until one gives a usable session
+(connected from the binding's bind_address, greeted, EHLO'd, STARTTLS per policy);
+`OutboundConnection.send` delivers one message in batches and reports one
+`RecipientOutcome` per recipient. Nothing here schedules, retries later or writes state:
+the scheduler decides what the outcomes mean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+
+import aiosmtplib
+
+from relay.deliver.content import prepare_content
+from relay.deliver.outcome import (
+    ConnectError,
+    Failure,
+    FailureKind,
+    MessageLike,
+    Outcome,
+    Phase,
+    RecipientOutcome,
+    Remote,
+)
+from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.reply import Reply
+from relay.deliver.route import Destination, is_ip_literal
+from relay.deliver.smtp_session import SessionFailed, SmtpSession, address_arg, translate
+from relay.deliver.tls import client_context, peer_matches
+
+__all__ = ["HostGate", "OutboundConnection", "open_connection"]
+
+HostGate = Callable[[str], AbstractAsyncContextManager[bool]]
+"""`host_gate(ip)` is entered before connecting to `ip` and held until the connection
+closes; it yields False to veto the destination (e.g. host-scope max_outbound_connections
+reached), and may wait inside `__aenter__` to queue."""
+
+# Linux: bind() reserves no port until connect(), so many connections from one source
+# address do not exhaust the ephemeral port range (value from <linux/in.h>).
+_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+class _AttemptFailed(Exception):
+    def __init__(self, failure: Failure, tls_fallback: bool = False) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
+        self.tls_fallback = tls_fallback  # opportunistic TLS failed: retry in plain text
+
+
+async def open_connection(
+    policy: DeliveryPolicy,
+    domain: str,
+    destinations: Iterable[Destination] | AsyncIterable[Destination],
+    *,
+    host_gate: HostGate | None = None,
+) -> OutboundConnection:
+    """Connect to the first destination that gives a usable session.
+
+    Moves to the next destination on a refused/failed/timed-out connection, a 4xx/5xx
+    greeting, a refused EHLO (and HELO), or a TLS failure; an opportunistic TLS failure
+    with tls_ifavailable_fallback reconnects to the same destination in plain text.
+    Raises ConnectError (every failure in `attempts`), or RouteError from a lazily
+    resolved route."""
+    attempts: list[Failure] = []
+    async for destination in _iterate(destinations):
+        use_tls = policy.tls != "no"
+        while True:
+            try:
+                return await _open_one(policy, domain, destination, use_tls, host_gate)
+            except _AttemptFailed as failed:
+                attempts.append(failed.failure)
+                if not (failed.tls_fallback and use_tls):
+                    break
+                use_tls = False
+    if not attempts:
+        reply = Reply.make(451, "4.4.4", f"no destination to try for {domain}")
+        failure = Failure(FailureKind.DNS, Phase.RESOLVE, reply, policy.binding, domain)
+        raise ConnectError(failure)
+    raise ConnectError(attempts[-1], attempts)
+
+
+async def _iterate(
+    items: Iterable[Destination] | AsyncIterable[Destination],
+) -> AsyncIterator[Destination]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+async def _open_one(
+    policy: DeliveryPolicy,
+    domain: str,
+    destination: Destination,
+    use_tls: bool,
+    host_gate: HostGate | None,
+) -> OutboundConnection:
+    remote = destination.remote
+    stack = AsyncExitStack()
+    session: SmtpSession | None = None
+    handed_over = False
+    phase = Phase.GATE
+
+    def fail(kind: FailureKind, reply: Reply, detail: str = "", fallback: bool = False) -> None:
+        failure = Failure(kind, phase, reply, policy.binding, domain, remote, detail)
+        raise _AttemptFailed(failure, fallback)
+
+    try:
+        if host_gate is not None and not await stack.enter_async_context(host_gate(destination.ip)):
+            fail(FailureKind.LOCAL, Reply.make(451, "4.4.5", f"host limit for {remote} reached"))
+        phase = Phase.CONNECT
+        sock = await _connect_socket(policy, destination)
+        smtp = aiosmtplib.SMTP(
+            sock=sock,
+            local_hostname=policy.ehlo_hostname,
+            timeout=policy.connect_timeout,
+            start_tls=False,  # STARTTLS is ours to decide, after our own EHLO
+        )
+        session = SmtpSession(smtp, policy)
+        phase = Phase.GREETING
+        reply = await session.greeting(policy.connect_timeout)
+        if reply.code != 220:
+            fail(FailureKind.REPLY, reply)
+        phase = Phase.EHLO
+        reply = await _hello(session, policy)
+        if reply.code != 250:
+            fail(FailureKind.REPLY, reply)
+        tls_active = False
+        if use_tls:
+            phase = Phase.STARTTLS
+            fallback = policy.tls == "ifavailable" and policy.tls_ifavailable_fallback
+            if not session.supports("starttls"):
+                if policy.tls == "required":
+                    fail(FailureKind.TLS, Reply.make(451, "4.7.4", f"{remote} offers no STARTTLS"))
+            else:
+                try:
+                    await _starttls(session, policy, domain, destination)
+                except SessionFailed as exc:
+                    fail(exc.kind, exc.reply, exc.detail, fallback)
+                tls_active = True
+                phase = Phase.EHLO
+                reply = await _hello(session, policy)
+                if reply.code != 250:
+                    fail(FailureKind.REPLY, reply)
+        connection = OutboundConnection(policy, domain, session, remote, tls_active, stack)
+        handed_over = True
+        return connection
+    except SessionFailed as exc:
+        failure = Failure(
+            exc.kind, exc.phase, exc.reply, policy.binding, domain, remote, exc.detail
+        )
+        raise _AttemptFailed(failure) from exc
+    finally:
+        if not handed_over:
+            if session is not None:
+                session.abort()
+            await stack.aclose()
+
+
+async def _connect_socket(policy: DeliveryPolicy, destination: Destination) -> socket.socket:
+    """A connected non-blocking socket from bind_address to the destination."""
+    family = socket.AF_INET6 if ":" in destination.ip else socket.AF_INET
+    if policy.bind_address is not None:
+        bind_family = socket.AF_INET6 if ":" in policy.bind_address else socket.AF_INET
+        if bind_family != family:
+            reply = Reply.make(
+                451, "4.4.1", f"bind_address {policy.bind_address} cannot reach {destination.ip}"
+            )
+            raise SessionFailed(FailureKind.NETWORK, Phase.CONNECT, reply, "address family")
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        if policy.bind_address is not None:
+            if sys.platform.startswith("linux"):
+                sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((policy.bind_address, 0))
+        loop = asyncio.get_running_loop()
+        address = (destination.ip, destination.port)
+        await asyncio.wait_for(loop.sock_connect(sock, address), policy.connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        sock.close()
+        raise translate(exc, Phase.CONNECT, policy.connect_timeout) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _hello(session: SmtpSession, policy: DeliveryPolicy) -> Reply:
+    """EHLO; HELO only if delivery_method allows plain SMTP and EHLO was refused (or
+    ESMTP is not allowed at all)."""
+    if policy.allows_esmtp:
+        reply = await session.ehlo(policy.ehlo_hostname, policy.ehlo_timeout)
+        if reply.code == 250 or not policy.allows_helo or not session.connected:
+            return reply
+    return await session.helo(policy.ehlo_hostname, policy.ehlo_timeout)
+
+
+async def _starttls(
+    session: SmtpSession, policy: DeliveryPolicy, domain: str, destination: Destination
+) -> None:
+    """STARTTLS under ehlo_timeout; with tls_verify=host the certificate must name the
+    MX host (or the domain), never just the IP we connected to."""
+    context = await client_context(policy)
+    name = None if is_ip_literal(destination.mx_host) else destination.mx_host
+    reply = await session.starttls(context, name, policy.ehlo_timeout)
+    if reply.code != 220:
+        session.abort()
+        raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "STARTTLS refused")
+    if policy.tls_verify == "host":
+        cert = session.peer_certificate() or {}
+        if not peer_matches(cert, (destination.mx_host, domain)):
+            session.abort()
+            reply = Reply.make(
+                451, "4.7.5", f"certificate does not name {destination.mx_host} or {domain}"
+            )
+            raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "host name mismatch")
+
+
+class OutboundConnection:
+    """An open SMTP session to one destination, used by one worker at a time."""
+
+    def __init__(
+        self,
+        policy: DeliveryPolicy,
+        domain: str,
+        session: SmtpSession,
+        remote: Remote,
+        tls: bool,
+        resources: AsyncExitStack,
+    ) -> None:
+        self.policy = policy
+        self.domain = domain
+        self.remote = remote
+        self.tls = tls
+        self._session = session
+        self._resources = resources  # the host_gate slot, released on close()
+        self._deliveries = 0
+        self._recipients_sent = 0
+        self._broken = False
+        self._closed = False
+        self._dirty = False  # a failed transaction left state: RSET before the next MAIL
+
+    @property
+    def deliveries(self) -> int:
+        """Messages with at least one recipient accepted over this connection."""
+        return self._deliveries
+
+    @property
+    def recipients_sent(self) -> int:
+        """RCPT commands sent over this connection."""
+        return self._recipients_sent
+
+    @property
+    def peer_ip(self) -> str:
+        return self.remote.ip
+
+    @property
+    def mx_host(self) -> str:
+        return self.remote.mx_host
+
+    @property
+    def extensions(self) -> dict[str, str]:
+        return self._session.extensions
+
+    @property
+    def usable(self) -> bool:
+        policy = self.policy
+        if self._closed or self._broken or not self._session.connected:
+            return False
+        if 0 < policy.max_deliveries_per_connection <= self._deliveries:
+            return False
+        return not 0 < policy.max_recipients_per_connection <= self._recipients_sent
+
+    async def close(self) -> None:
+        """QUIT (tolerant of a dead peer) and release the host_gate slot. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._session.quit(self.policy.rset_timeout)
+        finally:
+            await self._resources.aclose()
+
+    async def __aenter__(self) -> OutboundConnection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ---- sending ---------------------------------------------------------------------
+
+    async def send(self, message: MessageLike) -> list[RecipientOutcome]:
+        """Deliver `message` over this connection, max_recipients_per_batch recipients per
+        transaction. One outcome per recipient, in the message's order. Recipients beyond
+        max_recipients_per_connection, or left when the connection broke between
+        transactions, come back NOT_ATTEMPTED."""
+        recipients = list(message.recipients)
+        results: dict[int, RecipientOutcome] = {}
+        policy = self.policy
+
+        def settle(indexes: Iterable[int], outcome: Outcome, reply: Reply, phase: Phase) -> None:
+            for i in indexes:
+                if i not in results:
+                    results[i] = RecipientOutcome(recipients[i], outcome, reply, phase, self.remote)
+
+        def finish() -> list[RecipientOutcome]:
+            skipped = Reply.make(451, "4.4.0", "not attempted on this connection")
+            settle(range(len(recipients)), Outcome.NOT_ATTEMPTED, skipped, Phase.MAIL)
+            if any(r.outcome is Outcome.DELIVERED for r in results.values()):
+                self._deliveries += 1
+            return [results[i] for i in range(len(recipients))]
+
+        if not self.usable:
+            return finish()
+        room = len(recipients)
+        if policy.max_recipients_per_connection > 0:
+            room = max(0, policy.max_recipients_per_connection - self._recipients_sent)
+        todo = list(range(min(room, len(recipients))))
+
+        prepared = prepare_content(message.content, policy, self._session.supports("8bitmime"))
+        if prepared.refused is not None:
+            reply = Reply.make(554, "5.6.3", prepared.refused)
+            settle(todo, Outcome.PERMANENT, reply, Phase.CONTENT)
+            return finish()
+        utf8 = not message.sender.isascii() or any(not recipients[i].isascii() for i in todo)
+        mail_options = list(prepared.mail_options)
+        if utf8:
+            if not self._session.supports("smtputf8"):
+                reply = Reply.make(553, "5.6.7", "non-ASCII address and no SMTPUTF8 offered")
+                settle(todo, Outcome.PERMANENT, reply, Phase.MAIL)
+                return finish()
+            mail_options.append("SMTPUTF8")
+        if self._session.supports("size"):
+            mail_options.insert(0, f"SIZE={len(prepared.data)}")
+
+        batch_size = max(1, policy.max_recipients_per_batch)
+        try:
+            for start in range(0, len(todo), batch_size):
+                if not self.usable_for_transaction:
+                    break
+                batch = todo[start : start + batch_size]
+                mail_failed = await self._transaction(
+                    message.sender, recipients, batch, prepared.data, mail_options, utf8, settle
+                )
+                if mail_failed is not None:
+                    # The sender was refused: the same answer holds for every batch left.
+                    settle(todo, mail_failed.outcome, mail_failed, Phase.MAIL)
+                    break
+        except _TransactionBroken as broken:
+            self._broken = True
+            failed = broken.failed
+            settle(broken.pending, failed.reply.outcome, failed.reply, failed.phase)
+        return finish()
+
+    @property
+    def usable_for_transaction(self) -> bool:
+        return not (self._closed or self._broken or not self._session.connected)
+
+    async def _transaction(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        batch: list[int],
+        data: bytes,
+        mail_options: list[str],
+        utf8: bool,
+        settle: Callable[[Iterable[int], Outcome, Reply, Phase], None],
+    ) -> Reply | None:
+        """One MAIL/RCPT.../DATA transaction. Returns the MAIL reply if the sender was
+        refused; raises _TransactionBroken if the connection failed."""
+        policy = self.policy
+        session = self._session
+        pending: list[int] = list(batch)
+        try:
+            if self._dirty:
+                reply = await session.command(Phase.RSET, policy.rset_timeout, b"RSET")
+                if reply.code is None or reply.code >= 300:
+                    session.abort()
+                    raise SessionFailed(FailureKind.REPLY, Phase.RSET, reply, "RSET refused")
+                self._dirty = False
+            args = address_arg(b"FROM:", sender, mail_options, utf8)
+            reply = await session.command(Phase.MAIL, policy.mailfrom_timeout, b"MAIL", *args)
+            if not reply.is_positive:
+                self._dirty = True
+                return reply
+            self._dirty = True
+            accepted: list[int] = []
+            for i in batch:
+                self._recipients_sent += 1
+                args = address_arg(b"TO:", recipients[i], (), utf8)
+                try:
+                    reply = await session.command(Phase.RCPT, policy.rcptto_timeout, b"RCPT", *args)
+                except SessionFailed as exc:
+                    if exc.broken:
+                        raise
+                    settle((i,), exc.reply.outcome, exc.reply, Phase.RCPT)  # unsendable address
+                    pending.remove(i)
+                    continue
+                if reply.is_positive:
+                    accepted.append(i)
+                else:
+                    settle((i,), reply.outcome, reply, Phase.RCPT)
+                    pending.remove(i)
+                if not session.connected:  # e.g. 421: aiosmtplib closed the connection
+                    self._broken = True
+                    lost = Reply.make(451, "4.4.2", "connection closed by the server")
+                    raise SessionFailed(FailureKind.NETWORK, Phase.RCPT, lost)
+            if not accepted:
+                return None
+            reply = await session.data(data, policy.body_timeout)
+            settle(accepted, reply.outcome, reply, Phase.DATA)
+            if reply.outcome is Outcome.DELIVERED:
+                self._dirty = False
+            return None
+        except SessionFailed as exc:
+            session.abort()
+            raise _TransactionBroken(exc, pending) from exc
+
+
+class _TransactionBroken(Exception):
+    """The connection failed mid-transaction; `pending` recipients share its reply."""
+
+    def __init__(self, failed: SessionFailed, pending: list[int]) -> None:
+        super().__init__(str(failed))
+        self.failed = failed
+        self.pending = pending
