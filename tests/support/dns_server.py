@@ -7,6 +7,7 @@
         "broken.test": SERVFAIL,                        # every query: SERVFAIL
         "slow.test": TIMEOUT,                           # every query: no answer
         "short.test": {"A": ["127.0.0.9"], "ttl": 5},   # TTL for this name's records
+        "flaky.test": {"MX": SERVFAIL, "A": ["127.0.0.9"]},  # per type, too
     }
     async with DnsServer(zone, tmp_path) as dns:       # 127.0.0.1:<free port>
         resolver = dns.resolver()                       # relay DnsResolver for this server
@@ -126,7 +127,11 @@ class DnsServer:
             response.set_rcode(dns.rcode.NXDOMAIN)
         else:
             records = entry.get(rdtype, [])
-            if records:
+            if records in (SERVFAIL, TIMEOUT):
+                if records == TIMEOUT:
+                    return None
+                response.set_rcode(dns.rcode.SERVFAIL)
+            elif records:
                 rrset = dns.rrset.from_text_list(
                     question.name, int(entry.get("ttl", DEFAULT_TTL)), "IN", rdtype, records
                 )

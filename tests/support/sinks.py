@@ -139,7 +139,8 @@ class SmtpSink:
         self.max_active = max(self.max_active, self.active)
 
     def _closed(self, transport: asyncio.BaseTransport | None) -> None:
-        self._transports.discard(transport)  # type: ignore[arg-type]
+        if transport is not None:
+            self._transports.discard(transport)
         self.active -= 1
 
     def _next(self, replies: list[str]) -> str | None:
@@ -162,7 +163,7 @@ class _Refuser(asyncio.Protocol):
         self.sink._closed(self.transport)
 
 
-class _SinkSMTP(SMTP):  # type: ignore[misc]
+class _SinkSMTP(SMTP):
     def __init__(self, sink: SmtpSink, handler: Any, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.sink = sink
@@ -254,7 +255,7 @@ class _Handler:
         content = envelope.original_content or b""
         self.sink.messages.append(
             Received(
-                peer_ip=str(session.peer[0]),
+                peer_ip=str(session.peer[0]) if session.peer else "",
                 ehlo=session.host_name,
                 mail_from=str(envelope.mail_from),
                 mail_options=list(envelope.mail_options),
