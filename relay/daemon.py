@@ -1,15 +1,195 @@
-"""`relay serve`: the daemon's life (signals, startup, main loop, drain)."""
+"""`relay serve`: the daemon's life (uvicorn's shape): signals -> startup -> main loop ->
+graceful drain with a deadline.
+
+`Daemon` assembles the components from a configuration and is usable in-process (tests
+drive it with a manual clock); `serve` runs one under uvloop until SIGTERM/SIGINT, and
+reloads the configuration on SIGHUP (a bad new configuration is refused, the old one kept).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
+import signal
 import sys
+from pathlib import Path
+from typing import Any
 
+from relay.bind.build import selector_from_config
+from relay.bind.suspensions import SuspensionTable
+from relay.config import ConfigError, load, resolve
 from relay.config.model import Config
+from relay.deliver.dns import DnsResolver
+from relay.deliver.route import Router
+from relay.dispose.bounce import Bouncer
+from relay.dispose.events import EventLog
+from relay.inject.server import Listeners, start_listeners
+from relay.schedule.clock import Clock, SystemClock
+from relay.schedule.delivery_policy import delivery_policy
+from relay.schedule.policy import PolicyCache
+from relay.schedule.scheduler import Scheduler
+from relay.schedule.smtp_transport import HostGates, SmtpTransport
+from relay.spool.model import Envelope, NewMessage
+from relay.spool.store import Spool
+from relay.wiring import inject_settings
+
+log = logging.getLogger("relay")
+
+
+class Handoff:
+    """What injection stores through: spool first (durable), then the scheduler."""
+
+    def __init__(self, spool: Spool, scheduler: Scheduler, events: EventLog) -> None:
+        self.spool = spool
+        self.scheduler = scheduler
+        self.events = events
+
+    async def store(self, message: NewMessage, /) -> Envelope:
+        envelope = await self.spool.store(message)
+        self.events(
+            "reception",
+            {
+                "message_id": envelope.message_id,
+                "sender": message.sender,
+                "recipients": len(message.recipients),
+                "binding_group": message.binding_group,
+                "binding": message.binding,
+                "size": len(message.content),
+            },
+        )
+        self.scheduler.submit(envelope)
+        return envelope
+
+
+class Daemon:
+    def __init__(self, config: Config, path: str | None = None, clock: Clock | None = None):
+        self.config = config
+        self.path = path
+        self.clock: Clock = clock or SystemClock()
+        self.suspensions = SuspensionTable()
+        self.spool: Spool | None = None
+        self.scheduler: Scheduler | None = None
+        self.listeners: Listeners | None = None
+        self.events = EventLog(None)
+        self.bouncer: Bouncer | None = None
+
+    def option(self, name: str) -> Any:
+        return resolve(self.config, name).value
+
+    async def start(self) -> None:
+        config = self.config
+        self.events = EventLog(self.option("event_log"))
+        spoolbase = Path(str(self.option("spoolbase")))
+        await asyncio.to_thread(spoolbase.mkdir, parents=True, exist_ok=True)
+        self.spool = await Spool.open(
+            spoolbase,
+            fsync=bool(self.option("force_fsync")),
+            max_resident_messages=int(self.option("max_resident_messages")),
+            clock=self.clock.now,
+        )
+        selector, unplumbed = selector_from_config(config, self.suspensions)
+        for binding, address in unplumbed:
+            log.warning(
+                "binding %s: bind_address %s is not plumbed on this host; skipped", binding, address
+            )
+            self.events("unplumbed", {"binding": binding, "bind_address": address})
+        resolver = DnsResolver(str(self.option("resolv_conf")), port=int(self.option("dns_port")))
+        router = Router(
+            resolver, mx_failures_fallback_to_a=self.option("mx_failures_fallback_to_a")
+        )
+        gates = HostGates(self._host_limit)
+        self.scheduler = Scheduler(
+            self.spool,
+            PolicyCache(config, delivery_policy),
+            selector,
+            SmtpTransport(router, gates),
+            self.clock,
+            events=self.events,
+        )
+        self.bouncer = Bouncer(
+            self.spool,
+            self.scheduler.submit,
+            str(self.option("hostname")),
+            self.clock,
+            self.events,
+            group=str(self.option("dsn_binding_group")),
+        )
+        self.scheduler.on_failed = self.bouncer
+        self.scheduler.on_delayed = functools.partial(self.bouncer, action="delayed")
+        recovered = self.spool.scan()
+        for envelope in recovered:
+            self.scheduler.submit(envelope)
+        if recovered:
+            log.info("requeued %d spooled messages", len(recovered))
+        self.scheduler.start()
+        self.listeners = await start_listeners(
+            inject_settings(config),
+            Handoff(self.spool, self.scheduler, self.events),
+            clock=self.clock.now,
+        )
+
+    def _host_limit(self, binding: str, ip: str) -> int:
+        value = resolve(self.config, "max_outbound_connections", binding=binding, host=ip).value
+        return -1 if value is None else int(value)
+
+    def reload(self, config: Config) -> None:
+        """Apply a new, already validated configuration to delivery. Listener changes
+        (addresses, TLS files) take effect on restart."""
+        self.config = config
+        if self.scheduler is not None:
+            selector, _ = selector_from_config(config, self.suspensions)
+            self.scheduler.selector = selector
+            self.scheduler.policies.reload(config)
+            self.scheduler.reload()
+        log.info("configuration reloaded")
+
+    async def stop(self, deadline: float | None = None) -> None:
+        grace = float(self.option("shutdown_timeout")) if deadline is None else deadline
+        if self.listeners is not None:
+            await self.listeners.close(grace=grace)
+        if self.scheduler is not None:
+            await self.scheduler.stop(deadline=grace)
+        if self.spool is not None:
+            await self.spool.close()
+        self.events.close()
+
+
+async def _main(config: Config, path: str) -> int:
+    daemon = Daemon(config, path)
+    await daemon.start()
+    assert daemon.listeners is not None
+    for bound in daemon.listeners.bound:
+        print(f"relay: listening on {bound.listen}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        try:
+            new = load(path)
+        except ConfigError as err:
+            log.error("reload refused, keeping the running configuration:\n%s", err)
+            return
+        daemon.reload(new)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    await stop.wait()
+    log.info("stopping: no new connections; draining")
+    await daemon.stop()
+    return 0
 
 
 def serve(config: Config, path: str) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     for warning in config.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    for listen in config.listens:
-        print(f"relay: would listen on {listen.address}")
-    return 0
+        log.warning("%s", warning)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_main(config, path))

@@ -6,16 +6,19 @@ the decisions it makes are independent of sockets.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relay.deliver.reply import Outcome
 
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    TEMPORARY = "temporary"  # 4xx, timeout, connection lost: retry later
-    PERMANENT = "permanent"  # 5xx: bounce
-    NOT_ATTEMPTED = "not_attempted"  # a per-connection cap stopped us: requeue, no penalty
+__all__ = [
+    "ConnectFailed",
+    "OutboundMessage",
+    "Outcome",
+    "RecipientResult",
+    "Session",
+    "Transport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,7 @@ class RecipientResult:
     outcome: Outcome
     reply: str  # e.g. "550 5.1.1 no such user", or relay's own text for local failures
     remote: str = ""  # "mx.example.com [192.0.2.1]"
+    local: bool = False  # relay's own failure (timeout, limit): never the receiver's verdict
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,126 @@
+"""Run the whole relay daemon in-process against loopback sinks and a loopback DNS server.
+
+relay = await relay_factory(config_body, dns=dns)   # spool, log, listener set up for you
+await relay.send("a@x.test", ["b@y.test"], headers={"X-Binding-Group": "g1"})
+await relay.wait(lambda: len(sink.messages) == 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import pytest_asyncio
+
+from relay.config import loads
+from relay.daemon import Daemon
+from relay.schedule.clock import Clock
+from tests.support.dns_server import DnsServer
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RelayUnderTest:
+    def __init__(self, daemon: Daemon, port: int, directory: Path) -> None:
+        self.daemon = daemon
+        self.port = port
+        self.directory = directory
+
+    async def send(
+        self,
+        sender: str,
+        recipients: list[str],
+        *,
+        headers: dict[str, str] | None = None,
+        body: str = "Hello from the relay tests.\n",
+        subject: str = "test",
+    ) -> None:
+        msg = EmailMessage()
+        msg["From"] = sender or "mailer-daemon@relay.test"
+        msg["To"] = ", ".join(recipients)
+        msg["Subject"] = subject
+        for name, value in (headers or {}).items():
+            msg[name] = value
+        msg.set_content(body)
+        await aiosmtplib.send(
+            msg,
+            sender=sender,
+            recipients=recipients,
+            hostname="127.0.0.1",
+            port=self.port,
+            timeout=10,
+        )
+
+    async def wait(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached in time")
+            await asyncio.sleep(0.02)
+
+    def events(self, kind: str | None = None) -> list[dict[str, object]]:
+        import json
+
+        self.daemon.events.flush()
+        path = self.directory / "events.jsonl"
+        if not path.exists():
+            return []
+        records = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [r for r in records if kind is None or r["event"] == kind]
+
+
+class RelayFactory:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.running: list[RelayUnderTest] = []
+
+    async def __call__(
+        self,
+        body: str,
+        *,
+        dns: DnsServer | None = None,
+        clock: Clock | None = None,
+        listener: str = "",
+    ) -> RelayUnderTest:
+        port = free_port()
+        resolver = f'resolv_conf = "{dns.resolv_conf}"\ndns_port = {dns.port}\n' if dns else ""
+        text = (
+            f'hostname = "relay.test"\n'
+            f'spoolbase = "{self.directory / "spool"}"\n'
+            f'event_log = "{self.directory / "events.jsonl"}"\n'
+            f"force_fsync = false\n"
+            f"shutdown_timeout = 2\n"
+            f"{resolver}"
+            f"esmtp_listener {{\n"
+            f'  relay_hosts = ( "127.0.0.0/8" )\n'
+            f'  listen "127.0.0.1:{port}" {{ {listener} }}\n'
+            f"}}\n" + body
+        )
+        (self.directory / "relay.conf").write_text(text)
+        daemon = Daemon(loads(text, str(self.directory / "relay.conf")), clock=clock)
+        await daemon.start()
+        relay = RelayUnderTest(daemon, port, self.directory)
+        self.running.append(relay)
+        return relay
+
+    async def stop_all(self) -> None:
+        for relay in self.running:
+            await relay.daemon.stop(deadline=2.0)
+        self.running.clear()
+
+
+@pytest_asyncio.fixture
+async def relay_factory(tmp_path: Path) -> AsyncIterator[RelayFactory]:
+    factory = RelayFactory(tmp_path)
+    yield factory
+    await factory.stop_all()
