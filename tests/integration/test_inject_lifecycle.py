@@ -40,6 +40,8 @@ async def test_close_says_421_to_idle_sessions_and_lets_a_transaction_finish(
     code, text = await busy.reply()
     assert text.startswith("421 4.3.2"), text  # ...then the session was closed
     assert await busy.closed()
+    await busy.close()
+    await idle.close()
     assert len(spool.messages) == 1
     with pytest.raises(OSError):
         await RawClient.connect(port)
@@ -56,6 +58,7 @@ async def test_close_forces_421_after_the_grace_period(tmp_path: Path) -> None:
     assert 0.25 < time.monotonic() - started < 1.5
     _, text = await client.reply()
     assert text.startswith("421 4.3.2"), text
+    await client.close()
 
 
 def test_runs_on_uvloop_with_the_real_spool(tmp_path: Path) -> None:

@@ -123,6 +123,7 @@ async def test_idle_client_is_cut_with_421(tmp_path: Path) -> None:
         assert text.startswith("421 4.4.2"), text
         assert await client.closed()
         assert time.monotonic() - started < 1.5
+        await client.close()
 
 
 async def test_client_trickling_a_command_is_cut_with_421(tmp_path: Path) -> None:
@@ -141,6 +142,7 @@ async def test_client_trickling_a_command_is_cut_with_421(tmp_path: Path) -> Non
         _, text = await client.reply()
         assert text.startswith("421 4.4.2"), text
         assert time.monotonic() - started < 1.5
+        await client.close()
 
 
 async def test_client_trickling_data_is_cut_at_the_data_deadline(tmp_path: Path) -> None:
@@ -164,6 +166,7 @@ async def test_client_trickling_data_is_cut_at_the_data_deadline(tmp_path: Path)
         _, text = await client.reply()
         assert text.startswith("421 4.4.2"), text
         assert 0.4 < time.monotonic() - started < 1.5
+        await client.close()
     assert spool.messages == []
 
 
@@ -180,6 +183,7 @@ async def test_connections_per_listener_over_limit_get_421(tmp_path: Path) -> No
         code, text = await third.reply()
         assert text.startswith("421 4.7.0"), text
         assert await third.closed()
+        await third.close()
         await first.command("QUIT")
         await first.close()
         for _ in range(50):  # the slot frees once the server sees the close
@@ -201,6 +205,7 @@ async def test_connections_per_ip_over_limit_get_421(tmp_path: Path) -> None:
         _, text = await second.reply()
         assert text.startswith("421 4.7.0"), text
         assert await second.closed()
+        await second.close()
         other = await RawClient.connect(port, source=OUTSIDE)
         assert (await other.reply())[0] == 220
         await other.close()
