@@ -345,7 +345,7 @@ class OutboundConnection:
         batch_size = max(1, policy.max_recipients_per_batch)
         try:
             for start in range(0, len(todo), batch_size):
-                if not self.usable_for_transaction:
+                if not self._can_transact:
                     break
                 batch = todo[start : start + batch_size]
                 mail_failed = await self._transaction(
@@ -362,7 +362,7 @@ class OutboundConnection:
         return finish()
 
     @property
-    def usable_for_transaction(self) -> bool:
+    def _can_transact(self) -> bool:
         return not (self._closed or self._broken or not self._session.connected)
 
     async def _transaction(
@@ -422,6 +422,8 @@ class OutboundConnection:
                 self._dirty = False
             return None
         except SessionFailed as exc:
+            if not exc.broken:  # an address we refused to send: as if the sender was refused
+                return exc.reply
             session.abort()
             raise _TransactionBroken(exc, pending) from exc
 

@@ -412,11 +412,16 @@ async def test_stalled_data_reply_is_temporary(
     assert outcome.phase is Phase.DATA
 
 
-async def test_connect_timeout_to_an_unanswering_address() -> None:
-    # 127.0.0.1 port with a listener that never accepts would still connect; instead use a
-    # socket with a backlog that is full. Simplest portable check: connect_timeout applies
-    # to the greeting as well (a listener that never speaks).
-    server = await asyncio.start_server(lambda r, w: asyncio.sleep(5), "127.0.0.8", 0)
+async def test_connect_timeout_covers_a_server_that_never_greets() -> None:
+    closed = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.8", 0)
     port = server.sockets[0].getsockname()[1]
     try:
         started = time.monotonic()
@@ -429,8 +434,10 @@ async def test_connect_timeout_to_an_unanswering_address() -> None:
         assert time.monotonic() - started < 1.5
         assert caught.value.failure.kind is FailureKind.TIMEOUT
         assert caught.value.failure.phase is Phase.GREETING
+        await asyncio.wait_for(closed.wait(), 1)  # the client closed its side
     finally:
         server.close()
+        await server.wait_closed()
 
 
 # ---- 8BITMIME ------------------------------------------------------------------------------
@@ -534,3 +541,30 @@ async def test_lazy_resolution_resolves_later_hosts_only_when_needed(
     async with await open_connection(pol, "example.test", router.destinations(pol, route)):
         pass
     assert ("mx2.example.test", "A") not in dns.queries
+
+
+async def test_source_socket_binds_without_reserving_a_port(smtp_sink: SinkFactory) -> None:
+    import socket
+
+    from relay.deliver.connection import _IP_BIND_ADDRESS_NO_PORT, _connect_socket
+
+    sink = await smtp_sink("127.0.0.2")
+    pol = policy(sink.port, bind_address="127.0.0.3")
+    sock = await _connect_socket(pol, Destination("mx", "127.0.0.2", sink.port, 0))
+    try:
+        assert sock.getsockname()[0] == "127.0.0.3"
+        assert sock.getsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT) == 1
+    finally:
+        sock.close()
+
+
+async def test_unsendable_sender_is_refused_without_breaking_the_connection(
+    dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    sink = await smtp_sink("127.0.0.2")
+    async with await connect(dns_server, policy(sink.port)) as conn:
+        bad = await conn.send(make_message("x@example.test", sender="a\r\nRCPT TO:<y>@x"))
+        assert conn.usable
+        good = await conn.send(make_message("x@example.test"))
+    assert bad[0].outcome is Outcome.PERMANENT
+    assert good[0].outcome is Outcome.DELIVERED
