@@ -113,6 +113,17 @@ class RelayFactory:
         self.running.append(relay)
         return relay
 
+    async def restart(self, relay: RelayUnderTest, clock: Clock | None = None) -> RelayUnderTest:
+        """Stop a relay and start a new daemon on the same configuration and spool."""
+        await relay.daemon.stop(deadline=2.0)
+        self.running.remove(relay)
+        path = self.directory / "relay.conf"
+        daemon = Daemon(loads(path.read_text(), str(path)), clock=clock)
+        await daemon.start()
+        again = RelayUnderTest(daemon, relay.port, self.directory)
+        self.running.append(again)
+        return again
+
     async def stop_all(self) -> None:
         for relay in self.running:
             await relay.daemon.stop(deadline=2.0)

@@ -59,3 +59,112 @@ async def test_mail_leaves_from_the_groups_bindings_spread_by_weight(
     assert {e["binding"] for e in delivered} == {"tx-1", "tx-2", "mkt-1", "mkt-2"}
     assert relay.daemon.spool is not None
     await relay.wait(lambda: len(relay.daemon.spool) == 0)  # type: ignore[union-attr]
+
+
+ONE_DOMAIN_ZONE = {"one.test": {"MX": ["10 mx.one.test."]}, "mx.one.test": {"A": ["127.0.0.10"]}}
+
+
+async def test_binding_domain_connection_cap_and_group_value(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    import asyncio
+
+    from tests.support.sinks import Script
+
+    dns = await dns_server(ONE_DOMAIN_ZONE)
+    sink = await smtp_sink("127.0.0.10", script=Script(stall="DATA"))
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+idle_timeout = 0.1
+binding_group "g" {{
+  max_outbound_connections = 4
+  binding "b1" {{
+    bind_address = 127.0.0.2
+    domain "one.test" {{ max_outbound_connections = 2 }}
+  }}
+  binding "b2" {{ bind_address = 127.0.0.3 }}
+}}
+""",
+        dns=dns,
+    )
+    for i in range(6):
+        await relay.send("s@sender.test", [f"r{i}@one.test"], headers={"X-Binding": "b1"})
+    await relay.wait(lambda: sink.active == 2)
+    await asyncio.sleep(0.3)  # room for a third connection to (wrongly) appear
+    assert sink.max_active == 2
+    sink._release.set()
+    await relay.wait(lambda: len(sink.messages) == 6)
+    assert sink.max_active == 2
+    assert {m.peer_ip for m in sink.messages} == {"127.0.0.2"}
+
+    await relay.wait(lambda: sink.active == 0)  # b1's idle connections closed
+    sink._release.clear()
+    sink.max_active = 0
+    for i in range(8):
+        await relay.send("s@sender.test", [f"q{i}@one.test"], headers={"X-Binding": "b2"})
+    await relay.wait(lambda: sink.active >= 4)
+    await asyncio.sleep(0.3)
+    assert sink.max_active == 4  # b2 falls back to the group's value
+    sink._release.set()
+    await relay.wait(lambda: len(sink.messages) == 14)
+
+
+async def test_group_throttle_caps_the_whole_group(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    import asyncio
+
+    from relay.schedule.clock import ManualClock
+
+    clock = ManualClock(start=1_800_000_000.0)
+    dns = await dns_server(ONE_DOMAIN_ZONE)
+    sink = await smtp_sink("127.0.0.10")
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+binding_group "g" {{
+  outbound_throttle_messages = "10/1"
+  binding "b1" {{ bind_address = 127.0.0.2 }}
+  binding "b2" {{ bind_address = 127.0.0.3 }}
+}}
+""",
+        dns=dns,
+        clock=clock,
+        listener='binding_group = "g"',
+    )
+    for i in range(30):
+        await relay.send("s@sender.test", [f"r{i}@one.test"])
+    await relay.wait(lambda: len(sink.messages) == 10)
+    await asyncio.sleep(0.3)
+    assert len(sink.messages) == 10  # the burst: ten for the group, not ten per binding
+    assert {m.peer_ip for m in sink.messages} == {"127.0.0.2", "127.0.0.3"}
+    await clock.advance(0.5)
+    await relay.wait(lambda: len(sink.messages) == 15)
+    await asyncio.sleep(0.2)
+    assert len(sink.messages) == 15
+    await clock.advance(1.5)
+    await relay.wait(lambda: len(sink.messages) == 30)
+
+
+async def test_unplumbed_binding_is_skipped(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(ONE_DOMAIN_ZONE)
+    sink = await smtp_sink("127.0.0.10")
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+binding_group "g" {{
+  binding "here" {{ bind_address = 127.0.0.2 }}
+  binding "elsewhere" {{ bind_address = 192.0.2.1 }}
+}}
+""",
+        dns=dns,
+        listener='binding_group = "g"',
+    )
+    for i in range(6):
+        await relay.send("s@sender.test", [f"r{i}@one.test"])
+    await relay.wait(lambda: len(sink.messages) == 6)
+    assert {m.peer_ip for m in sink.messages} == {"127.0.0.2"}
+    assert [e["binding"] for e in relay.events("unplumbed")] == ["elsewhere"]
