@@ -47,6 +47,7 @@ Key = tuple[str, str]  # (binding group, domain)
 FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
 NO_ROUTE_RETRY = 60.0
+LOCAL_LIMIT_RETRY = 1.0
 
 
 class SpoolAccess(Protocol):
@@ -461,8 +462,16 @@ class Scheduler:
 
     async def _fail_queue(self, rq: ReadyQueue, err: ConnectFailed) -> None:
         """No connection: every job queued for this binding x domain shares the failure."""
-        outcome = Outcome.PERMANENT if err.permanent else Outcome.TEMPORARY
         now = self.clock.now()
+        if err.local:
+            # relay's own per-host limits said no: wait a moment, no attempt is counted.
+            for job in list(rq.jobs):
+                job.due = now + LOCAL_LIMIT_RETRY
+                self.schedule(job)
+                self._in_flight -= 1
+            rq.jobs.clear()
+            return
+        outcome = Outcome.PERMANENT if err.permanent else Outcome.TEMPORARY
         key = (rq.binding, rq.domain)
         first = self._unreachable.setdefault(key, now)
         if not err.permanent and now - first >= rq.policy.connect_timeout_to_delay:

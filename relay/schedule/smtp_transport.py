@@ -86,6 +86,9 @@ class SmtpTransport:
         except ConnectError as err:
             remote = err.failure.remote
             raise ConnectFailed(
-                str(err.reply), permanent=False, remote=str(remote) if remote else ""
+                str(err.reply),
+                permanent=False,
+                remote=str(remote) if remote else "",
+                local=err.local_only,
             ) from err
         return SmtpSession(connection)

@@ -41,11 +41,14 @@ class OutboundMessage:
 class ConnectFailed(Exception):
     """No connection could be made for a binding x domain; applies to every queued job."""
 
-    def __init__(self, reply: str, permanent: bool = False, remote: str = "") -> None:
+    def __init__(
+        self, reply: str, permanent: bool = False, remote: str = "", local: bool = False
+    ) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
         self.remote = remote
+        self.local = local  # only relay's own limits stopped it: not an attempt
 
 
 class Session(Protocol):
