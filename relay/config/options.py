@@ -443,10 +443,20 @@ _opt(
 _opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
 _opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
 _opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")
-_opt("dns_port", v.integer(1, 65535), 53, G,
-     "Port of the resolv_conf nameservers (relay extension, for test setups)")
-_opt("shutdown_timeout", SECONDS, 30.0, G,
-     "On SIGTERM, how long in-flight sessions may finish (relay extension)")
+_opt(
+    "dns_port",
+    v.integer(1, 65535),
+    53,
+    G,
+    "Port of the resolv_conf nameservers (relay extension, for test setups)",
+)
+_opt(
+    "shutdown_timeout",
+    SECONDS,
+    30.0,
+    G,
+    "On SIGTERM, how long in-flight sessions may finish (relay extension)",
+)
 _opt("dns_fallback_to_tcp", v.BOOLEAN, False, G, "Retry truncated DNS answers over TCP")
 _opt("mx_failures_fallback_to_a", v.integer(0), None, G, "MX failures before trying A")
 _opt("host_failure_retry", SECONDS, 120.0, G, "Wait before retrying a failed host")
