@@ -144,6 +144,19 @@ class AdaptiveEngine:
     def pairs(self) -> Mapping[Key, PairState]:
         return self._pairs
 
+    @property
+    def alert_times(self) -> dict[tuple[str, str, str], float]:
+        """(binding, domain, event kind) -> when the last alert about it was made."""
+        return self._last_alert
+
+    def restore_pair(self, binding: str, domain: str, pair: PairState) -> None:
+        """Put back a pair read from saved state (holds included)."""
+        domain = domain.lower()
+        self._pairs[(binding, domain)] = pair
+        for hold in (pair.suspension, pair.blackhole):
+            if hold is not None:
+                heapq.heappush(self._expiry, (hold.until, hold.kind, binding, domain))
+
     def new_pair(self, now: float) -> PairState:
         cfg = self.config
         return PairState(
