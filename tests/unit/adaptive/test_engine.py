@@ -1,3 +1,5 @@
+import itertools
+
 from relay.adaptive.engine import AdaptiveEngine, EngineConfig
 from relay.adaptive.events import OutcomeKind, Resume, Suspend, Throttle
 from relay.adaptive.rules import DEFAULT_REPLY_RULES
@@ -12,7 +14,11 @@ P = OutcomeKind.PERMANENT
 
 def test_outcome_kinds_have_no_local_member() -> None:
     assert {k.value for k in OutcomeKind} == {
-        "delivered", "temporary", "permanent", "timeout", "connection"
+        "delivered",
+        "temporary",
+        "permanent",
+        "timeout",
+        "connection",
     }
     assert [k for k in OutcomeKind if k.rejection] == [T, P]
 
@@ -76,8 +82,13 @@ def test_adaptive_disabled_records_nothing() -> None:
 
 def _too_many(engine: AdaptiveEngine, now: float, settings: object) -> None:
     engine.record(
-        "b1", "mx.example", T, 421, "4.7.0",
-        f"Too many connections from 192.0.2.{int(now) % 250}, try again later", now,
+        "b1",
+        "mx.example",
+        T,
+        421,
+        "4.7.0",
+        f"Too many connections from 192.0.2.{int(now) % 250}, try again later",
+        now,
         settings,  # type: ignore[arg-type]
     )
 
@@ -106,7 +117,9 @@ def test_421_shrinks_connections_step_by_step_then_grows_back() -> None:
         _too_many(engine, float(t), s)
         throttles += [e for e in engine.due_actions(float(t)) if isinstance(e, Throttle)]
     assert [(e.at, e.old, e.new) for e in throttles] == [
-        (10.0, 20, 10), (70.0, 10, 5), (130.0, 5, 2)
+        (10.0, 20, 10),
+        (70.0, 10, 5),
+        (130.0, 5, 2),
     ]
     assert all(e.option == "max_outbound_connections" for e in throttles)
     assert "too_many_connections" in throttles[0].reason
@@ -124,7 +137,7 @@ def test_421_shrinks_connections_step_by_step_then_grows_back() -> None:
     assert steps == [(2, 3), (3, 4), (4, 5), (5, 7), (7, 9), (9, 12), (12, 15), (15, 19), (19, 20)]
     times = [e.at for e in ups]
     assert times[0] >= 130.0 + 600.0
-    assert all(b - a >= 600.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 600.0 for a, b in itertools.pairwise(times))
     assert live() == 20
 
 

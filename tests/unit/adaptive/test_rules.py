@@ -185,7 +185,7 @@ def test_fbl_rules_need_the_delivery_volume() -> None:
     engine.record_complaint("b", "isp.example", "Abuse", 102.0, s)  # 5/1000 = 0.5 %: high
     events = engine.due_actions(102.0)
     assert kinds(events) == ["suspension"]
-    assert "0.50%" in events[0].reason  # type: ignore[union-attr]
+    assert "0.50%" in events[0].reason
     (snap,) = engine.snapshot(103.0)
     assert snap.complaints == {"fbl:abuse": 5, "fbl:other": 1}
 
@@ -232,9 +232,5 @@ def test_knob_steps() -> None:
     assert step(retry, 600.0, "down", (300.0, 1000.0)) == 1000.0
     assert step(retry, 1000.0, "up", (300.0, 1000.0)) == 800.0
     rate = KNOBS["outbound_throttle_messages"]
-    assert step(rate, Rate(100, 60.0), "down", (Rate(10, 60.0), Rate(100, 60.0))) == Rate(
-        50, 60.0
-    )
-    assert step(rate, Rate(12, 60.0), "down", (Rate(10, 60.0), Rate(100, 60.0))) == Rate(
-        10, 60.0
-    )
+    assert step(rate, Rate(100, 60.0), "down", (Rate(10, 60.0), Rate(100, 60.0))) == Rate(50, 60.0)
+    assert step(rate, Rate(12, 60.0), "down", (Rate(10, 60.0), Rate(100, 60.0))) == Rate(10, 60.0)

@@ -59,5 +59,7 @@ def test_fingerprint_folds_varying_parts() -> None:
     b = fingerprint(421, "4.7.0 Too many connections from [198.51.100.7], id=77aa0913")
     assert a == b
     assert a.startswith("421 ")
-    assert fingerprint(550, "<x@example.com> unknown") == fingerprint(550, "<y@example.org> unknown")
+    assert fingerprint(550, "<x@example.com> unknown") == fingerprint(
+        550, "<y@example.org> unknown"
+    )
     assert fingerprint(None, "timeout").startswith("---")
