@@ -25,6 +25,7 @@ from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
 from relay.inject.server import Listeners, start_listeners
+from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock, SystemClock
 from relay.schedule.delivery_policy import delivery_policy
 from relay.schedule.policy import PolicyCache
@@ -35,6 +36,8 @@ from relay.spool.store import Spool
 from relay.wiring import inject_settings
 
 log = logging.getLogger("relay")
+ADAPTIVE_STATE = "adaptive-state.json"
+STATE_SAVE_INTERVAL = 10.0
 
 
 class Handoff:
@@ -73,6 +76,8 @@ class Daemon:
         self.listeners: Listeners | None = None
         self.events = EventLog(None)
         self.bouncer: Bouncer | None = None
+        self.adaptive: AdaptiveLink | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     def option(self, name: str) -> Any:
         return resolve(self.config, name).value
@@ -99,6 +104,13 @@ class Daemon:
             resolver, mx_failures_fallback_to_a=self.option("mx_failures_fallback_to_a")
         )
         gates = HostGates(self._host_limit)
+        self.adaptive = AdaptiveLink(
+            config,
+            self.suspensions,
+            self.events,
+            state_path=spoolbase / ADAPTIVE_STATE,
+        )
+        await asyncio.to_thread(self.adaptive.restore)
         self.scheduler = Scheduler(
             self.spool,
             PolicyCache(config, delivery_policy),
@@ -106,7 +118,9 @@ class Daemon:
             SmtpTransport(router, gates),
             self.clock,
             events=self.events,
+            adaptive=self.adaptive,
         )
+        self.adaptive.send_alert = self._send_own_mail
         self.bouncer = Bouncer(
             self.spool,
             self.scheduler.submit,
@@ -123,11 +137,31 @@ class Daemon:
         if recovered:
             log.info("requeued %d spooled messages", len(recovered))
         self.scheduler.start()
+        self._background.append(
+            asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
+        )
         self.listeners = await start_listeners(
             inject_settings(config),
             Handoff(self.spool, self.scheduler, self.events),
             clock=self.clock.now,
         )
+
+    async def _send_own_mail(
+        self, sender: str, recipients: tuple[str, ...], content: bytes
+    ) -> None:
+        """Queue a message of relay's own (adaptive alerts) like any other."""
+        assert self.spool is not None and self.scheduler is not None
+        envelope = await self.spool.store(
+            NewMessage(
+                sender,
+                recipients,
+                str(self.option("dsn_binding_group")),
+                None,
+                content,
+                self.clock.now(),
+            )
+        )
+        self.scheduler.submit(envelope)
 
     def _host_limit(self, binding: str, ip: str) -> int:
         value = resolve(self.config, "max_outbound_connections", binding=binding, host=ip).value
@@ -139,9 +173,7 @@ class Daemon:
         self.config = config
         if self.scheduler is not None:
             selector, _ = selector_from_config(config, self.suspensions)
-            self.scheduler.selector = selector
-            self.scheduler.policies.reload(config)
-            self.scheduler.reload()
+            self.scheduler.reload(config, selector)
         log.info("configuration reloaded")
 
     async def stop(self, deadline: float | None = None) -> None:
@@ -150,6 +182,10 @@ class Daemon:
             await self.listeners.close(grace=grace)
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
+        for task in self._background:
+            task.cancel()
+        if self.adaptive is not None:
+            await self.adaptive.save()
         if self.spool is not None:
             await self.spool.close()
         self.events.close()

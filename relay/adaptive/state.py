@@ -137,8 +137,12 @@ def from_json(text: str, config: EngineConfig | None = None) -> tuple[AdaptiveEn
 
 def save(engine: AdaptiveEngine, path: str | Path) -> None:
     """Write the state atomically: a reader sees the old file or the new one, never half."""
+    write_atomically(to_json(engine), path)
+
+
+def write_atomically(text: str, path: str | Path) -> None:
+    """Write `text` to `path` via a temp file, fsync and rename (blocking: use a thread)."""
     target = Path(path)
-    text = to_json(engine)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from relay.bind.selector import Selector
+from relay.config.model import Config
 from relay.dispose.decide import Decision, Failed, decide, delay_notice_due, expired
+from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.limits import ConnectionCaps
@@ -97,6 +99,7 @@ class Scheduler:
         on_delayed: FailureHandler | None = None,
         events: EventSink | None = None,
         max_in_flight: int = 20000,
+        adaptive: AdaptiveLink | None = None,
     ) -> None:
         self.spool = spool
         self.policies = policies
@@ -107,6 +110,10 @@ class Scheduler:
         self.on_delayed = on_delayed
         self.events = events or (lambda kind, fields: None)
         self.max_in_flight = max_in_flight
+        self.adaptive = adaptive
+        self._effective: dict[tuple[str, str], tuple[RoutePolicy, int, RoutePolicy]] = {}
+        if adaptive is not None:
+            adaptive.on_change = self._adaptive_changed
         self.caps = ConnectionCaps()
         self.buckets = Buckets()
         self._timers: list[tuple[float, int, Job]] = []
@@ -168,13 +175,41 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
 
-    def reload(self) -> None:
-        """The configuration changed: forget resolved policies and retry blocked queues."""
-        self.policies.reload(self.policies.config)
+    def reload(self, config: Config, selector: Selector) -> None:
+        """A new configuration: forget resolved policies and retry blocked queues."""
+        self.selector = selector
+        self.policies.reload(config)
+        if self.adaptive is not None:
+            self.adaptive.reload(config)
+        self._effective.clear()
         for rq in self._ready.values():
-            rq.policy = self.policies.get(rq.binding, rq.domain)
+            rq.policy = self._policy(rq.binding, rq.domain)
         for key in list(self._blocked):
             self._unblock(key)
+
+    def _policy(self, binding: str, domain: str) -> RoutePolicy:
+        """The resolved policy for binding x domain, with adaptive's live values applied."""
+        base = self.policies.get(binding, domain)
+        if self.adaptive is None:
+            return base
+        key = (binding, domain)
+        version = self.adaptive.version(binding, domain)
+        cached = self._effective.get(key)
+        if cached is not None and cached[0] is base and cached[1] == version:
+            return cached[2]
+        policy = self.adaptive.effective(base)
+        self._effective[key] = (base, version, policy)
+        return policy
+
+    def _adaptive_changed(self, binding: str, domain: str) -> None:
+        rq = self._ready.get((binding, domain))
+        if rq is not None:
+            rq.policy = self._policy(binding, domain)
+            self._maybe_spawn(rq)
+        for key in list(self._blocked):
+            if key[1] == domain:
+                self._unblock(key)
+        self._wake.set()
 
     def statistics(self) -> SchedulerStatistics:
         return SchedulerStatistics(
@@ -196,6 +231,8 @@ class Scheduler:
     async def _run(self) -> None:
         while not self._stopping:
             now = self.clock.now()
+            if self.adaptive is not None:
+                await self.adaptive.poll(now)
             self._release_due(now)
             self._release_blocked(now)
             placed = self._dispatch_round(now)
@@ -212,6 +249,10 @@ class Scheduler:
         end = self.selector_suspensions_end()
         if end is not None:
             times.append(end)
+        if self.adaptive is not None:
+            due = self.adaptive.next_due()
+            if due is not None:
+                times.append(due)
         return min(times)
 
     def selector_suspensions_end(self) -> float | None:
@@ -280,7 +321,7 @@ class Scheduler:
 
         def has_room(binding: str) -> bool:
             rq = self._ready.get((binding, domain))
-            policy = rq.policy if rq is not None else self.policies.get(binding, domain)
+            policy = rq.policy if rq is not None else self._policy(binding, domain)
             if policy.suspend_delivery:
                 return False
             if self._down.get((binding, domain), 0.0) > now:
@@ -308,12 +349,15 @@ class Scheduler:
                 downs = [t for (_, d), t in self._down.items() if d == domain and t > now]
                 self._blocked[job.key] = min(downs) if downs else None
             return False
-        policy = self.policies.get(pick.binding, domain)
-        if policy.blackhole != "false" or (
-            policy.never_attempt_expired and expired(job.received_at, now, policy.retry)
+        policy = self._policy(pick.binding, domain)
+        held = self.adaptive.blackholed(pick.binding, domain, now) if self.adaptive else None
+        if (
+            policy.blackhole != "false"
+            or held is not None
+            or (policy.never_attempt_expired and expired(job.received_at, now, policy.retry))
         ):
             self._in_flight += 1
-            self._spawn(self._local_disposition(job, policy, now))
+            self._spawn(self._local_disposition(job, policy, held))
             return True
         rq = self._ready.get((pick.binding, domain))
         if rq is None:
@@ -481,6 +525,8 @@ class Scheduler:
         jobs = list(rq.jobs)
         rq.jobs.clear()
         self._unblock_domain(rq.domain)
+        if self.adaptive is not None:
+            self.adaptive.record_connect_failure(rq.policy, err.reply, now)
         self.events(
             "connect_failure",
             {
@@ -495,10 +541,15 @@ class Scheduler:
             results = [
                 RecipientResult(a, outcome, err.reply, err.remote) for _, a, _ in job.recipients
             ]
-            await self._dispose(job, results, rq.policy)
+            await self._dispose(job, results, rq.policy, record=False)
 
-    async def _local_disposition(self, job: Job, policy: RoutePolicy, now: float) -> None:
-        if policy.blackhole == "internal":
+    async def _local_disposition(
+        self, job: Job, policy: RoutePolicy, adaptive_hold: str | None
+    ) -> None:
+        if adaptive_hold is not None:
+            reply = f"550 5.7.1 blackholed by adaptive delivery: {adaptive_hold}"
+            outcome = Outcome.PERMANENT
+        elif policy.blackhole == "internal":
             reply = "250 2.0.0 blackholed by configuration"
             outcome = Outcome.DELIVERED
         elif policy.blackhole == "inline":
@@ -508,7 +559,7 @@ class Scheduler:
             reply = "554 5.4.7 message expired before any attempt"
             outcome = Outcome.PERMANENT
         results = [RecipientResult(a, outcome, reply) for _, a, _ in job.recipients]
-        await self._dispose(job, results, policy, count_attempt=False)
+        await self._dispose(job, results, policy, record=False)
 
     # --- outcomes -----------------------------------------------------------------------
     async def _dispose(
@@ -516,9 +567,13 @@ class Scheduler:
         job: Job,
         results: list[RecipientResult],
         policy: RoutePolicy,
-        count_attempt: bool = True,
+        record: bool = True,
     ) -> None:
+        """Apply one attempt's results; `record`: feed them to adaptive delivery (remote
+        outcomes only, never relay's own decisions)."""
         now = self.clock.now()
+        if record and self.adaptive is not None:
+            self.adaptive.record_results(policy, results, now)
         try:
             decision = decide(job.recipients, results, job.received_at, now, policy.retry)
             await self._apply(job, decision, results, policy)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -52,6 +53,8 @@ class Script:
     rcpt: dict[str, list[str]] = field(default_factory=dict)
     data: list[str] = field(default_factory=list)
     stall: str | None = None
+    # Decide a RCPT reply from (peer ip, address); None falls through to `rcpt`.
+    rcpt_hook: Callable[[str, str], str | None] | None = None
     eightbitmime: bool = True
     smtputf8: bool = False
 
@@ -236,6 +239,10 @@ class _Handler:
     ) -> str:
         await self._maybe_stall("RCPT")
         script = self.sink.script
+        if script.rcpt_hook is not None:
+            decided = script.rcpt_hook(str(session.peer[0]), address)
+            if decided is not None:
+                return decided
         replies = script.rcpt.get(address.lower(), script.rcpt.get("*", []))
         scripted = self.sink._next(replies)
         if scripted is not None:

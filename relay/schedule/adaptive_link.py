@@ -1,0 +1,301 @@
+"""Adaptive delivery wired into the scheduler: outcomes in, live values and holds out.
+
+The engine (relay/adaptive) decides; this module feeds it every *remote* outcome per binding
+x domain, turns its events into suspensions the selector honours, applies live option values
+to the route policies the scheduler uses, mails alerts through relay itself, and keeps the
+engine's state on disk across restarts. relay's own waits (limits, throttles, host gates,
+all-bindings-suspended) are never recorded, so a suspension cannot feed itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+from relay.adaptive import (
+    AdaptiveEngine,
+    AdaptiveSettings,
+    Blackhole,
+    Event,
+    Notification,
+    OutcomeKind,
+    Resume,
+    Suspend,
+    Throttle,
+    build_settings,
+    collect_sweep_rules,
+)
+from relay.adaptive import state as adaptive_state
+from relay.bind.suspensions import SuspensionTable
+from relay.config import resolve
+from relay.config.model import Config
+from relay.config.resolve import chain
+from relay.schedule.policy import RoutePolicy
+from relay.schedule.transport import Outcome, RecipientResult
+
+log = logging.getLogger("relay.adaptive")
+REPLY = re.compile(r"^\s*(\d{3})[ -]?(?:([245]\.\d{1,3}\.\d{1,3})\s*)?(.*)$", re.DOTALL)
+EventSink = Callable[[str, dict[str, object]], None]
+AlertSender = Callable[[str, tuple[str, ...], bytes], Awaitable[None]]
+TRANSPORT_KNOBS = (
+    "max_deliveries_per_connection",
+    "max_recipients_per_batch",
+    "max_recipients_per_connection",
+    "body_timeout",
+    "ehlo_timeout",
+    "idle_timeout",
+    "mailfrom_timeout",
+    "rcptto_timeout",
+    "rset_timeout",
+)
+
+
+def parse_reply(reply: str) -> tuple[int | None, str | None, str]:
+    match = REPLY.match(reply)
+    if match is None:
+        return None, None, reply
+    return int(match.group(1)), match.group(2), match.group(3).strip()
+
+
+class AdaptiveLink:
+    def __init__(
+        self,
+        config: Config,
+        suspensions: SuspensionTable,
+        events: EventSink,
+        *,
+        state_path: Path | None = None,
+        engine: AdaptiveEngine | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine or AdaptiveEngine()
+        self.suspensions = suspensions
+        self.events = events
+        self.state_path = state_path
+        self.send_alert: AlertSender | None = None
+        self.on_change: Callable[[str, str], None] = lambda binding, domain: None
+        self._settings: dict[tuple[str, str], AdaptiveSettings] = {}
+        self._versions: dict[tuple[str, str], int] = {}
+        self._dirty = False
+
+    # --- configuration --------------------------------------------------------------
+    def reload(self, config: Config) -> None:
+        self.config = config
+        self._settings.clear()
+        for key in list(self._versions):
+            self._versions[key] += 1
+
+    def settings(self, binding: str, domain: str) -> AdaptiveSettings:
+        key = (binding, domain)
+        found = self._settings.get(key)
+        if found is None:
+            config = self.config
+
+            def get(option: str) -> Any:
+                return resolve(config, option, binding=binding, domain=domain).value
+
+            rules = collect_sweep_rules(chain(config, binding=binding, domain=domain))
+            found = build_settings(get, rules)
+            self._settings[key] = found
+        return found
+
+    def version(self, binding: str, domain: str) -> int:
+        return self._versions.get((binding, domain), 0)
+
+    # --- live values -------------------------------------------------------------------
+    def effective(self, policy: RoutePolicy) -> RoutePolicy:
+        """The policy with adaptive's live values for this binding x domain applied."""
+        settings = self.settings(policy.binding, policy.domain)
+        if not settings.enabled or not (
+            settings.bounds or self._has_overrides(policy.binding, policy.domain)
+        ):
+            return policy
+
+        def live(option: str, configured: Any) -> Any:
+            return self.engine.live_value(
+                policy.binding, policy.domain, option, configured, settings
+            )
+
+        transport = policy.transport
+        changes = {
+            name: live(name, getattr(transport, name))
+            for name in TRANSPORT_KNOBS
+            if hasattr(transport, name)
+        }
+        transport = replace(transport, **changes)
+        max_connections = int(live("max_outbound_connections", policy.max_connections))
+        caps = ((policy.caps[0][0], max_connections), *policy.caps[1:])
+        throttle = policy.message_throttle
+        configured = throttle[1] if throttle is not None else None
+        adjusted = live("outbound_throttle_messages", configured)
+        if adjusted is not None and adjusted != configured:
+            # An adjusted throttle is this binding x domain's own bucket.
+            throttle = (("adaptive", (policy.binding, policy.domain)), adjusted)
+        retry = replace(
+            policy.retry,
+            retry_interval=float(live("retry_interval", policy.retry.retry_interval)),
+            max_retry_interval=float(live("max_retry_interval", policy.retry.max_retry_interval)),
+        )
+        max_retries = live("max_retries", policy.retry.max_retries)
+        if isinstance(max_retries, int):
+            retry = replace(retry, max_retries=max_retries)
+        return replace(
+            policy,
+            transport=transport,
+            max_connections=max_connections,
+            caps=caps,
+            message_throttle=throttle,
+            retry=retry,
+            ready_capacity=max(1, int(live("max_resident_active_queue", policy.ready_capacity))),
+            idle_timeout=float(getattr(transport, "idle_timeout", policy.idle_timeout)),
+        )
+
+    def _has_overrides(self, binding: str, domain: str) -> bool:
+        pair = self.engine.pairs.get((binding, domain.lower()))
+        return pair is not None and bool(pair.overrides)
+
+    def blackholed(self, binding: str, domain: str, now: float) -> str | None:
+        hold = self.engine.blackhole(binding, domain, now)
+        return hold.reason if hold is not None else None
+
+    # --- outcomes ------------------------------------------------------------------------
+    def record_results(
+        self, policy: RoutePolicy, results: list[RecipientResult], now: float
+    ) -> None:
+        settings = self.settings(policy.binding, policy.domain)
+        if not settings.enabled:
+            return
+        for result in results:
+            kind = self._kind(result)
+            if kind is None:
+                continue
+            code, enhanced, text = parse_reply(result.reply)
+            self.engine.record(
+                policy.binding, policy.domain, kind, code, enhanced, text, now, settings
+            )
+        self._dirty = True
+
+    def record_connect_failure(self, policy: RoutePolicy, reply: str, now: float) -> None:
+        settings = self.settings(policy.binding, policy.domain)
+        if not settings.enabled:
+            return
+        code, enhanced, text = parse_reply(reply)
+        kind = (
+            OutcomeKind.TEMPORARY if code is not None and code >= 400 else (OutcomeKind.CONNECTION)
+        )
+        if code is not None and code >= 500:
+            kind = OutcomeKind.PERMANENT
+        self.engine.record(policy.binding, policy.domain, kind, code, enhanced, text, now, settings)
+        self._dirty = True
+
+    @staticmethod
+    def _kind(result: RecipientResult) -> OutcomeKind | None:
+        if result.outcome is Outcome.NOT_ATTEMPTED:
+            return None
+        if result.outcome is Outcome.DELIVERED:
+            return OutcomeKind.DELIVERED
+        if result.local:
+            # relay wrote this reply itself: a timeout or lost connection counts as an
+            # attempt, relay's own refusals (content, limits) not at all.
+            return OutcomeKind.CONNECTION if result.outcome is Outcome.TEMPORARY else None
+        if result.outcome is Outcome.PERMANENT:
+            return OutcomeKind.PERMANENT
+        return OutcomeKind.TEMPORARY
+
+    # --- events and time ------------------------------------------------------------------
+    def next_due(self) -> float | None:
+        return self.engine.next_due()
+
+    async def poll(self, now: float) -> None:
+        """Apply the engine's due events and send due alerts."""
+        for event in self.engine.due_actions(now):
+            self.apply(event)
+        for alert in self.engine.notifications(now):
+            await self._alert(alert)
+
+    def apply(self, event: Event) -> None:
+        self._dirty = True
+        fields: dict[str, object] = {
+            "binding": event.binding,
+            "domain": event.domain,
+            "reason": event.reason,
+            "at": event.at,  # the scheduler clock's time of the decision
+        }
+        if isinstance(event, Suspend):
+            self.suspensions.suspend(event.binding, event.domain, event.until, event.reason)
+            fields["until"] = event.until
+        elif isinstance(event, Resume):
+            self.suspensions.resume(event.binding, event.domain)
+            fields["ended"] = event.ended
+        elif isinstance(event, Blackhole):
+            fields["until"] = event.until
+        elif isinstance(event, Throttle):
+            fields.update(option=event.option, old=str(event.old), new=str(event.new))
+            key = (event.binding, event.domain)
+            self._versions[key] = self._versions.get(key, 0) + 1
+        log.info("adaptive: %s", event.describe())
+        self.events(f"adaptive_{event.kind}", fields)
+        self.on_change(event.binding, event.domain)
+
+    async def _alert(self, alert: Notification) -> None:
+        if not alert.recipients or self.send_alert is None:
+            return
+        sender = alert.sender or f"MAILER-DAEMON@{resolve(self.config, 'hostname').value}"
+        content = (
+            f"From: relay adaptive delivery <{sender}>\r\n"
+            f"To: {', '.join(alert.recipients)}\r\n"
+            f"Subject: {alert.subject}\r\n"
+            f"Date: {formatdate(alert.at)}\r\n"
+            f"Message-ID: {make_msgid(domain='relay.adaptive')}\r\n"
+            "Auto-Submitted: auto-generated\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            + alert.body.replace("\r\n", "\n").replace("\n", "\r\n")
+            + "\r\n"
+        ).encode()
+        await self.send_alert(sender, alert.recipients, content)
+        self.events(
+            "adaptive_alert",
+            {
+                "binding": alert.binding,
+                "domain": alert.domain,
+                "kind": alert.kind,
+                "to": list(alert.recipients),
+            },
+        )
+
+    # --- state ---------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Load saved state and re-apply its suspensions (call before dispatching)."""
+        if self.state_path is None:
+            return
+        engine, warning = adaptive_state.load(self.state_path, self.engine.config)
+        if warning:
+            log.warning("adaptive state: %s", warning)
+        self.engine = engine
+        for snap in engine.snapshot():
+            if snap.suspension is not None:
+                hold = snap.suspension
+                self.suspensions.suspend(hold.binding, hold.domain, hold.until, hold.reason)
+
+    async def save(self) -> None:
+        """Snapshot on the loop, write in a thread."""
+        if self.state_path is None or not self._dirty:
+            return
+        text = adaptive_state.to_json(self.engine)
+        self._dirty = False
+        try:
+            await asyncio.to_thread(adaptive_state.write_atomically, text, self.state_path)
+        except OSError as err:
+            self._dirty = True
+            log.error("cannot save adaptive state to %s: %s", self.state_path, err)
+
+    async def keep_saving(self, every: float, sleep: Callable[[float], Awaitable[None]]) -> None:
+        while True:
+            await sleep(every)
+            await self.save()
