@@ -13,6 +13,7 @@ import functools
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
+from relay.dispose.feedback import parse_arf
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock, SystemClock
@@ -41,16 +43,28 @@ STATE_SAVE_INTERVAL = 10.0
 
 
 class Handoff:
-    """What injection stores through: spool first (durable), then the scheduler."""
+    """What injection stores through: spool first (durable), then the scheduler. Mail to
+    the FBL address is read as a complaint report and counted, not relayed."""
 
-    def __init__(self, spool: Spool, scheduler: Scheduler, events: EventLog) -> None:
-        self.spool = spool
-        self.scheduler = scheduler
-        self.events = events
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.fbl_address = str(daemon.option("fbl_address") or "").lower() or None
 
     async def store(self, message: NewMessage, /) -> Envelope:
-        envelope = await self.spool.store(message)
-        self.events(
+        daemon = self.daemon
+        assert daemon.spool is not None and daemon.scheduler is not None
+        if self.fbl_address is not None and self.fbl_address in (
+            r.lower() for r in message.recipients
+        ):
+            self._complaint(message)
+            rest = tuple(r for r in message.recipients if r.lower() != self.fbl_address)
+            if not rest:
+                return Envelope(
+                    "fbl-report", message.sender, message.binding_group, None, message.received_at
+                )
+            message = replace(message, recipients=rest)
+        envelope = await daemon.spool.store(message)
+        daemon.events(
             "reception",
             {
                 "message_id": envelope.message_id,
@@ -61,8 +75,36 @@ class Handoff:
                 "size": len(message.content),
             },
         )
-        self.scheduler.submit(envelope)
+        daemon.scheduler.submit(envelope)
         return envelope
+
+    def _complaint(self, message: NewMessage) -> None:
+        complaint = parse_arf(message.content)
+        if complaint is None:
+            log.warning(
+                "mail to the FBL address from %s is not an ARF report relay can attribute; dropped",
+                message.sender or "<>",
+            )
+            self.daemon.events("fbl_unattributed", {"sender": message.sender})
+            return
+        if self.daemon.adaptive is not None:
+            self.daemon.adaptive.record_complaint(
+                complaint.binding,
+                complaint.domain,
+                complaint.feedback_type,
+                self.daemon.clock.now(),
+            )
+        if self.daemon.scheduler is not None:
+            self.daemon.scheduler.wake()  # apply what the engine decided
+        self.daemon.events(
+            "fbl_complaint",
+            {
+                "binding": complaint.binding,
+                "domain": complaint.domain,
+                "feedback_type": complaint.feedback_type,
+                "message_id": complaint.message_id,
+            },
+        )
 
 
 class Daemon:
@@ -142,7 +184,7 @@ class Daemon:
         )
         self.listeners = await start_listeners(
             inject_settings(config),
-            Handoff(self.spool, self.scheduler, self.events),
+            Handoff(self),
             clock=self.clock.now,
         )
 

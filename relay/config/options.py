@@ -440,6 +440,13 @@ _opt(
     G,
     "Binding group that carries relay's own DSNs and alerts (relay extension)",
 )
+_opt(
+    "fbl_address",
+    v.STRING,
+    None,
+    G,
+    "Mail to this address is read as ARF feedback reports, not relayed (relay extension)",
+)
 _opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
 _opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
 _opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")
@@ -545,6 +552,7 @@ ACTIVE = frozenset(
         "adaptive_default_suspension_enabled",
         "adaptive_ehlo_timeout",
         "adaptive_enabled",
+        "adaptive_fbl_volume_threshold",
         "adaptive_idle_timeout",
         "adaptive_mailfrom_timeout",
         "adaptive_max_deliveries_per_connection",
@@ -625,6 +633,8 @@ ACTIVE = frozenset(
         "transform_8bitmime_content",
         # the daemon
         "dns_port",
+        "enable_fbl_header_insertion",
+        "fbl_address",
         "dsn_binding_group",
         "event_log",
         "force_fsync",

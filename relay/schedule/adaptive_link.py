@@ -194,6 +194,11 @@ class AdaptiveLink:
         self.engine.record(policy.binding, policy.domain, kind, code, enhanced, text, now, settings)
         self._dirty = True
 
+    def record_complaint(self, binding: str, domain: str, kind: str, now: float) -> None:
+        """An FBL complaint about mail binding sent to domain."""
+        self.engine.record_complaint(binding, domain, kind, now, self.settings(binding, domain))
+        self._dirty = True
+
     @staticmethod
     def _kind(result: RecipientResult) -> OutcomeKind | None:
         if result.outcome is Outcome.NOT_ATTEMPTED:

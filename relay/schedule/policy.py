@@ -43,6 +43,7 @@ class RoutePolicy:
     delay_dsn_max_retry_interval: float
     connect_timeout_to_delay: float
     drop_body_after_trans_fail: int
+    fbl_header: bool  # enable_fbl_header_insertion
 
 
 TransportFactory = Callable[[Config, str, str], Any]
@@ -103,6 +104,7 @@ def build_policy(
         delay_dsn_max_retry_interval=float(get("delay_dsn_max_retry_interval").value),
         connect_timeout_to_delay=float(get("connect_timeout_to_delay").value),
         drop_body_after_trans_fail=int(get("drop_body_after_trans_fail").value),
+        fbl_header=get("enable_fbl_header_insertion").value == "enabled",
     )
 
 

@@ -26,6 +26,7 @@ from typing import Protocol
 from relay.bind.selector import Selector
 from relay.config.model import Config
 from relay.dispose.decide import Decision, Failed, decide, delay_notice_due, expired
+from relay.dispose.feedback import fbl_header
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock
 from relay.schedule.jobs import Job, jobs_for
@@ -186,6 +187,10 @@ class Scheduler:
             rq.policy = self._policy(rq.binding, rq.domain)
         for key in list(self._blocked):
             self._unblock(key)
+
+    def wake(self) -> None:
+        """Something outside changed (an FBL complaint, an operator command): look again."""
+        self._wake.set()
 
     def _policy(self, binding: str, domain: str) -> RoutePolicy:
         """The resolved policy for binding x domain, with adaptive's live values applied."""
@@ -491,6 +496,8 @@ class Scheduler:
             log.error("message %s cannot be loaded: %s", job.message_id, err)
             self._in_flight -= 1
             return
+        if rq.policy.fbl_header:
+            content = fbl_header(rq.binding, rq.domain, job.message_id) + content
         message = OutboundMessage(
             job.message_id, job.sender, tuple(a for _, a, _ in job.recipients), content
         )

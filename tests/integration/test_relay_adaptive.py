@@ -204,7 +204,7 @@ def test_every_adaptive_option_is_acted_on_or_reported(tmp_path: object) -> None
         table = set(re.findall(r"\[(adaptive_[a-z_]+)\]", reference.read_text()))
         assert table - {"adaptive_sweep_rule"} <= names
     not_active = sorted(n for n in names if options.OPTIONS[n].status != "active")
-    assert not_active == ["adaptive_fbl_volume_threshold", "adaptive_scope"]
+    assert not_active == ["adaptive_scope"]  # cluster-wide state needs the cluster store
     conf = Path(str(tmp_path)) / "r.conf"
     conf.write_text("".join(f"{n} = {options.OPTIONS[n].default}\n" for n in not_active))
     done = subprocess.run(
@@ -217,3 +217,54 @@ def test_every_adaptive_option_is_acted_on_or_reported(tmp_path: object) -> None
     assert done.returncode == 0, done.stderr
     for name in not_active:
         assert f"{name}: parsed and validated, but relay does not act on it yet" in done.stderr
+
+
+async def test_fbl_complaints_suspend_the_binding_for_that_domain(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+
+    clock = ManualClock(START)
+    dns = await dns_server(ZONE)
+    sink = await smtp_sink("127.0.0.10")
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+fbl_address = "fbl@relay.test"
+enable_fbl_header_insertion = enabled
+adaptive_enabled = true
+adaptive_fbl_volume_threshold = 20
+binding_group "g" {{
+  binding "b1" {{ bind_address = 127.0.0.2 }}
+  binding "b2" {{ bind_address = 127.0.0.3 }}
+}}
+""",
+        dns=dns,
+        clock=clock,
+        listener='binding_group = "g"',
+    )
+    await send_many(relay, 0, 40)
+    await relay.wait(lambda: len(sink.messages) == 40)
+    marked = [m for m in sink.messages if m.peer_ip == "127.0.0.2"]
+    assert all(m.content.startswith(b"X-Relay-FBL: b=b1; d=one.test; i=") for m in marked)
+    headers = marked[0].content.split(b"\r\n\r\n")[0] + b"\r\n"
+    report = (
+        b"Subject: FBL\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+        b"\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n" + headers + b"\r\n--B--\r\n"
+    )
+    import aiosmtplib
+
+    await aiosmtplib.send(
+        report,
+        sender="fbl@isp.test",
+        recipients=["fbl@relay.test"],
+        hostname="127.0.0.1",
+        port=relay.port,
+    )
+    await relay.wait(lambda: len(relay.events("fbl_complaint")) == 1)
+    # 1 complaint in 20 deliveries is 5%: above the default rule's 0.5% high threshold.
+    await relay.wait(lambda: len(relay.events("adaptive_suspension")) == 1)
+    suspension = relay.events("adaptive_suspension")[0]
+    assert (suspension["binding"], suspension["domain"]) == ("b1", "one.test")
+    assert len(sink.messages) == 40  # the report itself was not relayed
