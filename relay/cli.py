@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from relay.admin.client import add_commands as add_admin_commands
+from relay.admin.client import run as run_admin
 from relay.config import ConfigError, UnknownScope, load, resolve
 from relay.config import values as v
 from relay.config.lexer import is_bare_word
@@ -42,6 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file")
     serve.set_defaults(handler=cmd_serve)
+
+    admin = commands.add_parser(
+        "admin",
+        help="talk to a running daemon's admin API",
+        description="Inspect and steer a running relay through its admin API "
+        "(admin_listen in the configuration): summary, bindings, queues, adaptive state, "
+        "suspend/resume/override/reset a binding x domain, flush, reload, metrics.",
+    )
+    add_admin_commands(admin)
+    admin.set_defaults(handler=run_admin)
 
     config = commands.add_parser(
         "config", help="check or evaluate a configuration", description="Configuration tools."

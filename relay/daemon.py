@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from relay.admin.api import routes as admin_routes
+from relay.admin.http import start_admin
 from relay.bind.build import selector_from_config
 from relay.bind.suspensions import SuspensionTable
 from relay.config import ConfigError, load, resolve
@@ -120,6 +122,7 @@ class Daemon:
         self.bouncer: Bouncer | None = None
         self.adaptive: AdaptiveLink | None = None
         self._background: list[asyncio.Task[None]] = []
+        self.admin: asyncio.Server | None = None
 
     def option(self, name: str) -> Any:
         return resolve(self.config, name).value
@@ -182,6 +185,11 @@ class Daemon:
         self._background.append(
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
         )
+        admin = self.option("admin_listen")
+        if admin is not None:
+            self.admin = await start_admin(
+                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(self)
+            )
         self.listeners = await start_listeners(
             inject_settings(config),
             Handoff(self),
@@ -205,6 +213,10 @@ class Daemon:
         )
         self.scheduler.submit(envelope)
 
+    def binding_address(self, binding: str) -> str | None:
+        value = resolve(self.config, "bind_address", binding=binding).value
+        return None if value is None else str(value)
+
     def _host_limit(self, binding: str, ip: str) -> int:
         value = resolve(self.config, "max_outbound_connections", binding=binding, host=ip).value
         return -1 if value is None else int(value)
@@ -222,6 +234,8 @@ class Daemon:
         grace = float(self.option("shutdown_timeout")) if deadline is None else deadline
         if self.listeners is not None:
             await self.listeners.close(grace=grace)
+        if self.admin is not None:
+            self.admin.close()
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
         for task in self._background:
@@ -239,6 +253,8 @@ async def _main(config: Config, path: str) -> int:
     assert daemon.listeners is not None
     for bound in daemon.listeners.bound:
         print(f"relay: listening on {bound.listen}", flush=True)
+    if daemon.admin is not None:
+        print(f"relay: admin API on {daemon.option('admin_listen')}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -447,6 +447,13 @@ _opt(
     G,
     "Mail to this address is read as ARF feedback reports, not relayed (relay extension)",
 )
+_opt(
+    "admin_listen",
+    v.HOST_PORT,
+    None,
+    G,
+    'Admin HTTP API and /metrics, e.g. "127.0.0.1:2580" (relay extension; unset = off)',
+)
 _opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
 _opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
 _opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")
@@ -632,6 +639,7 @@ ACTIVE = frozenset(
         "tls_verify",
         "transform_8bitmime_content",
         # the daemon
+        "admin_listen",
         "dns_port",
         "enable_fbl_header_insertion",
         "fbl_address",

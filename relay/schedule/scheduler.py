@@ -18,7 +18,7 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -227,6 +227,55 @@ class Scheduler:
             deferred=self._counts["deferred"],
             failed=self._counts["failed"],
         )
+
+    def queues(self) -> dict[str, list[dict[str, object]]]:
+        """What waits where: ready queues per binding x domain, due and delayed mail per
+        binding group x domain (for the admin API)."""
+        ready = [
+            {
+                "binding": rq.binding,
+                "domain": rq.domain,
+                "queued": len(rq.jobs),
+                "connections": rq.workers,
+                "idle_connections": rq.idle,
+            }
+            for rq in self._ready.values()
+            if rq.jobs or rq.workers
+        ]
+        delayed = Counter(job.key for _, _, job in self._timers)
+        keys = sorted(set(delayed) | {k for k, q in self._due.items() if q})
+        scheduled: list[dict[str, object]] = [
+            {
+                "binding_group": key[0],
+                "domain": key[1],
+                "due": len(self._due.get(key, ())),
+                "delayed": delayed.get(key, 0),
+                "blocked_until": self._blocked.get(key),
+            }
+            for key in keys
+        ]
+        return {"ready": ready, "scheduled": scheduled}
+
+    def flush(self, domain: str | None = None) -> int:
+        """Make delayed mail (for one domain, or all) due now; returns how many jobs."""
+        now = self.clock.now()
+        moved = 0
+        kept: list[tuple[float, int, Job]] = []
+        for entry in self._timers:
+            job = entry[2]
+            if domain is None or job.domain == domain.lower():
+                job.due = now
+                kept.append((now, entry[1], job))
+                moved += 1
+            else:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._timers = kept
+        for key in list(self._blocked):
+            if domain is None or key[1] == domain.lower():
+                self._unblock(key)
+        self._wake.set()
+        return moved
 
     def idle(self) -> bool:
         """Nothing due, ready or in flight (timers for the future may remain)."""

@@ -35,6 +35,7 @@ class RelayUnderTest:
         self.daemon = daemon
         self.port = port
         self.directory = directory
+        self.admin_url = ""
 
     async def send(
         self,
@@ -91,8 +92,10 @@ class RelayFactory:
         dns: DnsServer | None = None,
         clock: Clock | None = None,
         listener: str = "",
+        admin: bool = False,
     ) -> RelayUnderTest:
         port = free_port()
+        admin_port = free_port() if admin else None
         resolver = f'resolv_conf = "{dns.resolv_conf}"\ndns_port = {dns.port}\n' if dns else ""
         text = (
             f'hostname = "relay.test"\n'
@@ -100,16 +103,19 @@ class RelayFactory:
             f'event_log = "{self.directory / "events.jsonl"}"\n'
             f"force_fsync = false\n"
             f"shutdown_timeout = 2\n"
-            f"{resolver}"
+            + (f'admin_listen = "127.0.0.1:{admin_port}"\n' if admin_port else "")
+            + f"{resolver}"
             f"esmtp_listener {{\n"
             f'  relay_hosts = ( "127.0.0.0/8" )\n'
             f'  listen "127.0.0.1:{port}" {{ {listener} }}\n'
             f"}}\n" + body
         )
         (self.directory / "relay.conf").write_text(text)
-        daemon = Daemon(loads(text, str(self.directory / "relay.conf")), clock=clock)
+        path = self.directory / "relay.conf"
+        daemon = Daemon(loads(text, str(path)), str(path), clock=clock)
         await daemon.start()
         relay = RelayUnderTest(daemon, port, self.directory)
+        relay.admin_url = f"http://127.0.0.1:{admin_port}" if admin_port else ""
         self.running.append(relay)
         return relay
 
@@ -118,9 +124,10 @@ class RelayFactory:
         await relay.daemon.stop(deadline=2.0)
         self.running.remove(relay)
         path = self.directory / "relay.conf"
-        daemon = Daemon(loads(path.read_text(), str(path)), clock=clock)
+        daemon = Daemon(loads(path.read_text(), str(path)), str(path), clock=clock)
         await daemon.start()
         again = RelayUnderTest(daemon, relay.port, self.directory)
+        again.admin_url = relay.admin_url
         self.running.append(again)
         return again
 
