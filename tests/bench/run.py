@@ -1,0 +1,719 @@
+"""`make bench`: relay side by side with Postfix and the loopback limit, on this machine.
+
+    python -m tests.bench.run [--messages 20000] [--no-postfix] [--only b,c] [--profile]
+
+Scenarios (issue 8):
+  a  injection only (delivery suspended / Postfix hold queue): accepted msgs/s, DATA->250
+  b  end to end: N x 2 KB, 1 recipient, 20 sessions, 4 bindings, gateway -> sink, fsync on
+  c  the same with 10 recipients per message: recipients/s
+  d  1,000 bindings in the group (relay only)
+  e  100,000 messages queued for an unreachable destination (relay only): RSS, injection
+Every run is bounded by its message count and by --timeout seconds; a run that hits the
+timeout reports what it got. Prints one table and writes it to var/bench/last-run.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.bench.systems import (
+    BIN,
+    ROOT,
+    Postfix,
+    Relay,
+    free_port,
+    postfix_available,
+    wait_port,
+)
+
+SINK_HOST = "127.0.0.20"
+DEAD_HOST = "127.0.0.21"  # nothing listens there: connections are refused
+PY = sys.executable
+
+
+@dataclass
+class Result:
+    system: str
+    messages: int = 0
+    rcpts: int = 1
+    accepted: int = 0
+    inject_rate: float | None = None
+    e2e_rate: float | None = None
+    delivered: int = 0
+    recipients_delivered: int = 0
+    data_p50: float | None = None  # seconds, end of DATA -> 250
+    data_p99: float | None = None
+    deliver_p50: float | None = None  # seconds, 250 -> arrival at the sink
+    deliver_p99: float | None = None
+    cpu_per_msg: float | None = None
+    peak_rss_kb: int | None = None
+    rss_kb: int | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rcpt_rate(self) -> float | None:
+        return None if self.e2e_rate is None else self.e2e_rate * self.rcpts
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def spawn(
+    args: list[str], err: Path, stdout: int | None = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """Start a helper with stderr to a log file (the child keeps its own copy of the fd)."""
+    with open(err, "wb") as log:
+        return subprocess.Popen(args, stdout=stdout, stderr=log, cwd=ROOT)
+
+
+def stop(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, within: float = 10
+) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Profiler:
+    """py-spy record --pid, raw (collapsed) stacks, stopped with SIGINT."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        exe = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+        self.proc: subprocess.Popen[bytes] | None = None
+        if exe:
+            self.proc = spawn(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--nonblocking",
+                    "-o",
+                    str(out),
+                ],
+                out.with_suffix(".log"),
+                stdout=subprocess.DEVNULL,
+            )
+
+    def stop(self) -> None:
+        stop(self.proc, signal.SIGINT, within=30)
+
+
+def top_functions(raw: Path, count: int = 15) -> list[tuple[str, float, float]]:
+    """(function, own %, total %) from py-spy's collapsed stacks, by own samples."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    frame_re = re.compile(r"^(.*) \((.*?)(?::\d+)?\)$")
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        weight = int(n)
+        samples += weight
+        names = []
+        for frame in stack.split(";"):
+            m = frame_re.match(frame)
+            name = f"{m.group(1)} ({m.group(2)})" if m else frame
+            name = name.replace(str(ROOT) + "/", "")
+            names.append(name)
+        if names:
+            own[names[-1]] += weight
+            for name in set(names):
+                total[name] += weight
+    if not samples:
+        return []
+    return [(f, 100 * n / samples, 100 * total[f] / samples) for f, n in own.most_common(count)]
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = ROOT / "var" / "bench"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.logs = self.work / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.run_id = datetime.datetime.now().strftime("%H%M%S")
+
+    def log(self, text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    def case(
+        self,
+        label: str,
+        system: Relay | Postfix | None,
+        *,
+        messages: int,
+        rcpts: int = 1,
+        deliver: bool = True,
+        gateway: str | None = None,
+        profile: Path | None = None,
+    ) -> Result:
+        a = self.args
+        name = system.name if system else "loopback"
+        result = Result(name, messages=messages, rcpts=rcpts)
+        tag = f"{label}-{name}"
+        self.log(f"{tag}: {messages} messages x {rcpts} rcpt, {a.sessions} sessions")
+        sink = injector = None
+        profiler = None
+        started = time.monotonic()
+        budget = a.timeout
+        try:
+            sink_out = self.work / f"{tag}.sink.json"
+            inject_out = self.work / f"{tag}.inject.json"
+            for f in (sink_out, inject_out):
+                f.unlink(missing_ok=True)
+            target = ("127.0.0.1", 0)
+            if deliver:
+                sink_port = free_port(SINK_HOST)
+                sink = spawn(
+                    [
+                        PY,
+                        "-m",
+                        "tests.bench.sink",
+                        "--listen",
+                        SINK_HOST,
+                        "--port",
+                        str(sink_port),
+                        "--expect",
+                        str(messages),
+                        "--seconds",
+                        str(budget),
+                        "--out",
+                        str(sink_out),
+                    ],
+                    self.logs / f"{tag}.sink.log",
+                )
+                assert sink.stdout is not None
+                if sink.stdout.readline().strip() != b"ready":
+                    raise RuntimeError("sink did not start")
+                gateway = f"{SINK_HOST}:{sink_port}"
+                target = (SINK_HOST, sink_port)
+            if isinstance(system, Relay):
+                system.gateway = gateway
+                system.suspend = not deliver and gateway is None
+            elif isinstance(system, Postfix):
+                system.relayhost = gateway
+                system.hold = not deliver
+            if system is not None:
+                system.start()
+                target = ("127.0.0.1", system.port)
+                cpu0 = system.cpu()
+                if profile is not None:
+                    profiler = Profiler(system.pid, profile)
+                    time.sleep(0.5)
+            t0 = time.monotonic()
+            injector = spawn(
+                [
+                    PY,
+                    "-m",
+                    "tests.bench.inject",
+                    "--host",
+                    target[0],
+                    "--port",
+                    str(target[1]),
+                    "--messages",
+                    str(messages),
+                    "--sessions",
+                    str(a.sessions),
+                    "--size",
+                    str(a.size),
+                    "--rcpts",
+                    str(rcpts),
+                    "--run",
+                    tag,
+                    "--seconds",
+                    str(budget),
+                    "--out",
+                    str(inject_out),
+                ],
+                self.logs / f"{tag}.inject.log",
+            )
+            try:
+                injector.wait(budget + 60)
+            except subprocess.TimeoutExpired:
+                result.notes.append("injector killed at the timeout")
+                stop(injector, signal.SIGKILL)
+            if sink is not None:
+                left = max(1.0, budget - (time.monotonic() - t0))
+                try:
+                    sink.wait(left)
+                except subprocess.TimeoutExpired:
+                    result.notes.append(f"timeout {budget:.0f}s: not everything delivered")
+                    stop(sink)
+            if system is not None:
+                result.cpu_per_msg = (system.cpu() - cpu0) / max(1, messages)
+                result.peak_rss_kb = system.peak_rss_kb()
+                result.rss_kb = system.rss_kb()
+            if profiler is not None:
+                profiler.stop()
+            self.measure(result, inject_out, sink_out if deliver else None, t0)
+            if system is not None and result.accepted:
+                result.cpu_per_msg = (result.cpu_per_msg or 0) * messages / result.accepted
+        except Exception as err:  # report what happened, keep going
+            result.error = f"{type(err).__name__}: {err}"
+            self.log(f"{tag}: {result.error}")
+        finally:
+            if profiler is not None:
+                profiler.stop()
+            stop(injector)
+            if system is not None:
+                system.stop()
+                system.cleanup()
+            stop(sink)
+        self.log(
+            f"{tag}: done in {time.monotonic() - started:.1f}s: inject {fmt(result.inject_rate)}"
+            f"/s, e2e {fmt(result.e2e_rate)}/s {'; '.join(result.notes)}"
+        )
+        return result
+
+    def measure(self, result: Result, inject_out: Path, sink_out: Path | None, t0: float) -> None:
+        inj = json.loads(inject_out.read_text())
+        accepted = inj["accepted"]
+        result.accepted = len(accepted)
+        if inj["refused"]:
+            result.notes.append(f"refused: {inj['refused']}")
+        if inj["errors"]:
+            result.notes.append(f"injector errors: {len(inj['errors'])} ({inj['errors'][0]})")
+        if accepted:
+            last_250 = max(t for _, _, t in accepted)
+            result.inject_rate = len(accepted) / (last_250 - inj["start"])
+            lat = [t250 - tdata for _, tdata, t250 in accepted]
+            result.data_p50, result.data_p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+        if sink_out is None:
+            return
+        if not sink_out.exists():
+            result.notes.append("sink wrote no results")
+            return
+        sink = json.loads(sink_out.read_text())
+        arrivals: dict[str, float] = sink["arrivals"]
+        result.delivered = len(arrivals)
+        result.recipients_delivered = sink["recipients"]
+        if sink["duplicates"]:
+            result.notes.append(f"{sink['duplicates']} duplicate deliveries")
+        if result.delivered < result.messages:
+            result.notes.append(f"sink got {result.delivered}/{result.messages}")
+        if arrivals:
+            result.e2e_rate = len(arrivals) / (max(arrivals.values()) - inj["start"])
+            if result.rcpts > 1 and result.delivered:
+                # recipients/s counted at the sink, over the same interval
+                result.e2e_rate = (
+                    result.recipients_delivered
+                    / result.rcpts
+                    / (max(arrivals.values()) - inj["start"])
+                )
+            sent = {seq: t250 for seq, _, t250 in accepted}
+            lat = []
+            for token, t in arrivals.items():
+                seq = int(token.rsplit("-", 1)[1])
+                if seq in sent:
+                    lat.append(t - sent[seq])
+            result.deliver_p50, result.deliver_p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+        if result.system == "loopback":
+            result.deliver_p50 = result.deliver_p99 = None  # the sink is the server: no 250 first
+        peers = sink.get("peers", {})
+        if peers and result.system == "relay":
+            result.notes.append(f"{len(peers)} source addresses seen at the sink")
+
+
+def fmt(v: float | None, scale: float = 1.0, digits: int = 0) -> str:
+    if v is None:
+        return "-"
+    return f"{v * scale:,.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+        mem_gb = f"{int(mem) / 1024 / 1024:.1f} GB"
+    except OSError:
+        mem_gb = "?"
+    cpus = f"{os.cpu_count()} CPUs ({model})"
+    return f"{platform.node()}: {cpus}, {mem_gb} RAM, Linux {platform.release()}"
+
+
+def revision() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "relay"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
+    except OSError:
+        return "?"
+    return f"{head}" + (" + uncommitted changes under relay/" if dirty else "")
+
+
+def postfix_version() -> str:
+    try:
+        out = subprocess.run(
+            ["postconf", "-d", "mail_version"], capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.split("=")[-1].strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def build_table(
+    args: argparse.Namespace,
+    res: dict[str, Result],
+    postfix_note: str | None,
+    extra: list[str],
+) -> str:
+    def g(key: str) -> Result | None:
+        return res.get(key)
+
+    rows: list[list[str]] = []
+
+    def row(
+        scenario: str,
+        metric: str,
+        key: str,
+        attr: str,
+        scale: float = 1.0,
+        digits: int = 0,
+        note: str = "",
+    ) -> None:
+        vals = []
+        for system in ("relay", "postfix", "loopback"):
+            r = g(f"{key}-{system}")
+            if r is None:
+                vals.append(None)
+                continue
+            vals.append(getattr(r, attr))
+        cells = []
+        for system, v in zip(("relay", "postfix", "loopback"), vals, strict=True):
+            r = g(f"{key}-{system}")
+            if r is None:
+                cells.append("n/a")
+            elif r.error and v is None:
+                cells.append("error")
+            else:
+                cells.append(fmt(v, scale, digits))
+        rows.append(
+            [scenario, metric, *cells, ratio(vals[0], vals[1]), ratio(vals[0], vals[2]), note]
+        )
+
+    n = args.messages
+    if g("a-relay") or g("a-postfix"):
+        s = f"(a) injection only, {n:,} x {args.size} B, {args.sessions} sessions, fsync"
+        row(s, "accepted msgs/s", "a", "inject_rate")
+        row(s, "DATA end -> 250 p50 (ms)", "a", "data_p50", 1000, 2)
+        row(s, "DATA end -> 250 p99 (ms)", "a", "data_p99", 1000, 2)
+        row(s, "CPU ms/msg", "a", "cpu_per_msg", 1000, 3)
+        row(s, "peak RSS (MB)", "a", "peak_rss_kb", 1 / 1024, 0)
+    if g("b-relay") or g("b-postfix"):
+        s = f"(b) end to end, {n:,} x {args.size} B, 1 rcpt, 4 bindings, fsync"
+        row(s, "injection msgs/s", "b", "inject_rate")
+        row(s, "end-to-end msgs/s", "b", "e2e_rate")
+        row(s, "DATA end -> 250 p50 (ms)", "b", "data_p50", 1000, 2)
+        row(s, "DATA end -> 250 p99 (ms)", "b", "data_p99", 1000, 2)
+        row(s, "250 -> sink p50 (ms)", "b", "deliver_p50", 1000, 1)
+        row(s, "250 -> sink p99 (ms)", "b", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "b", "cpu_per_msg", 1000, 3)
+        row(s, "peak RSS (MB)", "b", "peak_rss_kb", 1 / 1024, 0)
+    if g("bc-relay") or g("bc-postfix") or g("bc-loopback"):
+        s = f"(b, C tools) smtp-source -> system -> smtp-sink, {n:,} msgs"
+        row(s, "injection msgs/s", "bc", "inject_rate")
+        row(s, "end-to-end msgs/s", "bc", "e2e_rate")
+        row(s, "CPU ms/msg", "bc", "cpu_per_msg", 1000, 3)
+    if g("c-relay") or g("c-postfix"):
+        s = f"(c) {args.rcpt_messages:,} msgs x 10 rcpts"
+        row(s, "end-to-end recipients/s", "c", "rcpt_rate")
+        row(s, "injection msgs/s", "c", "inject_rate")
+        row(s, "250 -> sink p99 (ms)", "c", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "c", "cpu_per_msg", 1000, 3)
+    b = g("b-relay")
+    if g("d-relay"):
+        d = g("d-relay")
+        assert d is not None
+        note = f"vs 4 bindings: {ratio(d.e2e_rate, b.e2e_rate if b else None)}"
+        s = f"(d) {args.bindings:,} bindings, {n:,} msgs"
+        row(s, "end-to-end msgs/s", "d", "e2e_rate", note=note)
+        row(s, "injection msgs/s", "d", "inject_rate")
+        row(s, "250 -> sink p99 (ms)", "d", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "d", "cpu_per_msg", 1000, 3)
+        row(s, "peak RSS (MB)", "d", "peak_rss_kb", 1 / 1024, 0)
+    if g("e-relay"):
+        e = g("e-relay")
+        assert e is not None
+        a_rel = g("a-relay")
+        note = f"vs (a): {ratio(e.inject_rate, a_rel.inject_rate if a_rel else None)}"
+        s = f"(e) {args.queued:,} msgs queued for an unreachable gateway"
+        row(s, "injection msgs/s", "e", "inject_rate", note=note)
+        row(s, "RSS at end (MB)", "e", "rss_kb", 1 / 1024, 0, note="target < 300 MB")
+        row(s, "peak RSS (MB)", "e", "peak_rss_kb", 1 / 1024, 0)
+        row(s, "CPU ms/msg", "e", "cpu_per_msg", 1000, 3)
+
+    head = ["scenario", "metric", "relay", "Postfix", "loopback", "relay/Postfix"]
+    head += ["relay/loopback", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    last = None
+    for r in rows:
+        if r[0] == last:
+            r = ["", *r[1:]]
+        else:
+            last = r[0]
+        lines.append("| " + " | ".join(r) + " |")
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    pf = postfix_note or f"Postfix {postfix_version()} (Debian package, own config + queue)"
+    out = [
+        f"## relay benchmark, {now}",
+        "",
+        f"Machine: {machine()}. relay at {revision()}.",
+        "Injector and sink: Python (tests/bench/inject.py, tests/bench/sink.py, uvloop, one "
+        "process each) for every row except '(b, C tools)', which uses Postfix's smtp-source "
+        "(-d, 20 sessions) and smtp-sink (-D dump to tmpfs, counted). Latencies are "
+        "time.monotonic across processes: injector's 250 vs sink's arrival of the message's "
+        "X-Bench-Token.",
+        f"Postfix: {pf}. CPU = utime+stime of the process tree (Postfix: master + all its "
+        "daemons). RSS: relay's VmHWM/VmRSS; Postfix: sum of PSS over its live processes "
+        "at the end of the run.",
+        "loopback = the injector straight into the sink (this machine's limit with these tools).",
+        "",
+        *lines,
+    ]
+    notes = []
+    for key, r in sorted(res.items()):
+        if r.error or r.notes:
+            notes.append(f"- {key}: {r.error or ''} {'; '.join(r.notes)}".rstrip())
+    if notes:
+        out += ["", "Run notes:", *notes]
+    out += extra
+    return "\n".join(out) + "\n"
+
+
+def run_ctools(bench: Bench, system: Relay | Postfix | None, messages: int) -> Result:
+    """smtp-source -> system -> smtp-sink; rates only (no per-message timestamps)."""
+    a = bench.args
+    name = system.name if system else "loopback"
+    result = Result(name, messages=messages)
+    tag = f"bc-{name}"
+    bench.log(f"{tag}: {messages} messages with smtp-source/smtp-sink")
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else bench.work
+    dump_dir = shm / f"relay-bench-{os.getpid()}"
+    shutil.rmtree(dump_dir, ignore_errors=True)
+    dump_dir.mkdir()
+    dump_dir.chmod(0o777)
+    dump = dump_dir / "dump"
+    sink = source = None
+    try:
+        port = free_port(SINK_HOST)
+        cmd = ["smtp-sink"] + (["-u", "nobody"] if os.geteuid() == 0 else [])
+        sink = spawn(
+            [*cmd, "-D", str(dump), f"{SINK_HOST}:{port}", "1024"], bench.logs / f"{tag}.log"
+        )
+        if not wait_port(SINK_HOST, port, 10):
+            raise RuntimeError("smtp-sink did not start")
+        target = f"{SINK_HOST}:{port}"
+        if isinstance(system, Relay):
+            system.gateway, system.suspend = target, False
+        elif isinstance(system, Postfix):
+            system.relayhost, system.hold = target, False
+        if system is not None:
+            system.start()
+            target = f"127.0.0.1:{system.port}"
+            cpu0 = system.cpu()
+        t0 = time.monotonic()
+        source = spawn(
+            [
+                "smtp-source",
+                "-d",
+                "-s",
+                str(a.sessions),
+                "-m",
+                str(messages),
+                "-l",
+                str(a.size),
+                "-f",
+                "bench@inject.bench.test",
+                "-t",
+                "rcpt@bench.example",
+                "-M",
+                "inject.bench.test",
+                target,
+            ],
+            bench.logs / f"{tag}.source.log",
+            stdout=subprocess.DEVNULL,
+        )
+        count, offset, carry, t_inject = 0, 0, b"", None
+        marker = b"X-Client-Addr: "
+        t_last = t0
+        while time.monotonic() - t0 < a.timeout:
+            if t_inject is None and source.poll() is not None:
+                t_inject = time.monotonic()
+            if dump.exists():
+                with open(dump, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+                offset += len(chunk)
+                new = (carry + chunk).count(marker) - carry.count(marker)
+                if new:
+                    count += new
+                    t_last = time.monotonic()
+                carry = chunk[-len(marker) :] if chunk else carry
+            if count >= messages:
+                break
+            time.sleep(0.02)
+        else:
+            result.notes.append(f"timeout: sink got {count}/{messages}")
+        if t_inject is None:
+            source.wait(a.timeout)
+            t_inject = time.monotonic()
+        if source.returncode:
+            result.notes.append(f"smtp-source exit {source.returncode}")
+        result.accepted = messages
+        result.delivered = count
+        result.inject_rate = messages / (t_inject - t0)
+        result.e2e_rate = count / (t_last - t0) if count else None
+        if system is not None:
+            result.cpu_per_msg = (system.cpu() - cpu0) / messages
+    except Exception as err:
+        result.error = f"{type(err).__name__}: {err}"
+        bench.log(f"{tag}: {result.error}")
+    finally:
+        stop(source)
+        if system is not None:
+            system.stop()
+            system.cleanup()
+        stop(sink)
+        shutil.rmtree(dump_dir, ignore_errors=True)
+    bench.log(f"{tag}: inject {fmt(result.inject_rate)}/s, e2e {fmt(result.e2e_rate)}/s")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--messages", type=int, default=20_000, help="N for a, b, d")
+    p.add_argument("--rcpt-messages", type=int, default=5_000, help="messages for c")
+    p.add_argument("--queued", type=int, default=100_000, help="messages for e")
+    p.add_argument("--bindings", type=int, default=1_000, help="bindings for d")
+    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--size", type=int, default=2048)
+    p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
+    p.add_argument("--only", default="a,b,c,d,e", help="scenarios to run")
+    p.add_argument("--no-postfix", action="store_true")
+    p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
+    p.add_argument("--profile", action="store_true", help="extra relay (b) run under py-spy")
+    p.add_argument("--out", default=str(ROOT / "var" / "bench" / "last-run.md"))
+    args = p.parse_args(argv)
+    only = set(args.only.split(","))
+    bench = Bench(args)
+    work = bench.work
+
+    postfix_note = None if not args.no_postfix else "not run (--no-postfix)"
+    if postfix_note is None:
+        postfix_note = postfix_available()
+
+    def relay(**kw: object) -> Relay:
+        return Relay(work / "relay", **kw)  # type: ignore[arg-type]
+
+    def postfix() -> Postfix | None:
+        return None if postfix_note else Postfix(work / "postfix")
+
+    res: dict[str, Result] = {}
+    n = args.messages
+
+    def both(label: str, **kw: object) -> None:
+        res[f"{label}-relay"] = bench.case(label, relay(), **kw)  # type: ignore[arg-type]
+        pf = postfix()
+        nonlocal postfix_note
+        if pf is not None:
+            r = bench.case(label, pf, **kw)  # type: ignore[arg-type]
+            res[f"{label}-postfix"] = r
+            if r.error and "start" in r.error and not r.accepted:
+                postfix_note = f"could not be started ({r.error}); see {work}/postfix"
+
+    if "a" in only:
+        both("a", messages=n, deliver=False)
+    if "b" in only:
+        both("b", messages=n)
+        res["b-loopback"] = bench.case("b", None, messages=n)
+        res["a-loopback"] = res["b-loopback"]
+    have_c = shutil.which("smtp-source") and shutil.which("smtp-sink")
+    if "b" in only and not args.no_c_tools and have_c:
+        res["bc-relay"] = run_ctools(bench, relay(), n)
+        pf = postfix()
+        if pf is not None:
+            res["bc-postfix"] = run_ctools(bench, pf, n)
+        res["bc-loopback"] = run_ctools(bench, None, n)
+    if "c" in only:
+        both("c", messages=args.rcpt_messages, rcpts=10)
+        res["c-loopback"] = bench.case("c", None, messages=args.rcpt_messages, rcpts=10)
+    if "d" in only:
+        res["d-relay"] = bench.case("d", relay(bindings=args.bindings), messages=n)
+    if "e" in only:
+        dead = f"{DEAD_HOST}:{free_port(DEAD_HOST)}"
+        res["e-relay"] = bench.case("e", relay(), messages=args.queued, deliver=False, gateway=dead)
+
+    extra: list[str] = []
+    if args.profile:
+        raw = work / "profile-b.txt"
+        raw.unlink(missing_ok=True)
+        r = bench.case("b", relay(), messages=n, profile=raw)
+        if raw.exists():
+            extra += [
+                "",
+                f"Profile: relay in (b) under py-spy (250 Hz, nonblocking), {n:,} messages, "
+                f"end-to-end {fmt(r.e2e_rate)} msgs/s while profiled. Top functions by own time:",
+                "",
+                "| own % | total % | function |",
+                "|---|---|---|",
+            ]
+            for func, own, total in top_functions(raw):
+                extra.append(f"| {own:.1f} | {total:.1f} | `{func}` |")
+        else:
+            extra += ["", f"Profile: py-spy wrote nothing; see {raw.with_suffix('.log')}"]
+
+    table = build_table(args, res, postfix_note, extra)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""A minimal, fast SMTP sink for the benchmark: accepts everything, timestamps each message.
+
+    python -m tests.bench.sink --listen 127.0.0.20 --port P --expect N --out FILE [--seconds S]
+
+Prints `ready` once listening. Exits when it has seen `--expect` distinct `X-Bench-Token:`
+values (or after `--seconds`, or on SIGTERM) and writes a JSON summary to `--out`:
+first-arrival time (time.monotonic, comparable across processes on Linux) per token,
+transactions, recipients, duplicates, connections and peer addresses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from collections import Counter
+from typing import cast
+
+TOKEN = b"X-Bench-Token: "
+
+
+class Stats:
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.arrivals: dict[str, float] = {}
+        self.transactions = 0
+        self.recipients = 0
+        self.duplicates = 0
+        self.connections = 0
+        self.peers: Counter[str] = Counter()
+        self.done = asyncio.Event()
+
+    def message(self, content: bytes | bytearray, recipients: int) -> None:
+        now = time.monotonic()
+        self.transactions += 1
+        self.recipients += recipients
+        at = content.find(TOKEN)
+        if at >= 0:
+            end = content.find(b"\r\n", at)
+            token = bytes(content[at + len(TOKEN) : end]).decode("ascii", "replace")
+            if token in self.arrivals:
+                self.duplicates += 1
+            else:
+                self.arrivals[token] = now
+        if self.expect and len(self.arrivals) >= self.expect:
+            self.done.set()
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "arrivals": self.arrivals,
+            "transactions": self.transactions,
+            "recipients": self.recipients,
+            "duplicates": self.duplicates,
+            "connections": self.connections,
+            "peers": dict(self.peers),
+        }
+
+
+class SinkProtocol(asyncio.Protocol):
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.buf = bytearray()
+        self.in_data = False
+        self.scanned = 0
+        self.rcpts = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.stats.connections += 1
+        peer = transport.get_extra_info("peername")
+        self.stats.peers[peer[0] if peer else "?"] += 1
+        self.transport.write(b"220 sink.bench.test ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        out: list[bytes] = []
+        buf = self.buf
+        while True:
+            if self.in_data:
+                if buf.startswith(b".\r\n"):
+                    end, skip = 0, 3
+                else:
+                    end = buf.find(b"\r\n.\r\n", max(0, self.scanned - 4))
+                    skip = 5
+                if end < 0:
+                    self.scanned = len(buf)
+                    break
+                self.stats.message(buf[: end + 2] if end else b"", self.rcpts)
+                del buf[: end + skip]
+                self.in_data = False
+                self.scanned = 0
+                self.rcpts = 0
+                out.append(b"250 2.0.0 Ok: queued\r\n")
+                continue
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                break
+            verb = bytes(buf[:4]).upper()
+            del buf[: eol + 2]
+            if verb == b"RCPT":
+                self.rcpts += 1
+                out.append(b"250 2.1.5 Ok\r\n")
+            elif verb == b"MAIL":
+                self.rcpts = 0
+                out.append(b"250 2.1.0 Ok\r\n")
+            elif verb == b"DATA":
+                self.in_data = True
+                self.scanned = 0
+                out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            elif verb == b"EHLO":
+                out.append(b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n")
+            elif verb == b"QUIT":
+                out.append(b"221 2.0.0 Bye\r\n")
+                if self.transport is not None:
+                    self.transport.write(b"".join(out))
+                    self.transport.close()
+                return
+            else:  # HELO, RSET, NOOP and anything else
+                out.append(b"250 2.0.0 Ok\r\n")
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
+async def serve(listen: str, port: int, expect: int, seconds: float) -> dict[str, object]:
+    stats = Stats(expect)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SinkProtocol(stats), listen, port, backlog=4096, reuse_address=True
+    )
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stats.done.set)
+    print("ready", flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stats.done.wait(), seconds)
+    server.close()
+    return stats.summary()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", default="127.0.0.20")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--expect", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        runner = asyncio.Runner()
+    with runner:
+        summary = runner.run(serve(args.listen, args.port, args.expect, args.seconds))
+    with open(args.out, "w") as f:
+        json.dump(summary, f)
+
+
+if __name__ == "__main__":
+    main()

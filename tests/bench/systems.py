@@ -1,0 +1,367 @@
+"""The systems under test: relay (`relay serve`) and Postfix (its own config and queue
+directory), each started on a free port, pointed at the sink, and measured through /proc."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TICKS = os.sysconf("SC_CLK_TCK")
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_port(host: str, port: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as s:
+                s.recv(512)
+                s.sendall(b"QUIT\r\n")
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# --- /proc ---------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            out.extend(int(c) for c in text.split())
+    except OSError:
+        pass
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo.extend(_children(p))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU of a process tree: the root's own and reaped children's time, plus the live
+    descendants' own time. Differences of two readings count every process that ran."""
+    total = 0
+    for i, p in enumerate(tree(pid)):
+        f = _stat(p)
+        if f is None:
+            continue
+        # fields after the comm: state=0 ... utime=11 stime=12 cutime=13 cstime=14
+        total += int(f[11]) + int(f[12])
+        if i == 0:
+            total += int(f[13]) + int(f[14])
+    return total / TICKS
+
+
+def status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_pss_kb(pid: int) -> int:
+    """Proportional set size of a process tree (shared pages split between processes)."""
+    total = 0
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            pass
+    return total
+
+
+# --- relay ---------------------------------------------------------------------------------
+
+
+def binding_addresses(count: int) -> list[str]:
+    if count <= 4:
+        return [f"127.0.0.{2 + i}" for i in range(count)]
+    base = int(ipaddress.IPv4Address("127.0.1.0"))
+    return [str(ipaddress.IPv4Address(base + i)) for i in range(count)]
+
+
+@dataclass
+class Relay:
+    directory: Path
+    bindings: int = 4
+    gateway: str | None = None  # "ip:port"; None with suspend
+    suspend: bool = False
+    fsync: bool = True
+    connections_per_binding: int = 5
+    name: str = "relay"
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def config_text(self) -> str:
+        lines = [
+            'hostname = "relay.bench.test"',
+            f'spoolbase = "{self.directory / "spool"}"',
+            f'event_log = "{self.directory / "events.jsonl"}"',
+            f"force_fsync = {'true' if self.fsync else 'false'}",
+            "shutdown_timeout = 5",
+            f"max_outbound_connections = {self.connections_per_binding}",
+        ]
+        if self.gateway:
+            lines.append(f'gateway = "{self.gateway}"')
+        if self.suspend:
+            lines.append("suspend_delivery = true")
+        lines += [
+            "esmtp_listener {",
+            '  relay_hosts = ( "127.0.0.0/8" )',
+            f'  listen "127.0.0.1:{self.port}" {{ binding_group = "bench" }}',
+            "}",
+            'binding_group "bench" {',
+            '  ehlo_hostname = "relay.bench.test"',
+        ]
+        for i, address in enumerate(binding_addresses(self.bindings)):
+            lines.append(f'  binding "b{i + 1}" {{ bind_address = {address} }}')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def start(self, within: float = 30.0) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.directory.mkdir(parents=True)
+        self.port = free_port()
+        conf = self.directory / "relay.conf"
+        conf.write_text(self.config_text())
+        self.log = self.directory / "relay.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "relay"), "serve", "-c", str(conf)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                cwd=ROOT,
+            )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if b"listening on" in line:
+                return
+        raise RuntimeError(f"relay did not start; see {self.log}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def peak_rss_kb(self) -> int:
+        return status_kb(self.pid, "VmHWM")
+
+    def rss_kb(self) -> int:
+        return status_kb(self.pid, "VmRSS")
+
+    def stop(self, within: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(within)
+            except subprocess.TimeoutExpired:
+                self.notes.append("relay ignored SIGTERM; killed")
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.directory / "spool", ignore_errors=True)
+
+
+# --- Postfix -------------------------------------------------------------------------------
+
+MASTER_CF = """\
+127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def postfix_available() -> str | None:
+    """None if Postfix can be used, else why not."""
+    if not os.path.exists(POSTFIX):
+        return "Postfix not installed"
+    if os.geteuid() != 0:
+        return "Postfix needs root to start"
+    return None
+
+
+@dataclass
+class Postfix:
+    directory: Path
+    relayhost: str | None = None  # "ip:port"
+    hold: bool = False  # injection only: every message goes to the hold queue
+    name: str = "postfix"
+    port: int = 0
+    notes: list[str] = field(default_factory=list)
+    master_pid: int = 0
+
+    def _postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [POSTFIX, "-c", str(self.directory / "conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
+
+    def main_cf(self) -> str:
+        d = self.directory
+        restrictions = "permit_mynetworks, reject"
+        if self.hold:
+            restrictions = "check_client_access static:HOLD, " + restrictions
+        lines = [
+            "compatibility_level = 3.6",
+            f"queue_directory = {d / 'queue'}",
+            f"data_directory = {d / 'data'}",
+            "mail_owner = postfix",
+            "setgid_group = postdrop",
+            "inet_interfaces = 127.0.0.1",
+            "inet_protocols = ipv4",
+            "myhostname = postfix.bench.test",
+            "mydomain = bench.test",
+            "myorigin = $myhostname",
+            "mydestination =",
+            "local_recipient_maps =",
+            "local_transport = error:no local delivery",
+            "alias_maps =",
+            "alias_database =",
+            "relay_domains =",
+            "mynetworks = 127.0.0.0/8",
+            f"smtpd_relay_restrictions = {restrictions}",
+            f"smtpd_recipient_restrictions = {restrictions}",
+            "smtpd_peername_lookup = no",
+            "smtp_bind_address = 127.0.0.2",
+            "smtp_host_lookup = native",
+            "smtp_dns_support_level = disabled",
+            "default_destination_concurrency_limit = 20",
+            "smtputf8_enable = no",
+            "biff = no",
+            f"maillog_file = {d / 'maillog'}",
+            f"maillog_file_prefixes = {d}",
+            "smtpd_client_connection_count_limit = 0",
+            "smtpd_client_connection_rate_limit = 0",
+            "smtpd_client_message_rate_limit = 0",
+            "smtpd_client_recipient_rate_limit = 0",
+        ]
+        if self.relayhost:
+            host, port = self.relayhost.rsplit(":", 1)
+            lines.append(f"relayhost = [{host}]:{port}")
+        return "\n".join(lines) + "\n"
+
+    def start(self, within: float = 30.0) -> None:
+        self.stop_stale()
+        shutil.rmtree(self.directory, ignore_errors=True)
+        conf = self.directory / "conf"
+        conf.mkdir(parents=True)
+        (self.directory / "data").mkdir()
+        (self.directory / "queue").mkdir()
+        shutil.chown(self.directory / "data", "postfix")
+        self.port = free_port()
+        (conf / "main.cf").write_text(self.main_cf())
+        (conf / "master.cf").write_text(MASTER_CF.format(port=self.port))
+        started = self._postfix("start", check=False)
+        if started.returncode != 0:
+            why = (started.stderr + started.stdout).strip()[-400:] or "no message"
+            raise RuntimeError(f"postfix -c {conf} start failed ({why})")
+        if not wait_port("127.0.0.1", self.port, within):
+            raise RuntimeError("postfix did not listen in time")
+        pidfile = self.directory / "queue" / "pid" / "master.pid"
+        self.master_pid = int(pidfile.read_text().split()[0])
+
+    def stop_stale(self) -> None:
+        if (self.directory / "conf" / "main.cf").exists():
+            self._postfix("stop", check=False)
+
+    @property
+    def pid(self) -> int:
+        return self.master_pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.master_pid)
+
+    def peak_rss_kb(self) -> int:
+        return tree_pss_kb(self.master_pid)  # no peak for a process tree: PSS now
+
+    def rss_kb(self) -> int:
+        return tree_pss_kb(self.master_pid)
+
+    def stop(self, within: float = 15.0) -> None:
+        if not self.master_pid:
+            return
+        self._postfix("stop", check=False)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and Path(f"/proc/{self.master_pid}").exists():
+            time.sleep(0.1)
+        self.master_pid = 0
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.directory / "queue", ignore_errors=True)
