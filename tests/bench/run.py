@@ -140,7 +140,7 @@ def top_functions(raw: Path, count: int = 15) -> list[tuple[str, float, float]]:
         weight = int(n)
         samples += weight
         names = []
-        for frame in stack.split(";"):
+        for frame in stack.split(";") if stack.strip() else ["(no Python frame)"]:
             m = frame_re.match(frame)
             name = f"{m.group(1)} ({m.group(2)})" if m else frame
             name = name.replace(str(ROOT) + "/", "")
@@ -698,7 +698,9 @@ def main(argv: list[str] | None = None) -> int:
             extra += [
                 "",
                 f"Profile: relay in (b) under py-spy (250 Hz, nonblocking), {n:,} messages, "
-                f"end-to-end {fmt(r.e2e_rate)} msgs/s while profiled. Top functions by own time:",
+                f"end-to-end {fmt(r.e2e_rate)} msgs/s while profiled. Top functions by own time; "
+                "samples cover every thread (the event loop and the spool's fsync threads), "
+                "and a thread blocked in a system call counts as busy:",
                 "",
                 "| own % | total % | function |",
                 "|---|---|---|",
