@@ -9,11 +9,13 @@ reloads the configuration on SIGHUP (a bad new configuration is refused, the old
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
-from dataclasses import replace
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,14 @@ from relay.admin.api import routes as admin_routes
 from relay.admin.http import start_admin
 from relay.bind.build import selector_from_config
 from relay.bind.suspensions import SuspensionTable
-from relay.config import ConfigError, load, resolve
+from relay.config import ConfigError, Location, Problem, load, resolve
 from relay.config.model import Config
 from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
-from relay.dispose.feedback import parse_arf
+from relay.dispose.feedback import Complaint
+from relay.handoff import Handoff
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock, SystemClock
@@ -38,75 +41,11 @@ from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.store import Spool
 from relay.wiring import inject_settings
+from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
 ADAPTIVE_STATE = "adaptive-state.json"
 STATE_SAVE_INTERVAL = 10.0
-
-
-class Handoff:
-    """What injection stores through: spool first (durable), then the scheduler. Mail to
-    the FBL address is read as a complaint report and counted, not relayed."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
-        self.fbl_address = str(daemon.option("fbl_address") or "").lower() or None
-
-    async def store(self, message: NewMessage, /) -> Envelope:
-        daemon = self.daemon
-        assert daemon.spool is not None and daemon.scheduler is not None
-        if self.fbl_address is not None and self.fbl_address in (
-            r.lower() for r in message.recipients
-        ):
-            self._complaint(message)
-            rest = tuple(r for r in message.recipients if r.lower() != self.fbl_address)
-            if not rest:
-                return Envelope(
-                    "fbl-report", message.sender, message.binding_group, None, message.received_at
-                )
-            message = replace(message, recipients=rest)
-        envelope = await daemon.spool.store(message)
-        daemon.events(
-            "reception",
-            {
-                "message_id": envelope.message_id,
-                "sender": message.sender,
-                "recipients": len(message.recipients),
-                "binding_group": message.binding_group,
-                "binding": message.binding,
-                "size": len(message.content),
-            },
-        )
-        daemon.scheduler.submit(envelope)
-        return envelope
-
-    def _complaint(self, message: NewMessage) -> None:
-        complaint = parse_arf(message.content)
-        if complaint is None:
-            log.warning(
-                "mail to the FBL address from %s is not an ARF report relay can attribute; dropped",
-                message.sender or "<>",
-            )
-            self.daemon.events("fbl_unattributed", {"sender": message.sender})
-            return
-        if self.daemon.adaptive is not None:
-            self.daemon.adaptive.record_complaint(
-                complaint.binding,
-                complaint.domain,
-                complaint.feedback_type,
-                self.daemon.clock.now(),
-            )
-        if self.daemon.scheduler is not None:
-            self.daemon.scheduler.wake()  # apply what the engine decided
-        self.daemon.events(
-            "fbl_complaint",
-            {
-                "binding": complaint.binding,
-                "domain": complaint.domain,
-                "feedback_type": complaint.feedback_type,
-                "message_id": complaint.message_id,
-            },
-        )
 
 
 class Daemon:
@@ -123,6 +62,9 @@ class Daemon:
         self.adaptive: AdaptiveLink | None = None
         self._background: list[asyncio.Task[None]] = []
         self.admin: asyncio.Server | None = None
+        self.shards: ShardedSpool | None = None
+        self.workers: list[asyncio.subprocess.Process] = []
+        self._stopping = False
 
     def option(self, name: str) -> Any:
         return resolve(self.config, name).value
@@ -156,8 +98,13 @@ class Daemon:
             state_path=spoolbase / ADAPTIVE_STATE,
         )
         await asyncio.to_thread(self.adaptive.restore)
+        worker_count = int(self.option("injection_workers"))
+        spool_access: Spool | ShardedSpool = self.spool
+        if worker_count:
+            self.shards = ShardedSpool(self.spool, self.announce, self.count_complaint)
+            spool_access = self.shards
         self.scheduler = Scheduler(
-            self.spool,
+            spool_access,
             PolicyCache(config, delivery_policy),
             selector,
             SmtpTransport(router, gates),
@@ -167,7 +114,7 @@ class Daemon:
         )
         self.adaptive.send_alert = self._send_own_mail
         self.bouncer = Bouncer(
-            self.spool,
+            spool_access,
             self.scheduler.submit,
             str(self.option("hostname")),
             self.clock,
@@ -190,11 +137,56 @@ class Daemon:
             self.admin = await start_admin(
                 admin.host or "127.0.0.1", admin.port or 2580, admin_routes(self)
             )
+        if self.shards is not None:
+            await self._start_workers(worker_count, spoolbase)
+            return
         self.listeners = await start_listeners(
             inject_settings(config),
-            Handoff(self),
+            Handoff(self.spool.store, self.announce, self.complaint, self.option("fbl_address")),
             clock=self.clock.now,
         )
+
+    async def _start_workers(self, count: int, spoolbase: Path) -> None:
+        """Injection in `count` worker processes, each with its own spool shard."""
+        assert self.shards is not None
+        if self.path is None:
+            raise ConfigError(
+                [
+                    Problem(
+                        Location("<daemon>", 0, 0),
+                        "injection_workers needs a configuration file",
+                        "injection_workers",
+                    )
+                ]
+            )
+        socket_path = worker_socket_path(spoolbase)
+        await self.shards.serve(socket_path)
+        for index in range(1, count + 1):
+            self._background.append(
+                asyncio.create_task(self._supervise(index, socket_path), name=f"worker-{index}")
+            )
+        settings = inject_settings(self.config)
+        await _wait_listening([lst.address for lst in settings.listeners])
+
+    async def _supervise(self, index: int, socket_path: str) -> None:
+        """Run injection worker `index`, restarting it if it dies."""
+        assert self.path is not None
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "relay.workers.inject_worker",
+                self.path,
+                str(index),
+                socket_path,
+            )
+            self.workers.append(proc)
+            code = await proc.wait()
+            self.workers.remove(proc)
+            if self._stopping:
+                return
+            log.error("injection worker %d exited with %s; restarting", index, code)
+            await asyncio.sleep(1.0)
 
     async def _send_own_mail(
         self, sender: str, recipients: tuple[str, ...], content: bytes
@@ -212,6 +204,35 @@ class Daemon:
             )
         )
         self.scheduler.submit(envelope)
+
+    def announce(self, envelope: Envelope, reception: dict[str, object] | None) -> None:
+        """A new message is durable: log its reception and queue it."""
+        assert self.scheduler is not None
+        if reception is not None:
+            self.events("reception", reception)
+        self.scheduler.submit(envelope)
+
+    def complaint(self, complaint: Complaint | None, message: NewMessage) -> None:
+        if complaint is None:
+            log.warning(
+                "mail to the FBL address from %s is not an ARF report relay can attribute; dropped",
+                message.sender or "<>",
+            )
+            self.events("fbl_unattributed", {"sender": message.sender})
+            return
+        self.count_complaint(
+            complaint.binding, complaint.domain, complaint.feedback_type, complaint.message_id
+        )
+
+    def count_complaint(self, binding: str, domain: str, kind: str, message_id: str) -> None:
+        if self.adaptive is not None:
+            self.adaptive.record_complaint(binding, domain, kind, self.clock.now())
+        if self.scheduler is not None:
+            self.scheduler.wake()  # apply what the engine decided
+        self.events(
+            "fbl_complaint",
+            {"binding": binding, "domain": domain, "feedback_type": kind, "message_id": message_id},
+        )
 
     def binding_address(self, binding: str) -> str | None:
         value = resolve(self.config, "bind_address", binding=binding).value
@@ -232,27 +253,74 @@ class Daemon:
 
     async def stop(self, deadline: float | None = None) -> None:
         grace = float(self.option("shutdown_timeout")) if deadline is None else deadline
+        self._stopping = True
         if self.listeners is not None:
             await self.listeners.close(grace=grace)
+        await self._stop_workers(grace)
         if self.admin is not None:
             self.admin.close()
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
         for task in self._background:
             task.cancel()
+        if self.shards is not None:
+            await self.shards.close()
         if self.adaptive is not None:
             await self.adaptive.save()
         if self.spool is not None:
             await self.spool.close()
         self.events.close()
 
+    async def _stop_workers(self, grace: float) -> None:
+        """Workers stop accepting and finish their sessions; the scheduler still serves
+        their spool requests meanwhile."""
+        for proc in list(self.workers):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        for proc in list(self.workers):
+            try:
+                await asyncio.wait_for(proc.wait(), grace + 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def worker_socket_path(spoolbase: Path) -> str:
+    path = os.path.join(os.path.abspath(spoolbase), "workers.sock")
+    if len(path) > 100:  # AF_UNIX paths are short
+        path = os.path.join(tempfile.mkdtemp(prefix="relay-"), "workers.sock")
+    return path
+
+
+async def _wait_listening(addresses: list[tuple[str, int]], within: float = 30.0) -> None:
+    """Until something accepts connections on every address (the workers are up)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    for host, port in addresses:
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(host if host else "127.0.0.1", port)
+            except OSError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            break
+
 
 async def _main(config: Config, path: str) -> int:
     daemon = Daemon(config, path)
     await daemon.start()
-    assert daemon.listeners is not None
-    for bound in daemon.listeners.bound:
-        print(f"relay: listening on {bound.listen}", flush=True)
+    listening = (
+        [b.listen for b in daemon.listeners.bound]
+        if daemon.listeners is not None
+        else [lst.listen for lst in inject_settings(config).listeners]
+    )
+    for address in listening:
+        print(f"relay: listening on {address}", flush=True)
+    if daemon.workers:
+        print(f"relay: {len(daemon.workers)} injection worker processes", flush=True)
     if daemon.admin is not None:
         print(f"relay: admin API on {daemon.option('admin_listen')}", flush=True)
     stop = asyncio.Event()

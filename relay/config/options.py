@@ -454,6 +454,13 @@ _opt(
     G,
     'Admin HTTP API and /metrics, e.g. "127.0.0.1:2580" (relay extension; unset = off)',
 )
+_opt(
+    "injection_workers",
+    v.integer(0, 64),
+    0,
+    G,
+    "SMTP injection in this many worker processes (0: in the daemon's own process)",
+)
 _opt("spool_mode", v.STRING, "0640", G, "Mode of spool files")
 _opt("force_fsync", v.BOOLEAN, True, G, "fsync spool writes before answering 250")
 _opt("resolv_conf", v.STRING, "/etc/resolv.conf", G, "Resolver configuration for MX lookups")
@@ -643,6 +650,7 @@ ACTIVE = frozenset(
         "dns_port",
         "enable_fbl_header_insertion",
         "fbl_address",
+        "injection_workers",
         "dsn_binding_group",
         "event_log",
         "force_fsync",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from relay.dispose.decide import Failed
 from relay.dispose.dsn import Failure, build_dsn
@@ -16,16 +17,21 @@ from relay.schedule.clock import Clock
 from relay.schedule.jobs import Job
 from relay.schedule.policy import RoutePolicy
 from relay.spool.model import Envelope, NewMessage
-from relay.spool.store import Spool
 
 log = logging.getLogger("relay.dispose")
 EventSink = Callable[[str, dict[str, object]], None]
 
 
+class SpoolStore(Protocol):
+    async def store(self, message: NewMessage) -> Envelope: ...
+
+    async def load(self, message_id: str) -> bytes: ...
+
+
 class Bouncer:
     def __init__(
         self,
-        spool: Spool,
+        spool: SpoolStore,
         submit: Callable[[Envelope], None],
         hostname: str,
         clock: Clock,

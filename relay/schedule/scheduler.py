@@ -41,7 +41,7 @@ from relay.schedule.transport import (
     Session,
     Transport,
 )
-from relay.spool.errors import SpoolError
+from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient, RecipientState
 
 log = logging.getLogger("relay.schedule")
@@ -51,6 +51,7 @@ FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[Non
 EventSink = Callable[[str, dict[str, object]], None]
 NO_ROUTE_RETRY = 60.0
 LOCAL_LIMIT_RETRY = 1.0
+SPOOL_RETRY = 5.0
 
 
 class SpoolAccess(Protocol):
@@ -541,9 +542,15 @@ class Scheduler:
     async def _send(self, session: Session, rq: ReadyQueue, job: Job) -> None:
         try:
             content = await self.spool.load(job.message_id)
-        except SpoolError as err:
-            log.error("message %s cannot be loaded: %s", job.message_id, err)
+        except MessageNotFound:
+            log.error("message %s is no longer in the spool; dropped", job.message_id)
             self._in_flight -= 1
+            return
+        except SpoolError as err:  # e.g. its injection worker is restarting: try again soon
+            log.warning("message %s cannot be loaded now: %s", job.message_id, err)
+            self._in_flight -= 1
+            job.due = self.clock.now() + SPOOL_RETRY
+            self.schedule(job)
             return
         if rq.policy.fbl_header:
             content = fbl_header(rq.binding, rq.domain, job.message_id) + content

@@ -1,0 +1,159 @@
+"""An injection worker process: SMTP listeners (shared with the other workers through
+SO_REUSEPORT), its own spool shard, and a link to the scheduler process.
+
+    python -m relay.workers.inject_worker CONFIG INDEX SOCKET
+
+The worker answers the scheduler's requests on its shard (scan, load, update, evict): it
+stays the shard's only writer. If the scheduler process is away, mail is still accepted and
+spooled; the scheduler learns of it from the scan when the link is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from relay.config import load, resolve
+from relay.dispose.feedback import Complaint
+from relay.handoff import Handoff
+from relay.inject.server import start_listeners
+from relay.spool.errors import SpoolError
+from relay.spool.model import Envelope, NewMessage
+from relay.spool.store import Spool
+from relay.wiring import inject_settings
+from relay.workers.wire import encode_frame, read_frame
+
+log = logging.getLogger("relay.workers")
+RECONNECT_DELAY = 0.5
+
+
+class SchedulerLink:
+    """The worker's end: notifications out, the shard's requests served."""
+
+    def __init__(self, spool: Spool, shard: str, path: str) -> None:
+        self.spool = spool
+        self.shard = shard
+        self.path = path
+        self.writer: asyncio.StreamWriter | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def notify(self, kind: str, payload: Any) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(encode_frame(kind, 0, payload))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.path)
+            except OSError:
+                await asyncio.sleep(RECONNECT_DELAY)
+                continue
+            writer.write(encode_frame("hello", 0, self.shard))
+            self.writer = writer
+            try:
+                while True:
+                    kind, request_id, payload = await read_frame(reader)
+                    task = asyncio.create_task(self._serve(kind, request_id, payload))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
+                log.warning("worker %s: scheduler link lost; reconnecting", self.shard)
+            finally:
+                self.writer = None
+                writer.close()
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _serve(self, kind: str, request_id: int, payload: Any) -> None:
+        try:
+            if kind == "scan":
+                result: Any = self.spool.scan()
+            elif kind == "load":
+                result = await self.spool.load(payload)
+            elif kind == "update":
+                message_id, updates = payload
+                result = await self.spool.update_recipients(message_id, updates)
+            elif kind == "evict":
+                self.spool.evict(payload)
+                return
+            else:
+                raise SpoolError(f"unknown request {kind!r}")
+        except (SpoolError, ValueError) as err:
+            if self.writer is not None and not self.writer.is_closing():
+                self.writer.write(encode_frame("error", request_id, (type(err).__name__, str(err))))
+            return
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(encode_frame("ok", request_id, result))
+
+
+async def run_worker(config_path: str, index: int, socket_path: str) -> int:
+    config = load(config_path)
+
+    def option(name: str) -> Any:
+        return resolve(config, name).value
+
+    shard = f"shard-{index}"
+    directory = Path(str(option("spoolbase"))) / shard
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    spool = await Spool.open(
+        directory,
+        fsync=bool(option("force_fsync")),
+        max_resident_messages=int(option("max_resident_messages")),
+    )
+    link = SchedulerLink(spool, shard, socket_path)
+    link_task = asyncio.create_task(link.run())
+
+    def announce(envelope: Envelope, reception: dict[str, object]) -> None:
+        link.notify("new", (envelope, reception))
+
+    def complain(complaint: Complaint | None, message: NewMessage) -> None:
+        if complaint is None:
+            log.warning(
+                "worker %s: FBL mail from %s is not an attributable ARF report",
+                shard,
+                message.sender or "<>",
+            )
+            return
+        link.notify(
+            "complaint",
+            (complaint.binding, complaint.domain, complaint.feedback_type, complaint.message_id),
+        )
+
+    listeners = await start_listeners(
+        inject_settings(config),
+        Handoff(spool.store, announce, complain, option("fbl_address")),
+        reuse_port=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the scheduler process reloads
+    await stop.wait()
+    await listeners.close(grace=float(option("shutdown_timeout")))
+    link_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await link_task
+    await spool.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s worker-{argv[1]} %(name)s %(levelname)s %(message)s",
+    )
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run_worker(argv[0], int(argv[1]), argv[2]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,196 @@
+"""The scheduler process's view of every spool: its own (DSNs, alerts, mail it injected
+itself) and one shard per injection worker, reached over the worker's socket.
+
+Each message id maps to its owner. A worker announces what it stored ("new") and, on every
+(re)connection, everything its shard holds ("scan"), so nothing is lost when either side
+restarts; ids already known are not queued twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from relay.spool.errors import MessageNotFound, SpoolError
+from relay.spool.model import Envelope, NewMessage, Recipient
+from relay.spool.store import Spool
+from relay.workers.wire import encode_frame, read_frame
+
+log = logging.getLogger("relay.workers")
+OnNew = Callable[[Envelope, dict[str, object] | None], None]
+OnComplaint = Callable[[str, str, str, str], None]
+ERRORS: dict[str, type[SpoolError]] = {"MessageNotFound": MessageNotFound}
+
+
+class WorkerLink:
+    """One injection worker's connection: requests out, replies and notifications in."""
+
+    def __init__(self, shard: str, writer: asyncio.StreamWriter) -> None:
+        self.shard = shard
+        self.writer = writer
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.closed = False
+
+    async def call(self, kind: str, payload: Any) -> Any:
+        if self.closed:
+            raise SpoolError(f"injection worker {self.shard} is not connected")
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self.writer.write(encode_frame(kind, request_id, payload))
+        return await future
+
+    def reply(self, kind: str, request_id: int, payload: Any) -> None:
+        future = self._pending.pop(request_id, None)
+        if future is None or future.done():
+            return
+        if kind == "ok":
+            future.set_result(payload)
+        else:
+            name, text = payload
+            future.set_exception(ERRORS.get(name, SpoolError)(text))
+
+    def close(self) -> None:
+        self.closed = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(SpoolError(f"injection worker {self.shard} went away"))
+        self._pending.clear()
+        self.writer.close()
+
+
+class ShardedSpool:
+    def __init__(self, local: Spool, on_new: OnNew, on_complaint: OnComplaint) -> None:
+        self.local = local
+        self.on_new = on_new
+        self.on_complaint = on_complaint
+        self.owners: dict[str, str] = {}  # message id -> worker shard (absent: local)
+        self.links: dict[str, WorkerLink] = {}  # shard -> its connection, while connected
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- the SpoolAccess the scheduler and the bouncer use ----------------------------
+    async def store(self, message: NewMessage) -> Envelope:
+        return await self.local.store(message)
+
+    def _link(self, shard: str) -> WorkerLink:
+        link = self.links.get(shard)
+        if link is None or link.closed:
+            raise SpoolError(f"injection worker {shard} is not connected")
+        return link
+
+    async def load(self, message_id: str) -> bytes:
+        shard = self.owners.get(message_id)
+        if shard is None:
+            return await self.local.load(message_id)
+        content: bytes = await self._link(shard).call("load", message_id)
+        return content
+
+    async def update_recipients(self, message_id: str, updates: Sequence[Recipient]) -> bool:
+        shard = self.owners.get(message_id)
+        if shard is None:
+            return await self.local.update_recipients(message_id, updates)
+        removed: bool = await self._link(shard).call("update", (message_id, list(updates)))
+        if removed:
+            self.owners.pop(message_id, None)
+        return removed
+
+    def evict(self, message_id: str) -> None:
+        shard = self.owners.get(message_id)
+        if shard is None:
+            self.local.evict(message_id)
+            return
+        link = self.links.get(shard)
+        if link is not None and not link.closed:
+            link.writer.write(encode_frame("evict", 0, message_id))
+
+    def __len__(self) -> int:
+        return len(self.local) + len(self.owners)
+
+    # --- the workers' side ----------------------------------------------------------------
+    async def serve(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._server = await asyncio.start_unix_server(self._connection, path)
+        os.chmod(path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self.links.values()):
+            link.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        link: WorkerLink | None = None
+        try:
+            kind, _, shard = await read_frame(reader)
+            if kind != "hello":
+                raise ConnectionError(f"expected hello, got {kind}")
+            link = WorkerLink(str(shard), writer)
+            old = self.links.get(link.shard)
+            if old is not None:
+                self._forget(old)
+            self.links[link.shard] = link
+            log.info("injection worker %s connected", link.shard)
+            known_before = {m for m, owner in self.owners.items() if owner == link.shard}
+            scan = asyncio.ensure_future(link.call("scan", None))
+            scan.add_done_callback(functools.partial(self._scanned, link, known_before))
+            while True:
+                kind, request_id, payload = await read_frame(reader)
+                if kind in ("ok", "error"):
+                    link.reply(kind, request_id, payload)
+                elif kind == "new":
+                    envelope, fields = payload
+                    self._announce(link, envelope, fields)
+                elif kind == "complaint":
+                    self.on_complaint(*payload)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
+            if link is not None:
+                log.warning("injection worker %s disconnected: %s", link.shard, err or "EOF")
+        finally:
+            if link is not None:
+                self._forget(link)
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    def _scanned(self, link: WorkerLink, known_before: set[str], done: asyncio.Future[Any]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        envelopes: Iterable[Envelope] = done.result()
+        present = set()
+        for envelope in envelopes:
+            present.add(envelope.message_id)
+            self._announce(link, envelope, None)
+        for message_id in known_before - present:  # gone from the shard (quarantined)
+            if self.owners.get(message_id) == link.shard:
+                del self.owners[message_id]
+
+    def _announce(
+        self, link: WorkerLink, envelope: Envelope, fields: dict[str, object] | None
+    ) -> None:
+        """Queue a message the first time its id is seen; a reconnecting worker's scan
+        repeats what the scheduler already holds, and that is not queued twice."""
+        if envelope.message_id in self.owners or link.closed:
+            return
+        self.owners[envelope.message_id] = link.shard
+        self.on_new(envelope, fields)
+
+    def _forget(self, link: WorkerLink) -> None:
+        """The worker went away: its requests fail (the scheduler retries them later) and
+        its messages stay known until its next scan says what the shard holds."""
+        link.close()
+        if self.links.get(link.shard) is link:
+            del self.links[link.shard]
