@@ -632,6 +632,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queued", type=int, default=100_000, help="messages for e")
     p.add_argument("--bindings", type=int, default=1_000, help="bindings for d")
     p.add_argument("--sessions", type=int, default=20)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="relay's injection_workers (default: one per core; 0 = single process)",
+    )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
     p.add_argument("--only", default="a,b,c,d,e", help="scenarios to run")
@@ -649,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         postfix_note = postfix_available()
 
     def relay(**kw: object) -> Relay:
+        kw.setdefault("workers", args.workers)
         return Relay(work / "relay", **kw)  # type: ignore[arg-type]
 
     def postfix() -> Postfix | None:

@@ -128,6 +128,7 @@ class Relay:
     suspend: bool = False
     fsync: bool = True
     connections_per_binding: int = 5
+    workers: int = 0  # injection_workers
     name: str = "relay"
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -142,6 +143,7 @@ class Relay:
             f"force_fsync = {'true' if self.fsync else 'false'}",
             "shutdown_timeout = 5",
             f"max_outbound_connections = {self.connections_per_binding}",
+            f"injection_workers = {self.workers}",
         ]
         if self.gateway:
             lines.append(f'gateway = "{self.gateway}"')
@@ -193,7 +195,8 @@ class Relay:
         return cpu_seconds(self.pid)
 
     def peak_rss_kb(self) -> int:
-        return status_kb(self.pid, "VmHWM")
+        """Peak RSS summed over the daemon and its injection workers (an upper bound)."""
+        return sum(status_kb(p, "VmHWM") for p in tree(self.pid))
 
     def rss_kb(self) -> int:
         return status_kb(self.pid, "VmRSS")
