@@ -44,6 +44,7 @@ log = logging.getLogger("relay.inject")
 COMMAND_LINE_LIMIT = 510  # octets before CRLF: 512 with it (RFC 5321 §4.5.3.1.4)
 SIZE_PARAMETER_EXTRA = 26  # RFC 1870 §3: MAIL may grow by " SIZE=" and 20 digits
 AUTH_LINE_LIMIT = 1000  # RFC 4954 allows 12288; aiosmtpd's reader stops at 1001
+DATA_READ_SIZE = 256 * 1024  # octets taken from the stream at once during DATA
 
 
 @dataclass(slots=True)
@@ -283,16 +284,18 @@ class InjectProtocol(SMTP):
                 max_size=settings.max_message_size,
                 normalize=settings.normalize_bare_line_endings,
             )
-            while not reader.done:
-                try:
-                    chunk: bytes = await self._reader.readuntil(b"\n")
-                except asyncio.LimitOverrunError as overrun:
-                    chunk = await self._reader.read(overrun.consumed)
-                except asyncio.IncompleteReadError:
+            stream = self._reader
+            while True:
+                chunk: bytes = await stream.read(DATA_READ_SIZE)
+                if not chunk:  # EOF before the terminator
                     if self.transport is not None:
                         self.transport.close()
                     return
-                reader.feed(chunk)  # never returns leftovers: chunks end at the first LF
+                rest = reader.feed(chunk)
+                if reader.done:
+                    if rest:  # pipelined commands: back to the front of the stream
+                        stream._buffer[:0] = rest  # type: ignore[attr-defined]
+                    break
             if self._timeout_handle is not None:
                 self._timeout_handle.cancel()  # the spool's time is not the client's
             reply = await self._finish(reader)

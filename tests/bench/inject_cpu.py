@@ -43,6 +43,7 @@ class Result:
     wall: float
     process_cpu: float
     loop_cpu: float
+    system_cpu: float
 
     def row(self) -> str:
         n = max(self.accepted, 1)
@@ -50,6 +51,7 @@ class Result:
             f"{self.label:<28} {self.accepted:>7} msgs  {self.accepted / self.wall:>8.0f} msgs/s"
             f"  cpu {1000 * self.process_cpu / n:6.3f} ms/msg"
             f"  loop {1000 * self.loop_cpu / n:6.3f} ms/msg"
+            f"  (kernel {1000 * self.system_cpu / n:5.3f})"
         )
 
 
@@ -121,6 +123,7 @@ async def one_run(
             stderr=subprocess.PIPE,
         )
         wall0, cpu0, loop0 = time.perf_counter(), time.process_time(), time.thread_time()
+        sys0 = os.times().system
         if profile is not None:
             profile.enable()
         waiters = [asyncio.ensure_future(store.done.wait()), asyncio.ensure_future(proc.wait())]
@@ -134,6 +137,7 @@ async def one_run(
             wall,
             time.process_time() - cpu0,
             time.thread_time() - loop0,
+            os.times().system - sys0,
         )
         for waiter in waiters:
             waiter.cancel()
