@@ -30,7 +30,7 @@ from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
 from relay.dispose.feedback import Complaint
-from relay.handoff import Handoff
+from relay.handoff import Handoff, reception_fields
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock, SystemClock
@@ -101,7 +101,12 @@ class Daemon:
         worker_count = int(self.option("injection_workers"))
         spool_access: Spool | ShardedSpool = self.spool
         if worker_count:
-            self.shards = ShardedSpool(self.spool, self.announce, self.count_complaint)
+            self.shards = ShardedSpool(
+                self.spool,
+                self.queue,
+                self.count_complaint,
+                int(self.option("max_resident_messages")),
+            )
             spool_access = self.shards
         self.scheduler = Scheduler(
             spool_access,
@@ -205,8 +210,12 @@ class Daemon:
         )
         self.scheduler.submit(envelope)
 
-    def announce(self, envelope: Envelope, reception: dict[str, object] | None) -> None:
-        """A new message is durable: log its reception and queue it."""
+    def announce(self, envelope: Envelope, message: NewMessage) -> None:
+        """A message injected here is durable: log its reception and queue it."""
+        self.queue(envelope, reception_fields(envelope, message))
+
+    def queue(self, envelope: Envelope, reception: dict[str, object] | None) -> None:
+        """Queue a durable message; `reception` is logged when it is new (not recovered)."""
         assert self.scheduler is not None
         if reception is not None:
             self.events("reception", reception)

@@ -13,7 +13,7 @@ from relay.dispose.feedback import Complaint, parse_arf
 from relay.spool.model import Envelope, NewMessage
 
 log = logging.getLogger("relay")
-Announce = Callable[[Envelope, dict[str, object]], None]
+Announce = Callable[[Envelope, NewMessage], None]
 Complain = Callable[[Complaint | None, NewMessage], None]
 
 
@@ -46,7 +46,7 @@ class Handoff:
                 )
             message = replace(message, recipients=rest)
         envelope = await self._store(message)
-        self.announce(envelope, reception_fields(envelope, message))
+        self.announce(envelope, message)
         return envelope
 
 

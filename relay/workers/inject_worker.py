@@ -20,7 +20,7 @@ from typing import Any
 
 from relay.config import load, resolve
 from relay.dispose.feedback import Complaint
-from relay.handoff import Handoff
+from relay.handoff import Handoff, reception_fields
 from relay.inject.server import start_listeners
 from relay.spool.errors import SpoolError
 from relay.spool.model import Envelope, NewMessage
@@ -107,8 +107,9 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
     link = SchedulerLink(spool, shard, socket_path)
     link_task = asyncio.create_task(link.run())
 
-    def announce(envelope: Envelope, reception: dict[str, object]) -> None:
-        link.notify("new", (envelope, reception))
+    def announce(envelope: Envelope, message: NewMessage) -> None:
+        # The content rides along, so the scheduler need not ask for it.
+        link.notify("new", (envelope, reception_fields(envelope, message), message.content))
 
     def complain(complaint: Complaint | None, message: NewMessage) -> None:
         if complaint is None:

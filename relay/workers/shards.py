@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from relay.spool.cache import BodyCache
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage, Recipient
 from relay.spool.store import Spool
@@ -67,8 +68,17 @@ class WorkerLink:
 
 
 class ShardedSpool:
-    def __init__(self, local: Spool, on_new: OnNew, on_complaint: OnComplaint) -> None:
+    def __init__(
+        self,
+        local: Spool,
+        on_new: OnNew,
+        on_complaint: OnComplaint,
+        max_resident_messages: int = 32768,
+    ) -> None:
         self.local = local
+        # Workers send each new message's content with its announcement: the common path
+        # needs no load request. Bounded like the spool's own body cache.
+        self.bodies = BodyCache(max_resident_messages)
         self.on_new = on_new
         self.on_complaint = on_complaint
         self.owners: dict[str, str] = {}  # message id -> worker shard (absent: local)
@@ -90,7 +100,11 @@ class ShardedSpool:
         shard = self.owners.get(message_id)
         if shard is None:
             return await self.local.load(message_id)
+        cached = self.bodies.get(message_id)
+        if cached is not None:
+            return cached
         content: bytes = await self._link(shard).call("load", message_id)
+        self.bodies.put(message_id, content)
         return content
 
     async def update_recipients(self, message_id: str, updates: Sequence[Recipient]) -> bool:
@@ -100,6 +114,7 @@ class ShardedSpool:
         removed: bool = await self._link(shard).call("update", (message_id, list(updates)))
         if removed:
             self.owners.pop(message_id, None)
+            self.bodies.discard(message_id)
         return removed
 
     def evict(self, message_id: str) -> None:
@@ -107,6 +122,7 @@ class ShardedSpool:
         if shard is None:
             self.local.evict(message_id)
             return
+        self.bodies.discard(message_id)
         link = self.links.get(shard)
         if link is not None and not link.closed:
             link.writer.write(encode_frame("evict", 0, message_id))
@@ -152,7 +168,9 @@ class ShardedSpool:
                 if kind in ("ok", "error"):
                     link.reply(kind, request_id, payload)
                 elif kind == "new":
-                    envelope, fields = payload
+                    envelope, fields, content = payload
+                    if envelope.message_id not in self.owners:
+                        self.bodies.put(envelope.message_id, content)
                     self._announce(link, envelope, fields)
                 elif kind == "complaint":
                     self.on_complaint(*payload)

@@ -3,7 +3,8 @@ plain tuples, over a unix socket only our own processes can open (mode 0600).
 
 Frames: (kind, request_id, payload). Requests from the scheduler get a reply frame with the
 same id: ("ok", id, result) or ("error", id, (error type name, message)). Workers send
-notifications with id 0: ("hello", 0, shard), ("new", 0, (envelope, reception fields)),
+notifications with id 0: ("hello", 0, shard), ("new", 0, (envelope, reception fields,
+content)),
 ("complaint", 0, (binding, domain, feedback type, message id)).
 """
 
