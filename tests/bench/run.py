@@ -40,7 +40,7 @@ from tests.bench.systems import (
 )
 
 SINK_HOST = "127.0.0.20"
-DEAD_HOST = "127.0.0.21"  # nothing listens there: connections are refused
+DEAD_HOST = "127.0.0.21"  # the slow destination of (e)
 PY = sys.executable
 
 
@@ -482,7 +482,7 @@ def build_table(
         assert e is not None
         a_rel = g("a-relay")
         note = f"vs (a): {ratio(e.inject_rate, a_rel.inject_rate if a_rel else None)}"
-        s = f"(e) {args.queued:,} msgs queued for an unreachable gateway"
+        s = f"(e) {args.queued:,} msgs queued for a slow destination (accepts, never answers)"
         row(s, "injection msgs/s", "e", "inject_rate", note=note)
         row(s, "RSS at end (MB)", "e", "rss_kb", 1 / 1024, 0, note="target < 300 MB")
         row(s, "peak RSS (MB)", "e", "peak_rss_kb", 1 / 1024, 0)
@@ -693,8 +693,38 @@ def main(argv: list[str] | None = None) -> int:
     if "d" in only:
         res["d-relay"] = bench.case("d", relay(bindings=args.bindings), messages=n)
     if "e" in only:
-        dead = f"{DEAD_HOST}:{free_port(DEAD_HOST)}"
-        res["e-relay"] = bench.case("e", relay(), messages=args.queued, deliver=False, gateway=dead)
+        # A slow destination: it accepts connections and never answers.
+        slow_port = free_port(DEAD_HOST)
+        slow = spawn(
+            [
+                PY,
+                "-m",
+                "tests.bench.sink",
+                "--listen",
+                DEAD_HOST,
+                "--port",
+                str(slow_port),
+                "--stall",
+                "--seconds",
+                str(args.timeout * 2),
+                "--out",
+                str(bench.work / "e-slow.json"),
+            ],
+            bench.logs / "e-slow.log",
+        )
+        try:
+            assert slow.stdout is not None
+            slow.stdout.readline()
+            res["e-relay"] = bench.case(
+                "e",
+                relay(),
+                messages=args.queued,
+                deliver=False,
+                gateway=f"{DEAD_HOST}:{slow_port}",
+            )
+        finally:
+            slow.terminate()
+            slow.wait(10)
 
     extra: list[str] = []
     if args.profile:

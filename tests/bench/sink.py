@@ -125,12 +125,26 @@ class SinkProtocol(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-async def serve(listen: str, port: int, expect: int, seconds: float) -> dict[str, object]:
+class StallProtocol(asyncio.Protocol):
+    """A destination that accepts connections and never says a word (a slow receiver)."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.stats.connections += 1
+
+
+async def serve(
+    listen: str, port: int, expect: int, seconds: float, stall: bool = False
+) -> dict[str, object]:
     stats = Stats(expect)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SinkProtocol(stats), listen, port, backlog=4096, reuse_address=True
-    )
+
+    def protocol() -> asyncio.Protocol:
+        return StallProtocol(stats) if stall else SinkProtocol(stats)
+
+    server = await loop.create_server(protocol, listen, port, backlog=4096, reuse_address=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stats.done.set)
     print("ready", flush=True)
@@ -147,6 +161,7 @@ def main() -> None:
     parser.add_argument("--expect", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--stall", action="store_true", help="accept and never answer")
     args = parser.parse_args()
     try:
         import uvloop
@@ -155,7 +170,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         runner = asyncio.Runner()
     with runner:
-        summary = runner.run(serve(args.listen, args.port, args.expect, args.seconds))
+        summary = runner.run(
+            serve(args.listen, args.port, args.expect, args.seconds, stall=args.stall)
+        )
     with open(args.out, "w") as f:
         json.dump(summary, f)
 
