@@ -492,7 +492,7 @@ class Scheduler:
                 await self._fail_queue(rq, ConnectFailed(f"451 4.4.0 local error: {err}"))
                 return
             try:
-                while not self._stopping or rq.jobs:
+                while not self._stopping:  # on stop: finish this message, leave the rest spooled
                     job = await self._next_job(rq)
                     if job is None:
                         break
