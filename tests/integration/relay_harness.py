@@ -96,7 +96,12 @@ class RelayFactory:
     ) -> RelayUnderTest:
         port = free_port()
         admin_port = free_port() if admin else None
-        resolver = f'resolv_conf = "{dns.resolv_conf}"\ndns_port = {dns.port}\n' if dns else ""
+        if dns is not None:
+            resolver = f'resolv_conf = "{dns.resolv_conf}"\ndns_port = {dns.port}\n'
+        else:  # never the host's resolvers: a loopback port where nothing answers
+            nowhere = self.directory / "resolv.conf"
+            nowhere.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+            resolver = f'resolv_conf = "{nowhere}"\ndns_port = 9\n'
         text = (
             f'hostname = "relay.test"\n'
             f'spoolbase = "{self.directory / "spool"}"\n'

@@ -28,12 +28,15 @@ REPO = Path(__file__).parents[2]
 
 def config(directory: Path, port: int, spoolbase: Path | None = None) -> Path:
     path = directory / "relay.conf"
+    (directory / "resolv.conf").write_text("nameserver 127.0.0.1\n")
     path.write_text(
         f"""
 hostname = "relay.test"
 spoolbase = "{spoolbase or directory / "spool"}"
 event_log = "{directory / "events.jsonl"}"
 suspend_delivery = true   # keep everything in the spool
+resolv_conf = "{directory / "resolv.conf"}"   # never the host's resolvers
+dns_port = 9
 esmtp_listener {{
   relay_hosts = ( "127.0.0.0/8" )
   listen "127.0.0.1:{port}" {{ }}
