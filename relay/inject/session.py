@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
+from aiosmtpd.smtp import BOGUS_LIMIT, MISSING, SMTP, AuthResult, TLSSetupException, syntax
 from aiosmtpd.smtp import Envelope as AiosmtpdEnvelope
 from aiosmtpd.smtp import Session as AiosmtpdSession
 
@@ -40,11 +40,16 @@ from relay.inject.settings import InjectSettings, IPAddress, IPNetwork, Listener
 from relay.spool.model import NewMessage
 
 log = logging.getLogger("relay.inject")
+smtp_log = logging.getLogger("mail.log")  # aiosmtpd's logger, for the lines its loop wrote
 
 COMMAND_LINE_LIMIT = 510  # octets before CRLF: 512 with it (RFC 5321 §4.5.3.1.4)
 SIZE_PARAMETER_EXTRA = 26  # RFC 1870 §3: MAIL may grow by " SIZE=" and 20 digits
 AUTH_LINE_LIMIT = 1000  # RFC 4954 allows 12288; aiosmtpd's reader stops at 1001
 DATA_READ_SIZE = 256 * 1024  # octets taken from the stream at once during DATA
+TIMER_SLACK = 0.001  # a deadline timer firing this early counts as on time
+
+_encoded: dict[str, bytes] = {}  # reply text -> enhanced wire bytes (cleared when full)
+_ENCODED_MAX = 256
 
 
 @dataclass(slots=True)
@@ -127,6 +132,7 @@ class InjectProtocol(SMTP):
         self._last_path: addresses.ParsedPath | None = None
         self._busy = False
         self._closed_by_us = False
+        self._deadline = 0.0
         settings = ctx.settings
         super().__init__(
             _HOOKS,
@@ -169,10 +175,108 @@ class InjectProtocol(SMTP):
         super().connection_lost(error)
 
     async def _handle_client(self) -> None:
+        """aiosmtpd's command loop, for the options relay uses (no PROXY, no call limits,
+        no require_starttls), without its per-command logging; replies are identical."""
         if self._refusal is not None:
             self.say_and_close(self._refusal)
             return
-        await super()._handle_client()
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        bogus_budget = BOGUS_LIMIT
+        reader = self._reader
+        methods = self._smtp_methods
+        limits = self.command_size_limits
+        while self.transport is not None:
+            try:
+                try:
+                    line: bytes = await reader.readuntil(b"\n")
+                except asyncio.LimitOverrunError as error:
+                    # Line too long: read to its end before saying so.
+                    await reader.read(error.consumed)
+                    while True:
+                        try:
+                            await reader.readuntil(b"\n")
+                            break
+                        except asyncio.LimitOverrunError as more:
+                            await reader.read(more.consumed)
+                    await self.push("500 Command line too long")
+                    continue
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                command_bytes, _, arg_bytes = line.partition(b" ")
+                try:
+                    command = command_bytes.upper().decode("ascii")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                arg: str | None = None
+                if arg_bytes:
+                    try:
+                        arg = arg_bytes.strip().decode("ascii")
+                    except UnicodeDecodeError:
+                        await self.push("500 Error: strict ASCII mode")
+                        continue
+                session = self._session()
+                limit = limits[command] if session.extended_smtp else COMMAND_LINE_LIMIT
+                if len(line) > limit:
+                    await self.push("500 Command line too long")
+                    continue
+                if not self._tls_handshake_okay and command != "QUIT":
+                    await self.push("554 Command refused due to lack of security")
+                    continue
+                method = methods.get(command)
+                if method is None:
+                    smtp_log.warning("%r unrecognised: %s", session.peer, command)
+                    bogus_budget -= 1
+                    if bogus_budget < 1:
+                        smtp_log.warning("%r too many bogus commands", session.peer)
+                        await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+                        self.transport.close()
+                        continue
+                    await self.push(f'500 Error: command "{command}" not recognized')
+                    continue
+                self._reset_timeout()
+                await method(arg)
+            except (asyncio.CancelledError, ConnectionResetError):
+                self._writer.close()
+                raise
+            except Exception as error:
+                status = "500 Error: Cannot describe error"
+                try:
+                    status = await self.handle_exception(error)
+                except Exception as inner:
+                    try:
+                        smtp_log.exception(
+                            "%r Exception in handle_exception()", self._session().peer
+                        )
+                        status = f"500 Error: ({inner.__class__.__name__}) {inner}"
+                    except Exception:
+                        status = "500 Error: Cannot describe error"
+                finally:
+                    if isinstance(error, TLSSetupException):
+                        self.transport.close()
+                        self.connection_lost(error)
+                    else:
+                        await self.push(status)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        """Move the deadline; the timer is re-armed only when it must fire earlier (or was
+        cancelled), not on every command."""
+        loop = self.loop
+        deadline = loop.time() + (duration or self._timeout_duration)
+        self._deadline = deadline
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        if self.loop.time() < self._deadline - TIMER_SLACK:
+            self._timeout_handle = self.loop.call_at(self._deadline, self._on_deadline)
+            return
+        self._timeout_cb()
 
     def _timeout_cb(self) -> None:
         log.info("%s: timeout", self._client_ip)
@@ -205,12 +309,29 @@ class InjectProtocol(SMTP):
         if isinstance(status, bytes):
             await super().push(status)  # AUTH challenges
             return
-        if self._address_error is not None and status.startswith("553 5.1.3 Error: malf"):
-            status = self._address_error
-        else:
-            status = replies.enhance(status)
-        self._address_error = None
-        await super().push(status)
+        if self._address_error is not None:
+            if status.startswith("553 5.1.3 Error: malf"):
+                status = self._address_error
+            else:
+                status = replies.enhance(status)
+            self._address_error = None
+            await self._send(status.encode("ascii") + b"\r\n")
+            return
+        data = _encoded.get(status)
+        if data is None:
+            data = replies.enhance(status).encode("ascii") + b"\r\n"
+            if len(_encoded) >= _ENCODED_MAX:
+                _encoded.clear()
+            _encoded[status] = data
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        """Write a reply; wait only when the transport asks us to (or is going away)."""
+        writer = self._writer
+        writer.write(data)
+        flow = self._paused or self._connection_lost  # type: ignore[attr-defined]
+        if flow or writer.transport.is_closing():
+            await writer.drain()
 
     def ehlo_lines(self, lines: list[str]) -> list[str]:
         """aiosmtpd's EHLO lines with ours added and an empty AUTH line dropped."""
@@ -233,6 +354,46 @@ class InjectProtocol(SMTP):
             return None, None
         self._last_path = path
         return path.address, path.params
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        """The common case (after HELO, no transaction, no parameters) decided here, the
+        rest by aiosmtpd; the replies are the same either way."""
+        session, envelope = self._session(), self._envelope()
+        if (
+            arg is not None
+            and session.host_name
+            and not envelope.mail_from
+            and arg[:5].upper() == "FROM:"
+        ):
+            path = self._parse_path(arg[5:])
+            if path is not None and not path.params:
+                await self.push(self.on_mail(envelope, path.address, []))
+                return
+        await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        session, envelope = self._session(), self._envelope()
+        if (
+            arg is not None
+            and session.host_name
+            and envelope.mail_from
+            and arg[:3].upper() == "TO:"
+        ):
+            path = self._parse_path(arg[3:])
+            if path is not None and not path.params:
+                await self.push(self.on_rcpt(session, envelope, path.address))
+                return
+        await super().smtp_RCPT(arg)
+
+    def _parse_path(self, text: str) -> addresses.ParsedPath | None:
+        try:
+            path = addresses.parse_path(text)
+        except addresses.AddressError:
+            return None
+        self._last_path = path
+        return path
 
     def on_mail(self, envelope: Any, address: str, options: list[str]) -> str:
         refusal = policy.check_declared_size(
@@ -267,7 +428,8 @@ class InjectProtocol(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
-        if await self.check_helo_needed():
+        if not self._session().host_name:
+            await self.push("503 Error: send HELO first")
             return
         if not self._envelope().rcpt_tos:
             await self.push(replies.NEED_RCPT)
