@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import re
 from dataclasses import dataclass
 
-_FTEXT = frozenset(range(33, 127)) - {ord(":")}
+_FIELD_NAME = re.compile(rb"[!-9;-~]*")  # ftext (RFC 5322 §3.6.8), possibly empty here
+_COMMENT_SAFE = re.compile(r"[!-'*-:<-\[\]-~]{1,255}")  # printable ASCII but ()\;
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +61,14 @@ def parse(content: bytes) -> Header:
             pos = line_end
             continue
         colon = line.find(b":")
-        if colon <= 0 or not all(octet in _FTEXT for octet in line[:colon].rstrip(b" \t")):
+        if colon <= 0:
+            break
+        raw_name = line[:colon].rstrip(b" \t")
+        if _FIELD_NAME.fullmatch(raw_name) is None:
             break
         if name is not None:
             fields.append(HeaderField(name, b"".join(lines)))
-        name = line[:colon].rstrip(b" \t").decode("ascii")
+        name = raw_name.decode("ascii")
         lines = [line if line.endswith(b"\r\n") else line + b"\r\n"]
         pos = line_end
     if name is not None:
@@ -90,7 +95,7 @@ def received(
     literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
     lines = [f"Received: from {_comment_safe(helo or 'unknown')} ([{literal}])"]
     lines.append(f"\tby {hostname} (relay) with {protocol} id {queue_id}")
-    stamp = email.utils.format_datetime(when.astimezone(datetime.UTC))
+    stamp = _date(when)
     if len(recipients) == 1:
         lines.append(f"\tfor <{_comment_safe(recipients[0])}>; {stamp}")
     else:
@@ -103,7 +108,24 @@ def message_id(queue_id: str, hostname: str) -> bytes:
     return f"Message-ID: <{queue_id}@{hostname}>\r\n".encode("ascii")
 
 
+_last_date: tuple[datetime.datetime, str] | None = None
+
+
+def _date(when: datetime.datetime) -> str:
+    """RFC 5322 date in UTC; the text for the last second asked is kept."""
+    global _last_date
+    second = when.replace(microsecond=0)
+    cached = _last_date
+    if cached is not None and cached[0] == second:
+        return cached[1]
+    stamp = email.utils.format_datetime(second.astimezone(datetime.UTC))
+    _last_date = (second, stamp)
+    return stamp
+
+
 def _comment_safe(text: str) -> str:
     """Client-supplied text made safe inside a header: printable ASCII, no parentheses."""
+    if _COMMENT_SAFE.fullmatch(text):
+        return text
     cleaned = "".join(c if 33 <= ord(c) < 127 and c not in "()\\;" else "?" for c in text)
     return cleaned[:255] or "?"

@@ -16,6 +16,8 @@ from relay.inject import headers, policy, replies
 
 GROUP_HEADER = "X-Binding-Group"
 BINDING_HEADER = "X-Binding"
+_GROUP = GROUP_HEADER.lower()
+_BINDING = BINDING_HEADER.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +60,22 @@ def prepare(
 ) -> Prepared | str:
     """The message to spool, or the reply refusing it."""
     header = headers.parse(content)
-    if len(header.named("Received")) > max_received:
+    names = [field.name.lower() for field in header.fields]  # lowered once, not per lookup
+    if names.count("received") > max_received:
         return replies.MAIL_LOOP
-    group_fields = header.named(GROUP_HEADER)
-    binding_fields = header.named(BINDING_HEADER)
+    group_field = _first(header, names, _GROUP)
+    binding_field = _first(header, names, _BINDING)
     assignment = policy.assign(
-        header_group=group_fields[0].value if group_fields else None,
-        header_binding=binding_fields[0].value if binding_fields else None,
+        header_group=group_field.value if group_field is not None else None,
+        header_binding=binding_field.value if binding_field is not None else None,
         listener_group=reception.listener_group,
         listener_binding=reception.listener_binding,
         groups=groups,
     )
     if isinstance(assignment, str):
         return assignment
-    header = header.without(GROUP_HEADER, BINDING_HEADER)
+    if group_field is not None or binding_field is not None:
+        header = header.without(GROUP_HEADER, BINDING_HEADER)
     trace = headers.received(
         helo=reception.helo,
         client_ip=reception.client_ip,
@@ -81,11 +85,17 @@ def prepare(
         recipients=reception.recipients,
         when=reception.received_at,
     )
-    extra = (
-        () if header.named("Message-ID") else (headers.message_id(reception.queue_id, hostname),)
-    )
+    extra = () if "message-id" in names else (headers.message_id(reception.queue_id, hostname),)
     return Prepared(
         header.render(prepend=(trace,), append=extra),
         assignment.binding_group,
         assignment.binding,
     )
+
+
+def _first(header: headers.Header, names: list[str], name: str) -> headers.HeaderField | None:
+    """The first field called `name` (lower case), given the lowered names of all fields."""
+    try:
+        return header.fields[names.index(name)]
+    except ValueError:
+        return None

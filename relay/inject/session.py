@@ -20,7 +20,7 @@ import base64
 import binascii
 import datetime
 import logging
-import secrets
+import random
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -476,7 +476,7 @@ class InjectProtocol(SMTP):
         ctx = self._ctx
         session, envelope = self._session(), self._envelope()
         now = ctx.clock()
-        queue_id = secrets.token_hex(8)
+        queue_id = f"{random.getrandbits(64):016x}"  # a trace id, not a secret
         group, binding = self._listener_assignment()
         reception = Reception(
             client_ip=str(self._client_ip) if self._client_ip is not None else "unknown",
@@ -518,7 +518,7 @@ class InjectProtocol(SMTP):
         except Exception as error:
             log.warning("%s: spool refused message: %r", self._client_ip, error)
             return failure_reply(error)
-        log.info(
+        log.debug(
             "received %s from %s group=%s binding=%s rcpts=%d size=%d",
             stored.message_id,
             self._client_ip,

@@ -1,0 +1,37 @@
+"""The cached and regex fast paths in headers give what the plain code gives."""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+
+from relay.inject import headers
+
+
+def _slow_comment_safe(text: str) -> str:
+    cleaned = "".join(c if 33 <= ord(c) < 127 and c not in "()\\;" else "?" for c in text)
+    return cleaned[:255] or "?"
+
+
+def test_comment_safe_matches_the_character_rule() -> None:
+    for code in range(300):
+        for text in (chr(code), f"a{chr(code)}b"):
+            assert headers._comment_safe(text) == _slow_comment_safe(text)
+    assert headers._comment_safe("x" * 300) == "x" * 255
+    assert headers._comment_safe("") == "?"
+
+
+def test_field_names_are_ftext() -> None:
+    for octet in range(256):
+        parsed = headers.parse(bytes([octet]) + b"ab: v\r\n\r\n")
+        assert bool(parsed.fields) == (33 <= octet < 127 and octet != ord(":"))
+
+
+def test_date_is_cached_per_second_and_timezone_independent() -> None:
+    utc = datetime.datetime(2025, 7, 1, 12, 0, 0, 100, tzinfo=datetime.UTC)
+    plus2 = utc.astimezone(datetime.timezone(datetime.timedelta(hours=2))).replace(microsecond=9)
+    expected = email.utils.format_datetime(utc.replace(microsecond=0))
+    assert headers._date(utc) == expected
+    assert headers._date(plus2) == expected
+    later = utc + datetime.timedelta(seconds=1)
+    assert headers._date(later) == email.utils.format_datetime(later.replace(microsecond=0))
