@@ -1,0 +1,85 @@
+"""What a transaction puts on the wire: command lines, the RFC 2920 command block and the
+DATA content. Pure functions over bytes, no I/O.
+
+    mail = mail_line(sender, ("SIZE=2048",), utf8=False)      # b"MAIL FROM:<s> SIZE=2048\\r\\n"
+    rcpt = rcpt_line("r@example.com", utf8=False)              # Unsendable on CR/LF/NUL...
+    block = envelope_block(mail, [rcpt])                       # MAIL + RCPTs + DATA, one write
+    body = data_content(content)                               # dot-stuffed, ends ".\\r\\n"
+
+With PIPELINING the whole envelope goes out in one write and the replies come back in the
+same order (one for MAIL, one per RCPT, one for DATA); without it, one line per round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = [
+    "DATA_LINE",
+    "END_OF_DATA",
+    "Unsendable",
+    "data_content",
+    "envelope_block",
+    "mail_line",
+    "rcpt_line",
+]
+
+DATA_LINE = b"DATA\r\n"
+END_OF_DATA = b".\r\n"  # alone: ends a DATA the server accepted after every RCPT failed
+
+# Every C0 control and DEL: CR/LF/NUL in an argument would inject commands (the same rule
+# aiosmtplib applies to its own commands).
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_BARE_LINE_ENDING = re.compile(rb"\r\n|\n|\r(?!\n)")
+
+
+class Unsendable(ValueError):
+    """An argument relay refuses to put on the wire; nothing was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("Command arg contains a prohibited control character")
+
+
+def _address(prefix: bytes, address: str, utf8: bool) -> bytes:
+    arg = prefix + b"<" + address.encode("utf-8" if utf8 else "ascii") + b">"
+    if _CONTROL.search(arg) is not None:
+        raise Unsendable
+    return arg
+
+
+def mail_line(sender: str, options: Sequence[str], utf8: bool) -> bytes:
+    """`MAIL FROM:<sender> OPTIONS...` with its CRLF; raises Unsendable."""
+    parts = [b"MAIL", _address(b"FROM:", sender, utf8)]
+    for option in options:
+        encoded = option.encode("ascii")
+        if _CONTROL.search(encoded) is not None:
+            raise Unsendable
+        parts.append(encoded)
+    return b" ".join(parts) + b"\r\n"
+
+
+def rcpt_line(recipient: str, utf8: bool) -> bytes:
+    """`RCPT TO:<recipient>` with its CRLF; raises Unsendable."""
+    return b"RCPT " + _address(b"TO:", recipient, utf8) + b"\r\n"
+
+
+def envelope_block(mail: bytes, rcpts: Sequence[bytes]) -> bytes:
+    """The pipelined group: MAIL, every RCPT, and DATA when there is a RCPT to send."""
+    if not rcpts:
+        return mail
+    return b"".join((mail, *rcpts, DATA_LINE))
+
+
+def data_content(content: bytes) -> bytes:
+    """The message as sent after 354: line ends made CRLF (relay's spool already stores
+    CRLF, so this is a check), a final CRLF, lines starting with "." doubled (RFC 5321
+    4.5.2), and the terminating ".\\r\\n"."""
+    crlf = content.count(b"\r\n")
+    if content.count(b"\n") != crlf or content.count(b"\r") != crlf:
+        content = _BARE_LINE_ENDING.sub(b"\r\n", content)
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    if content.startswith(b"."):
+        content = b"." + content
+    return content.replace(b"\r\n.", b"\r\n..") + END_OF_DATA
