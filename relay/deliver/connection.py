@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
 import aiosmtplib
 
+from relay.deliver.channel import SmtpChannel
 from relay.deliver.content import prepare_content
 from relay.deliver.outcome import (
     ConnectError,
@@ -28,10 +29,19 @@ from relay.deliver.outcome import (
     RecipientOutcome,
     Remote,
 )
+from relay.deliver.pipeline import (
+    DATA_LINE,
+    END_OF_DATA,
+    Unsendable,
+    data_content,
+    envelope_block,
+    mail_line,
+    rcpt_line,
+)
 from relay.deliver.policy import DeliveryPolicy
 from relay.deliver.reply import Reply
 from relay.deliver.route import Destination, is_ip_literal
-from relay.deliver.smtp_session import SessionFailed, SmtpSession, address_arg, translate
+from relay.deliver.smtp_session import SessionFailed, SmtpSession, translate
 from relay.deliver.tls import client_context, peer_matches
 
 __all__ = ["HostGate", "OutboundConnection", "open_connection"]
@@ -150,7 +160,10 @@ async def _open_one(
                 reply = await _hello(session, policy)
                 if reply.code != 250:
                     fail(FailureKind.REPLY, reply)
-        connection = OutboundConnection(policy, domain, session, remote, tls_active, stack)
+        channel = SmtpChannel(session.transport, policy)
+        connection = OutboundConnection(
+            policy, domain, channel, session.extensions, remote, tls_active, stack
+        )
         handed_over = True
         return connection
     except SessionFailed as exc:
@@ -232,7 +245,8 @@ class OutboundConnection:
         self,
         policy: DeliveryPolicy,
         domain: str,
-        session: SmtpSession,
+        channel: SmtpChannel,
+        extensions: dict[str, str],
         remote: Remote,
         tls: bool,
         resources: AsyncExitStack,
@@ -241,7 +255,9 @@ class OutboundConnection:
         self.domain = domain
         self.remote = remote
         self.tls = tls
-        self._session = session
+        self._channel = channel
+        self._extensions = extensions  # from the last EHLO, lower-case names
+        self._pipelining = "pipelining" in extensions  # RFC 2920
         self._resources = resources  # the host_gate slot, released on close()
         self._deliveries = 0
         self._recipients_sent = 0
@@ -269,12 +285,17 @@ class OutboundConnection:
 
     @property
     def extensions(self) -> dict[str, str]:
-        return self._session.extensions
+        return dict(self._extensions)
+
+    @property
+    def pipelining(self) -> bool:
+        """Whether transactions go out as one RFC 2920 command block."""
+        return self._pipelining
 
     @property
     def usable(self) -> bool:
         policy = self.policy
-        if self._closed or self._broken or not self._session.connected:
+        if self._closed or self._broken or not self._channel.connected:
             return False
         if 0 < policy.max_deliveries_per_connection <= self._deliveries:
             return False
@@ -286,7 +307,7 @@ class OutboundConnection:
             return
         self._closed = True
         try:
-            await self._session.quit(self.policy.rset_timeout)
+            await self._channel.quit(self.policy.rset_timeout)
         finally:
             await self._resources.aclose()
 
@@ -326,7 +347,7 @@ class OutboundConnection:
             room = max(0, policy.max_recipients_per_connection - self._recipients_sent)
         todo = list(range(min(room, len(recipients))))
 
-        prepared = prepare_content(message.content, policy, self._session.supports("8bitmime"))
+        prepared = prepare_content(message.content, policy, "8bitmime" in self._extensions)
         if prepared.refused is not None:
             reply = Reply.make(554, "5.6.3", prepared.refused)
             settle(todo, Outcome.PERMANENT, reply, Phase.CONTENT)
@@ -334,14 +355,15 @@ class OutboundConnection:
         utf8 = not message.sender.isascii() or any(not recipients[i].isascii() for i in todo)
         mail_options = list(prepared.mail_options)
         if utf8:
-            if not self._session.supports("smtputf8"):
+            if "smtputf8" not in self._extensions:
                 reply = Reply.make(553, "5.6.7", "non-ASCII address and no SMTPUTF8 offered")
                 settle(todo, Outcome.PERMANENT, reply, Phase.MAIL)
                 return finish()
             mail_options.append("SMTPUTF8")
-        if self._session.supports("size"):
+        if "size" in self._extensions:
             mail_options.insert(0, f"SIZE={len(prepared.data)}")
 
+        body = data_content(prepared.data)
         batch_size = max(1, policy.max_recipients_per_batch)
         try:
             for start in range(0, len(todo), batch_size):
@@ -349,7 +371,7 @@ class OutboundConnection:
                     break
                 batch = todo[start : start + batch_size]
                 mail_failed = await self._transaction(
-                    message.sender, recipients, batch, prepared.data, mail_options, utf8, settle
+                    message.sender, recipients, batch, body, mail_options, utf8, settle
                 )
                 if mail_failed is not None:
                     # The sender was refused: the same answer holds for every batch left.
@@ -363,69 +385,123 @@ class OutboundConnection:
 
     @property
     def _can_transact(self) -> bool:
-        return not (self._closed or self._broken or not self._session.connected)
+        return not (self._closed or self._broken or not self._channel.connected)
 
     async def _transaction(
         self,
         sender: str,
         recipients: Sequence[str],
         batch: list[int],
-        data: bytes,
+        body: bytes,
         mail_options: list[str],
         utf8: bool,
         settle: Callable[[Iterable[int], Outcome, Reply, Phase], None],
     ) -> Reply | None:
-        """One MAIL/RCPT.../DATA transaction. Returns the MAIL reply if the sender was
-        refused; raises _TransactionBroken if the connection failed."""
+        """One MAIL/RCPT.../DATA transaction: with PIPELINING, MAIL, the RCPTs and DATA go
+        out in one write; without it, one command per round trip. The replies are read in
+        order either way, each under its phase's timeout. Returns the MAIL reply if the
+        sender was refused; raises _TransactionBroken if the connection failed."""
         policy = self.policy
-        session = self._session
+        channel = self._channel
+        pipelined = self._pipelining
         pending: list[int] = list(batch)
         try:
             if self._dirty:
-                reply = await session.command(Phase.RSET, policy.rset_timeout, b"RSET")
+                channel.write(b"RSET\r\n", 1, Phase.RSET)
+                reply = await channel.reply(Phase.RSET, policy.rset_timeout)
                 if reply.code is None or reply.code >= 300:
-                    session.abort()
+                    channel.close()
                     raise SessionFailed(FailureKind.REPLY, Phase.RSET, reply, "RSET refused")
                 self._dirty = False
-            args = address_arg(b"FROM:", sender, mail_options, utf8)
-            reply = await session.command(Phase.MAIL, policy.mailfrom_timeout, b"MAIL", *args)
-            if not reply.is_positive:
-                self._dirty = True
-                return reply
-            self._dirty = True
-            accepted: list[int] = []
+            try:
+                mail = mail_line(sender, mail_options, utf8)
+            except Unsendable as exc:  # as if the sender was refused; nothing was sent
+                return _refused_locally(Phase.MAIL, exc)
+            lines: list[bytes | Unsendable] = []
             for i in batch:
-                self._recipients_sent += 1
-                args = address_arg(b"TO:", recipients[i], (), utf8)
                 try:
-                    reply = await session.command(Phase.RCPT, policy.rcptto_timeout, b"RCPT", *args)
-                except SessionFailed as exc:
-                    if exc.broken:
-                        raise
-                    settle((i,), exc.reply.outcome, exc.reply, Phase.RCPT)  # unsendable address
+                    lines.append(rcpt_line(recipients[i], utf8))
+                except Unsendable as exc:
+                    lines.append(exc)
+            sendable = [line for line in lines if isinstance(line, bytes)]
+            if pipelined:
+                expected = 1 + len(sendable) + (1 if sendable else 0)
+                channel.write(envelope_block(mail, sendable), expected, Phase.MAIL)
+            else:
+                channel.write(mail, 1, Phase.MAIL)
+            reply = await channel.reply(Phase.MAIL, policy.mailfrom_timeout)
+            self._dirty = True
+            if not reply.is_positive:
+                if pipelined:
+                    await self._drain(len(sendable), bool(sendable))
+                return reply
+            accepted: list[int] = []
+            for i, line in zip(batch, lines, strict=True):
+                self._recipients_sent += 1
+                if isinstance(line, Unsendable):
+                    refused = _refused_locally(Phase.RCPT, line)
+                    settle((i,), refused.outcome, refused, Phase.RCPT)
                     pending.remove(i)
                     continue
+                if not pipelined:
+                    channel.write(line, 1, Phase.RCPT)
+                reply = await channel.reply(Phase.RCPT, policy.rcptto_timeout)
                 if reply.is_positive:
                     accepted.append(i)
                 else:
                     settle((i,), reply.outcome, reply, Phase.RCPT)
                     pending.remove(i)
-                if not session.connected:  # e.g. 421: aiosmtplib closed the connection
+                if not channel.connected:  # e.g. 421: the server is closing the connection
                     self._broken = True
                     lost = Reply.make(451, "4.4.2", "connection closed by the server")
                     raise SessionFailed(FailureKind.NETWORK, Phase.RCPT, lost)
             if not accepted:
+                if pipelined and sendable:  # DATA went out too: read its reply
+                    await self._drain(0, True)
                 return None
-            reply = await session.data(data, policy.body_timeout)
+            if not pipelined:
+                channel.write(DATA_LINE, 1, Phase.DATA)
+            code, text = await channel.read(Phase.DATA, policy.body_timeout)
+            if code != _START_MAIL_INPUT:
+                reply = channel.parse(code, text)
+                settle(accepted, reply.outcome, reply, Phase.DATA)
+                return None
+            channel.write(body, 1, Phase.DATA)
+            reply = await channel.reply(Phase.DATA, policy.body_timeout)
             settle(accepted, reply.outcome, reply, Phase.DATA)
             if reply.outcome is Outcome.DELIVERED:
                 self._dirty = False
             return None
         except SessionFailed as exc:
-            if not exc.broken:  # an address we refused to send: as if the sender was refused
-                return exc.reply
-            session.abort()
+            channel.close()
             raise _TransactionBroken(exc, pending) from exc
+
+    async def _drain(self, rcpts: int, data: bool) -> None:
+        """Read the rest of a pipelined block's replies after the transaction already
+        failed (sender refused, or every recipient), so the next one starts in step. A DATA
+        accepted anyway is ended with a lone "." and no content (RFC 2920 3.1). A failure
+        here closes the connection; the recipients keep the outcome they have."""
+        policy = self.policy
+        channel = self._channel
+        try:
+            for _ in range(rcpts):
+                if not channel.connected:
+                    return
+                await channel.read(Phase.RCPT, policy.rcptto_timeout)
+            if data and channel.connected:
+                code, _ = await channel.read(Phase.DATA, policy.body_timeout)
+                if code == _START_MAIL_INPUT:
+                    channel.write(END_OF_DATA, 1, Phase.DATA)
+                    await channel.read(Phase.DATA, policy.body_timeout)
+        except SessionFailed:
+            self._broken = True
+
+
+_START_MAIL_INPUT = 354
+
+
+def _refused_locally(phase: Phase, exc: Unsendable) -> Reply:
+    return Reply.make(501, "5.5.2", f"refused to send {phase.value.upper()}: {exc}")
 
 
 class _TransactionBroken(Exception):

@@ -1,5 +1,7 @@
-"""The boundary with aiosmtplib: one SMTP command at a time under its own timeout,
-answered by a `Reply`, with every third-party exception translated into `SessionFailed`.
+"""The boundary with aiosmtplib, which connects, greets, EHLOs and does STARTTLS: one
+command at a time under its own timeout, answered by a `Reply`, with every third-party
+exception translated into `SessionFailed`. The transaction itself (MAIL onwards) runs on
+`relay.deliver.channel.SmtpChannel`, which takes over the transport.
 
 A failure code from the server is a reply, not an exception; only what leaves the
 session unusable (timeout, connection lost, a reply without a valid code, TLS failure)
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
+from typing import cast
 
 import aiosmtplib
 
@@ -153,27 +156,14 @@ class SmtpSession:
         cert = ssl_object.getpeercert()
         return dict(cert) if cert else None
 
-    async def command(self, phase: Phase, seconds: float, *args: bytes) -> Reply:
-        return await self._run(phase, seconds, self.smtp.execute_command(*args, timeout=seconds))
-
-    async def data(self, content: bytes, seconds: float) -> Reply:
-        return await self._run(Phase.DATA, seconds, self.smtp.data(content, timeout=seconds))
-
-    async def quit(self, seconds: float) -> None:
-        """QUIT, tolerant of a dead or slow peer; always closes."""
-        try:
-            if self.smtp.is_connected:
-                await asyncio.wait_for(self.smtp.quit(timeout=seconds), seconds)
-        except (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError):
-            pass
-        finally:
-            self.abort()
+    @property
+    def transport(self) -> asyncio.Transport:
+        """The connected transport, for `SmtpChannel` to take over after EHLO/STARTTLS."""
+        transport = self.smtp.transport
+        if transport is None or transport.is_closing():
+            lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
+            raise translate(lost, Phase.EHLO, self.policy.ehlo_timeout)
+        return cast(asyncio.Transport, transport)
 
     def abort(self) -> None:
         self.smtp.close()
-
-
-def address_arg(prefix: bytes, address: str, options: Sequence[str], utf8: bool) -> list[bytes]:
-    """`FROM:<a@b>` / `TO:<a@b>` plus ESMTP parameters, as command arguments."""
-    encoded = address.encode("utf-8" if utf8 else "ascii")
-    return [prefix + b"<" + encoded + b">", *(o.encode("ascii") for o in options)]

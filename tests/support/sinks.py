@@ -12,7 +12,8 @@ Script (all optional; a list of replies is consumed one per command, then the de
   greeting   "421 4.3.2 busy": sent instead of the 220 banner, then the connection closes
   ehlo/helo/mail/data: lists of replies; rcpt: {address: [replies]}, "*" for any address
   stall      "EHLO" | "MAIL" | "RCPT" | "DATA": never answer that command
-  eightbitmime / smtputf8: advertise those extensions (8BITMIME on by default)
+  eightbitmime / smtputf8 / pipelining: advertise those extensions (8BITMIME on by
+                default); aiosmtpd answers pipelined commands in order either way
 A scripted reply is written as is, so "garbage" (no code) tests invalid replies.
 STARTTLS is offered when `tls_context` (a server SSLContext, see `server_tls_context`) is
 given; `Received.tls` says whether the transaction ran over TLS.
@@ -57,6 +58,7 @@ class Script:
     rcpt_hook: Callable[[str, str], str | None] | None = None
     eightbitmime: bool = True
     smtputf8: bool = False
+    pipelining: bool = False
 
 
 def server_tls_context(cert: Any) -> ssl.SSLContext:
@@ -210,6 +212,8 @@ class _Handler:
         self.sink.ehlo_names.append(hostname)
         if not self.sink.script.eightbitmime:
             responses = [r for r in responses if r[4:].upper() != "8BITMIME"]
+        if self.sink.script.pipelining:
+            responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_HELO(
