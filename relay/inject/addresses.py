@@ -14,6 +14,7 @@ so the relay policy can refuse them from clients that may not relay.
 from __future__ import annotations
 
 import ipaddress
+import re
 import string
 from dataclasses import dataclass
 
@@ -25,6 +26,10 @@ MAX_PATH = 256  # octets between and including the angle brackets
 
 _ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
 _LDH = frozenset(string.ascii_letters + string.digits + "-")
+# The common `<dot-atom@host.name>` shape in one match; anything else takes the long road.
+_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_LABEL = r"[A-Za-z0-9\-]+"
+_SIMPLE = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*)@({_LABEL}(?:\.{_LABEL})*)>")
 
 
 class AddressError(ValueError):
@@ -68,6 +73,11 @@ class ParsedPath:
 def parse_path(text: str) -> ParsedPath:
     """Parse `<local@domain> [params]` (the argument after `FROM:` / `TO:`)."""
     text = text.strip()
+    simple = _SIMPLE.match(text)
+    if simple is not None:
+        path = _simple_path(text, simple)
+        if path is not None:
+            return path
     if not text.startswith("<"):
         raise AddressError(replies.bad_address("Address must be enclosed in <>"))
     if text.startswith("<@"):
@@ -88,6 +98,22 @@ def parse_path(text: str) -> ParsedPath:
     if pos + 1 > MAX_PATH:
         raise AddressError(replies.bad_address(f"Path longer than {MAX_PATH} octets"))
     return ParsedPath(Mailbox(local, domain), _params(text[pos + 1 :]))
+
+
+def _simple_path(text: str, match: re.Match[str]) -> ParsedPath | None:
+    """The path for a `_SIMPLE` match within every limit, or None to parse it the long way
+    (which then refuses it with the precise reply)."""
+    local, domain = match.group(1), match.group(2)
+    end = match.end()
+    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN or end > MAX_PATH:
+        return None
+    if "-" in domain or len(domain) > 63:
+        for label in domain.split("."):
+            if len(label) > 63 or label[0] == "-" or label[-1] == "-":
+                return None
+    if end < len(text) and text[end] != " ":
+        return None
+    return ParsedPath(Mailbox(local, domain), text[end:].strip())
 
 
 def _params(rest: str) -> str:
