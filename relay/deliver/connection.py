@@ -334,8 +334,7 @@ class OutboundConnection:
                     results[i] = RecipientOutcome(recipients[i], outcome, reply, phase, self.remote)
 
         def finish() -> list[RecipientOutcome]:
-            skipped = Reply.make(451, "4.4.0", "not attempted on this connection")
-            settle(range(len(recipients)), Outcome.NOT_ATTEMPTED, skipped, Phase.MAIL)
+            settle(range(len(recipients)), Outcome.NOT_ATTEMPTED, _NOT_ATTEMPTED, Phase.MAIL)
             if any(r.outcome is Outcome.DELIVERED for r in results.values()):
                 self._deliveries += 1
             return [results[i] for i in range(len(recipients))]
@@ -498,6 +497,7 @@ class OutboundConnection:
 
 
 _START_MAIL_INPUT = 354
+_NOT_ATTEMPTED = Reply.make(451, "4.4.0", "not attempted on this connection")  # immutable
 
 
 def _refused_locally(phase: Phase, exc: Unsendable) -> Reply:
