@@ -41,10 +41,24 @@ class SchedulerLink:
         self.path = path
         self.writer: asyncio.StreamWriter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outbox: list[bytes] = []
 
     def notify(self, kind: str, payload: Any) -> None:
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(encode_frame(kind, 0, payload))
+        self.send(encode_frame(kind, 0, payload))
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame; everything queued in one loop iteration goes out in one write
+        (a group commit finishes many messages at once: one wake-up for the scheduler)."""
+        if self.writer is None or self.writer.is_closing():
+            return
+        self._outbox.append(frame)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if frames and self.writer is not None and not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
 
     async def run(self) -> None:
         while True:
@@ -53,6 +67,7 @@ class SchedulerLink:
             except OSError:
                 await asyncio.sleep(RECONNECT_DELAY)
                 continue
+            self._outbox = []
             writer.write(encode_frame("hello", 0, self.shard))
             self.writer = writer
             try:
@@ -83,11 +98,9 @@ class SchedulerLink:
             else:
                 raise SpoolError(f"unknown request {kind!r}")
         except (SpoolError, ValueError) as err:
-            if self.writer is not None and not self.writer.is_closing():
-                self.writer.write(encode_frame("error", request_id, (type(err).__name__, str(err))))
+            self.send(encode_frame("error", request_id, (type(err).__name__, str(err))))
             return
-        if self.writer is not None and not self.writer.is_closing():
-            self.writer.write(encode_frame("ok", request_id, result))
+        self.send(encode_frame("ok", request_id, result))
 
 
 async def run_worker(config_path: str, index: int, socket_path: str) -> int:

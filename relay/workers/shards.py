@@ -37,6 +37,7 @@ class WorkerLink:
         self.writer = writer
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._outbox: list[bytes] = []
         self.closed = False
 
     async def call(self, kind: str, payload: Any) -> Any:
@@ -45,8 +46,21 @@ class WorkerLink:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self.writer.write(encode_frame(kind, request_id, payload))
+        self.send(encode_frame(kind, request_id, payload))
         return await future
+
+    def send(self, frame: bytes) -> None:
+        """Frames queued in one loop iteration leave in one write."""
+        if self.closed:
+            return
+        self._outbox.append(frame)
+        if len(self._outbox) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if frames and not self.closed:
+            self.writer.write(b"".join(frames))
 
     def reply(self, kind: str, request_id: int, payload: Any) -> None:
         future = self._pending.pop(request_id, None)
@@ -124,8 +138,8 @@ class ShardedSpool:
             return
         self.bodies.discard(message_id)
         link = self.links.get(shard)
-        if link is not None and not link.closed:
-            link.writer.write(encode_frame("evict", 0, message_id))
+        if link is not None:
+            link.send(encode_frame("evict", 0, message_id))
 
     def __len__(self) -> int:
         return len(self.local) + len(self.owners)
