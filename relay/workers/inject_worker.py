@@ -30,6 +30,7 @@ from relay.workers.wire import encode_frame, read_frame
 
 log = logging.getLogger("relay.workers")
 RECONNECT_DELAY = 0.5
+WORKER_RESIDENT_MESSAGES = 1024
 
 
 class SchedulerLink:
@@ -115,7 +116,9 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
     spool = await Spool.open(
         directory,
         fsync=bool(option("force_fsync")),
-        max_resident_messages=int(option("max_resident_messages")),
+        # The scheduler process keeps the bodies it needs (they ride along with each
+        # announcement); the worker's own cache only serves reloads after evictions.
+        max_resident_messages=WORKER_RESIDENT_MESSAGES,
     )
     link = SchedulerLink(spool, shard, socket_path)
     link_task = asyncio.create_task(link.run())
