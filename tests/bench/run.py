@@ -635,8 +635,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="relay's injection_workers (default: one per core; 0 = single process)",
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="relay's injection_workers (default: cores - 1, the scheduler process takes "
+        "the last core; 0 = a single process)",
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
