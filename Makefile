@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/relay.conf
 
-.PHONY: run test lint bench bench-quick check-config clean
+.PHONY: run test lint bench bench-quick bench-deps check-config clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,20 +24,17 @@ lint: $(STAMP)
 	$(BIN)/mypy relay
 
 # Postfix (the side-by-side rows) is installed by the bench targets only, never by `test`.
-bench: $(STAMP)
+bench-deps:
 	@command -v postfix >/dev/null 2>&1 || test -x /usr/sbin/postfix || { \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix; } || \
 	  echo "bench: could not install Postfix; the table will say so"
+
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m tests.bench.run
 
-bench-quick: $(STAMP)
-	@command -v postfix >/dev/null 2>&1 || test -x /usr/sbin/postfix || { \
-	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix; } || \
-	  echo "bench: could not install Postfix; the table will say so"
+bench-quick: $(STAMP) bench-deps
 	$(BIN)/python -m tests.bench.run --messages 1000 --rcpt-messages 200 --queued 2000 \
 	  --bindings 100 --timeout 60
 
