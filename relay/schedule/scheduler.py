@@ -126,6 +126,7 @@ class Scheduler:
         self._blocked: dict[Key, float | None] = {}
         self._ready: dict[tuple[str, str], ReadyQueue] = {}
         self._starved: set[tuple[str, str]] = set()
+        self._idle_queues: set[tuple[str, str]] = set()  # with a connection waiting for mail
         self._unreachable: dict[tuple[str, str], float] = {}  # first connect failure
         self._down: dict[tuple[str, str], float] = {}  # delayed until (connect_timeout_to_delay)
         self._in_flight = 0
@@ -448,6 +449,7 @@ class Scheduler:
                 return
             if not self.caps.can_open(policy.caps):
                 self._starved.add((rq.binding, rq.domain))
+                self._release_idle()
                 return
             if policy.connection_throttle is not None:
                 key, throttle = policy.connection_throttle
@@ -461,6 +463,14 @@ class Scheduler:
             self._connections += 1
             needed -= 1
             self._spawn(self._worker(rq, policy))
+
+    def _release_idle(self) -> None:
+        """A queue with mail waits for a shared connection cap: connections idling on empty
+        queues close now instead of after idle_timeout, and hand their slots over."""
+        for key in list(self._idle_queues):
+            idle = self._ready.get(key)
+            if idle is not None and not idle.jobs:
+                idle.signal.set()
 
     async def _spawn_later(self, rq: ReadyQueue, wait: float) -> None:
         await self.clock.sleep(wait)
@@ -512,6 +522,10 @@ class Scheduler:
                 return None
             rq.idle += 1
             rq.signal.clear()
+            key = (rq.binding, rq.domain)
+            self._idle_queues.add(key)
+            if self._starved:
+                rq.signal.set()  # someone waits for a connection slot: do not hold this one
             try:
                 sleeper = asyncio.ensure_future(self.clock.sleep(rq.policy.idle_timeout))
                 waker = asyncio.ensure_future(rq.signal.wait())
@@ -522,6 +536,8 @@ class Scheduler:
                     waker.cancel()
             finally:
                 rq.idle -= 1
+                if rq.idle == 0:
+                    self._idle_queues.discard(key)
             if not rq.jobs:
                 return None
         job = rq.jobs.popleft()

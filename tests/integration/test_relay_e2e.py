@@ -168,3 +168,27 @@ binding_group "g" {{
     await relay.wait(lambda: len(sink.messages) == 6)
     assert {m.peer_ip for m in sink.messages} == {"127.0.0.2"}
     assert [e["binding"] for e in relay.events("unplumbed")] == ["elsewhere"]
+
+
+async def test_shared_connection_cap_hands_idle_connections_over(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(ONE_DOMAIN_ZONE)
+    sink = await smtp_sink("127.0.0.10")
+    bindings = "".join(f'  binding "b{i}" {{ bind_address = 127.0.0.{2 + i} }}\n' for i in range(6))
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+idle_timeout = 60   # an idle connection would hold its slot for a minute
+binding_group "g" {{
+  scope_max_outbound_connections = 2
+{bindings}}}
+""",
+        dns=dns,
+        listener='binding_group = "g"',
+    )
+    for i in range(18):
+        await relay.send("s@sender.test", [f"r{i}@one.test"])
+    await relay.wait(lambda: len(sink.messages) == 18, within=10)
+    assert sink.max_active <= 2  # the group's cap, shared by its six bindings
+    assert len({m.peer_ip for m in sink.messages}) == 6
