@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from relay.adaptive.knobs import THROTTLE_FAMILY, Direction, knob_name
 from relay.config import values as v
@@ -35,6 +35,7 @@ __all__ = [
     "ReplyRule",
     "SweepRule",
     "applicable_sweep_rules",
+    "collect_reply_rules",
     "collect_sweep_rules",
     "parse_action",
     "reply_rule",
@@ -264,3 +265,31 @@ DEFAULT_REPLY_RULES: tuple[ReplyRule, ...] = (
         "5",
     ),
 )
+
+
+def collect_reply_rules(chain: Sequence[Block]) -> tuple[ReplyRule, ...]:
+    """The reply rules for one binding x domain: `adaptive_reply_rule` stanzas along the
+    fallback chain (most specific first; the first of a name wins, `enabled = false` turns
+    one off, built-in ones included) plus the built-in rules no stanza renamed."""
+    found: dict[str, ReplyRule | None] = {}
+    for block in chain:
+        for name, rule_block in block.reply_rules.items():
+            if name in found:
+                continue
+            settings = {key: s.value for key, s in rule_block.settings.items()}
+            if not settings.get("enabled", True):
+                found[name] = None
+                continue
+            limit = settings["threshold"]
+            replies = {"4xx": "4", "5xx": "5"}.get(str(settings.get("replies", "any")), "any")
+            found[name] = ReplyRule(
+                name,
+                re.compile(str(settings["pattern"]), re.IGNORECASE),
+                parse_action(settings["action"], settings.get("options")),
+                limit.count,
+                limit.period,
+                cast(ReplyClass, replies),
+            )
+    rules = [rule for rule in found.values() if rule is not None]
+    rules.extend(rule for rule in DEFAULT_REPLY_RULES if rule.name not in found)
+    return tuple(rules)

@@ -39,6 +39,7 @@ class Block:
     domains: DomainTable | None = None
     hosts: dict[str, Block] = field(default_factory=dict)
     sweep_rules: dict[str, Block] = field(default_factory=dict)
+    reply_rules: dict[str, Block] = field(default_factory=dict)
     locations: list[Location] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -194,11 +195,10 @@ class _Builder:
             name = label.lower()
             block = parent.hosts.get(name) or Block(o.HOST, name, (*parent.path, o.HOST, name))
             parent.hosts[name] = block
-        elif kind == o.SWEEP_RULE:
-            block = parent.sweep_rules.get(label) or Block(
-                o.SWEEP_RULE, label, (*parent.path, o.SWEEP_RULE, label)
-            )
-            parent.sweep_rules[label] = block
+        elif kind in (o.SWEEP_RULE, o.REPLY_RULE):
+            rules = parent.sweep_rules if kind == o.SWEEP_RULE else parent.reply_rules
+            block = rules.get(label) or Block(kind, label, (*parent.path, kind, label))
+            rules[label] = block
         else:
             raise AssertionError(kind)
         block.locations.append(loc)
@@ -315,6 +315,16 @@ class _Builder:
         block = self.open_stanza(kind, label, parent, loc)
         if block is not None:
             self.walk(node.body, block)
+            if kind == o.REPLY_RULE:
+                for required in ("pattern", "threshold", "action"):
+                    if required not in block.settings:
+                        self.error(
+                            loc,
+                            f'adaptive_reply_rule "{label}" needs {required}',
+                            kind,
+                            hint='e.g. pattern = "too many connections" threshold = "3/60" '
+                            'action = ( "throttle" "down" )',
+                        )
 
     def open_stanza(
         self, kind: str, label: str | None, parent: Block, loc: Location
@@ -328,7 +338,7 @@ class _Builder:
                 return self.group(label, loc)
             group = parent.label if parent.kind == o.BINDING_GROUP else None
             return self.binding(label, group, loc)
-        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE):
+        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
         if kind == o.ESMTP_LISTENER:

@@ -26,6 +26,7 @@ ESMTP_LISTENER = "esmtp_listener"
 LISTEN = "listen"
 PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
+REPLY_RULE = "adaptive_reply_rule"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -591,6 +592,12 @@ ACTIVE = frozenset(
         "high_threshold",
         "low_action",
         "low_threshold",
+        "pattern",
+        "threshold",
+        "action",
+        "options",
+        "replies",
+        "enabled",
         # delivery
         "bind_address",
         "binding_weight",
@@ -675,6 +682,15 @@ ACTIVE = frozenset(
     }
 )
 
+# --- adaptive_reply_rule scope (relay extension): act on what receivers say in words -----
+RR = frozenset({REPLY_RULE})
+_opt("pattern", v.REGEX, None, RR, "Regular expression matched on the reply text")
+_opt("threshold", v.THROTTLE, None, RR, '"N/seconds": that many matching replies act')
+_opt("action", v.ACTION, None, RR, '("throttle" "down"), ("suspend" "1 hour"), ...')
+_opt("options", v.STRING_LIST, None, RR, "What a throttle action moves (default: the family)")
+_opt("replies", v.enum("4xx", "5xx", "any"), "any", RR, "Which failure replies count")
+_opt("enabled", v.BOOLEAN, True, RR, "Whether the rule applies")
+
 OPTIONS: dict[str, Option] = {
     option.name: replace(option, status="active") if option.name in ACTIVE else option
     for option in _OPTIONS
@@ -704,6 +720,7 @@ STANZAS: dict[str, StanzaKind] = {
             PEER, True, frozenset({ESMTP_LISTENER, LISTEN}), "options for clients in a CIDR block"
         ),
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
+        StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
     )
 }
 

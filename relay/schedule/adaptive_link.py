@@ -32,6 +32,7 @@ from relay.adaptive import (
     collect_sweep_rules,
 )
 from relay.adaptive import state as adaptive_state
+from relay.adaptive.rules import collect_reply_rules
 from relay.bind.suspensions import SuspensionTable
 from relay.config import resolve
 from relay.config.model import Config
@@ -100,8 +101,8 @@ class AdaptiveLink:
             def get(option: str) -> Any:
                 return resolve(config, option, binding=binding, domain=domain).value
 
-            rules = collect_sweep_rules(chain(config, binding=binding, domain=domain))
-            found = build_settings(get, rules)
+            blocks = chain(config, binding=binding, domain=domain)
+            found = build_settings(get, collect_sweep_rules(blocks), collect_reply_rules(blocks))
             self._settings[key] = found
         return found
 

@@ -268,3 +268,70 @@ binding_group "g" {{
     suspension = relay.events("adaptive_suspension")[0]
     assert (suspension["binding"], suspension["domain"]) == ("b1", "one.test")
     assert len(sink.messages) == 40  # the report itself was not relayed
+
+
+async def test_configured_reply_rule_acts_on_the_receivers_words(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    clock = ManualClock(START)
+    dns = await dns_server(ZONE)
+    sink = await smtp_sink(
+        "127.0.0.10",
+        script=Script(
+            rcpt_hook=lambda peer, rcpt: (
+                "451 4.7.1 Please slow down, mate" if peer == "127.0.0.2" else None
+            )
+        ),
+    )
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+adaptive_enabled = true
+domain "one.test" {{
+  adaptive_reply_rule "polite_pushback" {{
+    pattern = "please slow down"
+    threshold = "2/60"
+    action = ( "suspend" "10 minutes" )
+    replies = 4xx
+  }}
+}}
+binding_group "g" {{
+  binding "b1" {{ bind_address = 127.0.0.2 }}
+  binding "b2" {{ bind_address = 127.0.0.3 }}
+}}
+""",
+        dns=dns,
+        clock=clock,
+        listener='binding_group = "g"',
+    )
+    await send_many(relay, 0, 6)
+    await relay.wait(lambda: len(relay.events("adaptive_suspension")) == 1)
+    suspension = relay.events("adaptive_suspension")[0]
+    assert (suspension["binding"], suspension["until"]) == ("b1", START + 600)
+    assert "polite_pushback" in str(suspension["reason"])
+    await relay.wait(lambda: len(sink.messages) >= 3)  # b2 carries on
+
+
+def test_reply_rules_follow_the_fallback_chain() -> None:
+    from relay.adaptive.rules import DEFAULT_REPLY_RULES, collect_reply_rules
+    from relay.config import loads
+    from relay.config.resolve import chain
+
+    config = loads(
+        """
+adaptive_reply_rule "rate_limited" { enabled = false
+  pattern = "x" threshold = "1/1" action = ( "throttle" "down" ) }
+binding "b" {
+  domain "d.test" {
+    adaptive_reply_rule "mine" { pattern = "go away" threshold = "5/10m"
+      action = ( "throttle" "down" ) options = ( max_outbound_connections ) }
+  }
+}
+"""
+    )
+    rules = {r.name: r for r in collect_reply_rules(chain(config, binding="b", domain="d.test"))}
+    assert "rate_limited" not in rules  # turned off globally
+    assert rules["mine"].count == 5 and rules["mine"].period == 600
+    assert rules["mine"].action.options == ("max_outbound_connections",)
+    others = {r.name for r in collect_reply_rules(chain(config, binding="b", domain="e.test"))}
+    assert others == {r.name for r in DEFAULT_REPLY_RULES} - {"rate_limited"}
