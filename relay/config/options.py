@@ -606,6 +606,7 @@ ACTIVE = frozenset(
         "bounces_inline_original",
         "connect_timeout",
         "connect_timeout_to_delay",
+        "connection_allocation_aggressiveness",
         "delay_dsn_max_retry_interval",
         "delay_dsn_retry_interval",
         "delivery_method",

@@ -36,7 +36,7 @@ from relay.adaptive.rules import collect_reply_rules
 from relay.bind.suspensions import SuspensionTable
 from relay.config import resolve
 from relay.config.model import Config
-from relay.config.resolve import chain
+from relay.config.resolve import chain, scoped
 from relay.schedule.policy import RoutePolicy
 from relay.schedule.transport import Outcome, RecipientResult
 
@@ -98,8 +98,10 @@ class AdaptiveLink:
         if found is None:
             config = self.config
 
+            lookup = scoped(config, binding=binding, domain=domain)
+
             def get(option: str) -> Any:
-                return resolve(config, option, binding=binding, domain=domain).value
+                return lookup(option).value
 
             blocks = chain(config, binding=binding, domain=domain)
             found = build_settings(get, collect_sweep_rules(blocks), collect_reply_rules(blocks))

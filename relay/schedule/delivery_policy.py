@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.config import resolve
 from relay.config.model import Config
+from relay.config.resolve import scoped
 from relay.config.values import HostPort
 from relay.deliver.policy import DeliveryPolicy
 
@@ -39,8 +39,10 @@ SIMPLE = (
 
 
 def delivery_policy(config: Config, binding: str, domain: str) -> DeliveryPolicy:
+    lookup = scoped(config, binding=binding, domain=domain)
+
     def get(option: str) -> Any:
-        return resolve(config, option, binding=binding, domain=domain).value
+        return lookup(option).value
 
     gateway = get("gateway")
     route: tuple[str, int | None] | None = None

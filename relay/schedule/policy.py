@@ -8,14 +8,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from relay.config import resolve
 from relay.config.model import Config
-from relay.config.resolve import Resolved
+from relay.config.resolve import Resolved, scoped
 from relay.config.values import Throttle
 from relay.dispose.decide import RetryPolicy, parse_max_retries
 from relay.schedule.limits import Cap
 
 ThrottleRef = tuple[tuple[str, tuple[str, ...]], Throttle]
+# connection_allocation_aggressiveness = normal: another connection opens only when each open
+# one has this many messages waiting ("high": one connection per waiting message).
+NORMAL_DEPTH = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class RoutePolicy:
     connect_timeout_to_delay: float
     drop_body_after_trans_fail: int
     fbl_header: bool  # enable_fbl_header_insertion
+    connection_depth: int  # queued messages per connection before another one opens
 
 
 TransportFactory = Callable[[Config, str, str], Any]
@@ -60,8 +63,7 @@ def build_policy(
 ) -> RoutePolicy:
     group = config.bindings[binding].group
 
-    def get(option: str) -> Resolved:
-        return resolve(config, option, binding=binding, domain=domain)
+    get = scoped(config, binding=binding, domain=domain)
 
     caps: list[Cap] = []
     max_connections = int(get("max_outbound_connections").value)
@@ -105,6 +107,9 @@ def build_policy(
         connect_timeout_to_delay=float(get("connect_timeout_to_delay").value),
         drop_body_after_trans_fail=int(get("drop_body_after_trans_fail").value),
         fbl_header=get("enable_fbl_header_insertion").value == "enabled",
+        connection_depth=(
+            1 if get("connection_allocation_aggressiveness").value == "high" else NORMAL_DEPTH
+        ),
     )
 
 

@@ -443,7 +443,11 @@ class Scheduler:
         if self._stopping:
             return
         policy = rq.policy
-        needed = len(rq.jobs) - rq.idle
+        if rq.idle:
+            return  # an open connection is waiting for mail: it takes the next job
+        # Enough connections that each has at most connection_depth messages waiting.
+        wanted = -(-len(rq.jobs) // policy.connection_depth)
+        needed = wanted - rq.workers
         while needed > 0:
             if 0 <= policy.max_connections <= rq.workers:
                 return

@@ -34,7 +34,18 @@ def message(i: int, size: int) -> bytes:
     return head.encode() + line * max(1, (size - len(head)) // 78)
 
 
-async def run(messages: int, size: int, seconds: float, profile: str | None) -> None:
+def binding_lines(count: int) -> str:
+    from tests.bench.systems import binding_addresses
+
+    return "".join(
+        f'  binding "b{i}" {{ bind_address = {address} }}\n'
+        for i, address in enumerate(binding_addresses(count))
+    )
+
+
+async def run(
+    messages: int, size: int, seconds: float, profile: str | None, bindings: int = 4
+) -> None:
     work = Path(tempfile.mkdtemp(prefix="relay-deliver-"))
     spool = await Spool.open(work / "spool", fsync=True)
     for i in range(messages):
@@ -74,7 +85,7 @@ max_outbound_connections = 5
 esmtp_listener {{ listen "127.0.0.1:{free_port()}" {{ }} }}
 binding_group "bench" {{
 """
-        + "".join(f'  binding "b{i}" {{ bind_address = 127.0.0.{2 + i} }}\n' for i in range(4))
+        + binding_lines(bindings)
         + "}\n"
     )
     daemon = Daemon(loads(conf))
@@ -108,11 +119,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--profile")
+    parser.add_argument("--bindings", type=int, default=4)
     args = parser.parse_args()
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run(args.messages, args.size, args.seconds, args.profile))
+        runner.run(run(args.messages, args.size, args.seconds, args.profile, args.bindings))
 
 
 if __name__ == "__main__":

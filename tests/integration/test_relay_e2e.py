@@ -77,6 +77,7 @@ async def test_binding_domain_connection_cap_and_group_value(
         f"""
 remote_smtp_port = {smtp_sink.port}
 idle_timeout = 0.1
+connection_allocation_aggressiveness = high   # a connection per waiting message, up to the cap
 binding_group "g" {{
   max_outbound_connections = 4
   binding "b1" {{
@@ -192,3 +193,30 @@ binding_group "g" {{
     await relay.wait(lambda: len(sink.messages) == 18, within=10)
     assert sink.max_active <= 2  # the group's cap, shared by its six bindings
     assert len({m.peer_ip for m in sink.messages}) == 6
+
+
+async def test_normal_connection_allocation_opens_one_connection_per_eight_waiting(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    import asyncio
+
+    from tests.support.sinks import Script
+
+    dns = await dns_server(ONE_DOMAIN_ZONE)
+    sink = await smtp_sink("127.0.0.10", script=Script(stall="DATA"))
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+max_outbound_connections = 10
+binding_group "g" {{ binding "b1" {{ bind_address = 127.0.0.2 }} }}
+""",
+        dns=dns,
+        listener='binding_group = "g"',
+    )
+    for i in range(20):
+        await relay.send("s@sender.test", [f"r{i}@one.test"])
+    await relay.wait(lambda: sink.active >= 3)
+    await asyncio.sleep(0.3)
+    assert sink.max_active == 3  # ceil(20 / 8), not 10: Momentum's "normal" aggressiveness
+    sink._release.set()
+    await relay.wait(lambda: len(sink.messages) == 20)
