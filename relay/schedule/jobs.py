@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from relay.spool.model import Envelope, RecipientState
@@ -25,8 +26,9 @@ class Job:
 
 
 def domain_of(address: str) -> str:
+    """The recipient's domain, interned: 100,000 queued jobs share one string per domain."""
     _, at, domain = address.rpartition("@")
-    return domain.lower().rstrip(".") if at else ""
+    return sys.intern(domain.lower().rstrip(".")) if at else ""
 
 
 def jobs_for(envelope: Envelope) -> list[Job]:
@@ -42,7 +44,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
             job = Job(
                 envelope.message_id,
                 envelope.sender,
-                envelope.binding_group,
+                sys.intern(envelope.binding_group),
                 envelope.binding,
                 domain,
                 envelope.received_at,

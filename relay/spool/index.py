@@ -5,7 +5,7 @@ Built by recovery, then changed by the store only after the matching record is d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from relay.spool.model import Envelope, Recipient, RecipientState
@@ -35,7 +35,15 @@ class SegmentUsage:
 
 
 def copy_envelope(envelope: Envelope) -> Envelope:
-    return replace(envelope, recipients=[replace(r) for r in envelope.recipients])
+    return Envelope(
+        envelope.message_id,
+        envelope.sender,
+        envelope.binding_group,
+        envelope.binding,
+        envelope.received_at,
+        [r.copy() for r in envelope.recipients],
+        envelope.size,
+    )
 
 
 def all_final(envelope: Envelope) -> bool:
@@ -91,8 +99,7 @@ class SpoolIndex:
         recipients = entry.envelope.recipients
         for index, update in updates:
             if 0 <= index < len(recipients):
-                address = recipients[index].address
-                recipients[index] = replace(update, address=address)
+                recipients[index] = update.copy(address=recipients[index].address)
         if all_final(entry.envelope):
             self.forget(message_id)
             return True

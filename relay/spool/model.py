@@ -33,6 +33,17 @@ class Recipient:
     last_response: str = ""
     delay_notices: int = 0  # delay DSNs sent for this recipient
 
+    def copy(self, address: str | None = None) -> Recipient:
+        """A copy (faster than dataclasses.replace on the spool's hot path)."""
+        return Recipient(
+            self.address if address is None else address,
+            self.state,
+            self.attempts,
+            self.next_attempt,
+            self.last_response,
+            self.delay_notices,
+        )
+
 
 @dataclass(slots=True)
 class Envelope:

@@ -24,7 +24,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 
 from relay.spool.cache import BodyCache
@@ -280,7 +280,7 @@ class Spool:
             ]
             if not matches:
                 raise ValueError(f"{update.address!r} is not a recipient of {message_id}")
-            rows.extend((i, replace(update)) for i in matches)
+            rows.extend((i, update.copy()) for i in matches)
         if not rows:
             return False
         record = encode_update(message_id, rows)
