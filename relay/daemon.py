@@ -126,8 +126,8 @@ class Daemon:
             self.events,
             group=str(self.option("dsn_binding_group")),
         )
-        self.scheduler.on_failed = self.bouncer
-        self.scheduler.on_delayed = functools.partial(self.bouncer, action="delayed")
+        self.scheduler.outcomes.on_failed = self.bouncer
+        self.scheduler.outcomes.on_delayed = functools.partial(self.bouncer, action="delayed")
         recovered = self.spool.scan()
         for envelope in recovered:
             self.scheduler.submit(envelope)

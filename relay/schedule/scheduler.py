@@ -20,17 +20,18 @@ import itertools
 import logging
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from relay.bind.selector import Selector
 from relay.config.model import Config
-from relay.dispose.decide import Decision, Failed, decide, delay_notice_due, expired
+from relay.dispose.decide import decide, expired
 from relay.dispose.feedback import fbl_header
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.limits import ConnectionCaps
+from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
 from relay.schedule.policy import PolicyCache, RoutePolicy
 from relay.schedule.throttle import Buckets
 from relay.schedule.transport import (
@@ -42,12 +43,11 @@ from relay.schedule.transport import (
     Transport,
 )
 from relay.spool.errors import MessageNotFound, SpoolError
-from relay.spool.model import Envelope, Recipient, RecipientState
+from relay.spool.model import Envelope, Recipient
 
 log = logging.getLogger("relay.schedule")
 
 Key = tuple[str, str]  # (binding group, domain)
-FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
 NO_ROUTE_RETRY = 60.0
 LOCAL_LIMIT_RETRY = 1.0
@@ -108,9 +108,8 @@ class Scheduler:
         self.selector = selector
         self.transport = transport
         self.clock = clock
-        self.on_failed = on_failed
-        self.on_delayed = on_delayed
         self.events = events or (lambda kind, fields: None)
+        self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
         self.max_in_flight = max_in_flight
         self.adaptive = adaptive
         self._effective: dict[tuple[str, str], tuple[RoutePolicy, int, RoutePolicy]] = {}
@@ -135,7 +134,6 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._counts = {"delivered": 0, "deferred": 0, "failed": 0}
 
     # --- feeding ------------------------------------------------------------------------
     def submit(self, envelope: Envelope) -> None:
@@ -225,9 +223,9 @@ class Scheduler:
             ready=sum(len(rq.jobs) for rq in self._ready.values()),
             in_flight=self._in_flight,
             connections=self._connections,
-            delivered=self._counts["delivered"],
-            deferred=self._counts["deferred"],
-            failed=self._counts["failed"],
+            delivered=self.outcomes.counts["delivered"],
+            deferred=self.outcomes.counts["deferred"],
+            failed=self.outcomes.counts["failed"],
         )
 
     def queues(self) -> dict[str, list[dict[str, object]]]:
@@ -659,7 +657,12 @@ class Scheduler:
             self.adaptive.record_results(policy, results, now)
         try:
             decision = decide(job.recipients, results, job.received_at, now, policy.retry)
-            await self._apply(job, decision, results, policy)
+            retry, again = await self.outcomes.record(job, decision, results, policy)
+            if retry is not None:
+                self.schedule(retry)
+            if again is not None:  # stopped by a per-connection cap: next in line, no penalty
+                self._due.setdefault(again.key, deque()).appendleft(again)
+                self._activate(again.key)
         except Exception:
             log.exception("recording the outcome of %s failed; will retry", job.message_id)
             job.due = now + policy.retry.retry_interval
@@ -667,91 +670,3 @@ class Scheduler:
         finally:
             self._in_flight -= 1
             self._wake.set()
-
-    async def _apply(
-        self,
-        job: Job,
-        decision: Decision,
-        results: list[RecipientResult],
-        policy: RoutePolicy,
-    ) -> None:
-        remote = {r.recipient: r.remote for r in results}
-        updates: list[Recipient] = []
-        for d in decision.delivered:
-            updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, d.reply))
-            self._counts["delivered"] += 1
-            self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
-        if decision.failed:
-            if self.on_failed is not None:
-                await self.on_failed(job, decision.failed, policy)  # the DSN is spooled first
-            for f in decision.failed:
-                updates.append(
-                    Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, f.reply)
-                )
-                self._counts["failed"] += 1
-                kind = "expiration" if f.expired else "bounce"
-                self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
-        notices = dict(job.notices)
-        if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
-            now = self.clock.now()
-            late = [
-                Failed(r.index, r.address, r.reply, r.attempts)
-                for r in decision.deferred
-                if delay_notice_due(
-                    job.received_at,
-                    now,
-                    notices.get(r.address, 0),
-                    policy.delay_dsn_retry_interval,
-                    policy.delay_dsn_max_retry_interval,
-                )
-            ]
-            if late:
-                await self.on_delayed(job, late, policy)  # spooled before the state moves on
-                for f in late:
-                    notices[f.address] = notices.get(f.address, 0) + 1
-        for r in decision.deferred:
-            updates.append(
-                Recipient(
-                    r.address,
-                    RecipientState.PENDING,
-                    r.attempts,
-                    r.next_attempt,
-                    r.reply,
-                    notices.get(r.address, 0),
-                )
-            )
-            self._counts["deferred"] += 1
-            fields = self._fields(job, policy, r.address, r.reply, remote)
-            fields["next_attempt"] = r.next_attempt
-            fields["attempt"] = r.attempts
-            self.events("transient_failure", fields)
-        if updates:
-            await self.spool.update_recipients(job.message_id, updates)
-        if decision.deferred:
-            retry = replace(
-                job,
-                recipients=[(r.index, r.address, r.attempts) for r in decision.deferred],
-                due=min(r.next_attempt for r in decision.deferred),
-                notices={a: n for a, n in notices.items() if n},
-            )
-            self.schedule(retry)
-            if max(r.attempts for r in decision.deferred) >= policy.drop_body_after_trans_fail:
-                self.spool.evict(job.message_id)  # stays on disk; read back when due
-        if decision.requeue:
-            again = replace(job, recipients=list(decision.requeue), due=self.clock.now())
-            self._due.setdefault(again.key, deque()).appendleft(again)
-            self._activate(again.key)
-
-    @staticmethod
-    def _fields(
-        job: Job, policy: RoutePolicy, address: str, reply: str, remote: dict[str, str]
-    ) -> dict[str, object]:
-        return {
-            "message_id": job.message_id,
-            "recipient": address,
-            "binding_group": job.group,
-            "binding": policy.binding,
-            "domain": job.domain,
-            "response": reply,
-            "remote": remote.get(address, ""),
-        }

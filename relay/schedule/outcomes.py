@@ -1,0 +1,130 @@
+"""Record one attempt's per-recipient decisions: DSNs spooled first, then the spool journal,
+the event log and the counters. Says which jobs follow (a retry later, a requeue now); the
+scheduler, the only owner of queue state, queues them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from relay.dispose.decide import Decision, Failed, delay_notice_due
+from relay.schedule.clock import Clock
+from relay.schedule.jobs import Job
+from relay.schedule.policy import RoutePolicy
+from relay.schedule.transport import RecipientResult
+from relay.spool.model import Recipient, RecipientState
+
+FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]
+EventSink = Callable[[str, dict[str, object]], None]
+
+
+class SpoolJournal(Protocol):
+    async def update_recipients(self, message_id: str, updates: Sequence[Recipient]) -> bool: ...
+
+    def evict(self, message_id: str) -> None: ...
+
+
+class OutcomeRecorder:
+    def __init__(
+        self,
+        spool: SpoolJournal,
+        clock: Clock,
+        events: EventSink,
+        on_failed: FailureHandler | None = None,
+        on_delayed: FailureHandler | None = None,
+    ) -> None:
+        self.spool = spool
+        self.clock = clock
+        self.events = events
+        self.on_failed = on_failed  # makes the DSN for failed recipients
+        self.on_delayed = on_delayed  # makes delay DSNs
+        self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
+
+    async def record(
+        self,
+        job: Job,
+        decision: Decision,
+        results: list[RecipientResult],
+        policy: RoutePolicy,
+    ) -> tuple[Job | None, Job | None]:
+        """Returns (the retry job for deferred recipients, the job to requeue now)."""
+        remote = {r.recipient: r.remote for r in results}
+        updates: list[Recipient] = []
+        for d in decision.delivered:
+            updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, d.reply))
+            self.counts["delivered"] += 1
+            self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
+        if decision.failed:
+            if self.on_failed is not None:
+                await self.on_failed(job, decision.failed, policy)  # the DSN is spooled first
+            for f in decision.failed:
+                updates.append(
+                    Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, f.reply)
+                )
+                self.counts["failed"] += 1
+                kind = "expiration" if f.expired else "bounce"
+                self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
+        notices = dict(job.notices)
+        if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
+            now = self.clock.now()
+            late = [
+                Failed(r.index, r.address, r.reply, r.attempts)
+                for r in decision.deferred
+                if delay_notice_due(
+                    job.received_at,
+                    now,
+                    notices.get(r.address, 0),
+                    policy.delay_dsn_retry_interval,
+                    policy.delay_dsn_max_retry_interval,
+                )
+            ]
+            if late:
+                await self.on_delayed(job, late, policy)  # spooled before the state moves on
+                for f in late:
+                    notices[f.address] = notices.get(f.address, 0) + 1
+        for r in decision.deferred:
+            updates.append(
+                Recipient(
+                    r.address,
+                    RecipientState.PENDING,
+                    r.attempts,
+                    r.next_attempt,
+                    r.reply,
+                    notices.get(r.address, 0),
+                )
+            )
+            self.counts["deferred"] += 1
+            fields = self._fields(job, policy, r.address, r.reply, remote)
+            fields["next_attempt"] = r.next_attempt
+            fields["attempt"] = r.attempts
+            self.events("transient_failure", fields)
+        if updates:
+            await self.spool.update_recipients(job.message_id, updates)
+        retry = again = None
+        if decision.deferred:
+            retry = replace(
+                job,
+                recipients=[(r.index, r.address, r.attempts) for r in decision.deferred],
+                due=min(r.next_attempt for r in decision.deferred),
+                notices={a: n for a, n in notices.items() if n},
+            )
+            if max(r.attempts for r in decision.deferred) >= policy.drop_body_after_trans_fail:
+                self.spool.evict(job.message_id)  # stays on disk; read back when due
+        if decision.requeue:
+            again = replace(job, recipients=list(decision.requeue), due=self.clock.now())
+        return retry, again
+
+    @staticmethod
+    def _fields(
+        job: Job, policy: RoutePolicy, address: str, reply: str, remote: dict[str, str]
+    ) -> dict[str, object]:
+        return {
+            "message_id": job.message_id,
+            "recipient": address,
+            "binding_group": job.group,
+            "binding": policy.binding,
+            "domain": job.domain,
+            "response": reply,
+            "remote": remote.get(address, ""),
+        }
