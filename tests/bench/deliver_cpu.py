@@ -44,7 +44,12 @@ def binding_lines(count: int) -> str:
 
 
 async def run(
-    messages: int, size: int, seconds: float, profile: str | None, bindings: int = 4
+    messages: int,
+    size: int,
+    seconds: float,
+    profile: str | None,
+    bindings: int = 4,
+    per_connection: int = 0,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="relay-deliver-"))
     spool = await Spool.open(work / "spool", fsync=True)
@@ -82,6 +87,7 @@ spoolbase = "{work / "spool"}"
 event_log = "{work / "events.jsonl"}"
 gateway = "127.0.0.20:{sink_port}"
 max_outbound_connections = 5
+max_deliveries_per_connection = {per_connection}
 esmtp_listener {{ listen "127.0.0.1:{free_port()}" {{ }} }}
 binding_group "bench" {{
 """
@@ -120,11 +126,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--profile")
     parser.add_argument("--bindings", type=int, default=4)
+    parser.add_argument(
+        "--per-connection", type=int, default=0, help="max_deliveries_per_connection (0: no cap)"
+    )
     args = parser.parse_args()
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(run(args.messages, args.size, args.seconds, args.profile, args.bindings))
+        runner.run(
+            run(
+                args.messages,
+                args.size,
+                args.seconds,
+                args.profile,
+                args.bindings,
+                args.per_connection,
+            )
+        )
 
 
 if __name__ == "__main__":
