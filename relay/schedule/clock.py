@@ -6,7 +6,12 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> object: ...
 
 
 class Clock(Protocol):
@@ -16,6 +21,10 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        """Run `callback` after `seconds` (cheaper than a sleeping task)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
@@ -23,6 +32,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        return asyncio.get_running_loop().call_later(max(0.0, seconds), callback)
 
 
 class ManualClock:
@@ -43,6 +55,12 @@ class ManualClock:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), future))
         await future
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Cancellable:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: None if f.cancelled() else callback())
+        heapq.heappush(self._sleepers, (self._now + max(0.0, seconds), next(self._seq), future))
+        return future
 
     async def advance(self, seconds: float) -> None:
         """Move time forward, waking each sleeper whose deadline passed, in order, and let

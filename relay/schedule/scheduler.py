@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -54,6 +55,11 @@ LOCAL_LIMIT_RETRY = 1.0
 SPOOL_RETRY = 5.0
 
 
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class SpoolAccess(Protocol):
     async def load(self, message_id: str) -> bytes: ...
 
@@ -70,7 +76,21 @@ class ReadyQueue:
     jobs: deque[Job] = field(default_factory=deque)
     workers: int = 0
     idle: int = 0
-    signal: asyncio.Event = field(default_factory=asyncio.Event)
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)  # idle connections
+
+    def wake_one(self) -> None:
+        """A job arrived: one idle connection takes it (the others stay open)."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def has_room(self) -> bool:
         return len(self.jobs) < self.policy.ready_capacity
@@ -164,7 +184,7 @@ class Scheduler:
         self._stopping = True
         self._wake.set()
         for rq in self._ready.values():
-            rq.signal.set()
+            rq.wake_all()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -419,7 +439,7 @@ class Scheduler:
             self._ready[(pick.binding, domain)] = rq
         rq.jobs.append(job)
         self._in_flight += 1
-        rq.signal.set()
+        rq.wake_one()
         self._maybe_spawn(rq)
         return True
 
@@ -472,7 +492,7 @@ class Scheduler:
         for key in list(self._idle_queues):
             idle = self._ready.get(key)
             if idle is not None and not idle.jobs:
-                idle.signal.set()
+                idle.wake_all()
 
     async def _spawn_later(self, rq: ReadyQueue, wait: float) -> None:
         await self.clock.sleep(wait)
@@ -523,20 +543,20 @@ class Scheduler:
             if self._stopping:
                 return None
             rq.idle += 1
-            rq.signal.clear()
             key = (rq.binding, rq.domain)
             self._idle_queues.add(key)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             if self._starved:
-                rq.signal.set()  # someone waits for a connection slot: do not hold this one
+                waiter.set_result(None)  # someone waits for a connection slot: let go of it
+            else:
+                rq.waiters.append(waiter)
+            timer = self.clock.call_later(
+                rq.policy.idle_timeout, functools.partial(_settle, waiter)
+            )
             try:
-                sleeper = asyncio.ensure_future(self.clock.sleep(rq.policy.idle_timeout))
-                waker = asyncio.ensure_future(rq.signal.wait())
-                try:
-                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    sleeper.cancel()
-                    waker.cancel()
+                await waiter
             finally:
+                timer.cancel()
                 rq.idle -= 1
                 if rq.idle == 0:
                     self._idle_queues.discard(key)
