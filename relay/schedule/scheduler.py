@@ -297,10 +297,6 @@ class Scheduler:
         self._wake.set()
         return moved
 
-    def idle(self) -> bool:
-        """Nothing due, ready or in flight (timers for the future may remain)."""
-        return self._in_flight == 0 and not any(self._due.values())
-
     # --- the dispatch loop --------------------------------------------------------------
     async def _run(self) -> None:
         while not self._stopping:
@@ -320,7 +316,7 @@ class Scheduler:
         if self._timers:
             times.append(self._timers[0][0])
         times.extend(t for t in self._blocked.values() if t is not None)
-        end = self.selector_suspensions_end()
+        end = self.selector.suspensions.earliest_end()
         if end is not None:
             times.append(end)
         if self.adaptive is not None:
@@ -328,9 +324,6 @@ class Scheduler:
             if due is not None:
                 times.append(due)
         return min(times)
-
-    def selector_suspensions_end(self) -> float | None:
-        return self.selector.suspensions.earliest_end()
 
     async def _wait(self, delay: float) -> None:
         self._wake.clear()
