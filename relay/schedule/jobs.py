@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from relay.spool.model import Envelope, RecipientState
 
@@ -18,7 +18,8 @@ class Job:
     received_at: float
     recipients: list[tuple[int, str, int]]  # (index in the envelope, address, attempts)
     due: float = 0.0
-    notices: dict[str, int] = field(default_factory=dict)  # delay DSNs sent, by recipient
+    # Delay DSNs sent, by recipient; None (the common case) saves a dict per queued job.
+    notices: dict[str, int] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -43,7 +44,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
         if job is None:
             job = Job(
                 envelope.message_id,
-                envelope.sender,
+                sys.intern(envelope.sender),
                 sys.intern(envelope.binding_group),
                 envelope.binding,
                 domain,
@@ -54,5 +55,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))
         if rcpt.delay_notices:
+            if job.notices is None:
+                job.notices = {}
             job.notices[rcpt.address] = rcpt.delay_notices
     return list(groups.values())

@@ -65,7 +65,7 @@ class OutcomeRecorder:
                 self.counts["failed"] += 1
                 kind = "expiration" if f.expired else "bounce"
                 self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
-        notices = dict(job.notices)
+        notices = dict(job.notices) if job.notices else {}
         if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
             now = self.clock.now()
             late = [

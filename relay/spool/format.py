@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import json
 import struct
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -207,8 +208,8 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         raise FormatError("message record without reception time")
     envelope = Envelope(
         message_id=str(doc.get("id")),
-        sender=str(doc.get("from")),
-        binding_group=str(doc.get("group")),
+        sender=sys.intern(str(doc.get("from"))),
+        binding_group=sys.intern(str(doc.get("group"))),
         binding=None if binding is None else str(binding),
         received_at=float(received_at),
         recipients=recipients,

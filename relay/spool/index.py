@@ -23,8 +23,17 @@ class Location(NamedTuple):
 
 @dataclass(slots=True)
 class Entry:
-    envelope: Envelope  # the spool's own copy; never handed out
-    location: Location  # of the message's current MESSAGE record
+    """The spool's own copy of an envelope (never handed out) and where the message's
+    current MESSAGE record is; the location's parts are kept flat (no tuple per message)."""
+
+    envelope: Envelope
+    segment: int
+    offset: int
+    length: int
+
+    @property
+    def location(self) -> Location:
+        return Location(self.segment, self.offset, self.length)
 
 
 @dataclass(slots=True)
@@ -64,7 +73,7 @@ class SpoolIndex:
         old = self.messages.get(envelope.message_id)
         if old is not None:
             self._unlink(envelope.message_id, old)
-        self.messages[envelope.message_id] = Entry(envelope, location)
+        self.messages[envelope.message_id] = Entry(envelope, *location)
         self.content_bytes += envelope.size
         usage = self.segments.setdefault(location.segment, SegmentUsage(size=0))
         usage.live.add(envelope.message_id)
@@ -83,10 +92,10 @@ class SpoolIndex:
 
     def _unlink(self, message_id: str, entry: Entry) -> None:
         self.content_bytes -= entry.envelope.size
-        usage = self.segments.get(entry.location.segment)
+        usage = self.segments.get(entry.segment)
         if usage is not None and message_id in usage.live:
             usage.live.discard(message_id)
-            usage.live_bytes -= entry.location.length
+            usage.live_bytes -= entry.length
 
     def apply_updates(self, message_id: str, updates: list[tuple[int, Recipient]]) -> bool | None:
         """Apply recipient outcomes; True if the message became final and was forgotten.

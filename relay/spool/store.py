@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -217,7 +218,7 @@ class Spool:
             raise ValueError("a message needs at least one recipient")
         envelope = Envelope(
             message_id=self._new_id(),
-            sender=message.sender,
+            sender=sys.intern(message.sender),  # bulk mail: one sender, many messages
             binding_group=message.binding_group,
             binding=message.binding,
             received_at=message.received_at,
