@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import IO
 
+# Built once (json.dumps with non-default arguments builds an encoder per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
 
 class EventLog:
     def __init__(self, path: str | Path | None) -> None:
@@ -25,7 +28,7 @@ class EventLog:
         if self._stream is None:
             return
         record = {"time": round(time.time(), 3), "event": kind, **fields}
-        self._stream.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        self._stream.write(_ENCODE(record) + "\n")
         now = time.monotonic()
         if now - self._last_flush > 0.5:
             self._stream.flush()

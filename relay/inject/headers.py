@@ -11,13 +11,13 @@ import datetime
 import email.utils
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 _FIELD_NAME = re.compile(rb"[!-9;-~]*")  # ftext (RFC 5322 §3.6.8), possibly empty here
 _COMMENT_SAFE = re.compile(r"[!-'*-:<-\[\]-~]{1,255}")  # printable ASCII but ()\;
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderField:
+class HeaderField(NamedTuple):  # a tuple: built several times per message, cheaply
     name: str  # as written (compare with .lower())
     raw: bytes  # the whole field, folded lines included, ending with CRLF
 
@@ -29,7 +29,7 @@ class HeaderField:
         return unfolded.decode("ascii", errors="replace").strip()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Header:
     fields: tuple[HeaderField, ...]
     rest: bytes  # the empty line and body, or the first non-field line onward
@@ -46,8 +46,31 @@ class Header:
         return b"".join((*prepend, *(f.raw for f in self.fields), *append, self.rest))
 
 
+# A field: name, colon, value, and continuation lines with something besides white space.
+_PLAIN_FIELD = re.compile(
+    rb"([!-9;-~]+)[ \t]*:[^\r\n]*\r\n(?:[ \t][ \t\x0b\x0c]*[^\s][^\r\n]*\r\n)*"
+)
+
+
 def parse(content: bytes) -> Header:
     """Split content (CRLF line ends) into its header fields and the rest."""
+    # The usual shape: fields back to back up to an empty line, matched field by field.
+    end = content.find(b"\r\n\r\n") + 2
+    if end > 1:
+        fields = []
+        pos = 0
+        for m in _PLAIN_FIELD.finditer(content, 0, end):
+            if m.start() != pos:
+                break
+            fields.append(HeaderField(m[1].decode("ascii"), m[0]))
+            pos = m.end()
+        if pos == end:
+            return Header(tuple(fields), content[end:])
+    return parse_any(content)
+
+
+def parse_any(content: bytes) -> Header:
+    """`parse` for any content: line by line, to the first line that is not a field."""
     fields: list[HeaderField] = []
     name: str | None = None
     lines: list[bytes] = []

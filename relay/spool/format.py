@@ -122,6 +122,11 @@ def _recipient_row(index: int | None, r: Recipient) -> list[object]:
     return row
 
 
+# Built once: json.dumps with non-default arguments builds an encoder on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _envelope_json(envelope: Envelope) -> bytes:
     doc = {
         "id": envelope.message_id,
@@ -131,7 +136,7 @@ def _envelope_json(envelope: Envelope) -> bytes:
         "received_at": envelope.received_at,
         "rcpt": [_recipient_row(None, r) for r in envelope.recipients],
     }
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(doc).encode()
 
 
 def encode_message(envelope: Envelope, content: bytes) -> bytes:
@@ -149,11 +154,11 @@ def reencode_message(envelope: Envelope, old_body: bytes) -> bytes:
 
 def encode_update(message_id: str, updates: Sequence[tuple[int, Recipient]]) -> bytes:
     doc = {"id": message_id, "rcpt": [_recipient_row(i, r) for i, r in updates]}
-    return encode_record(RecordKind.UPDATE, json.dumps(doc, separators=(",", ":")).encode())
+    return encode_record(RecordKind.UPDATE, _ENCODE_ASCII(doc).encode())
 
 
 def encode_remove(message_id: str) -> bytes:
-    return encode_record(RecordKind.REMOVE, json.dumps({"id": message_id}).encode())
+    return encode_record(RecordKind.REMOVE, _ENCODE_ASCII({"id": message_id}).encode())
 
 
 def _load_json(data: bytes | memoryview) -> dict[str, object]:

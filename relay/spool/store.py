@@ -20,6 +20,7 @@ import fcntl
 import functools
 import logging
 import os
+import random
 import secrets
 import sys
 import time
@@ -114,6 +115,8 @@ class Spool:
         self._compacted = 0
         self._segments_deleted = 0
         self._id_counter = secrets.randbelow(1 << 16)
+        # Ids need to be unique, not secret: a seeded generator, not a syscall per message.
+        self._random = random.Random(secrets.randbits(64)).getrandbits
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -371,7 +374,7 @@ class Spool:
         self._id_counter = (self._id_counter + 1) & 0xFFFF
         millis = int(self._clock() * 1000) & 0xFFFFFFFFFFF
         while True:
-            message_id = f"{millis:011x}{self._id_counter:04x}{secrets.token_hex(4)}"
+            message_id = f"{millis:011x}{self._id_counter:04x}{self._random(32):08x}"
             if message_id not in self._index.messages:
                 return message_id
 

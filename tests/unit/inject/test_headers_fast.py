@@ -35,3 +35,33 @@ def test_date_is_cached_per_second_and_timezone_independent() -> None:
     assert headers._date(plus2) == expected
     later = utc + datetime.timedelta(seconds=1)
     assert headers._date(later) == email.utils.format_datetime(later.replace(microsecond=0))
+
+
+_PIECES = [
+    b"Subject: hi\r\n",
+    b"X-Binding-Group: g\r\n",
+    b"Received: from a\r\n\tby b\r\n",
+    b" folded\r\n",
+    b"\t \r\n",
+    b" \x0b\r\n",
+    b"\r\n",
+    b"body line\r\n",
+    b"Name : spaced\r\n",
+    b": empty name\r\n",
+    b"\t: tab name\r\n",
+    b"Bad\rField: x\r\n",
+    b"No-CRLF: end",
+    b"To: <a@b>\r\n",
+]
+
+
+def test_the_fast_parse_splits_as_the_line_by_line_parse() -> None:
+    """Every sequence of up to four pieces (14**4 inputs), the fast path and its fallback
+    against the line-by-line reading."""
+    import itertools
+
+    for count in range(5):
+        for combo in itertools.product(_PIECES, repeat=count):
+            content = b"".join(combo)
+            fast, slow = headers.parse(content), headers.parse_any(content)
+            assert fast == slow, content
