@@ -51,6 +51,21 @@ TIMER_SLACK = 0.001  # a deadline timer firing this early counts as on time
 _encoded: dict[str, bytes] = {}  # reply text -> enhanced wire bytes (cleared when full)
 _ENCODED_MAX = 256
 
+# Fast path states: reading commands, reading a message's content, spooling it.
+_COMMANDS, _BODY, _SPOOLING = 0, 1, 2
+HELD_LIMIT = 64 * 1024  # pipelined input held while spooling before reading pauses
+
+
+def _wire(status: str) -> bytes:
+    """A reply's bytes on the wire (enhanced status code added), cached by text."""
+    data = _encoded.get(status)
+    if data is None:
+        data = replies.enhance(status).encode("ascii") + b"\r\n"
+        if len(_encoded) >= _ENCODED_MAX:
+            _encoded.clear()
+        _encoded[status] = data
+    return data
+
 
 @dataclass(slots=True)
 class ListenerContext:
@@ -132,6 +147,12 @@ class InjectProtocol(SMTP):
         self._last_path: addresses.ParsedPath | None = None
         self._busy = False
         self._closed_by_us = False
+        # The fast path (see data_received): where it is, and what it holds.
+        self._parked = False  # the command loop waits for a line and has nothing buffered
+        self._fast_state = _COMMANDS
+        self._fast_body: DataReader | None = None
+        self._fast_task: asyncio.Task[None] | None = None
+        self._held = bytearray()  # input that came while a message was being spooled
         self._deadline = 0.0
         settings = ctx.settings
         super().__init__(
@@ -188,7 +209,11 @@ class InjectProtocol(SMTP):
         while self.transport is not None:
             try:
                 try:
-                    line: bytes = await reader.readuntil(b"\n")
+                    self._parked = not reader._buffer  # type: ignore[attr-defined]
+                    try:
+                        line: bytes = await reader.readuntil(b"\n")
+                    finally:
+                        self._parked = False
                 except asyncio.LimitOverrunError as error:
                     # Line too long: read to its end before saying so.
                     await reader.read(error.consumed)
@@ -303,6 +328,138 @@ class InjectProtocol(SMTP):
         task: asyncio.Task[None] | None = self._handler_coroutine
         return task
 
+    # --- the fast path ------------------------------------------------------------------
+    #
+    # A bulk injector's transactions (MAIL, RCPT, DATA, content) are handled right here as
+    # the bytes arrive, without the stream reader and a coroutine step per command: same
+    # checks, same replies, about a fifth less CPU per message. Only while the command
+    # loop is parked with nothing buffered, only for those commands in their plain form;
+    # anything else (a partial line, parameters, an error, EHLO, AUTH, STARTTLS, RSET,
+    # QUIT...) goes to the stream reader and the loop above, exactly as before.
+
+    def data_received(self, data: bytes) -> None:
+        state = self._fast_state
+        if state == _BODY:
+            self._fast_feed(data)
+            return
+        if state == _SPOOLING:
+            self._held += data
+            if len(self._held) > HELD_LIMIT and self.transport is not None:
+                self.transport.pause_reading()  # type: ignore[attr-defined]
+            return
+        if (
+            self._parked
+            and not self._reader._buffer  # type: ignore[attr-defined]
+            and not self._paused  # type: ignore[attr-defined]
+        ):
+            data = self._fast_commands(data)
+            if not data:
+                return
+        super().data_received(data)
+
+    def _fast_commands(self, data: bytes) -> bytes:
+        """Handle the complete command lines at the front of `data` that the fast path
+        can; return the rest for the command loop."""
+        pos, end = 0, len(data)
+        while pos < end:
+            nl = data.find(b"\n", pos)
+            if nl < 0 or nl - pos > COMMAND_LINE_LIMIT + 1:
+                break
+            if not self._fast_command(data[pos:nl].rstrip(b"\r")):
+                break
+            pos = nl + 1
+            if self._fast_state == _BODY:
+                if pos < end:
+                    self._fast_feed(data[pos:])
+                return b""
+        return data[pos:]
+
+    def _fast_command(self, line: bytes) -> bool:
+        session, envelope = self.session, self.envelope
+        if (
+            session is None
+            or envelope is None
+            or not session.host_name
+            or self.transport is None
+            or self._ctx.draining
+        ):
+            return False
+        verb = line[:5].upper()
+        if verb == b"MAIL ":
+            if envelope.mail_from or line[5:10].upper() != b"FROM:":
+                return False
+            path = self._fast_path(line[10:])
+            if path is None:
+                return False
+            reply = self.on_mail(envelope, path.address, [])
+        elif verb == b"RCPT ":
+            if not envelope.mail_from or line[5:8].upper() != b"TO:":
+                return False
+            path = self._fast_path(line[8:])
+            if path is None:
+                return False
+            reply = self.on_rcpt(session, envelope, path.address)
+        elif line.upper() == b"DATA" and envelope.rcpt_tos:
+            settings = self._ctx.settings
+            self._busy = True
+            self._fast_state = _BODY
+            self._fast_body = DataReader(
+                max_size=settings.max_message_size,
+                normalize=settings.normalize_bare_line_endings,
+            )
+            self._reset_timeout(settings.data_timeout)
+            self.transport.write(_wire(replies.START_DATA))  # type: ignore[attr-defined]
+            return True
+        else:
+            return False
+        self._reset_timeout()
+        self.transport.write(_wire(reply))  # type: ignore[attr-defined]
+        return True
+
+    def _fast_path(self, raw: bytes) -> addresses.ParsedPath | None:
+        """A parameterless path, parsed as the loop would; None leaves the line to it."""
+        try:
+            text = raw.rstrip().decode("ascii")  # the loop strips the whole argument
+        except UnicodeDecodeError:
+            return None
+        path = self._parse_path(text)
+        return path if path is not None and not path.params else None
+
+    def _fast_feed(self, data: bytes) -> None:
+        body = self._fast_body
+        assert body is not None
+        rest = body.feed(data)
+        if not body.done:
+            return
+        self._fast_body = None
+        self._fast_state = _SPOOLING
+        if rest:
+            self._held += rest
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()  # the spool's time is not the client's
+        self._fast_task = self.loop.create_task(self._fast_finish(body))
+
+    async def _fast_finish(self, body: DataReader) -> None:
+        try:
+            reply = await self._finish(body)
+        finally:
+            self._busy = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client left; what was spooled stays spooled
+        self.envelope = self._create_envelope()
+        self._reset_timeout()
+        transport.write(_wire(reply))  # type: ignore[attr-defined]
+        self._fast_state = _COMMANDS
+        if self._ctx.draining:
+            self.say_and_close(replies.SHUTTING_DOWN.format(host=self.hostname))
+            return
+        held, self._held = bytes(self._held), bytearray()
+        if len(held) > HELD_LIMIT:
+            transport.resume_reading()  # type: ignore[attr-defined]
+        if held:
+            self.data_received(held)
+
     # --- replies ------------------------------------------------------------------------
 
     async def push(self, status: str | bytes) -> None:
@@ -317,13 +474,7 @@ class InjectProtocol(SMTP):
             self._address_error = None
             await self._send(status.encode("ascii") + b"\r\n")
             return
-        data = _encoded.get(status)
-        if data is None:
-            data = replies.enhance(status).encode("ascii") + b"\r\n"
-            if len(_encoded) >= _ENCODED_MAX:
-                _encoded.clear()
-            _encoded[status] = data
-        await self._send(data)
+        await self._send(_wire(status))
 
     async def _send(self, data: bytes) -> None:
         """Write a reply; wait only when the transport asks us to (or is going away)."""

@@ -1,0 +1,150 @@
+"""The injection fast path (plain MAIL, RCPT, DATA and content handled as bytes arrive)
+answers exactly as the command loop does, however the client's bytes are cut up or
+pipelined, and hands over to the loop for everything else."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from relay.inject.session import InjectProtocol
+from tests.integration.inject_helpers import DirSpool, RawClient, make_settings, serving
+
+TRANSACTION = (
+    b"MAIL FROM:<sender@example.test>\r\n"
+    b"RCPT TO:<one@example.com>\r\n"
+    b"RCPT TO:<two@example.com>\r\n"
+    b"DATA\r\n"
+    b"Subject: fast\r\n\r\nbody line\r\n.\r\n"
+)
+REPLIES = [250, 250, 250, 354, 250]
+
+
+async def _replies(client: RawClient, count: int) -> list[int]:
+    return [(await client.reply())[0] for _ in range(count)]
+
+
+def _count_fast_lines(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """A spy on the fast path (the real method still runs): the lines it took."""
+    taken: list[bytes] = []
+    real = InjectProtocol._fast_command
+
+    def spy(self: InjectProtocol, line: bytes) -> bool:
+        done = real(self, line)
+        if done:
+            taken.append(line)
+        return done
+
+    monkeypatch.setattr(InjectProtocol, "_fast_command", spy)
+    return taken
+
+
+async def test_pipelined_transactions_in_one_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = _count_fast_lines(monkeypatch)
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        await client.send(TRANSACTION * 3 + b"QUIT\r\n")
+        assert await _replies(client, 16) == REPLIES * 3 + [221]
+        assert await client.closed()
+    assert len(spool.messages) == 3
+    assert len(taken) == 12  # MAIL, 2 x RCPT, DATA per transaction: all on the fast path
+    for message in spool.messages:
+        assert message.recipients == ("one@example.com", "two@example.com")
+        assert b"\r\nSubject: fast\r\n" in message.content
+        assert message.content.endswith(b"\r\n\r\nbody line\r\n")
+
+
+async def test_one_byte_at_a_time(tmp_path: Path) -> None:
+    """Partial lines go to the command loop, which hands back once it is idle again."""
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        for octet in TRANSACTION * 2:
+            await client.send(bytes([octet]))
+            await asyncio.sleep(0)
+        assert await _replies(client, 10) == REPLIES * 2
+        code, _ = await client.command("NOOP")
+        assert code == 250
+    assert len(spool.messages) == 2
+
+
+async def test_slow_commands_between_fast_ones(tmp_path: Path) -> None:
+    """RSET, NOOP, parameters, errors and a nested MAIL are the loop's; the replies and the
+    state they leave are the same whichever path took the line before."""
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        script = [
+            (b"MAIL FROM:<a@example.test>", 250),
+            (b"MAIL FROM:<b@example.test>", 503),  # nested: the loop says so
+            (b"RSET", 250),
+            (b"DATA", 503),  # no recipients (the loop's reply)
+            (b"MAIL FROM:<a@example.test> SIZE=100", 250),  # parameters: the loop
+            (b"RCPT TO:<bad address>", 553),
+            (b"RCPT TO:<ok@example.com>", 250),
+            (b"NOOP", 250),
+            (b"DATA", 354),
+        ]
+        for line, expected in script:
+            code, text = await client.command(line.decode())
+            assert code == expected, (line, text)
+        code, _ = await client.command("Subject: x\r\n\r\nhello\r\n.")
+        assert code == 250
+    assert [m.sender for m in spool.messages] == ["a@example.test"]
+    assert spool.messages[0].recipients == ("ok@example.com",)
+
+
+async def test_commands_before_ehlo_are_the_loops(tmp_path: Path) -> None:
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.reply()  # the greeting only
+        code, _ = await client.command("MAIL FROM:<a@example.test>")
+        assert code == 503
+    assert spool.messages == []
+
+
+async def test_input_pipelined_behind_a_message_waits_for_its_250(tmp_path: Path) -> None:
+    """The next transaction, sent while the first is being spooled, is answered after the
+    first message's 250 and in order."""
+    spool = DirSpool(tmp_path)
+    spool.delay = 0.2
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        await client.send(TRANSACTION + TRANSACTION)
+        codes = await _replies(client, 10)
+        assert codes == REPLIES * 2
+    assert len(spool.messages) == 2
+
+
+async def test_a_refused_message_and_the_session_goes_on(tmp_path: Path) -> None:
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        bad = TRANSACTION.replace(b"body line\r\n", b"bare\nline\r\n")
+        await client.send(bad + TRANSACTION)
+        assert await _replies(client, 10) == [250, 250, 250, 354, 550, *REPLIES]
+    assert len(spool.messages) == 1
+
+
+async def test_client_leaving_mid_content_spools_nothing(tmp_path: Path) -> None:
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (listeners, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        await client.send(TRANSACTION[: TRANSACTION.index(b"body")])
+        assert await _replies(client, 4) == [250, 250, 250, 354]
+        await client.close()
+        await asyncio.sleep(0.1)
+        assert listeners is not None
+    assert spool.messages == []
