@@ -26,16 +26,40 @@ def smooth_sequence(members: Sequence[tuple[str, int]]) -> tuple[str, ...]:
         scale = total / 65536
         weights = [max(1, round(w / scale)) for w in weights]
         total = sum(weights)
-    current = [0] * len(live)
+    return _by_weight_class(live, weights, total)
+
+
+def _by_weight_class(
+    live: list[tuple[str, int]], weights: list[int], total: int
+) -> tuple[str, ...]:
+    """nginx's loop (every member's `current` += its weight, the largest — first on ties —
+    is picked and loses `total`) in O(period x distinct weights), not O(period x members):
+    members of one weight are picked in turn, so each weight class has one candidate, the
+    member after the last one picked, with `current` = step x weight - total x rounds."""
+    classes: dict[int, list[int]] = {}
+    for index, weight in enumerate(weights):
+        classes.setdefault(weight, []).append(index)
+    if len(classes) == 1:
+        return tuple(name for name, _ in live)  # equal weights: plain round robin
+    groups = [(weight, members, [0]) for weight, members in classes.items()]
     out: list[str] = []
-    for _ in range(total):
-        best = 0
-        for i, weight in enumerate(weights):
-            current[i] += weight
-            if current[i] > current[best]:
-                best = i
-        current[best] -= total
-        out.append(live[best][0])
+    for step in range(1, total + 1):
+        best_current = best_index = 0
+        best_group: list[int] | None = None
+        for weight, members, picked in groups:
+            size = len(members)
+            rounds, turn = divmod(picked[0], size)
+            current = step * weight - total * rounds
+            index = members[turn]
+            if (
+                best_group is None
+                or current > best_current
+                or (current == best_current and index < best_index)
+            ):
+                best_current, best_index, best_group = current, index, picked
+        assert best_group is not None
+        best_group[0] += 1
+        out.append(live[best_index][0])
     return tuple(out)
 
 
