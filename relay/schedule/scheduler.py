@@ -527,7 +527,8 @@ class Scheduler:
                         break
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(session.close(), timeout=5.0)
+                    async with asyncio.timeout(5.0):
+                        await session.close()
         finally:
             self._connection_closed(rq, policy)
 
