@@ -441,7 +441,7 @@ class InjectProtocol(SMTP):
 
     async def _fast_finish(self, body: DataReader) -> None:
         try:
-            reply = await self._finish(body)
+            reply = await self._finish(body, shield=False)  # this task is never cancelled
         finally:
             self._busy = False
         transport = self.transport
@@ -620,7 +620,7 @@ class InjectProtocol(SMTP):
         if self._ctx.draining:
             self.say_and_close(replies.SHUTTING_DOWN.format(host=self.hostname))
 
-    async def _finish(self, reader: DataReader) -> str:
+    async def _finish(self, reader: DataReader, *, shield: bool = True) -> str:
         if reader.refusal is not None:
             log.info("%s: DATA refused: %s", self._client_ip, reader.refusal)
             return reader.refusal
@@ -660,10 +660,13 @@ class InjectProtocol(SMTP):
             content=prepared.content,
             received_at=now,
         )
-        # Shielded: a client hanging up mid-handoff must not interrupt the spool.
-        store = asyncio.ensure_future(ctx.spool.store(message))
+        # Shielded in the command loop's task: a client hanging up mid-handoff (which
+        # cancels that task) must not interrupt the spool.
         try:
-            stored = await asyncio.shield(store)
+            if shield:
+                stored = await asyncio.shield(asyncio.ensure_future(ctx.spool.store(message)))
+            else:
+                stored = await ctx.spool.store(message)
         except asyncio.CancelledError:
             raise
         except Exception as error:
