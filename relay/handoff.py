@@ -59,3 +59,15 @@ def reception_fields(envelope: Envelope, message: NewMessage) -> dict[str, objec
         "binding": message.binding,
         "size": len(message.content),
     }
+
+
+def reception_fields_of(envelope: Envelope) -> dict[str, object]:
+    """The same fields from the stored envelope alone (what a worker announces)."""
+    return {
+        "message_id": envelope.message_id,
+        "sender": envelope.sender,
+        "recipients": len(envelope.recipients),
+        "binding_group": envelope.binding_group,
+        "binding": envelope.binding,
+        "size": envelope.size,
+    }

@@ -20,13 +20,18 @@ from typing import Any
 
 from relay.config import load, resolve
 from relay.dispose.feedback import Complaint
-from relay.handoff import Handoff, reception_fields
+from relay.handoff import Handoff
 from relay.inject.server import start_listeners
 from relay.spool.errors import SpoolError
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.store import Spool
 from relay.wiring import inject_settings
-from relay.workers.wire import encode_frame, read_frame
+from relay.workers.wire import (
+    FrameReader,
+    encode_frame,
+    envelope_tuple,
+    recipient_from,
+)
 
 log = logging.getLogger("relay.workers")
 RECONNECT_DELAY = 0.5
@@ -71,9 +76,10 @@ class SchedulerLink:
             self._outbox = []
             writer.write(encode_frame("hello", 0, self.shard))
             self.writer = writer
+            frames = FrameReader(reader)
             try:
                 while True:
-                    kind, request_id, payload = await read_frame(reader)
+                    kind, request_id, payload = await frames.next()
                     task = asyncio.create_task(self._serve(kind, request_id, payload))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -87,12 +93,14 @@ class SchedulerLink:
     async def _serve(self, kind: str, request_id: int, payload: Any) -> None:
         try:
             if kind == "scan":
-                result: Any = self.spool.scan()
+                result: Any = [envelope_tuple(e) for e in self.spool.scan()]
             elif kind == "load":
                 result = await self.spool.load(payload)
             elif kind == "update":
                 message_id, updates = payload
-                result = await self.spool.update_recipients(message_id, updates)
+                result = await self.spool.update_recipients(
+                    message_id, [recipient_from(u) for u in updates]
+                )
             elif kind == "evict":
                 self.spool.evict(payload)
                 return
@@ -125,7 +133,7 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
 
     def announce(envelope: Envelope, message: NewMessage) -> None:
         # The content rides along, so the scheduler need not ask for it.
-        link.notify("new", (envelope, reception_fields(envelope, message), message.content))
+        link.notify("new", (envelope_tuple(envelope), message.content))
 
     def complain(complaint: Complaint | None, message: NewMessage) -> None:
         if complaint is None:

@@ -14,14 +14,20 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from relay.handoff import reception_fields_of
 from relay.spool.cache import BodyCache
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage, Recipient
 from relay.spool.store import Spool
-from relay.workers.wire import encode_frame, read_frame
+from relay.workers.wire import (
+    FrameReader,
+    encode_frame,
+    envelope_from,
+    recipient_tuple,
+)
 
 log = logging.getLogger("relay.workers")
 OnNew = Callable[[Envelope, dict[str, object] | None], None]
@@ -125,7 +131,9 @@ class ShardedSpool:
         shard = self.owners.get(message_id)
         if shard is None:
             return await self.local.update_recipients(message_id, updates)
-        removed: bool = await self._link(shard).call("update", (message_id, list(updates)))
+        removed: bool = await self._link(shard).call(
+            "update", (message_id, [recipient_tuple(u) for u in updates])
+        )
         if removed:
             self.owners.pop(message_id, None)
             self.bodies.discard(message_id)
@@ -165,7 +173,8 @@ class ShardedSpool:
             self._tasks.add(task)
         link: WorkerLink | None = None
         try:
-            kind, _, shard = await read_frame(reader)
+            frames = FrameReader(reader)
+            kind, _, shard = await frames.next()
             if kind != "hello":
                 raise ConnectionError(f"expected hello, got {kind}")
             link = WorkerLink(str(shard), writer)
@@ -178,14 +187,15 @@ class ShardedSpool:
             scan = asyncio.ensure_future(link.call("scan", None))
             scan.add_done_callback(functools.partial(self._scanned, link, known_before))
             while True:
-                kind, request_id, payload = await read_frame(reader)
+                kind, request_id, payload = await frames.next()
                 if kind in ("ok", "error"):
                     link.reply(kind, request_id, payload)
                 elif kind == "new":
-                    envelope, fields, content = payload
+                    record, content = payload
+                    envelope = envelope_from(record)
                     if envelope.message_id not in self.owners:
                         self.bodies.put(envelope.message_id, content)
-                    self._announce(link, envelope, fields)
+                    self._announce(link, envelope, reception_fields_of(envelope))
                 elif kind == "complaint":
                     self.on_complaint(*payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
@@ -201,9 +211,9 @@ class ShardedSpool:
     def _scanned(self, link: WorkerLink, known_before: set[str], done: asyncio.Future[Any]) -> None:
         if done.cancelled() or done.exception() is not None:
             return
-        envelopes: Iterable[Envelope] = done.result()
         present = set()
-        for envelope in envelopes:
+        for record in done.result():
+            envelope = envelope_from(record)
             present.add(envelope.message_id)
             self._announce(link, envelope, None)
         for message_id in known_before - present:  # gone from the shard (quarantined)
