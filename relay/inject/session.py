@@ -141,6 +141,7 @@ class InjectProtocol(SMTP):
         # Set before SMTP.__init__, which inspects every attribute of self.
         self._ctx = ctx
         self._client_ip: IPAddress | None = None
+        self._client_text = "unknown"
         self._counted_ip: str | None = None
         self._refusal: str | None = None
         self._address_error: str | None = None
@@ -180,6 +181,7 @@ class InjectProtocol(SMTP):
         ctx = self._ctx
         self._client_ip = policy.client_address(transport.get_extra_info("peername"))
         ip_key = str(self._client_ip) if self._client_ip is not None else "unknown"
+        self._client_text = ip_key  # for every Received: field of the session
         limit = ctx.listener.max_connections
         if limit is None:
             limit = ctx.settings.max_connections_per_listener
@@ -630,7 +632,7 @@ class InjectProtocol(SMTP):
         queue_id = f"{random.getrandbits(64):016x}"  # a trace id, not a secret
         group, binding = self._listener_assignment()
         reception = Reception(
-            client_ip=str(self._client_ip) if self._client_ip is not None else "unknown",
+            client_ip=self._client_text,
             helo=session.host_name,
             esmtp=bool(session.extended_smtp),
             tls=self._tls_protocol is not None,
