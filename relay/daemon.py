@@ -39,6 +39,7 @@ from relay.schedule.policy import PolicyCache
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
+from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
 from relay.wiring import inject_settings
 from relay.workers.shards import ShardedSpool
@@ -63,6 +64,7 @@ class Daemon:
         self._background: list[asyncio.Task[None]] = []
         self.admin: asyncio.Server | None = None
         self.shards: ShardedSpool | None = None
+        self.last_spool_statistics: dict[str, SpoolStatistics] = {}
         self.workers: list[asyncio.subprocess.Process] = []
         self._stopping = False
 
@@ -209,6 +211,17 @@ class Daemon:
             )
         )
         self.scheduler.submit(envelope)
+
+    async def spool_statistics(self) -> dict[str, SpoolStatistics]:
+        """The daemon's own spool ("local") and, with injection workers, each shard; the
+        last figures are kept for the metrics collector (which cannot wait)."""
+        if self.spool is None:
+            return {}
+        parts = {"local": self.spool.statistics()}
+        if self.shards is not None:
+            parts.update(await self.shards.shard_statistics())
+        self.last_spool_statistics = parts
+        return parts
 
     def announce(self, envelope: Envelope, message: NewMessage) -> None:
         """A message injected here is durable: log its reception and queue it."""

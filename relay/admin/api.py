@@ -1,6 +1,6 @@
 """The admin API's endpoints over a running daemon (KumoMTA's shape: one function each).
 
-GET  /api/v1/summary            spool, queues, connections, counts
+GET  /api/v1/summary            spool (all shards summed, and each), queues, connections, counts
 GET  /api/v1/bindings           groups, bindings, addresses, weights, plumbing, suspensions
 GET  /api/v1/queues             ready queues per binding x domain, scheduled per group x domain
 GET  /api/v1/adaptive           every binding x domain adaptive delivery knows
@@ -25,6 +25,7 @@ from relay.config import options as config_options
 from relay.config.errors import ValueProblem
 from relay.config.tree import Scalar
 from relay.config.values import parse_duration
+from relay.spool.statistics import combine
 
 if TYPE_CHECKING:
     from relay.daemon import Daemon
@@ -53,12 +54,14 @@ def routes(daemon: Daemon) -> Routes:
             daemon.scheduler.wake()
 
     async def summary(request: Request) -> Response:
-        spool = daemon.spool.statistics() if daemon.spool is not None else None
+        parts = await daemon.spool_statistics()
         scheduler = daemon.scheduler.statistics() if daemon.scheduler is not None else None
         return Response(
             200,
             {
-                "spool": asdict(spool) if spool is not None else None,
+                # With injection workers: every shard summed, and each one on its own.
+                "spool": asdict(combine(parts.values())) if parts else None,
+                "spool_parts": {name: asdict(stats) for name, stats in parts.items()},
                 "scheduler": asdict(scheduler) if scheduler is not None else None,
                 "events": dict(daemon.events.counts),
                 "listeners": [b.listen for b in daemon.listeners.bound] if daemon.listeners else [],
@@ -161,6 +164,7 @@ def routes(daemon: Daemon) -> Routes:
         return Response(200, {"reloaded": daemon.path})
 
     async def metrics(request: Request) -> Response:
+        await daemon.spool_statistics()  # the workers' shards, asked now
         return Response(200, render_metrics(daemon), "text/plain; version=0.0.4")
 
     return {

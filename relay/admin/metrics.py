@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from relay.spool.statistics import combine
+
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
@@ -32,7 +34,9 @@ class RelayCollector(Collector):
             events.add_metric([kind], count)
         yield events
         if daemon.spool is not None:
-            spool = daemon.spool.statistics()
+            # The daemon's own spool now, the workers' shards as last asked (just before).
+            parts = {**daemon.last_spool_statistics, "local": daemon.spool.statistics()}
+            spool = combine(parts.values())
             yield GaugeMetricFamily(
                 "relay_spool_messages", "Messages in the spool", value=spool.messages
             )

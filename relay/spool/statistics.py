@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +27,14 @@ class SpoolStatistics:
     recovered: int  # messages found at open
     quarantined: int  # files or regions moved to quarantine/ at open
     partial_discarded: int  # torn tails and temporary files removed at open
+
+
+def combine(parts: Iterable[SpoolStatistics]) -> SpoolStatistics:
+    """Several spools (the daemon's and its injection workers' shards) as one: counts
+    summed, the largest batch the largest of any."""
+    parts = list(parts)
+    totals = {
+        f.name: (max if f.name == "largest_batch" else sum)(getattr(p, f.name) for p in parts)
+        for f in fields(SpoolStatistics)
+    }
+    return SpoolStatistics(**totals)

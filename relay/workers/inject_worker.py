@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ class SchedulerLink:
                 result = await self.spool.update_recipients(
                     message_id, [recipient_from(u) for u in updates]
                 )
+            elif kind == "statistics":
+                result = asdict(self.spool.statistics())
             elif kind == "evict":
                 self.spool.evict(payload)
                 return

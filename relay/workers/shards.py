@@ -21,6 +21,7 @@ from relay.handoff import reception_fields_of
 from relay.spool.cache import BodyCache
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage, Recipient
+from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
 from relay.workers.wire import (
     FrameReader,
@@ -148,6 +149,19 @@ class ShardedSpool:
         link = self.links.get(shard)
         if link is not None:
             link.send(encode_frame("evict", 0, message_id))
+
+    async def shard_statistics(self, within: float = 2.0) -> dict[str, SpoolStatistics]:
+        """Each connected worker's shard, as its worker reports it; a worker that does not
+        answer within `within` seconds is left out (and logged)."""
+        out: dict[str, SpoolStatistics] = {}
+        for shard, link in sorted(self.links.items()):
+            try:
+                async with asyncio.timeout(within):
+                    numbers = await link.call("statistics", None)
+                out[shard] = SpoolStatistics(**numbers)
+            except (SpoolError, TimeoutError, TypeError) as err:
+                log.warning("injection worker %s: no spool statistics: %r", shard, err)
+        return out
 
     def __len__(self) -> int:
         return len(self.local) + len(self.owners)

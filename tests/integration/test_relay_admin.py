@@ -61,6 +61,7 @@ async def test_inspect_suspend_resume_override_reset(
     )
     summary = await api(relay, "GET", "/api/v1/summary")
     assert summary["spool"]["messages"] == 0
+    assert list(summary["spool_parts"]) == ["local"]  # one process: the daemon's spool
     bindings = await api(relay, "GET", "/api/v1/bindings")
     assert [b["binding"] for b in bindings["binding_groups"]["g"]] == ["b1", "b2"]
     assert bindings["binding_groups"]["g"][0]["bind_address"] == "127.0.0.2"
