@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import signal
+import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
 from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff, reception_fields
+from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.clock import Clock, SystemClock
@@ -264,13 +266,23 @@ class Daemon:
         value = resolve(self.config, "max_outbound_connections", binding=binding, host=ip).value
         return -1 if value is None else int(value)
 
-    def reload(self, config: Config) -> None:
-        """Apply a new, already validated configuration to delivery. Listener changes
-        (addresses, TLS files) take effect on restart."""
+    async def reload(self, config: Config) -> None:
+        """Apply a new, already validated configuration: delivery at once; injection for
+        every new session (relay_hosts, limits, binding groups, credentials, TLS files),
+        here and in each injection worker (which reads the file again on SIGHUP). Listen
+        addresses change on restart only."""
         self.config = config
         if self.scheduler is not None:
             selector, _ = selector_from_config(config, self.suspensions)
             self.scheduler.reload(config, selector)
+        for proc in self.workers:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGHUP)
+        if self.listeners is not None:
+            try:
+                await self.listeners.reconfigure(inject_settings(config))
+            except (OSError, ssl.SSLError, CredentialsError) as err:
+                log.error("injection settings not reloaded, the old ones stay: %s", err)
         log.info("configuration reloaded")
 
     async def stop(self, deadline: float | None = None) -> None:
@@ -350,13 +362,17 @@ async def _main(config: Config, path: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
+    reloads: set[asyncio.Task[None]] = set()
+
     def reload() -> None:
         try:
             new = load(path)
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return
-        daemon.reload(new)
+        task = loop.create_task(daemon.reload(new))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()

@@ -160,7 +160,7 @@ def routes(daemon: Daemon) -> Routes:
             return Response(
                 400, {"error": "configuration refused", "problems": [str(p) for p in err.problems]}
             )
-        daemon.reload(config)
+        await daemon.reload(config)
         return Response(200, {"reloaded": daemon.path})
 
     async def metrics(request: Request) -> Response:

@@ -30,6 +30,10 @@ class ConnectionLimits:
         self._by_ip[ip] += 1
         return None
 
+    def set_per_ip(self, per_ip: int | None) -> None:
+        """A new per-IP limit (a reload): connections already open stay open."""
+        self._per_ip_limit = per_ip
+
     def release(self, listener: str, ip: str) -> None:
         for counter, key in ((self._by_listener, listener), (self._by_ip, ip)):
             counter[key] -= 1

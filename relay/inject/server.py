@@ -63,6 +63,32 @@ class Listeners:
     def open_connections(self) -> int:
         return self._limits.open_connections()
 
+    async def reconfigure(self, settings: InjectSettings) -> None:
+        """Apply reloaded settings: every session that starts from now on (and what the
+        open ones check next: relay_hosts, limits, binding groups) uses them. Credentials
+        and TLS files are read again; if that fails, it raises and nothing changes.
+        Listen addresses stay as they are until a restart (a change is logged)."""
+        credentials = None
+        if settings.auth_credentials_file is not None:
+            credentials = await asyncio.to_thread(Credentials.load, settings.auth_credentials_file)
+        tls_context = await asyncio.to_thread(make_tls_context, settings)
+        wanted = {listener.listen: listener for listener in settings.listeners}
+        running = {ctx.listener.listen for ctx, _ in self._servers}
+        for ctx, _ in self._servers:
+            ctx.settings = settings
+            ctx.listener = wanted.get(ctx.listener.listen, ctx.listener)
+            ctx.credentials = credentials
+            ctx.tls_context = tls_context
+        self._limits.set_per_ip(settings.max_connections_per_ip)
+        added, removed = sorted(set(wanted) - running), sorted(running - set(wanted))
+        if added or removed:
+            log.warning(
+                "listen addresses changed (added %s, removed %s): they apply on restart",
+                added or "none",
+                removed or "none",
+            )
+        log.info("injection settings reloaded")
+
     async def close(self, grace: float = 30.0) -> None:
         """Stop accepting; idle sessions get 421 4.3.2 now, sessions in a transaction when
         it ends or when `grace` seconds have passed, whichever comes first."""

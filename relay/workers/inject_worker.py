@@ -14,14 +14,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from relay.config import load, resolve
+from relay.config import ConfigError, load, resolve
 from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
+from relay.inject.auth import CredentialsError
 from relay.inject.server import start_listeners
 from relay.spool.errors import SpoolError
 from relay.spool.model import Envelope, NewMessage
@@ -116,6 +118,9 @@ class SchedulerLink:
 
 
 async def run_worker(config_path: str, index: int, socket_path: str) -> int:
+    # A reload signal during start-up is moot (the file is read just below); later ones
+    # are handled once the listeners run.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)
     config = load(config_path)
 
     def option(name: str) -> Any:
@@ -160,7 +165,23 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the scheduler process reloads
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        """The scheduler process sends SIGHUP after a reload: read the file again and give
+        new sessions the new injection settings (a bad file or certificate: keep the old)."""
+        try:
+            settings = inject_settings(await asyncio.to_thread(load, config_path))
+            await listeners.reconfigure(settings)
+        except (ConfigError, OSError, ssl.SSLError, CredentialsError) as err:
+            log.error("worker %s: injection settings not reloaded: %s", shard, err)
+
+    def on_hangup() -> None:
+        task = loop.create_task(reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
     await listeners.close(grace=float(option("shutdown_timeout")))
     link_task.cancel()
