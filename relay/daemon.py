@@ -268,9 +268,9 @@ class Daemon:
 
     async def reload(self, config: Config) -> None:
         """Apply a new, already validated configuration: delivery at once; injection for
-        every new session (relay_hosts, limits, binding groups, credentials, TLS files),
-        here and in each injection worker (which reads the file again on SIGHUP). Listen
-        addresses change on restart only."""
+        every new session (relay_hosts, limits, binding groups, credentials, TLS files,
+        listen addresses), here and in each injection worker (which reads the file again
+        on SIGHUP)."""
         self.config = config
         if self.scheduler is not None:
             selector, _ = selector_from_config(config, self.suspensions)

@@ -44,9 +44,17 @@ class Listeners:
         self,
         servers: list[tuple[ListenerContext, asyncio.Server]],
         limits: ConnectionLimits,
+        *,
+        spool: MessageStore,
+        clock: Callable[[], float],
+        reuse_port: bool = False,
     ) -> None:
         self._servers = servers
+        self._spool = spool
+        self._clock = clock
+        self._retired: list[tuple[ListenerContext, asyncio.Server]] = []  # removed by reload
         self._limits = limits
+        self._reuse_port = reuse_port
         self._closed = False
 
     @property
@@ -66,27 +74,44 @@ class Listeners:
     async def reconfigure(self, settings: InjectSettings) -> None:
         """Apply reloaded settings: every session that starts from now on (and what the
         open ones check next: relay_hosts, limits, binding groups) uses them. Credentials
-        and TLS files are read again; if that fails, it raises and nothing changes.
-        Listen addresses stay as they are until a restart (a change is logged)."""
+        and TLS files are read again first; if that fails, it raises and nothing changes.
+        A listen address that is gone stops accepting (its sessions finish); a new one is
+        opened (if it cannot be, that is logged and the rest still applies)."""
         credentials = None
         if settings.auth_credentials_file is not None:
             credentials = await asyncio.to_thread(Credentials.load, settings.auth_credentials_file)
         tls_context = await asyncio.to_thread(make_tls_context, settings)
         wanted = {listener.listen: listener for listener in settings.listeners}
-        running = {ctx.listener.listen for ctx, _ in self._servers}
-        for ctx, _ in self._servers:
+        kept: list[tuple[ListenerContext, asyncio.Server]] = []
+        for ctx, server in self._servers:
+            listener = wanted.pop(ctx.listener.listen, None)
+            if listener is None:
+                server.close()  # stop accepting; the sessions it has go on
+                self._retired.append((ctx, server))
+                log.info("stopped listening on %s", ctx.listener.listen)
+                listener = ctx.listener
+            else:
+                kept.append((ctx, server))
             ctx.settings = settings
-            ctx.listener = wanted.get(ctx.listener.listen, ctx.listener)
+            ctx.listener = listener
             ctx.credentials = credentials
             ctx.tls_context = tls_context
+        self._servers = kept
         self._limits.set_per_ip(settings.max_connections_per_ip)
-        added, removed = sorted(set(wanted) - running), sorted(running - set(wanted))
-        if added or removed:
-            log.warning(
-                "listen addresses changed (added %s, removed %s): they apply on restart",
-                added or "none",
-                removed or "none",
+        for listener in wanted.values():  # new addresses
+            ctx = ListenerContext(
+                settings=settings,
+                listener=listener,
+                spool=self._spool,
+                credentials=credentials,
+                tls_context=tls_context,
+                limits=self._limits,
+                clock=self._clock,
             )
+            try:
+                self._servers.append((ctx, await _serve(ctx, self._reuse_port)))
+            except ListenError as error:
+                log.error("reload: %s", error)
         log.info("injection settings reloaded")
 
     async def close(self, grace: float = 30.0) -> None:
@@ -95,7 +120,7 @@ class Listeners:
         if self._closed:
             return
         self._closed = True
-        for ctx, server in self._servers:
+        for ctx, server in [*self._servers, *self._retired]:
             ctx.draining = True
             server.close()
         for session in self._sessions():
@@ -108,12 +133,13 @@ class Listeners:
         tasks = [t for t in (s.handler_task for s in self._sessions()) if t is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
-        for _, server in self._servers:
+        for _, server in [*self._servers, *self._retired]:
             await server.wait_closed()
         log.info("injection listeners closed")
 
     def _sessions(self) -> list[InjectProtocol]:
-        return [session for ctx, _ in self._servers for session in list(ctx.sessions)]
+        everything = [*self._servers, *self._retired]
+        return [session for ctx, _ in everything for session in list(ctx.sessions)]
 
     async def __aenter__(self) -> Listeners:
         return self
@@ -145,7 +171,6 @@ async def start_listeners(
     Raises ListenError (nothing left listening) if any listener cannot be opened, and
     CredentialsError / ssl.SSLError / OSError for a bad credentials file or certificate.
     """
-    loop = asyncio.get_running_loop()
     credentials = None
     if settings.auth_credentials_file is not None:
         credentials = await asyncio.to_thread(Credentials.load, settings.auth_credentials_file)
@@ -163,28 +188,34 @@ async def start_listeners(
                 limits=limits,
                 clock=clock,
             )
-            host, port = listener.address
-            try:
-                server = await loop.create_server(
-                    _factory(ctx),
-                    host=host,
-                    port=port,
-                    family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                    reuse_address=True,
-                    reuse_port=reuse_port or None,
-                    backlog=512,
-                )
-            except OSError as error:
-                raise ListenError(
-                    error.errno, f"cannot listen on {listener.listen!r}: {error.strerror}"
-                ) from error
-            servers.append((ctx, server))
-            log.info("listening on %s", listener.listen)
+            servers.append((ctx, await _serve(ctx, reuse_port)))
     except BaseException:
         for _, server in servers:
             server.close()
         raise
-    return Listeners(servers, limits)
+    return Listeners(servers, limits, spool=spool, clock=clock, reuse_port=reuse_port)
+
+
+async def _serve(ctx: ListenerContext, reuse_port: bool) -> asyncio.Server:
+    """Listen on ctx.listener's address; ListenError names it if that fails."""
+    listener = ctx.listener
+    host, port = listener.address
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            _factory(ctx),
+            host=host,
+            port=port,
+            family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=512,
+        )
+    except OSError as error:
+        raise ListenError(
+            error.errno, f"cannot listen on {listener.listen!r}: {error.strerror}"
+        ) from error
+    log.info("listening on %s", listener.listen)
+    return server
 
 
 def _factory(ctx: ListenerContext) -> Callable[[], InjectProtocol]:
