@@ -1,7 +1,9 @@
 """Start-up: make the spool directory consistent and rebuild the index from the segments.
 
 - temporary files (`*.tmp`: a segment being created when the process died) are removed;
-- a torn tail (an append cut short by a crash, never acknowledged) is cut off its segment;
+- a torn tail (an append cut short by a crash, never acknowledged) is cut off its segment,
+  its bytes kept in `quarantine/` as `<segment>@<offset>.torn` (counted as discarded, not
+  as quarantined);
 - a corrupt record, or a file that is not a segment, is moved to `quarantine/` with a
   `.reason` file beside it and logged; the segment is rewritten without it;
 - every other record is replayed in log order: MESSAGE places (or replaces) a message,
@@ -142,13 +144,19 @@ def _clean_segment(
         else:
             torn = item
             report.torn_tails.append(f"{segment_name(number)}@{item.offset}: {item.reason}")
+            # Almost always an append the crash cut short (never acknowledged); the bytes
+            # are kept beside the quarantine all the same, in case they were not.
+            target = _unique(os.path.join(quarantine, f"{segment_name(number)}@{item.offset}.torn"))
+            _write_file(target, data[item.offset : item.offset + item.length])
+            _write_file(target + ".reason", f"{path} offset {item.offset}: {item.reason}\n")
             log.warning(
-                "spool: discarded an unacknowledged partial append of %d bytes at the end of "
-                "%s (offset %d: %s)",
+                "spool: cut an unacknowledged partial append of %d bytes at the end of "
+                "%s (offset %d: %s); the bytes are kept as %s",
                 item.length,
                 path,
                 item.offset,
                 item.reason,
+                target,
             )
     if corrupt:
         return _rewrite_segment(path, data, records, ops, fsync=fsync)

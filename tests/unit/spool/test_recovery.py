@@ -77,6 +77,8 @@ async def test_truncated_segment_loses_only_the_torn_record(tmp_path: Path) -> N
     assert found == {ids[0], ids[1]}
     assert spool.statistics().partial_discarded == 1
     assert spool.recovery_report.torn_tails
+    [kept] = [p for p in (tmp_path / "quarantine").iterdir() if p.suffix == ".torn"]
+    assert kept.read_bytes() and (tmp_path / "quarantine" / (kept.name + ".reason")).exists()
     assert await spool.load(ids[1]) == news[1].content
     await spool.close()
     assert segment.stat().st_size == size - length  # the tail was cut off the file
