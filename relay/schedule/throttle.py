@@ -12,19 +12,22 @@ from relay.config.values import Throttle
 
 
 class Bucket:
-    __slots__ = ("_emission", "_tat", "_tolerance", "throttle")
+    __slots__ = ("_emission", "_slack", "_tat", "_tolerance", "throttle")
 
     def __init__(self, throttle: Throttle) -> None:
         self.throttle = throttle
         self._emission = throttle.period / throttle.count
         self._tolerance = throttle.period - self._emission
+        # Unix times near 1.8e9 carry 2.4e-7 s of rounding per addition: a "wait" this
+        # short (0.1% of one emission interval) is rounding, not a limit. Without it a
+        # driven clock that advanced exactly to the next allowance could stall.
+        self._slack = self._emission * 1e-3
         self._tat = 0.0  # theoretical arrival time
 
     def delay(self, now: float) -> float:
         """Seconds until one event may happen (0: now)."""
-        tat = max(self._tat, now)
-        allowed_at = tat - self._tolerance
-        return max(0.0, allowed_at - now)
+        wait = max(self._tat, now) - self._tolerance - now
+        return wait if wait > self._slack else 0.0
 
     def take(self, now: float) -> float:
         """Take one event if allowed now and return 0; else return the wait, taking nothing."""

@@ -109,3 +109,35 @@ async def test_manual_clock_wakes_sleepers_in_order() -> None:
     await clock.advance(10)
     assert woke == [("early", 5.0), ("late", 20.0)]
     await asyncio.gather(*tasks)
+
+
+def test_bucket_allowances_at_unix_times_are_exact_despite_rounding() -> None:
+    """10/1 from t = 1.8e9, where each addition rounds by up to 2.4e-7 s. A worker takes
+    an event, or sleeps the wait it is told and tries again (as the scheduler does on a
+    driven clock). 10 at once, 15 by +0.5 s, 30 by +2.0 s: a "wait" that is only rounding
+    must not push the last allowance past a clock advanced exactly to it."""
+    from relay.config.values import Throttle
+    from relay.schedule.throttle import Bucket
+
+    start = 1_800_000_000.0
+    bucket = Bucket(Throttle(10, 1.0))
+    now, taken = start, 0
+
+    def run_until(target: float) -> None:
+        nonlocal now, taken
+        for _ in range(10_000):
+            wait = bucket.take(now)
+            if wait == 0:
+                taken += 1
+                continue
+            if now + wait > target:
+                return
+            now += wait
+        raise AssertionError("no progress")
+
+    run_until(start)
+    assert taken == 10
+    run_until(start + 0.5)
+    assert taken == 15
+    run_until(start + 2.0)
+    assert taken == 30
