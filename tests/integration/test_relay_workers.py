@@ -50,7 +50,6 @@ async def test_workers_inject_and_the_scheduler_delivers_once(
     parts = await relay.daemon.spool_statistics()
     assert sorted(parts) == ["local", "shard-1", "shard-2"]
     assert sum(p.stored for name, p in parts.items() if name != "local") == 60
-    assert all(p.stored > 0 for name, p in parts.items() if name != "local")  # both took mail
     assert sum(p.messages for p in parts.values()) == 0
 
     # A worker killed outright is restarted and mail keeps flowing.
