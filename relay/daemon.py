@@ -227,7 +227,7 @@ class Daemon:
 
     def announce(self, envelope: Envelope, message: NewMessage) -> None:
         """A message injected here is durable: log its reception and queue it."""
-        self.queue(envelope, reception_fields(envelope, message))
+        self.queue(envelope, reception_fields(envelope))
 
     def queue(self, envelope: Envelope, reception: dict[str, object] | None) -> None:
         """Queue a durable message; `reception` is logged when it is new (not recovered)."""

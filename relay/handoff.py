@@ -50,19 +50,9 @@ class Handoff:
         return envelope
 
 
-def reception_fields(envelope: Envelope, message: NewMessage) -> dict[str, object]:
-    return {
-        "message_id": envelope.message_id,
-        "sender": message.sender,
-        "recipients": len(message.recipients),
-        "binding_group": message.binding_group,
-        "binding": message.binding,
-        "size": len(message.content),
-    }
-
-
-def reception_fields_of(envelope: Envelope) -> dict[str, object]:
-    """The same fields from the stored envelope alone (what a worker announces)."""
+def reception_fields(envelope: Envelope) -> dict[str, object]:
+    """What the event log says of a reception; the stored envelope has all of it (so a
+    worker's announcement need not carry it)."""
     return {
         "message_id": envelope.message_id,
         "sender": envelope.sender,

@@ -22,7 +22,7 @@ from relay.inject.auth import Credentials
 from relay.inject.handoff import MessageStore
 from relay.inject.limits import ConnectionLimits
 from relay.inject.session import InjectProtocol, ListenerContext
-from relay.inject.settings import InjectSettings
+from relay.inject.settings import InjectSettings, ListenerSettings
 
 log = logging.getLogger("relay.inject")
 
@@ -42,14 +42,13 @@ class Listeners:
 
     def __init__(
         self,
-        servers: list[tuple[ListenerContext, asyncio.Server]],
         limits: ConnectionLimits,
         *,
         spool: MessageStore,
         clock: Callable[[], float],
         reuse_port: bool = False,
     ) -> None:
-        self._servers = servers
+        self._servers: list[tuple[ListenerContext, asyncio.Server]] = []
         self._spool = spool
         self._clock = clock
         self._retired: list[tuple[ListenerContext, asyncio.Server]] = []  # removed by reload
@@ -77,10 +76,7 @@ class Listeners:
         and TLS files are read again first; if that fails, it raises and nothing changes.
         A listen address that is gone stops accepting (its sessions finish); a new one is
         opened (if it cannot be, that is logged and the rest still applies)."""
-        credentials = None
-        if settings.auth_credentials_file is not None:
-            credentials = await asyncio.to_thread(Credentials.load, settings.auth_credentials_file)
-        tls_context = await asyncio.to_thread(make_tls_context, settings)
+        credentials, tls_context = await _load_security(settings)
         wanted = {listener.listen: listener for listener in settings.listeners}
         kept: list[tuple[ListenerContext, asyncio.Server]] = []
         for ctx, server in self._servers:
@@ -99,20 +95,29 @@ class Listeners:
         self._servers = kept
         self._limits.set_per_ip(settings.max_connections_per_ip)
         for listener in wanted.values():  # new addresses
-            ctx = ListenerContext(
-                settings=settings,
-                listener=listener,
-                spool=self._spool,
-                credentials=credentials,
-                tls_context=tls_context,
-                limits=self._limits,
-                clock=self._clock,
-            )
             try:
-                self._servers.append((ctx, await _serve(ctx, self._reuse_port)))
+                await self._open(settings, listener, credentials, tls_context)
             except ListenError as error:
                 log.error("reload: %s", error)
         log.info("injection settings reloaded")
+
+    async def _open(
+        self,
+        settings: InjectSettings,
+        listener: ListenerSettings,
+        credentials: Credentials | None,
+        tls_context: ssl.SSLContext | None,
+    ) -> None:
+        ctx = ListenerContext(
+            settings=settings,
+            listener=listener,
+            spool=self._spool,
+            credentials=credentials,
+            tls_context=tls_context,
+            limits=self._limits,
+            clock=self._clock,
+        )
+        self._servers.append((ctx, await _serve(ctx, self._reuse_port)))
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop accepting; idle sessions get 421 4.3.2 now, sessions in a transaction when
@@ -171,29 +176,27 @@ async def start_listeners(
     Raises ListenError (nothing left listening) if any listener cannot be opened, and
     CredentialsError / ssl.SSLError / OSError for a bad credentials file or certificate.
     """
+    credentials, tls_context = await _load_security(settings)
+    limits = ConnectionLimits(per_ip=settings.max_connections_per_ip)
+    listeners = Listeners(limits, spool=spool, clock=clock, reuse_port=reuse_port)
+    try:
+        for listener in settings.listeners:
+            await listeners._open(settings, listener, credentials, tls_context)
+    except BaseException:
+        for _, server in listeners._servers:
+            server.close()
+        raise
+    return listeners
+
+
+async def _load_security(
+    settings: InjectSettings,
+) -> tuple[Credentials | None, ssl.SSLContext | None]:
+    """The credentials file and the TLS context, read off the event loop."""
     credentials = None
     if settings.auth_credentials_file is not None:
         credentials = await asyncio.to_thread(Credentials.load, settings.auth_credentials_file)
-    tls_context = await asyncio.to_thread(make_tls_context, settings)
-    limits = ConnectionLimits(per_ip=settings.max_connections_per_ip)
-    servers: list[tuple[ListenerContext, asyncio.Server]] = []
-    try:
-        for listener in settings.listeners:
-            ctx = ListenerContext(
-                settings=settings,
-                listener=listener,
-                spool=spool,
-                credentials=credentials,
-                tls_context=tls_context,
-                limits=limits,
-                clock=clock,
-            )
-            servers.append((ctx, await _serve(ctx, reuse_port)))
-    except BaseException:
-        for _, server in servers:
-            server.close()
-        raise
-    return Listeners(servers, limits, spool=spool, clock=clock, reuse_port=reuse_port)
+    return credentials, await asyncio.to_thread(make_tls_context, settings)
 
 
 async def _serve(ctx: ListenerContext, reuse_port: bool) -> asyncio.Server:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from relay.handoff import reception_fields_of
+from relay.handoff import reception_fields
 from relay.spool.cache import BodyCache
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage, Recipient
@@ -209,7 +209,7 @@ class ShardedSpool:
                     envelope = envelope_from(record)
                     if envelope.message_id not in self.owners:
                         self.bodies.put(envelope.message_id, content)
-                    self._announce(link, envelope, reception_fields_of(envelope))
+                    self._announce(link, envelope, reception_fields(envelope))
                 elif kind == "complaint":
                     self.on_complaint(*payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
