@@ -116,15 +116,15 @@ def received(
             for <rcpt@example.com>; Tue, 1 Jul 2025 12:00:00 +0000
     """
     literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
-    lines = [f"Received: from {_comment_safe(helo or 'unknown')} ([{literal}])"]
-    lines.append(f"\tby {hostname} (relay) with {protocol} id {queue_id}")
-    stamp = _date(when)
+    head = (
+        f"Received: from {_comment_safe(helo or 'unknown')} ([{literal}])\r\n"
+        f"\tby {hostname} (relay) with {protocol} id {queue_id}"
+    )
     if len(recipients) == 1:
-        lines.append(f"\tfor <{_comment_safe(recipients[0])}>; {stamp}")
+        tail = f"\r\n\tfor <{_comment_safe(recipients[0])}>; {_date(when)}\r\n"
     else:
-        lines[-1] += ";"
-        lines.append(f"\t{stamp}")
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+        tail = f";\r\n\t{_date(when)}\r\n"
+    return (head + tail).encode("ascii")
 
 
 def message_id(queue_id: str, hostname: str) -> bytes:

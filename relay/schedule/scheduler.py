@@ -330,13 +330,12 @@ class Scheduler:
         if delay <= 0:
             await asyncio.sleep(0)
             return
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waker = asyncio.ensure_future(self._wake.wait())
+        # A timer that sets the wake event: one handle per wait, not two tasks.
+        timer = self.clock.call_later(delay, self._wake.set)
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await self._wake.wait()
         finally:
-            sleeper.cancel()
-            waker.cancel()
+            timer.cancel()
 
     def _release_due(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:

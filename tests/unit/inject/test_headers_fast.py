@@ -65,3 +65,56 @@ def test_the_fast_parse_splits_as_the_line_by_line_parse() -> None:
             content = b"".join(combo)
             fast, slow = headers.parse(content), headers.parse_any(content)
             assert fast == slow, content
+
+
+_PREPARE_PIECES = [
+    b"Subject: hi\r\n",
+    b"Received: from a\r\n\tby b\r\n",
+    b"received : x\r\n",
+    b"Received-SPF: pass\r\n",
+    b"Message-ID: <m@x>\r\n",
+    b"MESSAGE-id:<n@x>\r\n",
+    b"X-Message-ID: <no@x>\r\n",
+    b" folded\r\n",
+    b"\t \r\n",
+    b"\r\n",
+    b"body\r\n",
+    b"X-Binding: m1\r\n",
+]
+
+
+def test_prepare_without_splitting_fields_gives_what_the_parsed_way_gives() -> None:
+    """Every sequence of up to four pieces (12**4 inputs): where the plain path decides, its
+    message (or refusal) is the parsed path's, byte for byte; it decides the usual shape."""
+    import itertools
+
+    from relay.inject import message
+
+    when = datetime.datetime(2025, 7, 1, 12, 0, 0, tzinfo=datetime.UTC)
+    groups = {"default": frozenset({"default"}), "marketing": frozenset({"m1"})}
+    decided = 0
+    for listener_group in (None, "marketing", "nope"):
+        reception = message.Reception(
+            client_ip="192.0.2.1",
+            helo="client.example",
+            esmtp=True,
+            tls=False,
+            authenticated=False,
+            recipients=("a@example.com",),
+            queue_id="0123456789abcdef",
+            received_at=when,
+            listener_group=listener_group,
+            listener_binding=None,
+        )
+        kwargs = {"hostname": "relay.test", "groups": groups, "max_received": 2}
+        for count in range(5):
+            for combo in itertools.product(_PREPARE_PIECES, repeat=count):
+                content = b"".join(combo)
+                plain = message._prepare_plain(content, reception, **kwargs)  # type: ignore[arg-type]
+                if plain is None:
+                    continue
+                decided += 1
+                assert plain == message._prepare_parsed(content, reception, **kwargs), content  # type: ignore[arg-type]
+    assert decided > 1000
+    typical = b"From: a@b\r\nSubject: s\r\nMessage-ID: <1@b>\r\n\r\nbody\r\n"
+    assert message._prepare_plain(typical, reception, **kwargs) is not None  # type: ignore[arg-type]
