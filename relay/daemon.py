@@ -151,7 +151,7 @@ class Daemon:
             return
         self.listeners = await start_listeners(
             inject_settings(config),
-            Handoff(self.spool.store, self.announce, self.complaint, self.option("fbl_address")),
+            Handoff(self.spool.submit, self.announce, self.complaint, self.option("fbl_address")),
             clock=self.clock.now,
         )
 

@@ -5,8 +5,10 @@ injection workers; only `announce` and `complain` differ."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 
 from relay.dispose.feedback import Complaint, parse_arf
@@ -20,34 +22,52 @@ Complain = Callable[[Complaint | None, NewMessage], None]
 class Handoff:
     def __init__(
         self,
-        store: Callable[[NewMessage], Awaitable[Envelope]],
+        submit: Callable[[NewMessage], asyncio.Future[Envelope]],
         announce: Announce,
         complain: Complain,
         fbl_address: str | None = None,
     ) -> None:
-        self._store = store
+        self._submit = submit
         self.announce = announce
         self.complain = complain
         self.fbl_address = fbl_address.lower() if fbl_address else None
 
     async def store(self, message: NewMessage, /) -> Envelope:
+        return await self.submit(message)
+
+    def submit(self, message: NewMessage, /) -> asyncio.Future[Envelope]:
+        """The future of the stored envelope; the message is announced before anything
+        waiting on that future learns it is stored."""
         if self.fbl_address is not None and self.fbl_address in (
             r.lower() for r in message.recipients
         ):
             self.complain(parse_arf(message.content), message)
             rest = tuple(r for r in message.recipients if r.lower() != self.fbl_address)
             if not rest:
-                return Envelope(
-                    "fbl-report",
-                    message.sender,
-                    message.binding_group,
-                    None,
-                    message.received_at,
+                done: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+                done.set_result(
+                    Envelope(
+                        "fbl-report",
+                        message.sender,
+                        message.binding_group,
+                        None,
+                        message.received_at,
+                    )
                 )
+                return done
             message = replace(message, recipients=rest)
-        envelope = await self._store(message)
-        self.announce(envelope, message)
-        return envelope
+        future = self._submit(message)
+        future.add_done_callback(functools.partial(self._stored, message))
+        return future
+
+    def _stored(self, message: NewMessage, future: asyncio.Future[Envelope]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        envelope = future.result()
+        try:
+            self.announce(envelope, message)
+        except Exception:  # the client still gets its 250: the message is durable
+            log.exception("message %s is spooled but not queued until restart", envelope.message_id)
 
 
 def reception_fields(envelope: Envelope) -> dict[str, object]:

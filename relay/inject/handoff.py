@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from relay.inject import replies
@@ -13,6 +14,16 @@ class MessageStore(Protocol):
     async def store(self, message: NewMessage, /) -> Envelope:
         """Return only once the message is durable; raise SpoolError otherwise."""
         ...
+
+
+def submit(store: MessageStore, message: NewMessage) -> asyncio.Future[Envelope]:
+    """The future of `store.store(message)`: the store's own (its `submit`, no task per
+    message) when it has one, else a task."""
+    own = getattr(store, "submit", None)
+    if own is not None:
+        future: asyncio.Future[Envelope] = own(message)
+        return future
+    return asyncio.ensure_future(store.store(message))
 
 
 def failure_reply(error: BaseException) -> str:

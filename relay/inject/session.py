@@ -33,11 +33,11 @@ from aiosmtpd.smtp import Session as AiosmtpdSession
 from relay.inject import addresses, policy, replies
 from relay.inject.auth import Credentials
 from relay.inject.data import DataReader
-from relay.inject.handoff import MessageStore, failure_reply
+from relay.inject.handoff import MessageStore, failure_reply, submit
 from relay.inject.limits import ConnectionLimits
 from relay.inject.message import Prepared, Reception, prepare
 from relay.inject.settings import InjectSettings, IPAddress, IPNetwork, ListenerSettings
-from relay.spool.model import NewMessage
+from relay.spool.model import Envelope, NewMessage
 
 log = logging.getLogger("relay.inject")
 smtp_log = logging.getLogger("mail.log")  # aiosmtpd's logger, for the lines its loop wrote
@@ -152,7 +152,6 @@ class InjectProtocol(SMTP):
         self._parked = False  # the command loop waits for a line and has nothing buffered
         self._fast_state = _COMMANDS
         self._fast_body: DataReader | None = None
-        self._fast_task: asyncio.Task[None] | None = None
         self._held = bytearray()  # input that came while a message was being spooled
         self._deadline = 0.0
         settings = ctx.settings
@@ -439,13 +438,27 @@ class InjectProtocol(SMTP):
             self._held += rest
         if self._timeout_handle is not None:
             self._timeout_handle.cancel()  # the spool's time is not the client's
-        self._fast_task = self.loop.create_task(self._fast_finish(body))
-
-    async def _fast_finish(self, body: DataReader) -> None:
         try:
-            reply = await self._finish(body, shield=False)  # this task is never cancelled
-        finally:
-            self._busy = False
+            outcome = self._begin(body)
+        except Exception as error:  # a bug, not the client's fault: 451, and keep going
+            log.exception("%s: message not spooled", self._client_ip)
+            outcome = failure_reply(error)
+        if isinstance(outcome, str):
+            self.loop.call_soon(self._fast_reply, outcome)  # not nested: input may follow
+        else:
+            outcome.add_done_callback(self._fast_stored)
+
+    def _fast_stored(self, future: asyncio.Future[Envelope]) -> None:
+        try:
+            reply = self._outcome(future)
+        except Exception as error:
+            log.exception("%s: after spooling", self._client_ip)
+            reply = failure_reply(error)
+        self._fast_reply(reply)
+
+    def _fast_reply(self, reply: str) -> None:
+        """The reply to a message's content; then what came meanwhile is read on."""
+        self._busy = False
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the client left; what was spooled stays spooled
@@ -622,7 +635,24 @@ class InjectProtocol(SMTP):
         if self._ctx.draining:
             self.say_and_close(replies.SHUTTING_DOWN.format(host=self.hostname))
 
-    async def _finish(self, reader: DataReader, *, shield: bool = True) -> str:
+    async def _finish(self, reader: DataReader) -> str:
+        outcome = self._begin(reader)
+        if isinstance(outcome, str):
+            return outcome
+        # Shielded: a client hanging up mid-handoff (which cancels the command loop's
+        # task) must not interrupt the spool.
+        try:
+            await asyncio.shield(outcome)
+        except asyncio.CancelledError:
+            if not outcome.done():
+                raise
+        except Exception:
+            pass  # the outcome says it
+        return self._outcome(outcome)
+
+    def _begin(self, reader: DataReader) -> str | asyncio.Future[Envelope]:
+        """Hand a received message to the spool: the reply refusing it, or the future of
+        its envelope."""
         if reader.refusal is not None:
             log.info("%s: DATA refused: %s", self._client_ip, reader.refusal)
             return reader.refusal
@@ -662,27 +692,32 @@ class InjectProtocol(SMTP):
             content=prepared.content,
             received_at=now,
         )
-        # Shielded in the command loop's task: a client hanging up mid-handoff (which
-        # cancels that task) must not interrupt the spool.
         try:
-            if shield:
-                stored = await asyncio.shield(asyncio.ensure_future(ctx.spool.store(message)))
-            else:
-                stored = await ctx.spool.store(message)
-        except asyncio.CancelledError:
-            raise
+            return submit(ctx.spool, message)
         except Exception as error:
             log.warning("%s: spool refused message: %r", self._client_ip, error)
             return failure_reply(error)
-        log.debug(
-            "received %s from %s group=%s binding=%s rcpts=%d size=%d",
-            stored.message_id,
-            self._client_ip,
-            message.binding_group,
-            message.binding,
-            len(message.recipients),
-            len(message.content),
-        )
+
+    def _outcome(self, future: asyncio.Future[Envelope]) -> str:
+        """The reply for a finished hand-off: 250 with the id, or why not (never a 2xx)."""
+        if future.cancelled():
+            log.warning("%s: spooling was cancelled", self._client_ip)
+            return replies.SPOOL_FAILED
+        error = future.exception()
+        if error is not None:
+            log.warning("%s: spool refused message: %r", self._client_ip, error)
+            return failure_reply(error)
+        stored = future.result()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "received %s from %s group=%s binding=%s rcpts=%d size=%d",
+                stored.message_id,
+                self._client_ip,
+                stored.binding_group,
+                stored.binding,
+                len(stored.recipients),
+                stored.size,
+            )
         return replies.QUEUED.format(id=stored.message_id)
 
     def _session(self) -> AiosmtpdSession:

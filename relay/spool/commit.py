@@ -46,16 +46,21 @@ class GroupCommitter:
         self._records = 0
         self._largest = 0
         self._failed = 0
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="spool-commit")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="spool-commit")
 
     async def submit(self, record: bytes, apply: Callable[[Location], T]) -> T:
         """Make `record` durable, then return `apply(location)` (run in log order)."""
+        return await self.submit_nowait(record, apply)
+
+    def submit_nowait(self, record: bytes, apply: Callable[[Location], T]) -> asyncio.Future[T]:
+        """`submit` without a coroutine: the future of `apply(location)`."""
         if self._closing:
             raise SpoolError("the spool is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
         self._pending.append(_Commit(record, apply, future))
         self._wakeup.set()
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:

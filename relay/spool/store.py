@@ -216,6 +216,10 @@ class Spool:
         Raises SpoolFullError when the disk is full, SpoolWriteError on other I/O failures;
         nothing of the message is left behind then.
         """
+        return await self.submit(message)
+
+    def submit(self, message: NewMessage) -> asyncio.Future[Envelope]:
+        """`store` without a coroutine (injection's path): the future of the envelope."""
         self._check_open()
         if not message.recipients:
             raise ValueError("a message needs at least one recipient")
@@ -230,10 +234,18 @@ class Spool:
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:
-            loop = asyncio.get_running_loop()
-            record = await loop.run_in_executor(self._readers, encode_message, envelope, content)
-        else:
-            record = encode_message(envelope, content)
+            return asyncio.ensure_future(self._store_large(envelope, content))
+        return self._committer.submit_nowait(
+            encode_message(envelope, content), self._placer(envelope, content)
+        )
+
+    async def _store_large(self, envelope: Envelope, content: bytes) -> Envelope:
+        loop = asyncio.get_running_loop()
+        record = await loop.run_in_executor(self._readers, encode_message, envelope, content)
+        return await self._committer.submit(record, self._placer(envelope, content))
+
+    def _placer(self, envelope: Envelope, content: bytes) -> Callable[[Location], Envelope]:
+        """What a stored message's commit applies: index it, keep its body, hand out a copy."""
         public = copy_envelope(envelope)
 
         def apply(location: Location) -> Envelope:
@@ -242,7 +254,7 @@ class Spool:
             self._stored += 1
             return public
 
-        return await self._committer.submit(record, apply)
+        return apply
 
     async def load(self, message_id: str) -> bytes:
         """The message's content, from RAM if resident, else from its segment."""

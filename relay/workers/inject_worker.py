@@ -158,7 +158,7 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
 
     listeners = await start_listeners(
         inject_settings(config),
-        Handoff(spool.store, announce, complain, option("fbl_address")),
+        Handoff(spool.submit, announce, complain, option("fbl_address")),
         reuse_port=True,
     )
     stop = asyncio.Event()

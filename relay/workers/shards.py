@@ -111,6 +111,9 @@ class ShardedSpool:
     async def store(self, message: NewMessage) -> Envelope:
         return await self.local.store(message)
 
+    def submit(self, message: NewMessage) -> asyncio.Future[Envelope]:
+        return self.local.submit(message)
+
     def _link(self, shard: str) -> WorkerLink:
         link = self.links.get(shard)
         if link is None or link.closed:
