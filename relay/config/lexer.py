@@ -41,6 +41,7 @@ PUNCTUATION = {
 CURLY = "\u201c\u201d"
 OPEN_QUOTES = {'"': '"' + CURLY, CURLY[0]: '"' + CURLY, CURLY[1]: '"' + CURLY, "'": "'"}
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "'": "'"}
+ESCAPES.update((q, q) for q in CURLY)  # backslash + typographic quote: that quote, kept
 # A bare word: anything up to whitespace, a quote, a comment or punctuation.
 BARE_WORD = re.compile(r"[^\s#\"'=(){}\u201c\u201d]+")
 

@@ -14,6 +14,8 @@ def quote(text: str) -> str:
         .replace("\n", "\\n")
         .replace("\r", "\\r")
         .replace("\t", "\\t")
+        .replace("\u201c", "\\\u201c")  # typographic quotes close a string too
+        .replace("\u201d", "\\\u201d")
     )
     return f'"{escaped}"'
 

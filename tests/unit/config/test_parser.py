@@ -164,3 +164,10 @@ def test_bare_words(word: str) -> None:
 @pytest.mark.parametrize("word", ["a b", 'a"', "a=b", "{", "", "a/*b"])
 def test_not_bare_words(word: str) -> None:
     assert not is_bare_word(word)
+
+
+def test_typographic_quotes_inside_a_string_print_escaped_and_read_back() -> None:
+    doc = Document((Assignment("note", Scalar("say \u201chi\u201d", True)),))
+    text = format_document(doc)
+    assert text == 'note = "say \\\u201chi\\\u201d"\n'
+    assert parse_text(text) == doc
