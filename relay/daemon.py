@@ -31,7 +31,7 @@ from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
 from relay.dispose.feedback import Complaint
-from relay.handoff import Handoff, reception_fields
+from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
@@ -227,13 +227,13 @@ class Daemon:
 
     def announce(self, envelope: Envelope, message: NewMessage) -> None:
         """A message injected here is durable: log its reception and queue it."""
-        self.queue(envelope, reception_fields(envelope))
+        self.queue(envelope, new=True)
 
-    def queue(self, envelope: Envelope, reception: dict[str, object] | None) -> None:
-        """Queue a durable message; `reception` is logged when it is new (not recovered)."""
+    def queue(self, envelope: Envelope, *, new: bool) -> None:
+        """Queue a durable message; its reception is logged when it is new (not recovered)."""
         assert self.scheduler is not None
-        if reception is not None:
-            self.events("reception", reception)
+        if new:
+            self.events.reception(envelope)
         self.scheduler.submit(envelope)
 
     def complaint(self, complaint: Complaint | None, message: NewMessage) -> None:

@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 from typing import IO
 
+from relay.spool.model import Envelope
+
 # Built once (json.dumps with non-default arguments builds an encoder per call).
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_STRING = json.encoder.encode_basestring_ascii  # the escaper _ENCODE uses
 
 
 class EventLog:
@@ -28,7 +31,26 @@ class EventLog:
         if self._stream is None:
             return
         record = {"time": round(time.time(), 3), "event": kind, **fields}
-        self._stream.write(_ENCODE(record) + "\n")
+        self._write(_ENCODE(record) + "\n")
+
+    def reception(self, envelope: Envelope) -> None:
+        """`self("reception", reception_fields(envelope))`, formatted directly: it is
+        written for every message."""
+        self.counts["reception"] = self.counts.get("reception", 0) + 1
+        if self._stream is None:
+            return
+        binding = "null" if envelope.binding is None else _STRING(envelope.binding)
+        self._write(
+            f'{{"time":{round(time.time(), 3)!r},"event":"reception",'
+            f'"message_id":{_STRING(envelope.message_id)},"sender":{_STRING(envelope.sender)},'
+            f'"recipients":{len(envelope.recipients)},'
+            f'"binding_group":{_STRING(envelope.binding_group)},"binding":{binding},'
+            f'"size":{int(envelope.size)}}}\n'
+        )
+
+    def _write(self, line: str) -> None:
+        assert self._stream is not None
+        self._stream.write(line)
         now = time.monotonic()
         if now - self._last_flush > 0.5:
             self._stream.flush()

@@ -91,14 +91,15 @@ class DataReader:
     def _take_lines(self, lines: bytes) -> bool:
         """Accept complete CRLF-ended lines that break no rule; False (nothing taken) if any
         might, so the caller can replay them line by line."""
-        crlf = lines.count(b"\r\n")
-        if lines.count(b"\r") != crlf or lines.count(b"\n") != crlf or b"\x00" in lines:
-            return False
         if lines[:1] == b".":
             lines = lines[1:]
         if b"\r\n." in lines:
             lines = lines.replace(b"\r\n.", b"\r\n")
-        if len(lines) > MAX_TEXT_LINE + 2 and max(map(len, lines.split(b"\r\n"))) > MAX_TEXT_LINE:
+        texts = lines.split(b"\r\n")  # one scan; then CR, LF or NUL left in a text is bad
+        joined = b"".join(texts)
+        if b"\r" in joined or b"\n" in joined or b"\x00" in joined:
+            return False
+        if len(lines) > MAX_TEXT_LINE + 2 and max(map(len, texts)) > MAX_TEXT_LINE:
             return False
         size = self._size + len(lines)
         if self._max_size and size > self._max_size:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import struct
 import sys
 import zlib
@@ -123,20 +124,38 @@ def _recipient_row(index: int | None, r: Recipient) -> list[object]:
 
 
 # Built once: json.dumps with non-default arguments builds an encoder on every call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _ENCODE_ASCII = json.JSONEncoder(separators=(",", ":")).encode
 
 
+# The envelope is written for every message: formatted directly (strings escaped by the
+# json module's own escaper), twice as fast as building and encoding a dict. It reads back
+# as what json.dumps would have written (tests/unit/spool/test_format.py).
+_STRING = json.encoder.encode_basestring  # the escaper of ensure_ascii=False
+
+
+def _json_float(value: float) -> str:
+    number = float(value)
+    if math.isfinite(number):
+        return repr(number)
+    return "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")
+
+
+def _recipient_json(r: Recipient) -> str:
+    notices = f",{int(r.delay_notices)}]" if r.delay_notices else "]"
+    return (
+        f"[{_STRING(r.address)},{_STRING(r.state.value)},{int(r.attempts)},"
+        f"{_json_float(r.next_attempt)},{_STRING(r.last_response)}{notices}"
+    )
+
+
 def _envelope_json(envelope: Envelope) -> bytes:
-    doc = {
-        "id": envelope.message_id,
-        "from": envelope.sender,
-        "group": envelope.binding_group,
-        "binding": envelope.binding,
-        "received_at": envelope.received_at,
-        "rcpt": [_recipient_row(None, r) for r in envelope.recipients],
-    }
-    return _ENCODE(doc).encode()
+    binding = "null" if envelope.binding is None else _STRING(envelope.binding)
+    rows = ",".join([_recipient_json(r) for r in envelope.recipients])
+    return (
+        f'{{"id":{_STRING(envelope.message_id)},"from":{_STRING(envelope.sender)},'
+        f'"group":{_STRING(envelope.binding_group)},"binding":{binding},'
+        f'"received_at":{_json_float(envelope.received_at)},"rcpt":[{rows}]}}'
+    ).encode()
 
 
 def encode_message(envelope: Envelope, content: bytes) -> bytes:

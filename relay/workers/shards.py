@@ -17,7 +17,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from relay.handoff import reception_fields
 from relay.spool.cache import BodyCache
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage, Recipient
@@ -31,7 +30,7 @@ from relay.workers.wire import (
 )
 
 log = logging.getLogger("relay.workers")
-OnNew = Callable[[Envelope, dict[str, object] | None], None]
+OnNew = Callable[..., None]  # (envelope, *, new: bool)
 OnComplaint = Callable[[str, str, str, str], None]
 ERRORS: dict[str, type[SpoolError]] = {"MessageNotFound": MessageNotFound}
 
@@ -212,7 +211,7 @@ class ShardedSpool:
                     envelope = envelope_from(record)
                     if envelope.message_id not in self.owners:
                         self.bodies.put(envelope.message_id, content)
-                    self._announce(link, envelope, reception_fields(envelope))
+                    self._announce(link, envelope, new=True)
                 elif kind == "complaint":
                     self.on_complaint(*payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
@@ -232,20 +231,18 @@ class ShardedSpool:
         for record in done.result():
             envelope = envelope_from(record)
             present.add(envelope.message_id)
-            self._announce(link, envelope, None)
+            self._announce(link, envelope, new=False)
         for message_id in known_before - present:  # gone from the shard (quarantined)
             if self.owners.get(message_id) == link.shard:
                 del self.owners[message_id]
 
-    def _announce(
-        self, link: WorkerLink, envelope: Envelope, fields: dict[str, object] | None
-    ) -> None:
+    def _announce(self, link: WorkerLink, envelope: Envelope, *, new: bool) -> None:
         """Queue a message the first time its id is seen; a reconnecting worker's scan
         repeats what the scheduler already holds, and that is not queued twice."""
         if envelope.message_id in self.owners or link.closed:
             return
         self.owners[envelope.message_id] = link.shard
-        self.on_new(envelope, fields)
+        self.on_new(envelope, new=new)
 
     def _forget(self, link: WorkerLink) -> None:
         """The worker went away: its requests fail (the scheduler retries them later) and

@@ -106,3 +106,41 @@ def test_scan_missing_end_marker_in_the_middle_is_corrupt() -> None:
     items = list(scan_records(_segment(a, b[:-4], c)))
     assert [type(i) for i in items] == [Record, CorruptRegion, Record]
     assert isinstance(items[1], CorruptRegion) and items[1].reason == "missing end marker"
+
+
+def test_envelope_json_reads_back_as_json_dumps_writes_it() -> None:
+    """The hand-formatted envelope: same text as json.dumps for ordinary values, and the
+    same document for awkward ones (quotes, control and non-ASCII characters, odd floats)."""
+    import json
+    import math
+
+    from relay.spool.format import _envelope_json, _recipient_row
+
+    def dumps(e: Envelope) -> bytes:
+        doc = {
+            "id": e.message_id,
+            "from": e.sender,
+            "group": e.binding_group,
+            "binding": e.binding,
+            "received_at": e.received_at,
+            "rcpt": [_recipient_row(None, r) for r in e.recipients],
+        }
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+    plain = Envelope("0195f3c2a1b0", "bulk@example.com", "default", None, 1_700_000_000.123)
+    plain.recipients = [Recipient("a@example.com"), Recipient("b@example.org")]
+    assert _envelope_json(plain) == dumps(plain)
+    odd = Envelope('i"d', 'q"u\\o\te\x01\u00e9\u2603@x', "gr\u00fcn", "b\n1", -0.0)
+    odd.recipients = [
+        Recipient("\u00fc@\u00e9.example", RecipientState.FAILED, 7, 1e300, 'said "no"\r\n', 3),
+        Recipient("z@x", RecipientState.DELIVERED, 1, 5e-324, "", 0),
+    ]
+    assert _envelope_json(odd) == dumps(odd)
+    for special in (math.inf, -math.inf):
+        e = Envelope("m", "", "g", None, special, [Recipient("r@x", next_attempt=special)])
+        assert _envelope_json(e) == dumps(e)
+    nan = Envelope("m", "", "g", None, math.nan, [Recipient("r@x")])
+    assert (
+        json.loads(_envelope_json(nan))["received_at"]
+        != json.loads(_envelope_json(nan))["received_at"]
+    )  # NaN, as json.dumps writes it

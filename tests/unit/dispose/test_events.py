@@ -1,0 +1,41 @@
+"""The event log's directly formatted reception line says what the generic encoder says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from relay.dispose.events import EventLog
+from relay.handoff import reception_fields
+from relay.spool.model import Envelope, Recipient
+
+
+def test_reception_line_is_the_generic_events_line(tmp_path: Path) -> None:
+    envelopes = [
+        Envelope(
+            "0195f3c2a1b0", "bulk@example.com", "default", None, 1.0, [Recipient("a@x")], 2048
+        ),
+        Envelope(
+            'q"1', "\u00e9\\\x01@x", "gr\u00fcn", "b1", 2.0, [Recipient("a@x"), Recipient("b@y")]
+        ),
+    ]
+    fast, generic = EventLog(tmp_path / "fast.jsonl"), EventLog(tmp_path / "generic.jsonl")
+    for envelope in envelopes:
+        fast.reception(envelope)
+        generic("reception", reception_fields(envelope))
+    fast.close()
+    generic.close()
+    assert fast.counts == generic.counts == {"reception": 2}
+    got = [json.loads(line) for line in (tmp_path / "fast.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (tmp_path / "generic.jsonl").read_text().splitlines()]
+    assert len(got) == 2
+    for a, b in zip(got, want, strict=True):
+        assert abs(a.pop("time") - b.pop("time")) < 5
+        assert list(a) == list(b)  # same keys, same order
+        assert a == b
+
+
+def test_reception_counts_without_a_file() -> None:
+    log = EventLog(None)
+    log.reception(Envelope("m", "", "default", None, 1.0, [Recipient("a@x")]))
+    assert log.counts == {"reception": 1}
