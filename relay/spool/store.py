@@ -31,6 +31,7 @@ from types import TracebackType
 
 from relay.spool.cache import BodyCache
 from relay.spool.commit import GroupCommitter
+from relay.spool.disk_thread import DiskThread
 from relay.spool.errors import (
     CorruptMessage,
     MessageNotFound,
@@ -89,7 +90,7 @@ class Spool:
         log_: SegmentLog,
         index: SpoolIndex,
         report: RecoveryReport,
-        executor: ThreadPoolExecutor,
+        disk: DiskThread,
         readers: ThreadPoolExecutor,
         lock_fd: int,
         max_resident_messages: int,
@@ -100,7 +101,7 @@ class Spool:
         self._log = log_
         self._index = index
         self._report = report
-        self._executor = executor
+        self._disk = disk
         self._readers = readers
         self._lock_fd = lock_fd
         self._cache = BodyCache(max_resident_messages)
@@ -134,23 +135,20 @@ class Spool:
         """Open (creating if needed) the spool in `directory` and recover what it holds."""
         path = os.fspath(directory)
         ops = file_ops or FileOps()
-        loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(1, thread_name_prefix="spool-commit")
+        disk = DiskThread("spool-commit")
         readers = ThreadPoolExecutor(2, thread_name_prefix="spool-read")
         lock_fd = -1
         try:
-            lock_fd = await loop.run_in_executor(executor, _lock, path)
-            recovered = await loop.run_in_executor(
-                executor, functools.partial(recover, path, ops, fsync=fsync)
-            )
+            lock_fd = await disk.run(_lock, path)
+            recovered = await disk.run(functools.partial(recover, path, ops, fsync=fsync))
         except OSError as exc:
             _release(lock_fd)
-            executor.shutdown()
+            disk.stop()
             readers.shutdown()
             raise from_os_error(exc, f"opening spool {path}") from exc
         except BaseException:
             _release(lock_fd)
-            executor.shutdown()
+            disk.stop()
             readers.shutdown()
             raise
         segment_log = SegmentLog(
@@ -177,7 +175,7 @@ class Spool:
             log_=segment_log,
             index=recovered.index,
             report=report,
-            executor=executor,
+            disk=disk,
             readers=readers,
             lock_fd=lock_fd,
             max_resident_messages=max_resident_messages,
@@ -191,10 +189,9 @@ class Spool:
             return
         self._closed = True
         await self._committer.close()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._log.close)
+        await self._disk.run(self._log.close)
         _release(self._lock_fd)
-        self._executor.shutdown(wait=False)
+        self._disk.stop()
         self._readers.shutdown(wait=False)
 
     async def __aenter__(self) -> Spool:
@@ -408,11 +405,8 @@ class Spool:
     async def _flush(self, records: list[bytes]) -> list[Location]:
         """One commit batch: plan compaction, write on the commit thread, adopt the result."""
         copies, deletions = self._plan_maintenance()
-        loop = asyncio.get_running_loop()
         try:
-            written = await loop.run_in_executor(
-                self._executor, self._write_batch, records, copies, deletions
-            )
+            written = await self._disk.run(self._write_batch, records, copies, deletions)
         except OSError as exc:
             raise from_os_error(exc, "spooling") from exc
         except FormatError as exc:
