@@ -100,6 +100,17 @@ def parse_path(text: str) -> ParsedPath:
     return ParsedPath(Mailbox(local, domain), _params(text[pos + 1 :]))
 
 
+def plain_path(text: str) -> ParsedPath | None:
+    """`parse_path(text)` when that is the common `<dot-atom@host.name>` without
+    parameters; None (no verdict) otherwise. Never raises."""
+    text = text.strip()
+    simple = _SIMPLE.match(text)
+    if simple is None:
+        return None
+    path = _simple_path(text, simple)
+    return path if path is not None and not path.params else None
+
+
 def _simple_path(text: str, match: re.Match[str]) -> ParsedPath | None:
     """The path for a `_SIMPLE` match within every limit, or None to parse it the long way
     (which then refuses it with the precise reply)."""

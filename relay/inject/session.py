@@ -146,6 +146,7 @@ class InjectProtocol(SMTP):
         self._refusal: str | None = None
         self._address_error: str | None = None
         self._last_path: addresses.ParsedPath | None = None
+        self._relay_verdict: tuple[tuple[IPNetwork, ...], bool, bool] | None = None
         self._busy = False
         self._closed_by_us = False
         # The fast path (see data_received): where it is, and what it holds.
@@ -423,8 +424,12 @@ class InjectProtocol(SMTP):
             text = raw.rstrip().decode("ascii")  # the loop strips the whole argument
         except UnicodeDecodeError:
             return None
-        path = self._parse_path(text)
-        return path if path is not None and not path.params else None
+        path = addresses.plain_path(text)
+        if path is None:
+            path = self._parse_path(text)
+            return path if path is not None and not path.params else None
+        self._last_path = path
+        return path
 
     def _fast_feed(self, data: bytes) -> None:
         body = self._fast_body
@@ -575,12 +580,9 @@ class InjectProtocol(SMTP):
         path = self._last_path
         if path is None or path.address != address:
             return replies.bad_address("Malformed address")
-        allowed = policy.may_relay(
-            self._client_ip, self._ctx.relay_hosts, bool(session.authenticated)
-        )
         refusal = policy.check_recipient(
             path,
-            may_relay=allowed,
+            may_relay=self._may_relay(bool(session.authenticated)),
             accepted=len(envelope.rcpt_tos),
             max_recipients=self._ctx.settings.max_recipients,
         )
@@ -589,6 +591,17 @@ class InjectProtocol(SMTP):
             return refusal
         envelope.rcpt_tos.append(address)
         return replies.RECIPIENT_OK
+
+    def _may_relay(self, authenticated: bool) -> bool:
+        """policy.may_relay for this client, kept until AUTH or a reload changes its inputs
+        (it is asked at every RCPT)."""
+        hosts = self._ctx.relay_hosts
+        cached = self._relay_verdict
+        if cached is not None and cached[0] is hosts and cached[1] == authenticated:
+            return cached[2]
+        allowed = policy.may_relay(self._client_ip, hosts, authenticated)
+        self._relay_verdict = (hosts, authenticated, allowed)
+        return allowed
 
     # --- DATA ---------------------------------------------------------------------------
 

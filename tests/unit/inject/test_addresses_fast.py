@@ -59,3 +59,20 @@ def test_fast_path_matches_slow_path(pieces: list[str]) -> None:
 def test_edge_cases(text: str) -> None:
     fast, slow = _both(text)
     assert fast == slow
+
+
+@settings(max_examples=500)
+@given(st.lists(_PIECES, max_size=14))
+def test_plain_path_is_parse_path_or_no_verdict(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    plain = addresses.plain_path(text)
+    if plain is not None:
+        assert plain == _outcome(text)
+        assert plain.params == ""
+
+
+def test_plain_path_decides_the_common_shape() -> None:
+    path = addresses.plain_path(" <bulk.sender@mail.example.com> ")
+    assert path is not None and path.address == "bulk.sender@mail.example.com"
+    assert addresses.plain_path("<a@b> SIZE=10") is None
+    assert addresses.plain_path("<>") is None
