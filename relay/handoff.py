@@ -9,7 +9,6 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 
 from relay.dispose.feedback import Complaint, parse_arf
 from relay.spool.model import Envelope, NewMessage
@@ -55,7 +54,7 @@ class Handoff:
                     )
                 )
                 return done
-            message = replace(message, recipients=rest)
+            message = message._replace(recipients=rest)
         future = self._submit(message)
         future.add_done_callback(functools.partial(self._stored, message))
         return future

@@ -100,15 +100,21 @@ def parse_path(text: str) -> ParsedPath:
     return ParsedPath(Mailbox(local, domain), _params(text[pos + 1 :]))
 
 
-def plain_path(text: str) -> ParsedPath | None:
-    """`parse_path(text)` when that is the common `<dot-atom@host.name>` without
-    parameters; None (no verdict) otherwise. Never raises."""
+def plain_address(text: str) -> str | None:
+    """`parse_path(text).address` when the path is the common `<dot-atom@host.name>`
+    without parameters; None (no verdict) otherwise. Never raises."""
     text = text.strip()
-    simple = _SIMPLE.match(text)
+    simple = _SIMPLE.fullmatch(text)
     if simple is None:
         return None
-    path = _simple_path(text, simple)
-    return path if path is not None and not path.params else None
+    local, domain = simple.group(1, 2)
+    if len(local) > MAX_LOCAL_PART or len(domain) > MAX_DOMAIN or len(text) > MAX_PATH:
+        return None
+    if "-" in domain or len(domain) > 63:
+        for label in domain.split("."):
+            if len(label) > 63 or label[0] == "-" or label[-1] == "-":
+                return None
+    return text[1:-1]
 
 
 def _simple_path(text: str, match: re.Match[str]) -> ParsedPath | None:

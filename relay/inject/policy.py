@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from relay.inject import replies
-from relay.inject.addresses import ParsedPath
 from relay.inject.settings import DEFAULT_GROUP, IPAddress, IPNetwork
 
 
@@ -44,10 +43,11 @@ def may_relay(
 
 
 def check_recipient(
-    path: ParsedPath, *, may_relay: bool, accepted: int, max_recipients: int
+    null_path: bool, *, may_relay: bool, accepted: int, max_recipients: int
 ) -> str | None:
-    """Decide one RCPT TO, given how many recipients this message already has."""
-    if path.mailbox is None:
+    """Decide one RCPT TO (`null_path`: it was `<>`), given how many recipients this
+    message already has."""
+    if null_path:
         return replies.NULL_RECIPIENT
     if not may_relay:
         # Also covers the source-route / %-hack / quoted-local-part tricks from outsiders.

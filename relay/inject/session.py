@@ -50,6 +50,7 @@ TIMER_SLACK = 0.001  # a deadline timer firing this early counts as on time
 
 _encoded: dict[str, bytes] = {}  # reply text -> enhanced wire bytes (cleared when full)
 _ENCODED_MAX = 256
+_QUEUED = replies.QUEUED.partition("{")[0]
 
 # Fast path states: reading commands, reading a message's content, spooling it.
 _COMMANDS, _BODY, _SPOOLING = 0, 1, 2
@@ -60,6 +61,8 @@ def _wire(status: str) -> bytes:
     """A reply's bytes on the wire (enhanced status code added), cached by text."""
     data = _encoded.get(status)
     if data is None:
+        if status.startswith(_QUEUED):  # one per message: already enhanced, not cached
+            return status.encode("ascii") + b"\r\n"
         data = replies.enhance(status).encode("ascii") + b"\r\n"
         if len(_encoded) >= _ENCODED_MAX:
             _encoded.clear()
@@ -387,20 +390,21 @@ class InjectProtocol(SMTP):
         ):
             return False
         verb = line[:5].upper()
-        if verb == b"MAIL ":
-            if envelope.mail_from or line[5:10].upper() != b"FROM:":
-                return False
-            path = self._fast_path(line[10:])
-            if path is None:
-                return False
-            reply = self.on_mail(envelope, path.address, [])
-        elif verb == b"RCPT ":
+        if verb == b"RCPT ":
             if not envelope.mail_from or line[5:8].upper() != b"TO:":
                 return False
-            path = self._fast_path(line[8:])
-            if path is None:
+            address = self._fast_address(line[8:])
+            if address is None:
                 return False
-            reply = self.on_rcpt(session, envelope, path.address)
+            reply = self._add_recipient(session, envelope, address, null_path=address == "<>")
+        elif verb == b"MAIL ":
+            if envelope.mail_from or line[5:10].upper() != b"FROM:":
+                return False
+            address = self._fast_address(line[10:])
+            if address is None:
+                return False
+            envelope.mail_from = address  # on_mail without options: nothing to refuse
+            reply = replies.SENDER_OK
         elif line.upper() == b"DATA" and envelope.rcpt_tos:
             settings = self._ctx.settings
             self._busy = True
@@ -418,18 +422,18 @@ class InjectProtocol(SMTP):
         self.transport.write(_wire(reply))  # type: ignore[attr-defined]
         return True
 
-    def _fast_path(self, raw: bytes) -> addresses.ParsedPath | None:
-        """A parameterless path, parsed as the loop would; None leaves the line to it."""
+    def _fast_address(self, raw: bytes) -> str | None:
+        """The address of a parameterless path as the loop would read it (`<>` for the
+        null path); None leaves the line to the loop."""
         try:
-            text = raw.rstrip().decode("ascii")  # the loop strips the whole argument
+            text = raw.decode("ascii")
         except UnicodeDecodeError:
             return None
-        path = addresses.plain_path(text)
-        if path is None:
-            path = self._parse_path(text)
-            return path if path is not None and not path.params else None
-        self._last_path = path
-        return path
+        address = addresses.plain_address(text)
+        if address is not None:
+            return address
+        path = self._parse_path(text)
+        return path.address if path is not None and not path.params else None
 
     def _fast_feed(self, data: bytes) -> None:
         body = self._fast_body
@@ -580,8 +584,11 @@ class InjectProtocol(SMTP):
         path = self._last_path
         if path is None or path.address != address:
             return replies.bad_address("Malformed address")
+        return self._add_recipient(session, envelope, address, null_path=path.mailbox is None)
+
+    def _add_recipient(self, session: Any, envelope: Any, address: str, *, null_path: bool) -> str:
         refusal = policy.check_recipient(
-            path,
+            null_path,
             may_relay=self._may_relay(bool(session.authenticated)),
             accepted=len(envelope.rcpt_tos),
             max_recipients=self._ctx.settings.max_recipients,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class RecipientState(enum.Enum):
@@ -12,8 +13,7 @@ class RecipientState(enum.Enum):
     FAILED = "failed"  # final: bounced (DSN spooled first) or expired
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(NamedTuple):  # immutable, and built per message: a tuple is cheapest
     """A message injection has accepted and wants made durable."""
 
     sender: str  # reverse-path without <>; "" is the null sender

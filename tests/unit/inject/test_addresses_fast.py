@@ -63,16 +63,20 @@ def test_edge_cases(text: str) -> None:
 
 @settings(max_examples=500)
 @given(st.lists(_PIECES, max_size=14))
-def test_plain_path_is_parse_path_or_no_verdict(pieces: list[str]) -> None:
+def test_plain_address_is_parse_paths_or_no_verdict(pieces: list[str]) -> None:
     text = "".join(pieces)
-    plain = addresses.plain_path(text)
+    plain = addresses.plain_address(text)
     if plain is not None:
-        assert plain == _outcome(text)
-        assert plain.params == ""
+        path = _outcome(text)
+        assert isinstance(path, addresses.ParsedPath) and path.params == ""
+        assert plain == path.address
 
 
-def test_plain_path_decides_the_common_shape() -> None:
-    path = addresses.plain_path(" <bulk.sender@mail.example.com> ")
-    assert path is not None and path.address == "bulk.sender@mail.example.com"
-    assert addresses.plain_path("<a@b> SIZE=10") is None
-    assert addresses.plain_path("<>") is None
+def test_plain_address_decides_the_common_shape() -> None:
+    assert addresses.plain_address(" <bulk.sender@mail.example.com> ") == (
+        "bulk.sender@mail.example.com"
+    )
+    assert addresses.plain_address("<a@b> SIZE=10") is None
+    assert addresses.plain_address("<>") is None
+    assert addresses.plain_address("<" + "a" * 65 + "@b>") is None
+    assert addresses.plain_address("<a@-b.example>") is None

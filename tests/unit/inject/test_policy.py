@@ -58,7 +58,7 @@ def test_may_relay(ip: str | None, authenticated: bool, expected: bool) -> None:
 
 
 def test_recipient_decisions() -> None:
-    path = parse_path("<r@example.com>")
+    path = parse_path("<r@example.com>").mailbox is None
     assert check_recipient(path, may_relay=True, accepted=0, max_recipients=100) is None
     assert check_recipient(path, may_relay=True, accepted=99, max_recipients=100) is None
     assert (
@@ -68,12 +68,12 @@ def test_recipient_decisions() -> None:
     assert check_recipient(path, may_relay=False, accepted=0, max_recipients=100) == (
         replies.RELAY_DENIED
     )
-    assert check_recipient(parse_path("<>"), may_relay=True, accepted=0, max_recipients=100) == (
-        replies.NULL_RECIPIENT
-    )
+    assert check_recipient(
+        parse_path("<>").mailbox is None, may_relay=True, accepted=0, max_recipients=100
+    ) == (replies.NULL_RECIPIENT)
     for trick in ("<a%b@example.com>", '<"a@b"@example.com>', "<a!b@example.com>"):
         refusal = check_recipient(
-            parse_path(trick), may_relay=False, accepted=0, max_recipients=100
+            parse_path(trick).mailbox is None, may_relay=False, accepted=0, max_recipients=100
         )
         assert refusal is not None and refusal.startswith("550 5.7.1")
 
