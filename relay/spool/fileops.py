@@ -24,9 +24,6 @@ class FileOps:
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
 
-    def fdatasync(self, fd: int) -> None:
-        os.fdatasync(fd)
-
     def fsync(self, fd: int) -> None:
         os.fsync(fd)
 

@@ -21,7 +21,7 @@ class SpoolStatistics:
     committed_records: int
     largest_batch: int
     failed_batches: int
-    fsyncs: int  # fdatasync calls on segments (0 with fsync=False)
+    fsyncs: int  # synchronous (O_DSYNC) appends to segments (0 with fsync=False)
     compacted: int  # messages copied forward out of old segments
     segments_deleted: int
     recovered: int  # messages found at open

@@ -8,7 +8,7 @@
     for envelope in spool.scan(): ...                # what survived the last run
     await spool.close()
 
-All records go through one group committer; its disk work (writes, fdatasync, rotation,
+All records go through one group committer; its disk work (synchronous writes, rotation,
 compaction) runs on a dedicated thread, and bodies not held in RAM are read back on a small
 reader pool, so the event loop never blocks on the disk.
 """

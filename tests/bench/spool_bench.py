@@ -43,7 +43,7 @@ async def run(messages: int, seconds: float, writers: int, size: int, fsync: boo
         f"stored {stats.stored} x {size} B messages in {elapsed:.2f} s with {writers} writers, "
         f"fsync={'on' if fsync else 'off'}: {rate:,.0f} messages/s, "
         f"{stats.commit_batches} batches ({per_batch:.1f} messages per batch), "
-        f"{stats.fsyncs} fdatasyncs"
+        f"{stats.fsyncs} synchronous writes"
     )
 
 

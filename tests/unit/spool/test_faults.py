@@ -17,7 +17,8 @@ from tests.unit.spool.helpers import leftovers, message
 
 
 class FaultyOps(FileOps):
-    """Raises a chosen OSError from pwrite / fdatasync / open while `fault` is set."""
+    """Raises a chosen OSError from pwrite (a write fault: half the data written; a sync
+    fault: all of it written, as an O_DSYNC write whose flush failed) or open."""
 
     def __init__(self) -> None:
         self.write_fault: int | None = None
@@ -26,16 +27,14 @@ class FaultyOps(FileOps):
         self.partial = True  # write half the data before failing, as a real disk would
 
     def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        if self.sync_fault is not None:
+            os.pwrite(fd, data, offset)
+            raise OSError(self.sync_fault, os.strerror(self.sync_fault))
         if self.write_fault is not None:
             if self.partial and len(data) > 1:
                 os.pwrite(fd, data[: len(data) // 2], offset)
             raise OSError(self.write_fault, os.strerror(self.write_fault))
         return super().pwrite(fd, data, offset)
-
-    def fdatasync(self, fd: int) -> None:
-        if self.sync_fault is not None:
-            raise OSError(self.sync_fault, os.strerror(self.sync_fault))
-        super().fdatasync(fd)
 
     def open(self, path: str, flags: int, mode: int = 0o600) -> int:
         if self.open_fault is not None and flags & os.O_CREAT:

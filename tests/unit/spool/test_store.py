@@ -231,3 +231,21 @@ async def test_injectable_clock_sets_id_prefix(tmp_path: Path) -> None:
     async with await Spool.open(tmp_path, clock=lambda: 1000.0) as spool:
         envelope = await spool.store(message(0))
     assert envelope.message_id.startswith(f"{1_000_000:011x}")
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+async def test_segments_are_written_synchronously_when_fsync_is_on(
+    tmp_path: Path, fsync: bool
+) -> None:
+    """With fsync on, the segment a 250 depends on is O_DSYNC: each append is durable when
+    its write returns (there is no separate fdatasync to forget)."""
+    import fcntl
+    import os
+
+    spool = await Spool.open(tmp_path, fsync=fsync)
+    await spool.store(message(1))
+    fd = spool._log._fd
+    assert fd is not None
+    assert bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC) is fsync
+    assert spool.statistics().fsyncs == (1 if fsync else 0)
+    await spool.close()
