@@ -137,6 +137,19 @@ async def test_a_refused_message_and_the_session_goes_on(tmp_path: Path) -> None
     assert len(spool.messages) == 1
 
 
+async def test_many_refused_messages_in_one_write(tmp_path: Path) -> None:
+    """Each refusal is answered from the loop, not from inside the previous one's handling
+    (a deep pipeline of refused messages must not recurse)."""
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        bad = TRANSACTION.replace(b"body line\r\n", b"bare\nline\r\n")
+        await client.send(bad * 400 + TRANSACTION)
+        assert await _replies(client, 5 * 401) == [250, 250, 250, 354, 550] * 400 + REPLIES
+    assert len(spool.messages) == 1
+
+
 async def test_client_leaving_mid_content_spools_nothing(tmp_path: Path) -> None:
     spool = DirSpool(tmp_path)
     async with serving(make_settings(), spool) as (listeners, port):
