@@ -294,7 +294,9 @@ class Bench:
             stop(sink)
         self.log(
             f"{tag}: done in {time.monotonic() - started:.1f}s: inject {fmt(result.inject_rate)}"
-            f"/s, e2e {fmt(result.e2e_rate)}/s {'; '.join(result.notes)}"
+            f"/s, e2e {fmt(result.e2e_rate)}/s"
+            + (f", cpu {1000 * result.cpu_per_msg:.3f} ms/msg" if result.cpu_per_msg else "")
+            + f" {'; '.join(result.notes)}"
         )
         return result
 
