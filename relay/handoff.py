@@ -67,16 +67,3 @@ class Handoff:
             self.announce(envelope, message)
         except Exception:  # the client still gets its 250: the message is durable
             log.exception("message %s is spooled but not queued until restart", envelope.message_id)
-
-
-def reception_fields(envelope: Envelope) -> dict[str, object]:
-    """What the event log says of a reception; the stored envelope has all of it (so a
-    worker's announcement need not carry it)."""
-    return {
-        "message_id": envelope.message_id,
-        "sender": envelope.sender,
-        "recipients": len(envelope.recipients),
-        "binding_group": envelope.binding_group,
-        "binding": envelope.binding,
-        "size": envelope.size,
-    }

@@ -34,8 +34,9 @@ class EventLog:
         self._write(_ENCODE(record) + "\n")
 
     def reception(self, envelope: Envelope) -> None:
-        """`self("reception", reception_fields(envelope))`, formatted directly: it is
-        written for every message."""
+        """A message was accepted: its id, sender, recipient count, group, binding and
+        size, as `self("reception", {...})` would write them, formatted directly (it is
+        written for every message)."""
         self.counts["reception"] = self.counts.get("reception", 0) + 1
         if self._stream is None:
             return
