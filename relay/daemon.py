@@ -24,6 +24,7 @@ from relay.admin.api import routes as admin_routes
 from relay.admin.http import start_admin
 from relay.bind.build import selector_from_config
 from relay.bind.suspensions import SuspensionTable
+from relay.clock import Clock, SystemClock
 from relay.config import ConfigError, Location, Problem, load, resolve
 from relay.config.model import Config
 from relay.deliver.dns import DnsResolver
@@ -35,7 +36,6 @@ from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
-from relay.schedule.clock import Clock, SystemClock
 from relay.schedule.delivery_policy import delivery_policy
 from relay.schedule.policy import PolicyCache
 from relay.schedule.scheduler import Scheduler

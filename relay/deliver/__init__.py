@@ -23,8 +23,8 @@ from relay.deliver.outcome import (
     RouteError,
 )
 from relay.deliver.policy import DeliveryPolicy
-from relay.deliver.reply import EnhancedStatus, Outcome, Reply
 from relay.deliver.route import Destination, MxHost, Route, Router, parse_gateway
+from relay.outcome import EnhancedStatus, Outcome, Reply
 
 __all__ = [
     "ConnectError",

@@ -17,9 +17,10 @@ import aiosmtplib
 
 from relay.deliver.outcome import FailureKind, Phase
 from relay.deliver.policy import DeliveryPolicy
-from relay.deliver.reply import Reply, transcode
 from relay.deliver.reply_stream import ReplyStream
 from relay.deliver.smtp_session import SessionFailed, translate
+from relay.deliver.transcode import transcode
+from relay.outcome import Reply
 
 __all__ = ["SmtpChannel"]
 

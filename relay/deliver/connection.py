@@ -39,10 +39,10 @@ from relay.deliver.pipeline import (
     rcpt_line,
 )
 from relay.deliver.policy import DeliveryPolicy
-from relay.deliver.reply import Reply
 from relay.deliver.route import Destination, is_ip_literal
 from relay.deliver.smtp_session import SessionFailed, SmtpSession, translate
 from relay.deliver.tls import client_context, peer_matches
+from relay.outcome import Reply
 
 __all__ = ["HostGate", "OutboundConnection", "open_connection"]
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from relay.deliver.reply import Outcome, Reply
+from relay.outcome import Outcome, Reply
 
 __all__ = [
     "ConnectError",

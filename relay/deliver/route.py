@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from relay.deliver.dns import DnsAnswer, DnsResolver, LookupStatus, MxRecord
 from relay.deliver.outcome import Failure, FailureKind, Phase, Remote, RouteError
 from relay.deliver.policy import DeliveryPolicy
-from relay.deliver.reply import Reply
+from relay.outcome import Reply
 
 __all__ = [
     "Destination",

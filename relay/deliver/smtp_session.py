@@ -19,7 +19,8 @@ import aiosmtplib
 
 from relay.deliver.outcome import FailureKind, Phase
 from relay.deliver.policy import DeliveryPolicy
-from relay.deliver.reply import Reply, transcode
+from relay.deliver.transcode import transcode
+from relay.outcome import Reply
 
 __all__ = ["SessionFailed", "SmtpSession", "translate"]
 

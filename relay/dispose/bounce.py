@@ -11,15 +11,42 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from relay.clock import Clock
 from relay.dispose.decide import Failed
 from relay.dispose.dsn import Failure, build_dsn
-from relay.schedule.clock import Clock
-from relay.schedule.jobs import Job
-from relay.schedule.policy import RoutePolicy
 from relay.spool.model import Envelope, NewMessage
 
 log = logging.getLogger("relay.dispose")
 EventSink = Callable[[str, dict[str, object]], None]
+
+
+class BouncedMessage(Protocol):
+    """The message whose recipients failed (the scheduler's job for one domain)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def sender(self) -> str: ...
+
+    @property
+    def received_at(self) -> float: ...
+
+
+class BounceOptions(Protocol):
+    """The options that shape a DSN (the binding x domain's route settings)."""
+
+    @property
+    def generate_bounces(self) -> bool: ...
+
+    @property
+    def mdn_failures_notify(self) -> str | None: ...
+
+    @property
+    def mailerdaemon(self) -> str | None: ...
+
+    @property
+    def bounces_inline_original(self) -> str: ...
 
 
 class SpoolStore(Protocol):
@@ -47,16 +74,16 @@ class Bouncer:
         self.sent = 0
         self.suppressed = 0
 
-    def from_address(self, policy: RoutePolicy | None) -> str:
+    def from_address(self, policy: BounceOptions | None) -> str:
         if policy is not None and policy.mailerdaemon:
             return policy.mailerdaemon
         return f"MAILER-DAEMON@{self.hostname}"
 
     async def __call__(
         self,
-        job: Job,
+        job: BouncedMessage,
         failures: list[Failed],
-        policy: RoutePolicy | None,
+        policy: BounceOptions | None,
         action: str = "failed",
     ) -> None:
         if policy is not None and not policy.generate_bounces:
@@ -109,7 +136,7 @@ class Bouncer:
         )
         self.submit(envelope)
 
-    def _suppress(self, job: Job, why: str) -> None:
+    def _suppress(self, job: BouncedMessage, why: str) -> None:
         self.suppressed += 1
         log.info("no DSN for %s: %s", job.message_id, why)
         self.events("dsn_suppressed", {"message_id": job.message_id, "reason": why})

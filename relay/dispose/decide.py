@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from relay.schedule.retry import next_attempt
-from relay.schedule.transport import Outcome, RecipientResult
+from relay.dispose.retry import next_attempt
+from relay.outcome import Outcome, RecipientResult
 
 EXPIRED = "5.4.7"
 

@@ -37,8 +37,8 @@ from relay.bind.suspensions import SuspensionTable
 from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import chain, scoped
+from relay.outcome import Outcome, RecipientResult
 from relay.schedule.policy import RoutePolicy
-from relay.schedule.transport import Outcome, RecipientResult
 
 log = logging.getLogger("relay.adaptive")
 REPLY = re.compile(r"^\s*(\d{3})[ -]?(?:([245]\.\d{1,3}\.\d{1,3})\s*)?(.*)$", re.DOTALL)

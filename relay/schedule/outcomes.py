@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from relay.clock import Clock
 from relay.dispose.decide import Decision, Failed, delay_notice_due
-from relay.schedule.clock import Clock
+from relay.outcome import RecipientResult
 from relay.schedule.jobs import Job
 from relay.schedule.policy import RoutePolicy
-from relay.schedule.transport import RecipientResult
 from relay.spool.model import Recipient, RecipientState
 
 FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]

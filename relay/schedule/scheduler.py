@@ -25,24 +25,18 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from relay.bind.selector import Selector
+from relay.clock import Clock
 from relay.config.model import Config
 from relay.dispose.decide import decide, expired
 from relay.dispose.feedback import fbl_header
+from relay.outcome import Outcome, RecipientResult
 from relay.schedule.adaptive_link import AdaptiveLink
-from relay.schedule.clock import Clock
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.limits import ConnectionCaps
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
 from relay.schedule.policy import PolicyCache, RoutePolicy
 from relay.schedule.throttle import Buckets
-from relay.schedule.transport import (
-    ConnectFailed,
-    OutboundMessage,
-    Outcome,
-    RecipientResult,
-    Session,
-    Transport,
-)
+from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient
 

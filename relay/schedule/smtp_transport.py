@@ -9,7 +9,8 @@ from relay.deliver.connection import OutboundConnection, open_connection
 from relay.deliver.outcome import ConnectError, RouteError
 from relay.deliver.policy import DeliveryPolicy
 from relay.deliver.route import Router
-from relay.schedule.transport import ConnectFailed, OutboundMessage, RecipientResult
+from relay.outcome import RecipientResult
+from relay.schedule.transport import ConnectFailed, OutboundMessage
 
 HostLimit = Callable[[str, str], int]  # (binding, destination ip) -> limit, < 0 unlimited
 

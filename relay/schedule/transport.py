@@ -9,25 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from relay.deliver.reply import Outcome
-
-__all__ = [
-    "ConnectFailed",
-    "OutboundMessage",
-    "Outcome",
-    "RecipientResult",
-    "Session",
-    "Transport",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientResult:
-    recipient: str
-    outcome: Outcome
-    reply: str  # e.g. "550 5.1.1 no such user", or relay's own text for local failures
-    remote: str = ""  # "mx.example.com [192.0.2.1]"
-    local: bool = False  # relay's own failure (timeout, limit): never the receiver's verdict
+from relay.outcome import RecipientResult
 
 
 @dataclass(frozen=True, slots=True)

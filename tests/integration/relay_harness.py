@@ -17,9 +17,9 @@ from pathlib import Path
 import aiosmtplib
 import pytest_asyncio
 
+from relay.clock import Clock
 from relay.config import loads
 from relay.daemon import Daemon
-from relay.schedule.clock import Clock
 from tests.support.dns_server import DnsServer
 
 

@@ -7,7 +7,7 @@ import email
 import itertools
 from collections import Counter
 
-from relay.schedule.clock import ManualClock
+from relay.clock import ManualClock
 from tests.integration.relay_harness import RelayFactory, RelayUnderTest
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.sinks import Script

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from relay.admin.client import request
-from relay.schedule.clock import ManualClock
+from relay.clock import ManualClock
 from tests.integration.relay_harness import RelayFactory, RelayUnderTest
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.sinks import Script

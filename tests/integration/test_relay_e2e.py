@@ -116,7 +116,7 @@ async def test_group_throttle_caps_the_whole_group(
 ) -> None:
     import asyncio
 
-    from relay.schedule.clock import ManualClock
+    from relay.clock import ManualClock
 
     clock = ManualClock(start=1_800_000_000.0)
     dns = await dns_server(ONE_DOMAIN_ZONE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 
-from relay.schedule.clock import ManualClock
+from relay.clock import ManualClock
 from tests.integration.relay_harness import RelayFactory
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.sinks import Script

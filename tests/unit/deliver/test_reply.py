@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from relay.deliver.reply import EnhancedStatus, Outcome, Reply, transcode
+from relay.deliver.transcode import transcode
+from relay.outcome import EnhancedStatus, Outcome, Reply
 
 
 @pytest.mark.parametrize(

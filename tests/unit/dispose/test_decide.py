@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relay.dispose.decide import RetryPolicy, decide, parse_max_retries
-from relay.schedule.transport import Outcome, RecipientResult
+from relay.outcome import Outcome, RecipientResult
 
 R = [(0, "a@x", 0), (1, "b@x", 0), (2, "c@x", 0)]
 

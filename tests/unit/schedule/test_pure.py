@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
+from relay.clock import ManualClock
 from relay.config.values import Throttle
-from relay.schedule.clock import ManualClock
+from relay.dispose.retry import backoff, next_attempt
 from relay.schedule.jobs import domain_of, jobs_for
 from relay.schedule.limits import ConnectionCaps
-from relay.schedule.retry import backoff, next_attempt
 from relay.schedule.throttle import Bucket, Buckets
 from relay.spool.model import Envelope, Recipient, RecipientState
 

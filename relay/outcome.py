@@ -1,5 +1,8 @@
-"""SMTP replies as data: parsing, enhanced status codes (RFC 3463), classification and
-Momentum's response_transcode rewrite. Pure functions, no I/O."""
+"""What a delivery attempt comes to, as data every stage shares: the SMTP `Reply` (code,
+RFC 3463 enhanced status, text, whether relay made it up), its `Outcome` class, and the
+`RecipientResult` per recipient. Delivery produces them, the scheduler, dispose, adaptive
+delivery, DSNs and the event log read them; nobody flattens a reply to a string and parses
+it again. Pure, imports nothing of relay's."""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ import re
 from dataclasses import dataclass
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-_DOLLAR = re.compile(r"\$(\d+)")
-_REPLY_TEXT = re.compile(r"^(\d{3})(?:[ -](.*))?$", re.DOTALL)
 
 
 class Outcome(enum.Enum):
@@ -82,26 +83,10 @@ class Reply:
         return f"{code}{self.text}".replace("\n", " / ")
 
 
-def transcode(reply: Reply, pattern: str | None, replace: str | None) -> Reply:
-    """Momentum's response_transcode: a 4xx/5xx reply (as "code text") that matches
-    `pattern` is replaced by `replace`, with $0, $1... expanded from the match. The result
-    is re-parsed, so a rewritten code changes the classification."""
-    if pattern is None or replace is None or reply.code is None or reply.code < 400:
-        return reply
-    whole = f"{reply.code} {reply.text}"
-    match = re.search(pattern, whole)
-    if match is None:
-        return reply
-
-    groups: tuple[str | None, ...] = (match[0], *match.groups())
-
-    def expand(ref: re.Match[str]) -> str:
-        index = int(ref[1])
-        return (groups[index] or "") if index < len(groups) else ref[0]
-
-    rewritten = _DOLLAR.sub(expand, replace)
-    parsed = _REPLY_TEXT.match(rewritten.strip())
-    if parsed is None:
-        # The replacement has no code of its own: keep the original code.
-        return Reply.parse(reply.code, rewritten.strip(), local=reply.local)
-    return Reply.parse(int(parsed[1]), parsed[2] or "", local=reply.local)
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    recipient: str
+    outcome: Outcome
+    reply: str  # e.g. "550 5.1.1 no such user", or relay's own text for local failures
+    remote: str = ""  # "mx.example.com [192.0.2.1]"
+    local: bool = False  # relay's own failure (timeout, limit): never the receiver's verdict
