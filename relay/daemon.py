@@ -27,6 +27,7 @@ from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock, SystemClock
 from relay.config import ConfigError, Location, Problem, load, resolve
 from relay.config.model import Config
+from relay.control import DaemonControl
 from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
@@ -144,7 +145,7 @@ class Daemon:
         admin = self.option("admin_listen")
         if admin is not None:
             self.admin = await start_admin(
-                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(self)
+                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(DaemonControl(self))
             )
         if self.shards is not None:
             await self._start_workers(worker_count, spoolbase)

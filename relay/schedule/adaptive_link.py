@@ -75,8 +75,8 @@ class AdaptiveLink:
         engine: AdaptiveEngine | None = None,
     ) -> None:
         self.config = config
-        self.engine = engine or AdaptiveEngine()
-        self.suspensions = suspensions
+        self.engine = engine or AdaptiveEngine(suspensions=suspensions)
+        self.suspensions = suspensions  # written by the engine only
         self.events = events
         self.state_path = state_path
         self.send_alert: AlertSender | None = None
@@ -236,10 +236,8 @@ class AdaptiveLink:
             "at": event.at,  # the scheduler clock's time of the decision
         }
         if isinstance(event, Suspend):
-            self.suspensions.suspend(event.binding, event.domain, event.until, event.reason)
             fields["until"] = event.until
         elif isinstance(event, Resume):
-            self.suspensions.resume(event.binding, event.domain)
             fields["ended"] = event.ended
         elif isinstance(event, Blackhole):
             fields["until"] = event.until
@@ -277,19 +275,35 @@ class AdaptiveLink:
             },
         )
 
+    # --- an operator's commands (through the engine, which owns every hold) -------------
+    def suspend(
+        self, binding: str, domain: str, now: float, duration: float, reason: str
+    ) -> Suspend:
+        self._dirty = True
+        return self.engine.suspend(binding, domain, now, duration, reason)
+
+    def resume(self, binding: str, domain: str, now: float) -> list[Resume]:
+        self._dirty = True
+        return self.engine.resume(binding, domain, now)
+
+    def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Event:
+        self._dirty = True
+        return self.engine.override(binding, domain, option, value, now)
+
+    def reset(self, binding: str, domain: str, now: float) -> list[Event]:
+        self._dirty = True
+        return list(self.engine.reset(binding, domain, now))
+
     # --- state ---------------------------------------------------------------------------
     def restore(self) -> None:
-        """Load saved state and re-apply its suspensions (call before dispatching)."""
+        """Load saved state, its suspensions included (call before dispatching)."""
         if self.state_path is None:
             return
-        engine, warning = adaptive_state.load(self.state_path, self.engine.config)
+        self.suspensions.clear()
+        engine, warning = adaptive_state.load(self.state_path, self.engine.config, self.suspensions)
         if warning:
             log.warning("adaptive state: %s", warning)
         self.engine = engine
-        for snap in engine.snapshot():
-            if snap.suspension is not None:
-                hold = snap.suspension
-                self.suspensions.suspend(hold.binding, hold.domain, hold.until, hold.reason)
 
     async def save(self) -> None:
         """Snapshot on the loop, write in a thread."""
