@@ -6,7 +6,7 @@ blackholes and alert mails out. Pure decision logic (no I/O) plus a JSON state s
 - `knobs`: the managed options and how a step moves each within its ( low high ) bounds
 - `rules`: sweep rules (bounce classes, FBL categories) and reply-text rules as data
 - `options`: `AdaptiveSettings` for one binding x domain, built from a `get(option)` callable
-- `events`: OutcomeKind (remote outcomes only), Throttle / Suspend / Blackhole / Resume,
+- `events`: OutcomeKind (remote outcomes only), Adjust / Suspend / Blackhole / Resume,
   Hold, Notification
 - `engine`: `AdaptiveEngine`
 - `state`: save / load the engine as JSON, atomically
@@ -15,6 +15,7 @@ blackholes and alert mails out. Pure decision logic (no I/O) plus a JSON state s
 from relay.adaptive.classify import BounceClass, Classification, classify
 from relay.adaptive.engine import AdaptiveEngine, EngineConfig, PairSnapshot
 from relay.adaptive.events import (
+    Adjust,
     Blackhole,
     Event,
     Hold,
@@ -22,7 +23,6 @@ from relay.adaptive.events import (
     OutcomeKind,
     Resume,
     Suspend,
-    Throttle,
 )
 from relay.adaptive.options import AdaptiveSettings, build_settings
 from relay.adaptive.rules import ReplyRule, SweepRule, collect_sweep_rules, reply_rule
@@ -30,6 +30,7 @@ from relay.adaptive.rules import ReplyRule, SweepRule, collect_sweep_rules, repl
 __all__ = [
     "AdaptiveEngine",
     "AdaptiveSettings",
+    "Adjust",
     "Blackhole",
     "BounceClass",
     "Classification",
@@ -43,7 +44,6 @@ __all__ = [
     "Resume",
     "Suspend",
     "SweepRule",
-    "Throttle",
     "build_settings",
     "classify",
     "collect_sweep_rules",

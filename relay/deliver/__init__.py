@@ -1,8 +1,8 @@
 """Delivery: route resolution (gateway / MX) and the SMTP client side.
 
     router = Router(DnsResolver(resolv_conf, port=...))
-    route = await router.resolve(policy, domain)               # RouteError
-    conn = await open_connection(policy, domain, router.destinations(policy, route))
+    route = await router.resolve(settings, domain)               # RouteError
+    conn = await open_connection(settings, domain, router.destinations(settings, route))
     outcomes = await conn.send(message)                        # one per recipient
     await conn.close()
 
@@ -11,10 +11,10 @@ No scheduling here: the scheduler decides what outcomes mean for queue state.
 
 from relay.deliver.connection import HostGate, OutboundConnection, open_connection
 from relay.deliver.dns import DnsAnswer, DnsResolver, LookupStatus, MxRecord
-from relay.deliver.outcome import (
+from relay.deliver.errors import (
     ConnectError,
     DeliveryError,
-    Failure,
+    DeliveryFailure,
     FailureKind,
     MessageLike,
     Phase,
@@ -22,19 +22,19 @@ from relay.deliver.outcome import (
     Remote,
     RouteError,
 )
-from relay.deliver.policy import DeliveryPolicy
 from relay.deliver.route import Destination, MxHost, Route, Router, parse_gateway
+from relay.deliver.settings import DeliverySettings
 from relay.outcome import EnhancedStatus, Outcome, Reply
 
 __all__ = [
     "ConnectError",
     "DeliveryError",
-    "DeliveryPolicy",
+    "DeliveryFailure",
+    "DeliverySettings",
     "Destination",
     "DnsAnswer",
     "DnsResolver",
     "EnhancedStatus",
-    "Failure",
     "FailureKind",
     "HostGate",
     "LookupStatus",

@@ -15,9 +15,9 @@ import asyncio
 
 import aiosmtplib
 
-from relay.deliver.outcome import FailureKind, Phase
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.errors import FailureKind, Phase
 from relay.deliver.reply_stream import ReplyStream
+from relay.deliver.settings import DeliverySettings
 from relay.deliver.smtp_session import SessionFailed, translate
 from relay.deliver.transcode import transcode
 from relay.outcome import Reply
@@ -31,10 +31,10 @@ _REPLY_CACHE_SIZE = 64  # replies are immutable: the same reply text is parsed o
 class SmtpChannel(asyncio.Protocol):
     """Owns the transport from the first MAIL to QUIT; one user at a time."""
 
-    def __init__(self, transport: asyncio.Transport, policy: DeliveryPolicy) -> None:
+    def __init__(self, transport: asyncio.Transport, settings: DeliverySettings) -> None:
         self._transport = transport
         self._loop = asyncio.get_running_loop()
-        self._policy = policy
+        self._settings = settings
         self._stream = ReplyStream()
         self._expected = 0  # replies owed for what was written; anything more is dropped
         self._waiter: asyncio.Future[bool] | None = None
@@ -118,11 +118,11 @@ class SmtpChannel(asyncio.Protocol):
         key = (code, text)
         reply = self._replies.get(key)
         if reply is None:
-            policy = self._policy
+            settings = self._settings
             reply = transcode(
                 Reply.parse(code, text),
-                policy.response_transcode_pattern,
-                policy.response_transcode_replace,
+                settings.response_transcode_pattern,
+                settings.response_transcode_replace,
             )
             if len(self._replies) < _REPLY_CACHE_SIZE:
                 self._replies[key] = reply

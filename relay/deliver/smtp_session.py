@@ -17,8 +17,8 @@ from typing import cast
 
 import aiosmtplib
 
-from relay.deliver.outcome import FailureKind, Phase
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.errors import FailureKind, Phase
+from relay.deliver.settings import DeliverySettings
 from relay.deliver.transcode import transcode
 from relay.outcome import Reply
 
@@ -77,11 +77,11 @@ def _reason(exc: BaseException) -> str:
 
 
 class SmtpSession:
-    """An aiosmtplib client speaking for one policy; owns the SMTP object."""
+    """An aiosmtplib client speaking for one settings; owns the SMTP object."""
 
-    def __init__(self, smtp: aiosmtplib.SMTP, policy: DeliveryPolicy) -> None:
+    def __init__(self, smtp: aiosmtplib.SMTP, settings: DeliverySettings) -> None:
         self.smtp = smtp
-        self.policy = policy
+        self.settings = settings
 
     @property
     def connected(self) -> bool:
@@ -95,11 +95,11 @@ class SmtpSession:
         return dict(self.smtp.esmtp_extensions)
 
     def _reply(self, code: int, text: str) -> Reply:
-        policy = self.policy
+        settings = self.settings
         return transcode(
             Reply.parse(code, text),
-            policy.response_transcode_pattern,
-            policy.response_transcode_replace,
+            settings.response_transcode_pattern,
+            settings.response_transcode_replace,
         )
 
     async def _run(
@@ -163,7 +163,7 @@ class SmtpSession:
         transport = self.smtp.transport
         if transport is None or transport.is_closing():
             lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
-            raise translate(lost, Phase.EHLO, self.policy.ehlo_timeout)
+            raise translate(lost, Phase.EHLO, self.settings.ehlo_timeout)
         return cast(asyncio.Transport, transport)
 
     def abort(self) -> None:

@@ -21,13 +21,13 @@ from typing import Any
 from relay.adaptive import (
     AdaptiveEngine,
     AdaptiveSettings,
+    Adjust,
     Blackhole,
     Event,
     Notification,
     OutcomeKind,
     Resume,
     Suspend,
-    Throttle,
     build_settings,
     collect_sweep_rules,
 )
@@ -243,7 +243,7 @@ class AdaptiveLink:
             fields["ended"] = event.ended
         elif isinstance(event, Blackhole):
             fields["until"] = event.until
-        elif isinstance(event, Throttle):
+        elif isinstance(event, Adjust):
             fields.update(option=event.option, old=str(event.old), new=str(event.new))
             key = (event.binding, event.domain)
             self._versions[key] = self._versions.get(key, 0) + 1

@@ -7,7 +7,7 @@ from typing import Any
 from relay.config.model import Config
 from relay.config.resolve import scoped
 from relay.config.values import HostPort
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.settings import DeliverySettings
 
 SIMPLE = (
     "remote_smtp_port",
@@ -38,7 +38,7 @@ SIMPLE = (
 )
 
 
-def delivery_policy(config: Config, binding: str, domain: str) -> DeliveryPolicy:
+def delivery_policy(config: Config, binding: str, domain: str) -> DeliverySettings:
     lookup = scoped(config, binding=binding, domain=domain)
 
     def get(option: str) -> Any:
@@ -49,7 +49,7 @@ def delivery_policy(config: Config, binding: str, domain: str) -> DeliveryPolicy
     if isinstance(gateway, HostPort):
         route = (gateway.host, gateway.port)
     values: dict[str, Any] = {name: get(name) for name in SIMPLE}
-    return DeliveryPolicy(
+    return DeliverySettings(
         binding=binding,
         bind_address=get("bind_address"),
         ehlo_hostname=str(get("ehlo_hostname")),

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from relay.deliver.connection import OutboundConnection, open_connection
-from relay.deliver.outcome import ConnectError, RouteError
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.errors import ConnectError, RouteError
 from relay.deliver.route import Router
+from relay.deliver.settings import DeliverySettings
 from relay.outcome import RecipientResult
 from relay.schedule.transport import ConnectFailed, OutboundMessage
 
@@ -73,7 +73,7 @@ class SmtpTransport:
         self.router = router
         self.gates = gates
 
-    async def open(self, binding: str, domain: str, policy: DeliveryPolicy) -> SmtpSession:
+    async def open(self, binding: str, domain: str, policy: DeliverySettings) -> SmtpSession:
         try:
             route = await self.router.resolve(policy, domain)
             connection = await open_connection(

@@ -1,7 +1,7 @@
 import pytest
 
 from relay.adaptive.engine import AdaptiveEngine
-from relay.adaptive.events import Blackhole, OutcomeKind, Suspend, Throttle
+from relay.adaptive.events import Adjust, Blackhole, OutcomeKind, Suspend
 from relay.adaptive.knobs import KNOBS, step
 from relay.adaptive.rules import (
     DEFAULT_BOUNCE_RULE,
@@ -142,7 +142,7 @@ def test_bounce_sweep_rule_low_and_high_actions() -> None:
     events = engine.due_actions(100.0)
     assert kinds(events) == ["throttle", "suspension"]
     throttle, suspend = events
-    assert isinstance(throttle, Throttle) and (throttle.binding, throttle.new) == ("low", 10)
+    assert isinstance(throttle, Adjust) and (throttle.binding, throttle.new) == ("low", 10)
     assert "users" in throttle.reason and "10.0%" in throttle.reason
     assert isinstance(suspend, Suspend) and suspend.binding == "high"
     assert suspend.until == 99.0 + 3600.0
@@ -203,7 +203,7 @@ def test_fbl_low_threshold_throttles() -> None:
     engine.record_complaint("b", "isp.example", "abuse", 100.0, s)
     engine.record_complaint("b", "isp.example", "abuse", 101.0, s)  # 0.2 %: low
     (event,) = engine.due_actions(101.0)
-    assert isinstance(event, Throttle) and (event.old, event.new) == (20, 10)
+    assert isinstance(event, Adjust) and (event.old, event.new) == (20, 10)
 
 
 def test_reply_rule_threshold_and_class() -> None:

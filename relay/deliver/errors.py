@@ -1,7 +1,7 @@
-"""What delivery reports: per-recipient outcomes and typed failures.
+"""What goes wrong in delivery, typed: the failed step and the exceptions that carry it.
 
 Third-party exceptions (aiosmtplib, ssl, OSError, dnspython) never leave relay/deliver/:
-they are translated at the boundary into a `Failure` that says which binding, which host
+they are translated at the boundary into a `DeliveryFailure` that says which binding, which host
 and IP, which SMTP phase, and which reply (the peer's, or one relay wrote itself).
 """
 
@@ -17,7 +17,7 @@ from relay.outcome import Outcome, Reply
 __all__ = [
     "ConnectError",
     "DeliveryError",
-    "Failure",
+    "DeliveryFailure",
     "FailureKind",
     "MessageLike",
     "Outcome",
@@ -68,7 +68,7 @@ class Remote:
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class DeliveryFailure:
     """One failed step: enough for an operator to act on."""
 
     kind: FailureKind
@@ -120,10 +120,10 @@ class MessageLike(Protocol):
 class DeliveryError(Exception):
     """Base of relay/deliver's exceptions; `failure` is the decisive step."""
 
-    def __init__(self, failure: Failure, attempts: Sequence[Failure] = ()) -> None:
+    def __init__(self, failure: DeliveryFailure, attempts: Sequence[DeliveryFailure] = ()) -> None:
         super().__init__(str(failure))
         self.failure = failure
-        self.attempts: tuple[Failure, ...] = tuple(attempts) or (failure,)
+        self.attempts: tuple[DeliveryFailure, ...] = tuple(attempts) or (failure,)
 
     @property
     def outcome(self) -> Outcome:
