@@ -3,7 +3,7 @@
     router = Router(DnsResolver(resolv_conf, port=...))
     route = await router.resolve(settings, domain)               # RouteError
     conn = await open_connection(settings, domain, router.destinations(settings, route))
-    outcomes = await conn.send(message)                        # one per recipient
+    results = await conn.send(message)                         # one per recipient
     await conn.close()
 
 No scheduling here: the scheduler decides what outcomes mean for queue state.
@@ -17,14 +17,11 @@ from relay.deliver.errors import (
     DeliveryFailure,
     FailureKind,
     MessageLike,
-    Phase,
-    RecipientOutcome,
-    Remote,
     RouteError,
 )
 from relay.deliver.route import Destination, MxHost, Route, Router, parse_gateway
 from relay.deliver.settings import DeliverySettings
-from relay.outcome import EnhancedStatus, Outcome, Reply
+from relay.outcome import EnhancedStatus, Outcome, Phase, RecipientResult, Remote, Reply
 
 __all__ = [
     "ConnectError",
@@ -44,7 +41,7 @@ __all__ = [
     "OutboundConnection",
     "Outcome",
     "Phase",
-    "RecipientOutcome",
+    "RecipientResult",
     "Remote",
     "Reply",
     "Route",

@@ -15,12 +15,12 @@ import asyncio
 
 import aiosmtplib
 
-from relay.deliver.errors import FailureKind, Phase
+from relay.deliver.errors import FailureKind
 from relay.deliver.reply_stream import ReplyStream
 from relay.deliver.settings import DeliverySettings
 from relay.deliver.smtp_session import SessionFailed, translate
 from relay.deliver.transcode import transcode
-from relay.outcome import Reply
+from relay.outcome import Phase, Reply
 
 __all__ = ["SmtpChannel"]
 

@@ -3,8 +3,8 @@
 `open_connection` walks the destinations in order until one gives a usable session
 (connected from the binding's bind_address, greeted, EHLO'd, STARTTLS per settings);
 `OutboundConnection.send` delivers one message in batches and reports one
-`RecipientOutcome` per recipient. Nothing here schedules, retries later or writes state:
-the scheduler decides what the outcomes mean.
+`relay.outcome.RecipientResult` per recipient. Nothing here schedules, retries later or
+writes state: the scheduler decides what the results mean.
 """
 
 from __future__ import annotations
@@ -19,16 +19,7 @@ import aiosmtplib
 
 from relay.deliver.channel import SmtpChannel
 from relay.deliver.content import prepare_content
-from relay.deliver.errors import (
-    ConnectError,
-    DeliveryFailure,
-    FailureKind,
-    MessageLike,
-    Outcome,
-    Phase,
-    RecipientOutcome,
-    Remote,
-)
+from relay.deliver.errors import ConnectError, DeliveryFailure, FailureKind, MessageLike
 from relay.deliver.pipeline import (
     DATA_LINE,
     END_OF_DATA,
@@ -42,7 +33,7 @@ from relay.deliver.route import Destination, is_ip_literal
 from relay.deliver.settings import DeliverySettings
 from relay.deliver.smtp_session import SessionFailed, SmtpSession, translate
 from relay.deliver.tls import client_context, peer_matches
-from relay.outcome import Reply
+from relay.outcome import Outcome, Phase, RecipientResult, Remote, Reply
 
 __all__ = ["HostGate", "OutboundConnection", "open_connection"]
 
@@ -322,21 +313,21 @@ class OutboundConnection:
 
     # ---- sending ---------------------------------------------------------------------
 
-    async def send(self, message: MessageLike) -> list[RecipientOutcome]:
+    async def send(self, message: MessageLike) -> list[RecipientResult]:
         """Deliver `message` over this connection, max_recipients_per_batch recipients per
         transaction. One outcome per recipient, in the message's order. Recipients beyond
         max_recipients_per_connection, or left when the connection broke between
         transactions, come back NOT_ATTEMPTED."""
         recipients = list(message.recipients)
-        results: dict[int, RecipientOutcome] = {}
+        results: dict[int, RecipientResult] = {}
         settings = self.settings
 
         def settle(indexes: Iterable[int], outcome: Outcome, reply: Reply, phase: Phase) -> None:
             for i in indexes:
                 if i not in results:
-                    results[i] = RecipientOutcome(recipients[i], outcome, reply, phase, self.remote)
+                    results[i] = RecipientResult(recipients[i], outcome, reply, self.remote, phase)
 
-        def finish() -> list[RecipientOutcome]:
+        def finish() -> list[RecipientResult]:
             settle(range(len(recipients)), Outcome.NOT_ATTEMPTED, _NOT_ATTEMPTED, Phase.MAIL)
             if any(r.outcome is Outcome.DELIVERED for r in results.values()):
                 self._deliveries += 1

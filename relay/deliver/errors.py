@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from relay.outcome import Outcome, Reply
+from relay.outcome import Outcome, Phase, Remote, Reply
 
 __all__ = [
     "ConnectError",
@@ -20,28 +20,8 @@ __all__ = [
     "DeliveryFailure",
     "FailureKind",
     "MessageLike",
-    "Outcome",
-    "Phase",
-    "RecipientOutcome",
-    "Remote",
-    "Reply",
     "RouteError",
 ]
-
-
-class Phase(enum.Enum):
-    RESOLVE = "resolve"
-    GATE = "gate"  # relay's own per-host limit (host_gate) refused the destination
-    CONNECT = "connect"
-    GREETING = "greeting"
-    EHLO = "ehlo"
-    STARTTLS = "starttls"
-    MAIL = "mail"
-    RCPT = "rcpt"
-    DATA = "data"
-    RSET = "rset"
-    QUIT = "quit"
-    CONTENT = "content"  # local content checks (8-bit conversion)
 
 
 class FailureKind(enum.Enum):
@@ -52,19 +32,6 @@ class FailureKind(enum.Enum):
     TLS = "tls"  # handshake or certificate verification failed
     DNS = "dns"
     LOCAL = "local"  # relay's own limit or policy; never counts against the receiver
-
-
-@dataclass(frozen=True, slots=True)
-class Remote:
-    """The far end of a connection: MX host name, IP and port."""
-
-    mx_host: str
-    ip: str
-    port: int
-
-    def __str__(self) -> str:
-        ip = f"[{self.ip}]"
-        return f"{self.mx_host} {ip}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +57,6 @@ class DeliveryFailure:
             f"binding {self.binding} domain {self.domain}: {self.phase.value}{where}: "
             f"{self.reply}{extra}"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientOutcome:
-    recipient: str
-    outcome: Outcome
-    reply: Reply
-    phase: Phase
-    remote: Remote | None = None
 
 
 class MessageLike(Protocol):

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from relay.deliver.dns import DnsAnswer, DnsResolver, LookupStatus, MxRecord
-from relay.deliver.errors import DeliveryFailure, FailureKind, Phase, Remote, RouteError
+from relay.deliver.errors import DeliveryFailure, FailureKind, RouteError
 from relay.deliver.settings import DeliverySettings
-from relay.outcome import Reply
+from relay.outcome import Phase, Remote, Reply
 
 __all__ = [
     "Destination",

@@ -17,10 +17,10 @@ from typing import cast
 
 import aiosmtplib
 
-from relay.deliver.errors import FailureKind, Phase
+from relay.deliver.errors import FailureKind
 from relay.deliver.settings import DeliverySettings
 from relay.deliver.transcode import transcode
-from relay.outcome import Reply
+from relay.outcome import Phase, Reply
 
 __all__ = ["SessionFailed", "SmtpSession", "translate"]
 

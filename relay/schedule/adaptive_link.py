@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from email.utils import formatdate, make_msgid
@@ -37,11 +36,10 @@ from relay.bind.suspensions import SuspensionTable
 from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import chain, scoped
-from relay.outcome import Outcome, RecipientResult
+from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.policy import RoutePolicy
 
 log = logging.getLogger("relay.adaptive")
-REPLY = re.compile(r"^\s*(\d{3})[ -]?(?:([245]\.\d{1,3}\.\d{1,3})\s*)?(.*)$", re.DOTALL)
 EventSink = Callable[[str, dict[str, object]], None]
 AlertSender = Callable[[str, tuple[str, ...], bytes], Awaitable[None]]
 TRANSPORT_KNOBS = (
@@ -55,13 +53,6 @@ TRANSPORT_KNOBS = (
     "rcptto_timeout",
     "rset_timeout",
 )
-
-
-def parse_reply(reply: str) -> tuple[int | None, str | None, str]:
-    match = REPLY.match(reply)
-    if match is None:
-        return None, None, reply
-    return int(match.group(1)), match.group(2), match.group(3).strip()
 
 
 class AdaptiveLink:
@@ -178,24 +169,33 @@ class AdaptiveLink:
             kind = self._kind(result)
             if kind is None:
                 continue
-            code, enhanced, text = parse_reply(result.reply)
-            self.engine.record(
-                policy.binding, policy.domain, kind, code, enhanced, text, now, settings
-            )
+            self._record(policy.binding, policy.domain, kind, result.reply, now, settings)
         self._dirty = True
 
-    def record_connect_failure(self, policy: RoutePolicy, reply: str, now: float) -> None:
+    def record_connect_failure(self, policy: RoutePolicy, reply: Reply, now: float) -> None:
         settings = self.settings(policy.binding, policy.domain)
         if not settings.enabled:
             return
-        code, enhanced, text = parse_reply(reply)
-        kind = (
-            OutcomeKind.TEMPORARY if code is not None and code >= 400 else (OutcomeKind.CONNECTION)
-        )
+        code = reply.code
+        kind = OutcomeKind.TEMPORARY if code is not None and code >= 400 else OutcomeKind.CONNECTION
         if code is not None and code >= 500:
             kind = OutcomeKind.PERMANENT
-        self.engine.record(policy.binding, policy.domain, kind, code, enhanced, text, now, settings)
+        self._record(policy.binding, policy.domain, kind, reply, now, settings)
         self._dirty = True
+
+    def _record(
+        self,
+        binding: str,
+        domain: str,
+        kind: OutcomeKind,
+        reply: Reply,
+        now: float,
+        settings: AdaptiveSettings,
+    ) -> None:
+        enhanced = None if reply.enhanced is None else str(reply.enhanced)
+        self.engine.record(
+            binding, domain, kind, reply.code, enhanced, reply.message, now, settings
+        )
 
     def record_complaint(self, binding: str, domain: str, kind: str, now: float) -> None:
         """An FBL complaint about mail binding sent to domain."""

@@ -29,7 +29,7 @@ from relay.clock import Clock
 from relay.config.model import Config
 from relay.dispose.decide import decide, expired
 from relay.dispose.feedback import fbl_header
-from relay.outcome import Outcome, RecipientResult
+from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.limits import ConnectionCaps
@@ -507,7 +507,9 @@ class Scheduler:
                 return
             except Exception as err:  # translate anything unexpected into a deferral
                 log.exception("opening a session for %s x %s failed", rq.binding, rq.domain)
-                await self._fail_queue(rq, ConnectFailed(f"451 4.4.0 local error: {err}"))
+                await self._fail_queue(
+                    rq, ConnectFailed(Reply.make(451, "4.4.0", f"local error: {err}"))
+                )
                 return
             try:
                 while not self._stopping:  # on stop: finish this message, leave the rest spooled
@@ -587,7 +589,9 @@ class Scheduler:
         except Exception as err:
             log.exception("sending %s through %s failed", job.message_id, rq.binding)
             results = [
-                RecipientResult(a, Outcome.TEMPORARY, f"451 4.3.0 local error: {err}")
+                RecipientResult(
+                    a, Outcome.TEMPORARY, Reply.make(451, "4.3.0", f"local error: {err}")
+                )
                 for _, a, _ in job.recipients
             ]
         await self._dispose(job, results, rq.policy)
@@ -620,8 +624,8 @@ class Scheduler:
             {
                 "binding": rq.binding,
                 "domain": rq.domain,
-                "response": err.reply,
-                "remote": err.remote,
+                "response": str(err.reply),
+                "remote": str(err.remote or ""),
                 "jobs": len(jobs),
             },
         )
@@ -635,16 +639,16 @@ class Scheduler:
         self, job: Job, policy: RoutePolicy, adaptive_hold: str | None
     ) -> None:
         if adaptive_hold is not None:
-            reply = f"550 5.7.1 blackholed by adaptive delivery: {adaptive_hold}"
+            reply = Reply.make(550, "5.7.1", f"blackholed by adaptive delivery: {adaptive_hold}")
             outcome = Outcome.PERMANENT
         elif policy.blackhole == "internal":
-            reply = "250 2.0.0 blackholed by configuration"
+            reply = Reply.make(250, "2.0.0", "blackholed by configuration")
             outcome = Outcome.DELIVERED
         elif policy.blackhole == "inline":
-            reply = "550 5.7.1 blackholed by configuration"
+            reply = Reply.make(550, "5.7.1", "blackholed by configuration")
             outcome = Outcome.PERMANENT
         else:
-            reply = "554 5.4.7 message expired before any attempt"
+            reply = Reply.make(554, "5.4.7", "message expired before any attempt")
             outcome = Outcome.PERMANENT
         results = [RecipientResult(a, outcome, reply) for _, a, _ in job.recipients]
         await self._dispose(job, results, policy, record=False)
