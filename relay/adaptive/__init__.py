@@ -5,7 +5,7 @@ blackholes and alert mails out. Pure decision logic (no I/O) plus a JSON state s
 - `window`: time-bucketed counters
 - `knobs`: the managed options and how a step moves each within its ( low high ) bounds
 - `rules`: sweep rules (bounce classes, FBL categories) and reply-text rules as data
-- `options`: `AdaptiveSettings` for one binding x domain, built from a `get(option)` callable
+- `options`: `AdaptiveSettings` for one binding x domain (built by relay/wiring/adaptive.py)
 - `events`: OutcomeKind (remote outcomes only), Adjust / Suspend / Blackhole / Resume,
   Hold, Notification
 - `engine`: `AdaptiveEngine`
@@ -24,8 +24,8 @@ from relay.adaptive.events import (
     Resume,
     Suspend,
 )
-from relay.adaptive.options import AdaptiveSettings, build_settings
-from relay.adaptive.rules import ReplyRule, SweepRule, collect_sweep_rules, reply_rule
+from relay.adaptive.options import AdaptiveSettings
+from relay.adaptive.rules import ReplyRule, SweepRule, reply_rule
 
 __all__ = [
     "AdaptiveEngine",
@@ -44,8 +44,6 @@ __all__ = [
     "Resume",
     "Suspend",
     "SweepRule",
-    "build_settings",
     "classify",
-    "collect_sweep_rules",
     "reply_rule",
 ]

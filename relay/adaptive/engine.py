@@ -3,7 +3,7 @@ suspensions and events out. Pure: no I/O, no clock of its own (every call takes 
 
 How the scheduler uses it:
 
-    settings = build_settings(get)                     # once per binding x domain per config
+    settings = route.adaptive                          # compiled once per binding x domain
     engine.record(b, d, OutcomeKind.TEMPORARY, 421, "4.7.0", text, now, settings)
     engine.live_value(b, d, "max_outbound_connections", configured, settings)
     engine.suspension(b, d, now)                       # a Hold or None, O(1)

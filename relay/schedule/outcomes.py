@@ -12,10 +12,10 @@ from relay.clock import Clock
 from relay.dispose.decide import Decision, Failed, delay_notice_due
 from relay.outcome import RecipientResult, Remote, Reply
 from relay.schedule.jobs import Job
-from relay.schedule.policy import RoutePolicy
+from relay.schedule.route_settings import RouteSettings
 from relay.spool.model import Recipient, RecipientState
 
-FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]
+FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
 
 
@@ -46,7 +46,7 @@ class OutcomeRecorder:
         job: Job,
         decision: Decision,
         results: list[RecipientResult],
-        policy: RoutePolicy,
+        policy: RouteSettings,
     ) -> tuple[Job | None, Job | None]:
         """Returns (the retry job for deferred recipients, the job to requeue now)."""
         remote = {r.recipient: r.remote for r in results}
@@ -118,7 +118,7 @@ class OutcomeRecorder:
     @staticmethod
     def _fields(
         job: Job,
-        policy: RoutePolicy,
+        policy: RouteSettings,
         address: str,
         reply: Reply,
         remote: dict[str, Remote | None],

@@ -3,8 +3,9 @@ sends and reports `RecipientResult`s itself."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 
 from relay.deliver.connection import OutboundConnection, open_connection
 from relay.deliver.errors import ConnectError, RouteError
@@ -12,21 +13,35 @@ from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
 from relay.schedule.transport import ConnectFailed
 
-HostLimit = Callable[[str, str], int]  # (binding, destination ip) -> limit, < 0 unlimited
+
+@dataclass(frozen=True, slots=True)
+class HostLimits:
+    """Host-scope max_outbound_connections, compiled per binding: destination IP (as the
+    configuration's host stanzas name it, lower case) -> limit. No entry: no per-host limit."""
+
+    by_binding: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def limit(self, binding: str, ip: str) -> int:
+        """The limit for connections from binding to ip; < 0: unlimited."""
+        hosts = self.by_binding.get(binding)
+        if not hosts:
+            return -1
+        return hosts.get(ip.lower(), -1)
 
 
 class HostGates:
-    """Host-scope max_outbound_connections: connections per destination IP, per binding."""
+    """Host-scope max_outbound_connections: connections per destination IP, per binding.
+    `limits` is replaced on reload; open connections keep counting."""
 
-    def __init__(self, limit: HostLimit) -> None:
-        self.limit = limit
+    def __init__(self, limits: HostLimits) -> None:
+        self.limits = limits
         self._open: dict[tuple[str, str], int] = {}
 
     def gate(self, binding: str) -> Callable[[str], AbstractAsyncContextManager[bool]]:
         @asynccontextmanager
         async def enter(ip: str) -> AsyncIterator[bool]:
             key = (binding, ip)
-            limit = self.limit(binding, ip)
+            limit = self.limits.limit(binding, ip)
             if 0 <= limit <= self._open.get(key, 0):
                 yield False
                 return

@@ -9,13 +9,13 @@ from relay.adaptive.rules import (
     Action,
     SweepRule,
     applicable_sweep_rules,
-    collect_sweep_rules,
     parse_action,
     reply_rule,
 )
 from relay.config import loads, resolve
 from relay.config.resolve import chain
 from relay.config.values import Throttle as Rate
+from relay.wiring.adaptive import build_settings, collect_sweep_rules
 
 from .helpers import kinds, make_settings
 
@@ -82,7 +82,6 @@ def test_sweep_rules_and_settings_from_the_configuration() -> None:
     config = loads(CONFIG)
 
     def settings_for(binding: str, domain: str):  # type: ignore[no-untyped-def]
-        from relay.adaptive.options import build_settings
 
         rules = collect_sweep_rules(chain(config, binding=binding, domain=domain))
         return build_settings(
