@@ -15,9 +15,7 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
-import aiosmtplib
-
-from relay.deliver.channel import SmtpChannel
+from relay.deliver.channel import SessionFailed, SmtpChannel, translate
 from relay.deliver.content import prepare_content
 from relay.deliver.errors import ConnectError, DeliveryFailure, FailureKind, MessageLike
 from relay.deliver.pipeline import (
@@ -25,13 +23,14 @@ from relay.deliver.pipeline import (
     END_OF_DATA,
     Unsendable,
     data_content,
+    ehlo_extensions,
     envelope_block,
+    hello_line,
     mail_line,
     rcpt_line,
 )
 from relay.deliver.route import Destination, is_ip_literal
 from relay.deliver.settings import DeliverySettings
-from relay.deliver.smtp_session import SessionFailed, SmtpSession, translate
 from relay.deliver.tls import client_context, peer_matches
 from relay.outcome import Outcome, Phase, RecipientResult, Remote, Reply
 
@@ -106,7 +105,7 @@ async def _open_one(
 ) -> OutboundConnection:
     remote = destination.remote
     stack = AsyncExitStack()
-    session: SmtpSession | None = None
+    channel: SmtpChannel | None = None
     handed_over = False
     phase = Phase.GATE
 
@@ -119,41 +118,37 @@ async def _open_one(
             fail(FailureKind.LOCAL, Reply.make(451, "4.4.5", f"host limit for {remote} reached"))
         phase = Phase.CONNECT
         sock = await _connect_socket(settings, destination)
-        smtp = aiosmtplib.SMTP(
-            sock=sock,
-            local_hostname=settings.ehlo_hostname,
-            timeout=settings.connect_timeout,
-            start_tls=False,  # STARTTLS is ours to decide, after our own EHLO
-        )
-        session = SmtpSession(smtp, settings)
+        try:
+            channel = await SmtpChannel.open(sock, settings)
+        except OSError as exc:
+            raise translate(exc, Phase.CONNECT, settings.connect_timeout) from exc
         phase = Phase.GREETING
-        reply = await session.greeting(settings.connect_timeout)
+        reply = await channel.reply(Phase.GREETING, settings.connect_timeout)
         if reply.code != 220:
             fail(FailureKind.REPLY, reply)
         phase = Phase.EHLO
-        reply = await _hello(session, settings)
+        reply, extensions = await _hello(channel, settings)
         if reply.code != 250:
             fail(FailureKind.REPLY, reply)
         tls_active = False
         if use_tls:
             phase = Phase.STARTTLS
             fallback = settings.tls == "ifavailable" and settings.tls_ifavailable_fallback
-            if not session.supports("starttls"):
+            if "starttls" not in extensions:
                 if settings.tls == "required":
                     fail(FailureKind.TLS, Reply.make(451, "4.7.4", f"{remote} offers no STARTTLS"))
             else:
                 try:
-                    await _starttls(session, settings, domain, destination)
+                    await _starttls(channel, settings, domain, destination)
                 except SessionFailed as exc:
                     fail(exc.kind, exc.reply, exc.detail, fallback)
                 tls_active = True
                 phase = Phase.EHLO
-                reply = await _hello(session, settings)
+                reply, extensions = await _hello(channel, settings)
                 if reply.code != 250:
                     fail(FailureKind.REPLY, reply)
-        channel = SmtpChannel(session.transport, settings)
         connection = OutboundConnection(
-            settings, domain, channel, session.extensions, remote, tls_active, stack
+            settings, domain, channel, extensions, remote, tls_active, stack
         )
         handed_over = True
         return connection
@@ -164,8 +159,8 @@ async def _open_one(
         raise _AttemptFailed(failure) from exc
     finally:
         if not handed_over:
-            if session is not None:
-                session.abort()
+            if channel is not None:
+                channel.close()
             await stack.aclose()
 
 
@@ -188,9 +183,8 @@ async def _connect_socket(settings: DeliverySettings, destination: Destination) 
             sock.bind((settings.bind_address, 0))
         loop = asyncio.get_running_loop()
         address = (destination.ip, destination.port)
-        async with asyncio.timeout(
-            settings.connect_timeout
-        ):  # no task per connect, unlike wait_for
+        # asyncio.timeout, unlike wait_for, makes no task per connect
+        async with asyncio.timeout(settings.connect_timeout):
             await loop.sock_connect(sock, address)
     except (OSError, TimeoutError) as exc:
         sock.close()
@@ -201,31 +195,42 @@ async def _connect_socket(settings: DeliverySettings, destination: Destination) 
     return sock
 
 
-async def _hello(session: SmtpSession, settings: DeliverySettings) -> Reply:
-    """EHLO; HELO only if delivery_method allows plain SMTP and EHLO was refused (or
-    ESMTP is not allowed at all)."""
+async def _hello(channel: SmtpChannel, settings: DeliverySettings) -> tuple[Reply, dict[str, str]]:
+    """EHLO, and the extensions it offers; HELO (which offers none) only if delivery_method
+    allows plain SMTP and EHLO was refused (or ESMTP is not allowed at all)."""
+    seconds = settings.ehlo_timeout
     if settings.allows_esmtp:
-        reply = await session.ehlo(settings.ehlo_hostname, settings.ehlo_timeout)
-        if reply.code == 250 or not settings.allows_helo or not session.connected:
-            return reply
-    return await session.helo(settings.ehlo_hostname, settings.ehlo_timeout)
+        reply = await channel.command(_hello_line(b"EHLO", settings), Phase.EHLO, seconds)
+        if reply.code == 250:
+            return reply, ehlo_extensions(reply.text)
+        if not settings.allows_helo or not channel.connected:
+            return reply, {}
+    return await channel.command(_hello_line(b"HELO", settings), Phase.EHLO, seconds), {}
+
+
+def _hello_line(verb: bytes, settings: DeliverySettings) -> bytes:
+    try:
+        return hello_line(verb, settings.ehlo_hostname)
+    except Unsendable as exc:  # nothing was sent; the connection stays usable
+        reply = Reply.make(501, "5.5.2", f"refused to send {verb.decode()}: {exc}")
+        raise SessionFailed(FailureKind.LOCAL, Phase.EHLO, reply, str(exc), broken=False) from exc
 
 
 async def _starttls(
-    session: SmtpSession, settings: DeliverySettings, domain: str, destination: Destination
+    channel: SmtpChannel, settings: DeliverySettings, domain: str, destination: Destination
 ) -> None:
     """STARTTLS under ehlo_timeout; with tls_verify=host the certificate must name the
     MX host (or the domain), never just the IP we connected to."""
     context = await client_context(settings)
     name = None if is_ip_literal(destination.mx_host) else destination.mx_host
-    reply = await session.starttls(context, name, settings.ehlo_timeout)
+    reply = await channel.starttls(context, name, settings.ehlo_timeout)
     if reply.code != 220:
-        session.abort()
+        channel.close()
         raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "STARTTLS refused")
     if settings.tls_verify == "host":
-        cert = session.peer_certificate() or {}
+        cert = channel.peer_certificate() or {}
         if not peer_matches(cert, (destination.mx_host, domain)):
-            session.abort()
+            channel.close()
             reply = Reply.make(
                 451, "4.7.5", f"certificate does not name {destination.mx_host} or {domain}"
             )

@@ -1,6 +1,6 @@
 """What goes wrong in delivery, typed: the failed step and the exceptions that carry it.
 
-Third-party exceptions (aiosmtplib, ssl, OSError, dnspython) never leave relay/deliver/:
+Third-party exceptions (ssl, OSError, dnspython) never leave relay/deliver/:
 they are translated at the boundary into a `DeliveryFailure` that says which binding, which host
 and IP, which SMTP phase, and which reply (the peer's, or one relay wrote itself).
 """
