@@ -1,12 +1,13 @@
 """Delivery: route resolution (gateway / MX) and the SMTP client side.
 
     router = Router(DnsResolver(resolv_conf, port=...))
-    route = await router.resolve(settings, domain)               # RouteError
+    route = await router.resolve(settings, domain)             # RouteError
     conn = await open_connection(settings, domain, router.destinations(settings, route))
-    results = await conn.send(message)                         # one per recipient
+    results = await conn.send(message)                         # a RecipientResult each
     await conn.close()
 
-No scheduling here: the scheduler decides what outcomes mean for queue state.
+`settings` is the binding x domain's `DeliverySettings`. No scheduling here: the scheduler
+decides what the results mean for queue state.
 """
 
 from relay.deliver.connection import HostGate, OutboundConnection, open_connection
