@@ -3,7 +3,7 @@ suspensions and events out. Pure: no I/O, no clock of its own (every call takes 
 
 How the scheduler uses it:
 
-    settings = build_settings(get)                     # once per binding x domain per config
+    settings = route.adaptive                          # compiled once per binding x domain
     engine.record(b, d, OutcomeKind.TEMPORARY, 421, "4.7.0", text, now, settings)
     engine.live_value(b, d, "max_outbound_connections", configured, settings)
     engine.suspension(b, d, now)                       # a Hold or None, O(1)
@@ -51,6 +51,7 @@ from typing import Any, Literal
 
 from relay.adaptive.classify import Classification, classify
 from relay.adaptive.events import (
+    Adjust,
     Blackhole,
     Event,
     Hold,
@@ -58,7 +59,6 @@ from relay.adaptive.events import (
     OutcomeKind,
     Resume,
     Suspend,
-    Throttle,
     notification,
 )
 from relay.adaptive.knobs import (
@@ -337,7 +337,7 @@ class AdaptiveEngine:
             new = step(KNOBS[name], old, direction, settings.bounds[name])
             if new != old:
                 pair.live[name] = new
-                changes.append(Throttle(binding, domain, name, old, new, reason, now))
+                changes.append(Adjust(binding, domain, name, old, new, reason, now))
         if not changes:
             return False
         pair.last_adjust = now
@@ -547,18 +547,18 @@ class AdaptiveEngine:
         return len(idle)
 
     # --- manual control --------------------------------------------------------------
-    def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Throttle:
+    def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Adjust:
         """Pin a managed option to `value` for binding x domain until `reset`."""
         name = knob_name(option)
         domain = domain.lower()
         pair = self._pair(binding, domain, now)
         old = pair.overrides.get(name, pair.live.get(name))
         pair.overrides[name] = value
-        event = Throttle(binding, domain, name, old, value, "operator override", now)
+        event = Adjust(binding, domain, name, old, value, "operator override", now)
         self._pending.append(event)
         return event
 
-    def reset(self, binding: str, domain: str, now: float) -> list[Throttle]:
+    def reset(self, binding: str, domain: str, now: float) -> list[Adjust]:
         """Forget live values, overrides, counts and pacing for binding x domain (its
         suspension, if any, stays: use `resume`). Returns one event per option reset; `new`
         is None, meaning "back to the configured value"."""
@@ -567,7 +567,7 @@ class AdaptiveEngine:
         if pair is None:
             return []
         events = [
-            Throttle(binding, domain, name, value, None, "operator reset", now)
+            Adjust(binding, domain, name, value, None, "operator reset", now)
             for name, value in {**pair.live, **pair.overrides}.items()
         ]
         fresh = self.new_pair(now)

@@ -26,15 +26,14 @@ from typing import Protocol
 
 from relay.bind.selector import Selector
 from relay.clock import Clock
-from relay.config.model import Config
 from relay.dispose.decide import decide, expired
 from relay.dispose.feedback import fbl_header
-from relay.outcome import Outcome, RecipientResult
+from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.limits import ConnectionCaps
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
-from relay.schedule.policy import PolicyCache, RoutePolicy
+from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 from relay.schedule.throttle import Buckets
 from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
 from relay.spool.errors import MessageNotFound, SpoolError
@@ -66,7 +65,7 @@ class SpoolAccess(Protocol):
 class ReadyQueue:
     binding: str
     domain: str
-    policy: RoutePolicy
+    policy: RouteSettings
     jobs: deque[Job] = field(default_factory=deque)
     workers: int = 0
     idle: int = 0
@@ -106,7 +105,7 @@ class Scheduler:
     def __init__(
         self,
         spool: SpoolAccess,
-        policies: PolicyCache,
+        policies: RouteSettingsSource,
         selector: Selector,
         transport: Transport,
         clock: Clock,
@@ -126,7 +125,7 @@ class Scheduler:
         self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
         self.max_in_flight = max_in_flight
         self.adaptive = adaptive
-        self._effective: dict[tuple[str, str], tuple[RoutePolicy, int, RoutePolicy]] = {}
+        self._effective: dict[tuple[str, str], tuple[RouteSettings, int, RouteSettings]] = {}
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
         self.caps = ConnectionCaps()
@@ -190,12 +189,13 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
 
-    def reload(self, config: Config, selector: Selector) -> None:
-        """A new configuration: forget resolved policies and retry blocked queues."""
+    def reload(self, policies: RouteSettingsSource, selector: Selector) -> None:
+        """A new configuration's route settings: forget resolved policies and retry blocked
+        queues."""
         self.selector = selector
-        self.policies.reload(config)
+        self.policies = policies
         if self.adaptive is not None:
-            self.adaptive.reload(config)
+            self.adaptive.reload(policies)
         self._effective.clear()
         for rq in self._ready.values():
             rq.policy = self._policy(rq.binding, rq.domain)
@@ -206,7 +206,7 @@ class Scheduler:
         """Something outside changed (an FBL complaint, an operator command): look again."""
         self._wake.set()
 
-    def _policy(self, binding: str, domain: str) -> RoutePolicy:
+    def _policy(self, binding: str, domain: str) -> RouteSettings:
         """The resolved policy for binding x domain, with adaptive's live values applied."""
         base = self.policies.get(binding, domain)
         if self.adaptive is None:
@@ -484,7 +484,7 @@ class Scheduler:
         await self.clock.sleep(wait)
         self._maybe_spawn(rq)
 
-    def _connection_closed(self, rq: ReadyQueue, policy: RoutePolicy) -> None:
+    def _connection_closed(self, rq: ReadyQueue, policy: RouteSettings) -> None:
         rq.workers -= 1
         self._connections -= 1
         self.caps.closed(policy.caps)
@@ -496,10 +496,10 @@ class Scheduler:
         if rq.jobs:
             self._maybe_spawn(rq)
 
-    async def _worker(self, rq: ReadyQueue, policy: RoutePolicy) -> None:
+    async def _worker(self, rq: ReadyQueue, policy: RouteSettings) -> None:
         try:
             try:
-                session = await self.transport.open(rq.binding, rq.domain, policy.transport)
+                session = await self.transport.open(rq.binding, rq.domain, policy.delivery)
                 self._unreachable.pop((rq.binding, rq.domain), None)
                 self._down.pop((rq.binding, rq.domain), None)
             except ConnectFailed as err:
@@ -507,7 +507,9 @@ class Scheduler:
                 return
             except Exception as err:  # translate anything unexpected into a deferral
                 log.exception("opening a session for %s x %s failed", rq.binding, rq.domain)
-                await self._fail_queue(rq, ConnectFailed(f"451 4.4.0 local error: {err}"))
+                await self._fail_queue(
+                    rq, ConnectFailed(Reply.make(451, "4.4.0", f"local error: {err}"))
+                )
                 return
             try:
                 while not self._stopping:  # on stop: finish this message, leave the rest spooled
@@ -553,7 +555,7 @@ class Scheduler:
         self._unblock_domain(rq.domain)
         return job
 
-    async def _throttle_messages(self, policy: RoutePolicy) -> None:
+    async def _throttle_messages(self, policy: RouteSettings) -> None:
         if policy.message_throttle is None:
             return
         key, throttle = policy.message_throttle
@@ -587,7 +589,9 @@ class Scheduler:
         except Exception as err:
             log.exception("sending %s through %s failed", job.message_id, rq.binding)
             results = [
-                RecipientResult(a, Outcome.TEMPORARY, f"451 4.3.0 local error: {err}")
+                RecipientResult(
+                    a, Outcome.TEMPORARY, Reply.make(451, "4.3.0", f"local error: {err}")
+                )
                 for _, a, _ in job.recipients
             ]
         await self._dispose(job, results, rq.policy)
@@ -620,8 +624,8 @@ class Scheduler:
             {
                 "binding": rq.binding,
                 "domain": rq.domain,
-                "response": err.reply,
-                "remote": err.remote,
+                "response": str(err.reply),
+                "remote": str(err.remote or ""),
                 "jobs": len(jobs),
             },
         )
@@ -632,19 +636,19 @@ class Scheduler:
             await self._dispose(job, results, rq.policy, record=False)
 
     async def _local_disposition(
-        self, job: Job, policy: RoutePolicy, adaptive_hold: str | None
+        self, job: Job, policy: RouteSettings, adaptive_hold: str | None
     ) -> None:
         if adaptive_hold is not None:
-            reply = f"550 5.7.1 blackholed by adaptive delivery: {adaptive_hold}"
+            reply = Reply.make(550, "5.7.1", f"blackholed by adaptive delivery: {adaptive_hold}")
             outcome = Outcome.PERMANENT
         elif policy.blackhole == "internal":
-            reply = "250 2.0.0 blackholed by configuration"
+            reply = Reply.make(250, "2.0.0", "blackholed by configuration")
             outcome = Outcome.DELIVERED
         elif policy.blackhole == "inline":
-            reply = "550 5.7.1 blackholed by configuration"
+            reply = Reply.make(550, "5.7.1", "blackholed by configuration")
             outcome = Outcome.PERMANENT
         else:
-            reply = "554 5.4.7 message expired before any attempt"
+            reply = Reply.make(554, "5.4.7", "message expired before any attempt")
             outcome = Outcome.PERMANENT
         results = [RecipientResult(a, outcome, reply) for _, a, _ in job.recipients]
         await self._dispose(job, results, policy, record=False)
@@ -654,7 +658,7 @@ class Scheduler:
         self,
         job: Job,
         results: list[RecipientResult],
-        policy: RoutePolicy,
+        policy: RouteSettings,
         record: bool = True,
     ) -> None:
         """Apply one attempt's results; `record`: feed them to adaptive delivery (remote
