@@ -152,3 +152,28 @@ async def test_client_leaving_mid_content_spools_nothing(tmp_path: Path) -> None
         await asyncio.sleep(0.1)
         assert listeners is not None
     assert spool.messages == []
+
+
+async def test_input_behind_a_message_is_held_within_a_bound(tmp_path: Path) -> None:
+    """While a message is spooled, what the client pipelines is kept, reading pauses past
+    HELD_LIMIT, and every command is still answered in order once the 250 is out."""
+    from relay.inject.connection import HELD_LIMIT
+
+    spool = DirSpool(tmp_path)
+    spool.delay = 0.3
+    async with serving(make_settings(), spool) as (listeners, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        client.writer.write(TRANSACTION + b"NOOP\r\n" * 100_000)  # 600 kB, not drained here
+        await asyncio.sleep(0.2)
+        [ctx] = [ctx for ctx, _ in listeners._servers]
+        [connection] = ctx.sessions
+        machine = connection._machine
+        assert machine is not None and machine.in_transaction
+        assert 0 < machine.buffered < HELD_LIMIT + 256 * 1024
+        assert connection._reading_paused
+        assert await _replies(client, 5) == REPLIES
+        for _ in range(100_000):
+            assert (await client.reply())[0] == 250
+        await client.close()
+    assert len(spool.messages) == 1
