@@ -44,6 +44,7 @@ from relay.spool.model import Envelope
 
 log = logging.getLogger("relay.inject")
 
+_MESSAGE_EVENTS = (MessageComplete, MessageRefused)
 HELD_LIMIT = 64 * 1024  # input kept while an event is answered before reading pauses
 TIMER_SLACK = 0.001  # a deadline timer firing this early counts as on time
 
@@ -207,7 +208,7 @@ class InjectConnection(asyncio.Protocol):
             transport = self._transport
             if transport is None or transport.is_closing():
                 return
-            if isinstance(event, MessageComplete | MessageRefused):
+            if isinstance(event, _MESSAGE_EVENTS):
                 self._stop_timer()  # the spool's time is not the client's
                 if isinstance(event, MessageComplete):
                     outcome = self._hand_over(event)

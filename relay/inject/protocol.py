@@ -67,7 +67,7 @@ class SessionFacts:
     authenticated: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class MessageComplete:
     """Acceptable content: the driver hands it over and answers with `message_done`."""
 
@@ -75,6 +75,22 @@ class MessageComplete:
     recipients: tuple[str, ...]
     content: bytes  # dot-unstuffed, CRLF line ends
     session: SessionFacts
+
+    def __init__(
+        self, sender: str, recipients: tuple[str, ...], content: bytes, session: SessionFacts
+    ) -> None:
+        # One per message: the slots are set through their descriptors, a third cheaper
+        # than the object.__setattr__ calls of the generated frozen __init__.
+        _set_sender(self, sender)
+        _set_recipients(self, recipients)
+        _set_content(self, content)
+        _set_session(self, session)
+
+
+_set_sender, _set_recipients, _set_content, _set_session = (
+    MessageComplete.__dict__[name].__set__
+    for name in ("sender", "recipients", "content", "session")
+)
 
 
 @dataclass(frozen=True, slots=True)
