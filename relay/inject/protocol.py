@@ -140,38 +140,42 @@ BEFORE_HELO, READY, HAVE_SENDER, HAVE_RECIPIENTS = range(4)
 PHASES = ("before HELO", "ready", "after MAIL", "after RCPT")
 
 _OK = None  # legal in that phase
-_ANYWHERE = (_OK, _OK, _OK, _OK)
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
+    """One row of the command table; `Session._<verb>` runs the command where it is legal."""
+
     verb: str
     refusals: tuple[str | None, str | None, str | None, str | None]  # per phase: None = legal
-    handler: str  # the Session method that runs it
     usage: str | None  # for HELP and the 501 syntax reply; None: HELP does not list it
     esmtp_usage: str = ""  # added to `usage` in an EHLO session
     line_limit: int = COMMAND_LINE_LIMIT  # octets before CRLF after EHLO (510 after HELO)
     needs_tls_context: bool = False  # HELP lists it only where TLS can be had
 
 
+_HELO, _EHLO = replies.SEND_HELO, replies.SEND_EHLO
+_MAIL, _RCPT, _NESTED = replies.NEED_MAIL, replies.NEED_RCPT, replies.NESTED_MAIL
 _PARAMS = " [SP <mail-parameters>]"
 
 # fmt: off
 COMMANDS: tuple[Command, ...] = (
-    #        verb         before HELO         ready              after MAIL            after RCPT
-    Command("HELO",     _ANYWHERE,                                                                "_helo", "HELO hostname"),  # noqa: E501
-    Command("EHLO",     _ANYWHERE,                                                                "_ehlo", "EHLO hostname"),  # noqa: E501
-    Command("MAIL",     (replies.SEND_HELO, _OK,               replies.NESTED_MAIL,  replies.NESTED_MAIL), "_mail", "MAIL FROM: <address>", _PARAMS),  # noqa: E501
-    Command("RCPT",     (replies.SEND_HELO, replies.NEED_MAIL, _OK,                  _OK),                 "_rcpt", "RCPT TO: <address>", _PARAMS),  # noqa: E501
-    Command("DATA",     (replies.SEND_HELO, replies.NEED_RCPT, replies.NEED_RCPT,    _OK),                 "_data", "DATA"),  # noqa: E501
-    Command("AUTH",     (replies.SEND_EHLO, _OK,               _OK,                  _OK),                 "_auth", "AUTH <mechanism>", line_limit=AUTH_LINE_LIMIT),  # noqa: E501
-    Command("STARTTLS", _ANYWHERE,                                                                "_starttls", "STARTTLS", needs_tls_context=True),  # noqa: E501
-    Command("RSET",     _ANYWHERE,                                                                "_rset", "RSET"),  # noqa: E501
-    Command("NOOP",     _ANYWHERE,                                                                "_noop", "NOOP [ignored]"),  # noqa: E501
-    Command("QUIT",     _ANYWHERE,                                                                "_quit", "QUIT"),  # noqa: E501
-    Command("HELP",     _ANYWHERE,                                                                "_help", "HELP [command]"),  # noqa: E501
-    Command("VRFY",     _ANYWHERE,                                                                "_vrfy", "VRFY <address>"),  # noqa: E501
-    Command("EXPN",     _ANYWHERE,                                                                "_expn", None),  # noqa: E501
+    #                   before HELO  ready  after MAIL  after RCPT
+    Command("HELO",     (_OK,        _OK,   _OK,        _OK),      "HELO hostname"),
+    Command("EHLO",     (_OK,        _OK,   _OK,        _OK),      "EHLO hostname"),
+    Command("MAIL",     (_HELO,      _OK,   _NESTED,    _NESTED),  "MAIL FROM: <address>", _PARAMS),
+    Command("RCPT",     (_HELO,      _MAIL, _OK,        _OK),      "RCPT TO: <address>", _PARAMS),
+    Command("DATA",     (_HELO,      _RCPT, _RCPT,      _OK),      "DATA"),
+    Command("AUTH",     (_EHLO,      _OK,   _OK,        _OK),      "AUTH <mechanism>",
+            line_limit=AUTH_LINE_LIMIT),
+    Command("STARTTLS", (_OK,        _OK,   _OK,        _OK),      "STARTTLS",
+            needs_tls_context=True),
+    Command("RSET",     (_OK,        _OK,   _OK,        _OK),      "RSET"),
+    Command("NOOP",     (_OK,        _OK,   _OK,        _OK),      "NOOP [ignored]"),
+    Command("QUIT",     (_OK,        _OK,   _OK,        _OK),      "QUIT"),
+    Command("HELP",     (_OK,        _OK,   _OK,        _OK),      "HELP [command]"),
+    Command("VRFY",     (_OK,        _OK,   _OK,        _OK),      "VRFY <address>"),
+    Command("EXPN",     (_OK,        _OK,   _OK,        _OK),      None),
 )
 # fmt: on
 
@@ -318,7 +322,8 @@ _COMMAND, _CONTENT, _AUTH_ANSWER, _DISCARD, _PAUSED, _CLOSED = range(6)
 
 
 class Session:
-    """One SMTP connection's conversation. Not thread-safe; no I/O; never raises on input."""
+    """One SMTP connection's conversation. Not thread-safe; no I/O (it only logs refused
+    recipients); never raises on input."""
 
     def __init__(
         self,
@@ -841,4 +846,6 @@ _ROWS: dict[str, Command] = {row.verb: row for row in COMMANDS}
 # What `_command` needs of each row: the refusals by phase and the handler.
 _DISPATCH: dict[
     bytes, tuple[tuple[str | None, str | None, str | None, str | None], Callable[..., Event | None]]
-] = {row.verb.encode(): (row.refusals, getattr(Session, row.handler)) for row in COMMANDS}
+] = {
+    row.verb.encode(): (row.refusals, getattr(Session, f"_{row.verb.lower()}")) for row in COMMANDS
+}

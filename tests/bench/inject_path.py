@@ -1,4 +1,5 @@
-"""Python cost of injection's fast path alone: no sockets, no other process.
+"""Python cost of the injection path alone (driver, state machine, spool hand-over): no
+sockets, no other process.
 
     .venv/bin/python -m tests.bench.inject_path [MESSAGES] [PROFILE.pstats|-] [on|off]
 
@@ -6,7 +7,9 @@ Ten sessions (`InjectConnection` on a fake transport) each take MESSAGES/10 plai
 transactions (MAIL, RCPT, DATA, a 2 KB message) into a real `Spool` in a temporary
 directory (fsync off unless `on`); prints the event-loop thread's CPU per message. What is
 left out is what the kernel and uvloop cost (inject_cpu.py measures everything). Two trees
-can be compared by running both at once, one per core, which cancels this VM's drift.
+can be compared by running both at once, one per core, which cancels this VM's drift; on a
+busy machine, count instructions instead (valgrind --tool=callgrind, two message counts,
+the difference divided by the difference of counts).
 """
 
 from __future__ import annotations

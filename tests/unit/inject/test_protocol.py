@@ -171,7 +171,7 @@ def test_a_command_out_of_its_phase_gets_the_tables_reply(
 
 def test_the_table_names_a_handler_for_every_command() -> None:
     for row in COMMANDS:
-        assert callable(getattr(Session, row.handler)), row.verb
+        assert callable(getattr(Session, f"_{row.verb.lower()}")), row.verb
         assert len(row.refusals) == len(PHASES)
     assert [row.verb for row in COMMANDS if row.refusals[READY] is not None] == ["RCPT", "DATA"]
 
