@@ -386,7 +386,6 @@ def serve(config: Config, path: str) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command
     for warning in config.warnings:
         log.warning("%s", warning)
     import uvloop

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from relay.inject import headers, policy, replies
+from relay.inject import checks, headers, replies
 
 GROUP_HEADER = "X-Binding-Group"
 BINDING_HEADER = "X-Binding"
@@ -95,7 +95,7 @@ def _prepare_plain(
         return None  # X-Binding(-Group) fields to read and remove: the parsed way
     if b"received" in lowered and len(_RECEIVED.findall(lowered)) > max_received:
         return replies.MAIL_LOOP
-    assignment = policy.assign(
+    assignment = checks.assign(
         header_group=None,
         header_binding=None,
         listener_group=reception.listener_group,
@@ -140,7 +140,7 @@ def _prepare_parsed(
         return replies.MAIL_LOOP
     group_field = _first(header, names, _GROUP)
     binding_field = _first(header, names, _BINDING)
-    assignment = policy.assign(
+    assignment = checks.assign(
         header_group=group_field.value if group_field is not None else None,
         header_binding=binding_field.value if binding_field is not None else None,
         listener_group=reception.listener_group,

@@ -16,21 +16,49 @@ Choices worth knowing (RFC 5321, RFC 3463 enhanced codes):
   shutting down: 421 4.3.2
 - spool full: 452 4.3.1; any other spool failure: 451 4.3.0
 
-aiosmtpd's own stock replies mostly lack enhanced status codes; `enhance` adds them so that
-advertising ENHANCEDSTATUSCODES is honest (RFC 2034: every reply but the greeting and the
-HELO/EHLO replies).
+The command replies are aiosmtpd 1.4.6's stock texts (relay ran its command loop before
+protocol.py), each with the enhanced status code `enhance` gives it, so that advertising
+ENHANCEDSTATUSCODES is honest (RFC 2034: every reply but the greeting and the HELO/EHLO
+replies); the tests check each against `enhance` of aiosmtpd's text.
 """
 
 from __future__ import annotations
 
 import re
 
+GREETING = "220 {host} ESMTP relay"
 OK = "250 2.0.0 OK"
+BYE = "221 2.0.0 Bye"
 SENDER_OK = "250 2.1.0 Sender OK"
 RECIPIENT_OK = "250 2.1.5 Recipient OK"
 START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+SEND_HELO = "503 5.5.1 Error: send HELO first"
+SEND_EHLO = "503 5.5.1 Error: send EHLO first"
+NEED_MAIL = "503 5.5.1 Error: need MAIL command"
+NESTED_MAIL = "503 5.5.1 Error: nested MAIL command"
 NEED_RCPT = "503 5.5.1 Error: need RCPT command"
 DATA_SYNTAX = "501 5.5.4 Syntax: DATA"
+BAD_SYNTAX = "500 5.5.2 Error: bad syntax"
+STRICT_ASCII = "500 5.5.2 Error: strict ASCII mode"
+TOO_MANY_UNKNOWN = "502 5.5.1 Too many unrecognized commands, goodbye."
+VRFY_UNVERIFIED = "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery"
+EXPN_NOT_IMPLEMENTED = "502 5.5.1 EXPN not implemented"
+MAIL_USAGE_ESMTP = "501 5.5.4 Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
+BODY_INVALID = "501 5.5.4 Error: BODY can only be one of 7BIT, 8BITMIME"
+SMTPUTF8_ARGUMENT = "501 5.5.4 Error: SMTPUTF8 takes no arguments"
+SMTPUTF8_DISABLED = "501 5.5.4 Error: SMTPUTF8 disabled"
+TLS_READY = "220 2.0.0 Ready to start TLS"
+TLS_NOT_AVAILABLE = "454 4.7.0 TLS not available"
+TLS_ALREADY_ACTIVE = "554 5.5.1 Error: TLS already active"
+AUTH_NOT_OFFERED = "500 5.5.1 Error: command 'AUTH' not recognized"
+AUTH_NEEDS_TLS = "538 5.7.11 Encryption required for requested authentication mechanism"
+AUTH_ALREADY = "503 5.5.1 Already authenticated"
+AUTH_NO_MECHANISM = "501 5.5.4 Not enough value"
+AUTH_TOO_MANY_VALUES = "501 5.5.4 Too many values"
+AUTH_UNKNOWN_MECHANISM = "504 5.5.4 Unrecognized authentication type"
+AUTH_ABORTED = "501 5.7.0 Auth aborted"
+AUTH_BAD_BASE64 = "501 5.5.2 Can't decode base64"
+AUTH_CANNOT_SPLIT = "501 5.5.2 Can't split auth value"
 
 RELAY_DENIED = "550 5.7.1 Relaying denied: authenticate or connect from a relay host"
 NULL_RECIPIENT = "553 5.1.3 The null path <> is not a recipient"
@@ -50,6 +78,32 @@ SHUTTING_DOWN = "421 4.3.2 {host} Service shutting down"
 SPOOL_FULL = "452 4.3.1 Insufficient system storage"
 SPOOL_FAILED = "451 4.3.0 Local error in processing, try again later"
 QUEUED = "250 2.0.0 OK queued as {id}"
+QUEUED_PREFIX = QUEUED.partition("{")[0]
+
+
+def usage(syntax: str) -> str:
+    return f"501 5.5.4 Syntax: {syntax}"
+
+
+def help_usage(syntax: str) -> str:
+    return f"250 2.0.0 Syntax: {syntax}"
+
+
+def help_list(code: int, verbs: str) -> str:
+    return f"{code} {'2.0.0' if code == 250 else '5.5.4'} Supported commands: {verbs}"
+
+
+def unknown_command(verb: str) -> str:
+    return f'500 5.5.1 Error: command "{verb}" not recognized'
+
+
+def unknown_parameters(verb: str) -> str:
+    keyword = "FROM" if verb == "MAIL" else "TO"
+    return f"555 5.5.4 {verb} {keyword} parameters not recognized or not implemented"
+
+
+def cannot_vrfy(argument: str) -> str:
+    return f"502 5.5.1 Could not VRFY {argument}"
 
 
 def unknown_group(name: str) -> str:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.inject.auth import Credentials
-from relay.inject.handoff import MessageStore
+from relay.inject.connection import InjectConnection, ListenerContext
 from relay.inject.limits import ConnectionLimits
-from relay.inject.session import InjectProtocol, ListenerContext
 from relay.inject.settings import InjectSettings, ListenerSettings
+from relay.inject.spooling import MessageStore
 
 log = logging.getLogger("relay.inject")
 
@@ -130,19 +130,19 @@ class Listeners:
             server.close()
         for session in self._sessions():
             session.shutdown(force=False)
-        tasks = [t for t in (s.handler_task for s in self._sessions()) if t is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
+        waiting = [session.closed for session in self._sessions()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=grace)
         for session in self._sessions():
             session.shutdown(force=True)
-        tasks = [t for t in (s.handler_task for s in self._sessions()) if t is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=1.0)
+        waiting = [session.closed for session in self._sessions()]
+        if waiting:
+            await asyncio.wait(waiting, timeout=1.0)
         for _, server in [*self._servers, *self._retired]:
             await server.wait_closed()
         log.info("injection listeners closed")
 
-    def _sessions(self) -> list[InjectProtocol]:
+    def _sessions(self) -> list[InjectConnection]:
         everything = [*self._servers, *self._retired]
         return [session for ctx, _ in everything for session in list(ctx.sessions)]
 
@@ -221,8 +221,8 @@ async def _serve(ctx: ListenerContext, reuse_port: bool) -> asyncio.Server:
     return server
 
 
-def _factory(ctx: ListenerContext) -> Callable[[], InjectProtocol]:
-    def make() -> InjectProtocol:
-        return InjectProtocol(ctx)
+def _factory(ctx: ListenerContext) -> Callable[[], InjectConnection]:
+    def make() -> InjectConnection:
+        return InjectConnection(ctx)
 
     return make

@@ -1,12 +1,15 @@
-"""Python cost of injection's fast path alone: no sockets, no other process.
+"""Python cost of the injection path alone (driver, state machine, spool hand-over): no
+sockets, no other process.
 
     .venv/bin/python -m tests.bench.inject_path [MESSAGES] [PROFILE.pstats|-] [on|off]
 
-Ten sessions (`InjectProtocol` on a fake transport) each take MESSAGES/10 plain
+Ten sessions (`InjectConnection` on a fake transport) each take MESSAGES/10 plain
 transactions (MAIL, RCPT, DATA, a 2 KB message) into a real `Spool` in a temporary
 directory (fsync off unless `on`); prints the event-loop thread's CPU per message. What is
 left out is what the kernel and uvloop cost (inject_cpu.py measures everything). Two trees
-can be compared by running both at once, one per core, which cancels this VM's drift.
+can be compared by running both at once, one per core, which cancels this VM's drift; on a
+busy machine, count instructions instead (valgrind --tool=callgrind, two message counts,
+the difference divided by the difference of counts).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import Any
 import uvloop
 
 from relay.inject import InjectSettings, ListenerSettings
+from relay.inject.connection import InjectConnection, ListenerContext
 from relay.inject.limits import ConnectionLimits
-from relay.inject.session import InjectProtocol, ListenerContext
 from relay.inject.settings import parse_network
 from relay.spool.store import Spool
 
@@ -83,7 +86,7 @@ async def run(messages: int, fsync: bool, profile: cProfile.Profile | None) -> N
     )
     sessions = []
     for _ in range(SESSIONS):
-        protocol, transport = InjectProtocol(ctx), FakeTransport()
+        protocol, transport = InjectConnection(ctx), FakeTransport()
         protocol.connection_made(transport)
         sessions.append((protocol, transport))
     for _ in range(5):
@@ -94,7 +97,7 @@ async def run(messages: int, fsync: bool, profile: cProfile.Profile | None) -> N
         await asyncio.sleep(0)
     body = message(1)
 
-    async def session(protocol: InjectProtocol, transport: FakeTransport, count: int) -> None:
+    async def session(protocol: InjectConnection, transport: FakeTransport, count: int) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(count):
             protocol.data_received(b"MAIL FROM:<bench@inject.bench.test>\r\n")

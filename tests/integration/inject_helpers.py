@@ -16,8 +16,8 @@ import trustme
 
 from relay.inject import InjectSettings, Listeners, ListenerSettings, start_listeners
 from relay.inject.auth import make_credentials_line
-from relay.inject.handoff import MessageStore
 from relay.inject.settings import parse_network
+from relay.inject.spooling import MessageStore
 from relay.spool.errors import SpoolError
 from relay.spool.model import Envelope, NewMessage, Recipient
 

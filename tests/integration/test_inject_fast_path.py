@@ -1,6 +1,6 @@
-"""The injection fast path (plain MAIL, RCPT, DATA and content handled as bytes arrive)
-answers exactly as the command loop does, however the client's bytes are cut up or
-pipelined, and hands over to the loop for everything else."""
+"""Every command goes through the one state machine as the bytes arrive (there is no
+second, slower path any more): the replies are the same however the client's bytes are cut
+up or pipelined, and plain commands mix with the rest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.inject.session import InjectProtocol
+from relay.inject.protocol import Event, Session
 from tests.integration.inject_helpers import DirSpool, RawClient, make_settings, serving
 
 TRANSACTION = (
@@ -26,25 +26,24 @@ async def _replies(client: RawClient, count: int) -> list[int]:
     return [(await client.reply())[0] for _ in range(count)]
 
 
-def _count_fast_lines(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """A spy on the fast path (the real method still runs): the lines it took."""
+def _count_command_lines(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """A spy on the machine's command reader (the real method still runs): the lines it
+    took, verb only."""
     taken: list[bytes] = []
-    real = InjectProtocol._fast_command
+    real = Session._command
 
-    def spy(self: InjectProtocol, line: bytes) -> bool:
-        done = real(self, line)
-        if done:
-            taken.append(line)
-        return done
+    def spy(self: Session, line: bytes) -> Event | None:
+        taken.append(line.split(b" ", 1)[0].rstrip(b"\r"))
+        return real(self, line)
 
-    monkeypatch.setattr(InjectProtocol, "_fast_command", spy)
+    monkeypatch.setattr(Session, "_command", spy)
     return taken
 
 
 async def test_pipelined_transactions_in_one_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken = _count_fast_lines(monkeypatch)
+    taken = _count_command_lines(monkeypatch)
     spool = DirSpool(tmp_path)
     async with serving(make_settings(), spool) as (_, port):
         client = await RawClient.connect(port)
@@ -53,7 +52,8 @@ async def test_pipelined_transactions_in_one_write(
         assert await _replies(client, 16) == REPLIES * 3 + [221]
         assert await client.closed()
     assert len(spool.messages) == 3
-    assert len(taken) == 12  # MAIL, 2 x RCPT, DATA per transaction: all on the fast path
+    # EHLO, then MAIL, 2 x RCPT, DATA per transaction and QUIT: each read by the machine
+    assert taken == [b"EHLO", *[b"MAIL", b"RCPT", b"RCPT", b"DATA"] * 3, b"QUIT"]
     for message in spool.messages:
         assert message.recipients == ("one@example.com", "two@example.com")
         assert b"\r\nSubject: fast\r\n" in message.content
@@ -61,7 +61,7 @@ async def test_pipelined_transactions_in_one_write(
 
 
 async def test_one_byte_at_a_time(tmp_path: Path) -> None:
-    """Partial lines go to the command loop, which hands back once it is idle again."""
+    """Partial lines are kept until their end comes; then read as if sent at once."""
     spool = DirSpool(tmp_path)
     async with serving(make_settings(), spool) as (_, port):
         client = await RawClient.connect(port)
@@ -76,18 +76,18 @@ async def test_one_byte_at_a_time(tmp_path: Path) -> None:
 
 
 async def test_slow_commands_between_fast_ones(tmp_path: Path) -> None:
-    """RSET, NOOP, parameters, errors and a nested MAIL are the loop's; the replies and the
-    state they leave are the same whichever path took the line before."""
+    """RSET, NOOP, parameters, errors and a nested MAIL between plain commands: the
+    replies and the state they leave are right whatever came before."""
     spool = DirSpool(tmp_path)
     async with serving(make_settings(), spool) as (_, port):
         client = await RawClient.connect(port)
         await client.greet()
         script = [
             (b"MAIL FROM:<a@example.test>", 250),
-            (b"MAIL FROM:<b@example.test>", 503),  # nested: the loop says so
+            (b"MAIL FROM:<b@example.test>", 503),  # nested
             (b"RSET", 250),
-            (b"DATA", 503),  # no recipients (the loop's reply)
-            (b"MAIL FROM:<a@example.test> SIZE=100", 250),  # parameters: the loop
+            (b"DATA", 503),  # no recipients
+            (b"MAIL FROM:<a@example.test> SIZE=100", 250),  # parameters
             (b"RCPT TO:<bad address>", 553),
             (b"RCPT TO:<ok@example.com>", 250),
             (b"NOOP", 250),
@@ -102,7 +102,7 @@ async def test_slow_commands_between_fast_ones(tmp_path: Path) -> None:
     assert spool.messages[0].recipients == ("ok@example.com",)
 
 
-async def test_commands_before_ehlo_are_the_loops(tmp_path: Path) -> None:
+async def test_commands_before_ehlo_are_refused(tmp_path: Path) -> None:
     spool = DirSpool(tmp_path)
     async with serving(make_settings(), spool) as (_, port):
         client = await RawClient.connect(port)
@@ -152,3 +152,28 @@ async def test_client_leaving_mid_content_spools_nothing(tmp_path: Path) -> None
         await asyncio.sleep(0.1)
         assert listeners is not None
     assert spool.messages == []
+
+
+async def test_input_behind_a_message_is_held_within_a_bound(tmp_path: Path) -> None:
+    """While a message is spooled, what the client pipelines is kept, reading pauses past
+    HELD_LIMIT, and every command is still answered in order once the 250 is out."""
+    from relay.inject.connection import HELD_LIMIT
+
+    spool = DirSpool(tmp_path)
+    spool.delay = 0.3
+    async with serving(make_settings(), spool) as (listeners, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        client.writer.write(TRANSACTION + b"NOOP\r\n" * 100_000)  # 600 kB, not drained here
+        await asyncio.sleep(0.2)
+        [ctx] = [ctx for ctx, _ in listeners._servers]
+        [connection] = ctx.sessions
+        machine = connection._machine
+        assert machine is not None and machine.in_transaction
+        assert 0 < machine.buffered < HELD_LIMIT + 256 * 1024
+        assert connection._reading_paused
+        assert await _replies(client, 5) == REPLIES
+        for _ in range(100_000):
+            assert (await client.reply())[0] == 250
+        await client.close()
+    assert len(spool.messages) == 1

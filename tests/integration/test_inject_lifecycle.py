@@ -137,3 +137,25 @@ async def test_ipv6_listener(tmp_path: Path) -> None:
         writer.close()
     finally:
         await listeners.close(grace=0.5)
+
+
+async def test_a_failed_tls_handshake_closes_and_frees_the_slot(tmp_path: Path) -> None:
+    from tests.integration.inject_helpers import tls_files
+
+    tls = tls_files(tmp_path)
+    settings = make_settings(tls_certificate=tls.cert, tls_key=tls.key)
+    async with serving(settings, DirSpool(tmp_path)) as (listeners, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        assert (await client.command("STARTTLS"))[0] == 220
+        await client.send(b"this is no TLS ClientHello\r\n" * 20)
+        assert await client.closed()
+        await client.close()
+        for _ in range(50):
+            if listeners.open_connections == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert listeners.open_connections == 0
+        again = await RawClient.connect(port)
+        await again.greet()
+        await again.close()

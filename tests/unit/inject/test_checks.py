@@ -6,7 +6,7 @@ import pytest
 
 from relay.inject import replies
 from relay.inject.addresses import parse_path
-from relay.inject.policy import (
+from relay.inject.checks import (
     Assignment,
     assign,
     check_declared_size,

@@ -1,0 +1,851 @@
+"""The server side of one SMTP connection as a state machine, without I/O (h11's shape).
+
+    session = Session(rules, hostname="relay.example", client=ip, tls_available=True,
+                      mechanisms=("LOGIN", "PLAIN"))
+    transport.write(session.take_output())          # the greeting
+    event = session.receive(data)                   # every byte the client sends
+    transport.write(session.take_output())          # the replies it gives rise to
+    if event is not None: ...                        # the driver's turn (see below)
+
+Bytes go in, replies (in `take_output`) and events come out. An event pauses the machine
+(what arrives meanwhile is kept, not read) until the driver answers it:
+- `MessageComplete` / `MessageRefused`: the content ended at <CRLF>.<CRLF>; the driver
+  spools it (or not) and calls `message_done(reply)`;
+- `CheckCredentials`: an AUTH dialog gave a login and a password; the driver checks them
+  and calls `credentials_checked(ok, user)`;
+- `StartTLS`: 220 was said, input pipelined behind STARTTLS is dropped; the driver does the
+  handshake and calls `tls_started()`, after which the client must EHLO again;
+- `Close`: 221 (QUIT) or too many unknown commands; the driver closes.
+Then `receive()` (no bytes) reads on through what was kept. Timers, sockets, the spool and
+the password check are the driver's.
+
+Where things are decided, each in one place:
+- which command is legal in which phase: `COMMANDS`, one row per command;
+- what EHLO offers, which MAIL/RCPT parameters exist and how each is checked, how long a
+  command line may be: `EXTENSIONS`, one row per ESMTP extension;
+- command lines (length, ASCII, unknown commands): `Session._command`;
+- address syntax: `Session._path` (addresses.py); sender policy: `Session._check_sender`;
+  recipient and relay policy: `Session._check_recipient` (checks.py);
+- message data (smuggling, line length, size): the `DataReader` made in `Session._data`;
+- AUTH mechanisms: `MECHANISMS` (their challenges and how the answers give credentials).
+Replies are aiosmtpd 1.4.6's where relay kept its behaviour, with enhanced status codes
+(replies.py), byte for byte what relay sent when aiosmtpd's command loop ran it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from relay.inject import addresses, checks, replies
+from relay.inject.data import DataReader
+from relay.inject.settings import InjectSettings, IPAddress, IPNetwork
+
+log = logging.getLogger("relay.inject")
+
+COMMAND_LINE_LIMIT = 510  # octets before CRLF: 512 with it (RFC 5321 §4.5.3.1.4)
+SIZE_PARAMETER_EXTRA = 26  # RFC 1870 §3: MAIL may grow by " SIZE=" and 20 digits
+AUTH_LINE_LIMIT = 1000  # RFC 4954 allows 12288; relay has always taken 1000
+READ_LIMIT = 1001  # octets before LF past which a line is not even looked at
+BOGUS_LIMIT = 5  # the 5th unknown command closes the connection
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What the session had established when a message ended (its Received: field)."""
+
+    helo: str | None
+    esmtp: bool
+    tls: bool
+    authenticated: bool
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class MessageComplete:
+    """Acceptable content: the driver hands it over and answers with `message_done`."""
+
+    sender: str  # "" for the null reverse-path
+    recipients: tuple[str, ...]
+    content: bytes  # dot-unstuffed, CRLF line ends
+    session: SessionFacts
+
+    def __init__(
+        self, sender: str, recipients: tuple[str, ...], content: bytes, session: SessionFacts
+    ) -> None:
+        # One per message: the slots are set through their descriptors, a third cheaper
+        # than the object.__setattr__ calls of the generated frozen __init__.
+        _set_sender(self, sender)
+        _set_recipients(self, recipients)
+        _set_content(self, content)
+        _set_session(self, session)
+
+
+_set_sender, _set_recipients, _set_content, _set_session = (
+    MessageComplete.__dict__[name].__set__
+    for name in ("sender", "recipients", "content", "session")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRefused:
+    """The content broke a rule (smuggling, size, line length); `reply` says which. The
+    driver answers with `message_done` (normally `reply` itself)."""
+
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckCredentials:
+    """The driver checks these and answers with `credentials_checked`."""
+
+    mechanism: str
+    login: bytes
+    password: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """220 was said: the driver upgrades the connection and calls `tls_started`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The last reply was said: the driver closes the connection."""
+
+
+Event = MessageComplete | MessageRefused | CheckCredentials | StartTLS | Close
+
+
+class Rules(Protocol):
+    """What the machine reads from the listener each time it decides (a reload swaps it)."""
+
+    @property
+    def settings(self) -> InjectSettings: ...
+
+    @property
+    def relay_hosts(self) -> tuple[IPNetwork, ...]: ...
+
+
+# --- the command table -----------------------------------------------------------------
+
+# Phases of the conversation, the columns of the table.
+BEFORE_HELO, READY, HAVE_SENDER, HAVE_RECIPIENTS = range(4)
+PHASES = ("before HELO", "ready", "after MAIL", "after RCPT")
+
+_OK = None  # legal in that phase
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One row of the command table; `Session._<verb>` runs the command where it is legal."""
+
+    verb: str
+    refusals: tuple[str | None, str | None, str | None, str | None]  # per phase: None = legal
+    usage: str | None  # for HELP and the 501 syntax reply; None: HELP does not list it
+    esmtp_usage: str = ""  # added to `usage` in an EHLO session
+    line_limit: int = COMMAND_LINE_LIMIT  # octets before CRLF after EHLO (510 after HELO)
+    needs_tls_context: bool = False  # HELP lists it only where TLS can be had
+
+
+_HELO, _EHLO = replies.SEND_HELO, replies.SEND_EHLO
+_MAIL, _RCPT, _NESTED = replies.NEED_MAIL, replies.NEED_RCPT, replies.NESTED_MAIL
+_PARAMS = " [SP <mail-parameters>]"
+
+# fmt: off
+COMMANDS: tuple[Command, ...] = (
+    #                   before HELO  ready  after MAIL  after RCPT
+    Command("HELO",     (_OK,        _OK,   _OK,        _OK),      "HELO hostname"),
+    Command("EHLO",     (_OK,        _OK,   _OK,        _OK),      "EHLO hostname"),
+    Command("MAIL",     (_HELO,      _OK,   _NESTED,    _NESTED),  "MAIL FROM: <address>", _PARAMS),
+    Command("RCPT",     (_HELO,      _MAIL, _OK,        _OK),      "RCPT TO: <address>", _PARAMS),
+    Command("DATA",     (_HELO,      _RCPT, _RCPT,      _OK),      "DATA"),
+    Command("AUTH",     (_EHLO,      _OK,   _OK,        _OK),      "AUTH <mechanism>",
+            line_limit=AUTH_LINE_LIMIT),
+    Command("STARTTLS", (_OK,        _OK,   _OK,        _OK),      "STARTTLS",
+            needs_tls_context=True),
+    Command("RSET",     (_OK,        _OK,   _OK,        _OK),      "RSET"),
+    Command("NOOP",     (_OK,        _OK,   _OK,        _OK),      "NOOP [ignored]"),
+    Command("QUIT",     (_OK,        _OK,   _OK,        _OK),      "QUIT"),
+    Command("HELP",     (_OK,        _OK,   _OK,        _OK),      "HELP [command]"),
+    Command("VRFY",     (_OK,        _OK,   _OK,        _OK),      "VRFY <address>"),
+    Command("EXPN",     (_OK,        _OK,   _OK,        _OK),      None),
+)
+# fmt: on
+
+
+# --- the ESMTP extension table ---------------------------------------------------------
+
+ParameterCheck = Callable[[str | None], str | None]  # value (None: no "=") -> refusal or None
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    """One EHLO keyword: when it is offered, the MAIL/RCPT parameters it brings (each with
+    its check) and how much longer it lets a command line be."""
+
+    keyword: str
+    offered: Callable[[Session], str | None] = lambda session: ""  # EHLO text ("": keyword)
+    mail_parameters: Mapping[str, ParameterCheck] = field(default_factory=dict)
+    rcpt_parameters: Mapping[str, ParameterCheck] = field(default_factory=dict)
+    line_extra: Mapping[str, int] = field(default_factory=dict)  # verb -> octets
+
+
+def _size_offered(session: Session) -> str | None:
+    size = session.rules.settings.max_message_size
+    return f"SIZE {size}" if size else None
+
+
+def _size_value(value: str | None) -> str | None:
+    # The limit itself is sender policy (Session._check_sender), checked once all is parsed.
+    return None if value is not None and value.isdigit() else replies.MAIL_USAGE_ESMTP
+
+
+def _body_value(value: str | None) -> str | None:
+    if value is not None and value.upper() in ("7BIT", "8BITMIME"):
+        return None
+    return replies.BODY_INVALID
+
+
+def _smtputf8_value(value: str | None) -> str | None:
+    return replies.SMTPUTF8_ARGUMENT if value is not None else replies.SMTPUTF8_DISABLED
+
+
+def _starttls_offered(session: Session) -> str | None:
+    return "" if session.tls_available and not session.tls else None
+
+
+def _auth_offered(session: Session) -> str | None:
+    if not session.tls or not session.mechanisms:
+        return None  # AUTH only over TLS (538 before), and only with a credentials file
+    return "AUTH " + " ".join(session.mechanisms)
+
+
+def _never(session: Session) -> str | None:
+    return None
+
+
+# In EHLO order ("250 HELP" last, as aiosmtpd always ended it).
+EXTENSIONS: tuple[Extension, ...] = (
+    Extension(
+        "SIZE",
+        _size_offered,
+        mail_parameters={"SIZE": _size_value},
+        line_extra={"MAIL": SIZE_PARAMETER_EXTRA},
+    ),
+    Extension("PIPELINING"),
+    Extension("ENHANCEDSTATUSCODES"),
+    Extension("8BITMIME", mail_parameters={"BODY": _body_value}),
+    Extension("STARTTLS", _starttls_offered),
+    Extension("AUTH", _auth_offered),
+    Extension("SMTPUTF8", _never, mail_parameters={"SMTPUTF8": _smtputf8_value}),
+    Extension("HELP"),
+)
+
+# Parameters are known whether or not their extension was offered (as with aiosmtpd).
+MAIL_PARAMETERS: dict[str, ParameterCheck] = {
+    name: check for ext in EXTENSIONS for name, check in ext.mail_parameters.items()
+}
+RCPT_PARAMETERS: dict[str, ParameterCheck] = {
+    name: check for ext in EXTENSIONS for name, check in ext.rcpt_parameters.items()
+}
+
+
+# --- AUTH mechanisms --------------------------------------------------------------------
+
+
+def _plain_credentials(answers: list[bytes]) -> tuple[bytes, bytes] | str:
+    parts = answers[0].split(b"\x00")  # authzid NUL authcid NUL passwd (RFC 4616)
+    if len(parts) != 3:
+        return replies.AUTH_CANNOT_SPLIT
+    return parts[1], parts[2]
+
+
+def _login_credentials(answers: list[bytes]) -> tuple[bytes, bytes] | str:
+    return answers[0], answers[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Mechanism:
+    """A SASL mechanism: the challenges (an initial response answers the first one) and
+    how the answers give (login, password), or the reply refusing them."""
+
+    challenges: tuple[bytes, ...]
+    credentials: Callable[[list[bytes]], tuple[bytes, bytes] | str]
+
+
+MECHANISMS: dict[str, Mechanism] = {
+    "LOGIN": Mechanism((b"Username:", b"Password:"), _login_credentials),
+    "PLAIN": Mechanism((b"",), _plain_credentials),
+}
+
+
+def _decode(text: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# --- encoded replies ---------------------------------------------------------------------
+
+_wire_cache: dict[str, bytes] = {}
+_WIRE_MAX = 256
+
+
+def wire(reply: str) -> bytes:
+    """A reply's bytes (multi-line replies are given with CRLF between lines), cached."""
+    data = _wire_cache.get(reply)
+    if data is None:
+        data = reply.encode("ascii") + b"\r\n"
+        if reply.startswith(replies.QUEUED_PREFIX):
+            return data  # one per message: not worth keeping
+        if len(_wire_cache) >= _WIRE_MAX:
+            _wire_cache.clear()
+        _wire_cache[reply] = data
+    return data
+
+
+_SENDER_OK = wire(replies.SENDER_OK)
+_RECIPIENT_OK = wire(replies.RECIPIENT_OK)
+_START_DATA = wire(replies.START_DATA)
+_OK_WIRE = wire(replies.OK)
+
+# Input modes: what the next bytes are.
+_COMMAND, _CONTENT, _AUTH_ANSWER, _DISCARD, _PAUSED, _CLOSED = range(6)
+
+
+class Session:
+    """One SMTP connection's conversation. Not thread-safe; no I/O (it only logs refused
+    recipients); never raises on input."""
+
+    def __init__(
+        self,
+        rules: Rules,
+        *,
+        hostname: str,
+        client: IPAddress | None,
+        tls_available: bool,
+        mechanisms: tuple[str, ...],
+    ) -> None:
+        self.rules = rules
+        self.hostname = hostname
+        self.client = client  # for the relay check (None: unknown, never a relay host)
+        self.tls_available = tls_available
+        self.mechanisms = tuple(sorted(m for m in mechanisms if m in MECHANISMS))
+        self.commands = 0  # commands taken so far (the driver's idle deadline restarts at each)
+        self.reading_content = False  # from the 354 to the end of the data (whole-DATA deadline)
+        self.tls = False
+        self._out: list[bytes] = [wire(replies.GREETING.format(host=hostname))]
+        self._input = b""  # received, not yet read (from `_pos` on); b"" when none
+        self._pos = 0
+        self._mode = _COMMAND
+        self._awaiting: type[Event] | None = None  # the event the driver has yet to answer
+        self._discarding_answer = False
+        self._bogus = BOGUS_LIMIT
+        self._relay_verdict: tuple[tuple[IPNetwork, ...], bool, bool] | None = None
+        self._reader: DataReader | None = None
+        self._mechanism: str | None = None  # in an AUTH dialog
+        self._answers: list[bytes] = []
+        self._new_session()
+
+    def _new_session(self) -> None:
+        """What HELO/EHLO must set up again (at the start and after STARTTLS)."""
+        self._facts: SessionFacts | None = None
+        self.helo: str | None = None
+        self.esmtp = False
+        self.authenticated = False
+        self.user: str | None = None
+        self._line_limits: dict[bytes, int] = {}  # in an EHLO session; else 510 for all
+        self._phase = BEFORE_HELO
+        self._new_transaction()
+
+    def _new_transaction(self) -> None:
+        self.sender: str | None = None  # "<>" for the null reverse-path
+        self.mail_options: tuple[str, ...] = ()
+        self.recipients: list[str] = []
+        if self._phase > READY:
+            self._phase = READY
+
+    # --- what the driver sees -----------------------------------------------------------
+
+    @property
+    def phase(self) -> int:
+        return self._phase
+
+    @property
+    def in_transaction(self) -> bool:
+        """MAIL given and the message not yet answered (a draining server lets it finish)."""
+        return (
+            self._phase >= HAVE_SENDER
+            or self._mode == _CONTENT
+            or (self._awaiting is MessageComplete or self._awaiting is MessageRefused)
+        )
+
+    @property
+    def buffered(self) -> int:
+        """Octets received and not yet read."""
+        return len(self._input) - self._pos if self._input else 0
+
+    @property
+    def closed(self) -> bool:
+        return self._mode == _CLOSED
+
+    def take_output(self) -> bytes:
+        """The replies said since the last call, to be written in this order."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
+
+    # --- input ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes = b"") -> Event | None:
+        """Take the client's bytes (any split) and read as far as they go: None when more
+        are needed, or the event the driver must answer before the machine reads on.
+        `receive()` without bytes reads on through what was kept."""
+        if self._mode >= _PAUSED:
+            if data and self._mode == _PAUSED:  # kept for later (the driver pauses the socket)
+                self._input = self._input[self._pos :] + data if self._input else data
+                self._pos = 0
+            return None
+        pos = 0
+        if self._input:  # kept from before: a partial line, or what came while paused
+            if data:
+                data = self._input[self._pos :] + data
+            else:
+                data, pos = self._input, self._pos
+            self._input = b""
+        elif not data:
+            return None
+        end = len(data)
+        while pos < end:
+            mode = self._mode
+            if mode == _CONTENT:
+                reader = self._reader
+                assert reader is not None
+                rest = reader.feed(data[pos:] if pos else data)
+                if not reader.done:
+                    return None
+                self._input, self._pos = rest, 0
+                return self._content_done(reader)
+            newline = data.find(b"\n", pos)
+            if mode == _DISCARD:
+                if newline < 0:
+                    return None
+                pos = newline + 1
+                self._mode = _COMMAND
+                self._say(replies.COMMAND_TOO_LONG)
+                continue
+            if newline < 0:
+                if end - pos > READ_LIMIT:
+                    self._too_long()
+                    self._mode = _DISCARD
+                else:
+                    self._input, self._pos = data, pos
+                return None
+            if newline - pos > READ_LIMIT:
+                self._too_long()
+                self._say(replies.COMMAND_TOO_LONG)
+                pos = newline + 1
+                continue
+            line = data[pos:newline]
+            pos = newline + 1
+            event = self._command(line) if mode == _COMMAND else self._auth_answer(line)
+            if self._mode >= _PAUSED:
+                if self._mode == _PAUSED and self._awaiting is not StartTLS and pos < end:
+                    self._input, self._pos = data, pos  # kept for `receive()` after the answer
+                return event
+        return None
+
+    def _too_long(self) -> None:
+        if self._mode == _AUTH_ANSWER:
+            self._mechanism, self._answers = None, []  # an overlong answer ends the dialog
+            self._mode = _COMMAND
+
+    # --- command lines ----------------------------------------------------------------------
+
+    def _command(self, line: bytes) -> Event | None:
+        line = line.rstrip(b"\r\n")
+        if not line:
+            return self._say(replies.BAD_SYNTAX)
+        verb, _, arg_bytes = line.partition(b" ")
+        command = _DISPATCH.get(verb)
+        if command is None:
+            verb = verb.upper()
+            command = _DISPATCH.get(verb)
+            if command is None and not verb.isascii():
+                return self._say(replies.BAD_SYNTAX)
+        try:
+            arg = arg_bytes.strip().decode("ascii")
+        except UnicodeDecodeError:
+            return self._say(replies.STRICT_ASCII)
+        if len(line) > COMMAND_LINE_LIMIT and len(line) > self._line_limits.get(
+            verb, COMMAND_LINE_LIMIT
+        ):
+            return self._say(replies.COMMAND_TOO_LONG)
+        if command is None:
+            self._bogus -= 1
+            if self._bogus < 1:
+                self._say(replies.TOO_MANY_UNKNOWN)
+                self._mode = _CLOSED
+                return Close()
+            return self._say(replies.unknown_command(verb.decode("ascii")))
+        self.commands += 1
+        refusals, run = command
+        refusal = refusals[self._phase]
+        if refusal is not None:
+            return self._say(refusal)
+        return run(self, arg)
+
+    def _say(self, reply: str) -> Event | None:
+        """Queue a reply; no event (so that a handler can `return self._say(...)`)."""
+        self._out.append(wire(reply))
+        return None
+
+    def _say_wire(self, data: bytes) -> Event | None:
+        self._out.append(data)
+        return None
+
+    def _usage(self, verb: str) -> str:
+        row = _ROWS[verb]
+        assert row.usage is not None
+        return replies.usage(row.usage + (row.esmtp_usage if self.esmtp else ""))
+
+    # --- HELO, EHLO, RSET, NOOP, QUIT, HELP, VRFY, EXPN ------------------------------------
+
+    def _greeted(self, helo: str, *, esmtp: bool) -> None:
+        self._new_transaction()
+        self.helo = helo
+        self.esmtp = esmtp
+        self._facts = None
+        self._phase = READY
+
+    def _helo(self, arg: str) -> Event | None:
+        if not arg:
+            return self._say(self._usage("HELO"))
+        self._greeted(arg, esmtp=False)
+        self._line_limits = {}
+        return self._say(f"250 {self.hostname}")
+
+    def _ehlo(self, arg: str) -> Event | None:
+        if not arg:
+            return self._say(self._usage("EHLO"))
+        self._greeted(arg, esmtp=True)
+        lines = [self.hostname]
+        limits = {row.verb.encode(): row.line_limit for row in COMMANDS}
+        for extension in EXTENSIONS:
+            text = extension.offered(self)
+            if text is None:
+                continue
+            lines.append(text or extension.keyword)
+            for verb, extra in extension.line_extra.items():
+                limits[verb.encode()] += extra
+        self._line_limits = limits
+        last = len(lines) - 1
+        reply = "\r\n".join(f"250{'-' if n < last else ' '}{text}" for n, text in enumerate(lines))
+        return self._say(reply)
+
+    def _rset(self, arg: str) -> Event | None:
+        if arg:
+            return self._say(self._usage("RSET"))
+        self._new_transaction()
+        return self._say_wire(_OK_WIRE)
+
+    def _noop(self, arg: str) -> Event | None:
+        return self._say_wire(_OK_WIRE)
+
+    def _quit(self, arg: str) -> Event | None:
+        if arg:
+            return self._say(self._usage("QUIT"))
+        self._say(replies.BYE)
+        self._mode = _CLOSED
+        return Close()
+
+    def _help(self, arg: str) -> Event | None:
+        code = 250
+        if arg:
+            row = _ROWS.get(arg.upper())
+            if row is not None and self._listed(row):
+                assert row.usage is not None
+                text = row.usage + (row.esmtp_usage if self.esmtp else "")
+                return self._say(replies.help_usage(text))
+            code = 501
+        verbs = sorted(row.verb for row in COMMANDS if self._listed(row))
+        return self._say(replies.help_list(code, " ".join(verbs)))
+
+    def _listed(self, row: Command) -> bool:
+        return row.usage is not None and (self.tls_available or not row.needs_tls_context)
+
+    def _vrfy(self, arg: str) -> Event | None:
+        if not arg:
+            return self._say(self._usage("VRFY"))
+        if isinstance(self._path(arg), str):
+            return self._say(replies.cannot_vrfy(arg))
+        return self._say(replies.VRFY_UNVERIFIED)
+
+    def _expn(self, arg: str) -> Event | None:
+        return self._say(replies.EXPN_NOT_IMPLEMENTED)
+
+    # --- the transaction --------------------------------------------------------------------
+
+    def _path(self, text: str) -> tuple[str, str] | str:
+        """(address, parameters) of a MAIL/RCPT/VRFY path (`<>` for the null path), or the
+        reply refusing its syntax. The only place addresses are parsed."""
+        address = addresses.plain_address(text)  # the bulk shape, in one regex match
+        if address is not None:
+            return address, ""
+        try:
+            path = addresses.parse_path(text)
+        except addresses.AddressError as error:
+            return error.reply
+        return path.address, path.params
+
+    def _parameters(
+        self, options: tuple[str, ...], known: Mapping[str, ParameterCheck], verb: str
+    ) -> str | None:
+        """Check ESMTP parameters (RFC 5321 §4.1.2 esmtp-param) against the extension
+        table: None, or the reply refusing the first bad one."""
+        for option in options:
+            name, equals, value = option.partition("=")
+            if not name.isalnum() or (equals and not value):
+                return self._usage(verb)
+            check = known.get(name.upper())
+            if check is None:
+                return replies.unknown_parameters(verb)
+            refusal = check(value if equals else None)
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _mail(self, arg: str) -> Event | None:
+        if arg[:5].upper() != "FROM:":
+            return self._say(self._usage("MAIL"))
+        path = self._path(arg[5:])
+        if isinstance(path, str):
+            return self._say(path)
+        address, params = path
+        options: tuple[str, ...] = ()
+        if params:
+            if not self.esmtp:
+                return self._say(self._usage("MAIL"))
+            options = tuple(params.split())
+            refusal = self._parameters(options, MAIL_PARAMETERS, "MAIL")
+            if refusal is not None:
+                return self._say(refusal)
+        refusal = self._check_sender(address, options)
+        if refusal is not None:
+            return self._say(refusal)
+        self.sender = address
+        self.mail_options = options
+        self._phase = HAVE_SENDER
+        self._out.append(_SENDER_OK)
+        return None
+
+    def _check_sender(self, address: str, options: tuple[str, ...]) -> str | None:
+        """Sender policy, for every MAIL: None to accept, or the reply refusing."""
+        if options:  # SIZE= (RFC 1870): refused at once if over the limit
+            refusal = checks.check_declared_size(
+                checks.declared_size(options), self.rules.settings.max_message_size
+            )
+            if refusal is not None:
+                return refusal
+        return None
+
+    def _rcpt(self, arg: str) -> Event | None:
+        if arg[:3].upper() != "TO:":
+            return self._say(self._usage("RCPT"))
+        path = self._path(arg[3:])
+        if isinstance(path, str):
+            return self._say(path)
+        address, params = path
+        if params:
+            if not self.esmtp:
+                return self._say(self._usage("RCPT"))
+            refusal = self._parameters(tuple(params.split()), RCPT_PARAMETERS, "RCPT")
+            if refusal is not None:
+                return self._say(refusal)
+        refusal = self._check_recipient(address)
+        if refusal is not None:
+            log.info("%s: RCPT %s refused: %s", self.client, address, refusal)
+            return self._say(refusal)
+        self.recipients.append(address)
+        self._phase = HAVE_RECIPIENTS
+        self._out.append(_RECIPIENT_OK)
+        return None
+
+    def _check_recipient(self, address: str) -> str | None:
+        """Recipient and relay policy, for every RCPT: None to accept, or the reply."""
+        return checks.check_recipient(
+            address == "<>",
+            may_relay=self._may_relay(),
+            accepted=len(self.recipients),
+            max_recipients=self.rules.settings.max_recipients,
+        )
+
+    def _may_relay(self) -> bool:
+        """checks.may_relay for this client, kept until AUTH or a reload changes its inputs
+        (it is asked at every RCPT)."""
+        hosts = self.rules.relay_hosts
+        cached = self._relay_verdict
+        if cached is not None and cached[0] is hosts and cached[1] == self.authenticated:
+            return cached[2]
+        allowed = checks.may_relay(self.client, hosts, self.authenticated)
+        self._relay_verdict = (hosts, self.authenticated, allowed)
+        return allowed
+
+    def _data(self, arg: str) -> Event | None:
+        if arg:
+            return self._say(replies.DATA_SYNTAX)
+        settings = self.rules.settings
+        self._reader = DataReader(
+            max_size=settings.max_message_size, normalize=settings.normalize_bare_line_endings
+        )
+        self._mode = _CONTENT
+        self.reading_content = True
+        self._out.append(_START_DATA)
+        return None
+
+    def _content_done(self, reader: DataReader) -> Event:
+        self._reader = None
+        self._mode = _PAUSED
+        self.reading_content = False
+        if reader.refusal is not None:
+            self._awaiting = MessageRefused
+            return MessageRefused(reader.refusal)
+        self._awaiting = MessageComplete
+        sender = self.sender
+        facts = self._facts
+        if facts is None:  # made again only when HELO, EHLO, AUTH or STARTTLS changed it
+            facts = self._facts = SessionFacts(self.helo, self.esmtp, self.tls, self.authenticated)
+        return MessageComplete(
+            "" if sender is None or sender == "<>" else sender,
+            tuple(self.recipients),
+            reader.content(),
+            facts,
+        )
+
+    def message_done(self, reply: str) -> None:
+        """The driver's answer to MessageComplete/MessageRefused: the reply to the data.
+        The transaction is over; `receive()` reads on."""
+        if self._awaiting is not MessageComplete and self._awaiting is not MessageRefused:
+            raise RuntimeError("no message is waiting for its reply")
+        self._awaiting = None
+        self._out.append(reply.encode("ascii") + b"\r\n")  # mostly "queued as <id>": no cache
+        self._new_transaction()
+        self._mode = _COMMAND
+
+    # --- AUTH ---------------------------------------------------------------------------------
+
+    def _auth(self, arg: str) -> Event | None:
+        if not self.esmtp:
+            return self._say(replies.AUTH_NOT_OFFERED)
+        if not self.tls:
+            return self._say(replies.AUTH_NEEDS_TLS)
+        if self.authenticated:
+            return self._say(replies.AUTH_ALREADY)
+        if not arg:
+            return self._say(replies.AUTH_NO_MECHANISM)
+        args = arg.split()
+        if len(args) > 2:
+            return self._say(replies.AUTH_TOO_MANY_VALUES)
+        name = args[0]
+        if name not in self.mechanisms:
+            return self._say(replies.AUTH_UNKNOWN_MECHANISM)
+        self._mechanism, self._answers = name, []
+        if len(args) == 2:  # an initial response (RFC 4954 §4)
+            answer = _decode(args[1].encode())
+            if answer is None:
+                self._mechanism = None
+                return self._say(replies.AUTH_BAD_BASE64)
+            self._answers.append(answer)
+        return self._auth_next()
+
+    def _auth_answer(self, line: bytes) -> Event | None:
+        blob = line.strip()
+        if blob == b"*":
+            self._end_auth()
+            return self._say(replies.AUTH_ABORTED)
+        answer = _decode(blob)
+        if answer is None:
+            self._end_auth()
+            return self._say(replies.AUTH_BAD_BASE64)
+        self._answers.append(answer)
+        return self._auth_next()
+
+    def _auth_next(self) -> Event | None:
+        assert self._mechanism is not None
+        mechanism = MECHANISMS[self._mechanism]
+        if len(self._answers) < len(mechanism.challenges):
+            challenge = mechanism.challenges[len(self._answers)]
+            self._mode = _AUTH_ANSWER
+            self._say_wire(b"334 " + base64.b64encode(challenge) + b"\r\n")
+            return None
+        name = self._mechanism
+        credentials = mechanism.credentials(self._answers)
+        self._end_auth()
+        if isinstance(credentials, str):
+            return self._say(credentials)
+        self._mode = _PAUSED
+        self._awaiting = CheckCredentials
+        return CheckCredentials(name, credentials[0], credentials[1])
+
+    def _end_auth(self) -> None:
+        self._mechanism, self._answers = None, []
+        self._mode = _COMMAND
+
+    def credentials_checked(self, ok: bool, user: str | None = None) -> None:
+        """The driver's answer to CheckCredentials; `receive()` reads on."""
+        if self._awaiting is not CheckCredentials:
+            raise RuntimeError("no credentials are waiting to be checked")
+        self._awaiting = None
+        self._mode = _COMMAND
+        if ok:
+            self.authenticated = True
+            self.user = user
+            self._facts = None
+            self._say(replies.AUTH_OK)
+        else:
+            self._say(replies.AUTH_FAILED)
+
+    # --- STARTTLS -----------------------------------------------------------------------------
+
+    def _starttls(self, arg: str) -> Event | None:
+        if arg:
+            return self._say(self._usage("STARTTLS"))
+        if not self.tls_available:
+            return self._say(replies.TLS_NOT_AVAILABLE)
+        if self.tls:
+            return self._say(replies.TLS_ALREADY_ACTIVE)
+        self._say(replies.TLS_READY)
+        self._mode = _PAUSED
+        self._awaiting = StartTLS
+        self._input, self._pos = b"", 0  # pipelined plaintext is never read (RFC 3207 §4.2)
+        return StartTLS()
+
+    def tls_started(self) -> None:
+        """The handshake is done: a new session over TLS (the client must EHLO again).
+        What came over TLS meanwhile is kept for `receive()`."""
+        if self._awaiting is not StartTLS:
+            raise RuntimeError("STARTTLS was not asked for")
+        self._awaiting = None
+        self.tls = True
+        self._new_session()
+        self._mode = _COMMAND
+
+
+_ROWS: dict[str, Command] = {row.verb: row for row in COMMANDS}
+# What `_command` needs of each row: the refusals by phase and the handler.
+_DISPATCH: dict[
+    bytes, tuple[tuple[str | None, str | None, str | None, str | None], Callable[..., Event | None]]
+] = {
+    row.verb.encode(): (row.refusals, getattr(Session, f"_{row.verb.lower()}")) for row in COMMANDS
+}
