@@ -291,7 +291,7 @@ class Queues:
                         job.group,
                     )
                     job.binding = None
-                    return False
+                    return self._place(job, now, out)  # through the group, at once
                 self._blocked[job.key] = now + NO_ROUTE_RETRY
                 log.warning("binding_group %s has no usable binding for %s", job.group, domain)
             else:
