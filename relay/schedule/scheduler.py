@@ -201,6 +201,9 @@ class Scheduler:
             if adaptive is not None:
                 await adaptive.poll(now)
             wake_at = self._carry_out(core.step(now))
+            if wake_at <= now:  # placed something: another round at once
+                await asyncio.sleep(0)
+                continue
             if adaptive is not None:
                 due = adaptive.next_due()
                 if due is not None and due < wake_at:
@@ -224,6 +227,8 @@ class Scheduler:
         wake_at = float("inf")
         for action in actions:
             match action:
+                case WakeAt(at=at):
+                    wake_at = at
                 case Resume(connection=conn):
                     waiter = self._parked.pop(conn, None)
                     if waiter is not None:
@@ -232,8 +237,6 @@ class Scheduler:
                     self._spawn(self._connection(conn))
                 case LocalDisposition():
                     self._spawn(self._local(action))
-                case WakeAt(at=at):
-                    wake_at = at
                 case _:
                     assert_never(action)
         return wake_at
