@@ -235,10 +235,9 @@ class Queues:
 
     def _unblock_domain(self, domain: str) -> None:
         """Room freed for domain: retry the keys that waited for room."""
-        if self._blocked:
-            for key, until in list(self._blocked.items()):
-                if key[1] == domain and until is None:
-                    self._unblock(key)
+        for key, until in list(self._blocked.items()):
+            if key[1] == domain and until is None:
+                self._unblock(key)
 
     def _round(self, now: float, out: list[Action]) -> bool:
         placed = False
@@ -301,7 +300,9 @@ class Queues:
             return False
         policy = policies.get(binding, domain)
         held = policies.held(binding, domain, now)
-        local = self._local_reason(job, policy, held, now)
+        local = None
+        if held is not None or policy.blackhole != "false" or policy.never_attempt_expired:
+            local = self._local_reason(job, policy, held, now)
         self._flight.add(job)
         if local is not None:
             out.append(LocalDisposition(job, policy, local, held))
@@ -312,7 +313,7 @@ class Queues:
             ready[(binding, domain)] = rq
         rq.jobs.append(job)
         if rq.parked:
-            self._resume(rq.parked[0], out)  # an idle connection takes it, the others stay
+            self._resume_first(rq, out)  # an idle connection takes it, the others stay
         self._maybe_open(rq, now, out)
         return True
 
@@ -368,7 +369,7 @@ class Queues:
         for rq in list(self._idle_queues):
             if not rq.jobs:
                 while rq.parked:
-                    self._resume(rq.parked[0], out)
+                    self._resume_first(rq, out)
 
     def _park(self, conn: Connection) -> None:
         conn.state = State.PARKED
@@ -382,7 +383,9 @@ class Queues:
             self._idle_queues.discard(rq)
         conn.state = state
 
-    def _resume(self, conn: Connection, out: list[Action]) -> None:
+    def _resume_first(self, rq: ReadyQueue, out: list[Action]) -> None:
+        """The longest parked connection of rq asks again (for a job, or to close)."""
+        conn = rq.parked[0]
         self._unpark(conn, State.WOKEN)
         out.append(Resume(conn))
 
@@ -399,9 +402,10 @@ class Queues:
         job = conn.held
         if job is None:
             state = conn.state
-            if state is State.PARKED:
-                self._unpark(conn, State.ACTIVE)  # its idle_timeout passed
-            conn.state = State.ACTIVE
+            if state is not State.ACTIVE:
+                if state is State.PARKED:
+                    self._unpark(conn, State.ACTIVE)  # its idle_timeout passed
+                conn.state = State.ACTIVE
             if self._stopping:
                 return CLOSE  # finish the current message, leave the rest spooled
             if not rq.jobs:
@@ -410,15 +414,17 @@ class Queues:
                 self._park(conn)
                 return Wait(now + rq.policy.idle_timeout)
             job = rq.jobs.popleft()
-            self._unblock_domain(rq.domain)
+            if self._blocked:
+                self._unblock_domain(rq.domain)
+        else:
+            conn.held = None
         policy = rq.policy
-        if policy.message_throttle is not None:
-            key, throttle = policy.message_throttle
-            wait = self.buckets.get(key, throttle).take(now)
+        throttle = policy.message_throttle
+        if throttle is not None:
+            wait = self.buckets.get(throttle[0], throttle[1]).take(now)
             if wait > 0:
                 conn.held = job
                 return Wait(now + wait)
-        conn.held = None
         return Send(job, policy)
 
     def connect_failed(
@@ -528,7 +534,7 @@ class Queues:
         out: list[Action] = []
         for rq in list(self._idle_queues):
             while rq.parked:
-                self._resume(rq.parked[0], out)
+                self._resume_first(rq, out)
         return out
 
     # --- views --------------------------------------------------------------------------

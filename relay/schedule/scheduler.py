@@ -26,7 +26,6 @@ from relay.dispose.feedback import fbl_header
 from relay.outcome import Outcome, RecipientResult
 from relay.schedule.actions import (
     Action,
-    Close,
     LocalDisposition,
     OpenConnection,
     Resume,
@@ -226,19 +225,18 @@ class Scheduler:
         """Returns the WakeAt time (step's last action), else +inf."""
         wake_at = float("inf")
         for action in actions:
-            match action:
-                case WakeAt(at=at):
-                    wake_at = at
-                case Resume(connection=conn):
-                    waiter = self._parked.pop(conn, None)
-                    if waiter is not None:
-                        _settle(waiter)
-                case OpenConnection(connection=conn):
-                    self._spawn(self._connection(conn))
-                case LocalDisposition():
-                    self._spawn(self._local(action))
-                case _:
-                    assert_never(action)
+            if isinstance(action, WakeAt):
+                wake_at = action.at
+            elif isinstance(action, Resume):
+                waiter = self._parked.pop(action.connection, None)
+                if waiter is not None:
+                    _settle(waiter)
+            elif isinstance(action, OpenConnection):
+                self._spawn(self._connection(action.connection))
+            elif isinstance(action, LocalDisposition):
+                self._spawn(self._local(action))
+            else:
+                assert_never(action)
         return wake_at
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -272,28 +270,26 @@ class Scheduler:
             self._carry_out(self.core.connection_closed(conn, self.clock.now()))
 
     async def _serve(self, conn: Connection, session: Session) -> None:
-        core, clock = self.core, self.clock
+        core, clock, parked = self.core, self.clock, self._parked
+        loop = asyncio.get_running_loop()
         while True:
-            match core.next_job(conn, clock.now()):
-                case Send() as send:
-                    await self._send(conn, session, send)
-                    if not session.usable:
-                        return
-                case Wait(until=until):
-                    await self._park(conn, until)
-                case Close():
+            now = clock.now()
+            step = core.next_job(conn, now)
+            if isinstance(step, Send):
+                await self._send(conn, session, step)
+                if not session.usable:
                     return
-
-    async def _park(self, conn: Connection, until: float) -> None:
-        """Until `until`, or until the core resumes this connection."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._parked[conn] = waiter
-        timer = self.clock.call_later(until - self.clock.now(), functools.partial(_settle, waiter))
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._parked.pop(conn, None)
+            elif isinstance(step, Wait):  # until then, or until the core resumes it
+                waiter: asyncio.Future[None] = loop.create_future()
+                parked[conn] = waiter
+                timer = clock.call_later(step.until - now, functools.partial(_settle, waiter))
+                try:
+                    await waiter
+                finally:
+                    timer.cancel()
+                    parked.pop(conn, None)
+            else:
+                return
 
     async def _send(self, conn: Connection, session: Session, send: Send) -> None:
         job, policy = send.job, send.policy
