@@ -229,8 +229,8 @@ class Scheduler:
                 wake_at = action.at
             elif isinstance(action, Resume):
                 waiter = self._parked.pop(action.connection, None)
-                if waiter is not None:
-                    _settle(waiter)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
             elif isinstance(action, OpenConnection):
                 self._spawn(self._connection(action.connection))
             elif isinstance(action, LocalDisposition):
@@ -270,11 +270,11 @@ class Scheduler:
             self._carry_out(self.core.connection_closed(conn, self.clock.now()))
 
     async def _serve(self, conn: Connection, session: Session) -> None:
-        core, clock, parked = self.core, self.clock, self._parked
+        next_job, clock, parked = self.core.next_job, self.clock, self._parked
         loop = asyncio.get_running_loop()
         while True:
             now = clock.now()
-            step = core.next_job(conn, now)
+            step = next_job(conn, now)
             if isinstance(step, Send):
                 await self._send(conn, session, step)
                 if not session.usable:
