@@ -183,6 +183,8 @@ class Queues:
     def step(self, now: float) -> list[Action]:
         """Release due jobs and ended waits, then one round robin round over the due
         (group, domain) FIFOs: at most one job each. The last action is WakeAt."""
+        if self._stopping:
+            return [WakeAt(now + HORIZON)]
         out: list[Action] = []
         timers = self._timers
         while timers and timers[0][0] <= now:

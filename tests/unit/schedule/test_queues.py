@@ -370,6 +370,8 @@ def test_stop_closes_idle_connections_and_leaves_queued_mail() -> None:
     assert core.q.connection_closed(idle, T0) == []
     assert core.q.connection_closed(busy, T0) == []  # no replacement while stopping
     assert core.counts().connections == 0 and core.counts().ready == 1
+    core.q.schedule(job("three.test"))
+    assert core.step() == ([], T0 + HORIZON)  # nothing is dispatched any more
 
 
 @pytest.mark.parametrize(
