@@ -80,6 +80,10 @@ class State(enum.Enum):
     WOKEN = "woken"  # resumed, not yet asking
 
 
+# Module-level names: an enum member looked up on its class costs ~0.2 us on Python 3.11.
+OPENING, ACTIVE, PARKED, WOKEN = State.OPENING, State.ACTIVE, State.PARKED, State.WOKEN
+
+
 @dataclass(eq=False, slots=True)
 class ReadyQueue:
     binding: str
@@ -97,7 +101,7 @@ class ReadyQueue:
 class Connection:
     queue: ReadyQueue
     policy: RoutePolicy  # as when it was opened: the transport settings and caps it uses
-    state: State = State.OPENING
+    state: State = OPENING
     held: Job | None = None  # taken from the queue, waiting for the message throttle
 
     @property
@@ -316,7 +320,8 @@ class Queues:
         rq.jobs.append(job)
         if rq.parked:
             self._resume_first(rq, out)  # an idle connection takes it, the others stay
-        self._maybe_open(rq, now, out)
+        else:
+            self._maybe_open(rq, now, out)
         return True
 
     @staticmethod
@@ -374,7 +379,7 @@ class Queues:
                     self._resume_first(rq, out)
 
     def _park(self, conn: Connection) -> None:
-        conn.state = State.PARKED
+        conn.state = PARKED
         conn.queue.parked.append(conn)
         self._idle_queues.add(conn.queue)
 
@@ -387,15 +392,17 @@ class Queues:
 
     def _resume_first(self, rq: ReadyQueue, out: list[Action]) -> None:
         """The longest parked connection of rq asks again (for a job, or to close)."""
-        conn = rq.parked[0]
-        self._unpark(conn, State.WOKEN)
+        conn = rq.parked.popleft()
+        if not rq.parked:
+            self._idle_queues.discard(rq)
+        conn.state = WOKEN
         out.append(Resume(conn))
 
     def connection_opened(self, conn: Connection) -> None:
         route = (conn.binding, conn.domain)
         self._unreachable.pop(route, None)
         self._down.pop(route, None)
-        conn.state = State.ACTIVE
+        conn.state = ACTIVE
 
     def next_job(self, conn: Connection, now: float) -> Next:
         """An open connection asks what to do: Send, Wait (parked until Resume or its idle
@@ -404,14 +411,14 @@ class Queues:
         job = conn.held
         if job is None:
             state = conn.state
-            if state is not State.ACTIVE:
-                if state is State.PARKED:
-                    self._unpark(conn, State.ACTIVE)  # its idle_timeout passed
-                conn.state = State.ACTIVE
+            if state is not ACTIVE:
+                if state is PARKED:
+                    self._unpark(conn, ACTIVE)  # its idle_timeout passed
+                conn.state = ACTIVE
             if self._stopping:
                 return CLOSE  # finish the current message, leave the rest spooled
             if not rq.jobs:
-                if state is State.PARKED or state is State.WOKEN or self._starved:
+                if state is PARKED or state is WOKEN or self._starved:
                     return CLOSE  # idle long enough, or another queue needs the slot
                 self._park(conn)
                 return Wait(now + rq.policy.idle_timeout)
@@ -454,8 +461,8 @@ class Queues:
 
     def connection_closed(self, conn: Connection, now: float) -> list[Action]:
         rq = conn.queue
-        if conn.state is State.PARKED:
-            self._unpark(conn, State.ACTIVE)
+        if conn.state is PARKED:
+            self._unpark(conn, ACTIVE)
         if conn.held is not None:  # stopped while waiting for the throttle: next in line
             rq.jobs.appendleft(conn.held)
             conn.held = None
