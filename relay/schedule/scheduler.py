@@ -111,6 +111,10 @@ class Scheduler:
     def selector(self) -> Selector:
         return self.core.selector
 
+    @property
+    def max_in_flight(self) -> int:
+        return self.core.max_in_flight
+
     # --- feeding ------------------------------------------------------------------------
     def submit(self, envelope: Envelope) -> None:
         """Queue a spooled message's pending recipients (new, or recovered at start)."""
