@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check relay tests
 	$(BIN)/ruff format --check relay tests
 	$(BIN)/mypy relay
+	$(BIN)/lint-imports
 
 # Postfix (the side-by-side rows) is installed by the bench targets only, never by `test`.
 bench-deps:

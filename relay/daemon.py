@@ -18,15 +18,15 @@ import ssl
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from relay.admin.api import routes as admin_routes
 from relay.admin.http import start_admin
-from relay.bind.build import selector_from_config
+from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock, SystemClock
-from relay.config import ConfigError, Location, Problem, load, resolve
+from relay.config import ConfigError, Location, Problem, load
 from relay.config.model import Config
+from relay.control import DaemonControl
 from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
 from relay.dispose.bounce import Bouncer
@@ -36,14 +36,12 @@ from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
 from relay.schedule.adaptive_link import AdaptiveLink
-from relay.schedule.delivery_policy import delivery_policy
-from relay.schedule.policy import PolicyCache
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
-from relay.wiring import inject_settings
+from relay.wiring import Settings, compile_settings
 from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
@@ -54,6 +52,7 @@ STATE_SAVE_INTERVAL = 10.0
 class Daemon:
     def __init__(self, config: Config, path: str | None = None, clock: Clock | None = None):
         self.config = config
+        self.settings: Settings = compile_settings(config)
         self.path = path
         self.clock: Clock = clock or SystemClock()
         self.suspensions = SuspensionTable()
@@ -63,6 +62,7 @@ class Daemon:
         self.events = EventLog(None)
         self.bouncer: Bouncer | None = None
         self.adaptive: AdaptiveLink | None = None
+        self.gates: HostGates | None = None
         self._background: list[asyncio.Task[None]] = []
         self.admin: asyncio.Server | None = None
         self.shards: ShardedSpool | None = None
@@ -70,53 +70,51 @@ class Daemon:
         self.workers: list[asyncio.subprocess.Process] = []
         self._stopping = False
 
-    def option(self, name: str) -> Any:
-        return resolve(self.config, name).value
-
     async def start(self) -> None:
-        config = self.config
-        self.events = EventLog(self.option("event_log"))
-        spoolbase = Path(str(self.option("spoolbase")))
+        settings = self.settings
+        options = settings.daemon
+        self.events = EventLog(options.event_log)
+        spoolbase = options.spoolbase
         await asyncio.to_thread(spoolbase.mkdir, parents=True, exist_ok=True)
         self.spool = await Spool.open(
             spoolbase,
-            fsync=bool(self.option("force_fsync")),
-            max_resident_messages=int(self.option("max_resident_messages")),
+            fsync=options.force_fsync,
+            max_resident_messages=options.max_resident_messages,
             clock=self.clock.now,
         )
-        selector, unplumbed = selector_from_config(config, self.suspensions)
+        selector, unplumbed = build_selector(
+            settings.groups, settings.bindings.values(), self.suspensions
+        )
         for binding, address in unplumbed:
             log.warning(
                 "binding %s: bind_address %s is not plumbed on this host; skipped", binding, address
             )
             self.events("unplumbed", {"binding": binding, "bind_address": address})
-        resolver = DnsResolver(str(self.option("resolv_conf")), port=int(self.option("dns_port")))
-        router = Router(
-            resolver, mx_failures_fallback_to_a=self.option("mx_failures_fallback_to_a")
-        )
-        gates = HostGates(self._host_limit)
+        resolver = DnsResolver(options.resolv_conf, port=options.dns_port)
+        router = Router(resolver, mx_failures_fallback_to_a=options.mx_failures_fallback_to_a)
+        self.gates = HostGates(settings.host_limits)
         self.adaptive = AdaptiveLink(
-            config,
+            settings.routes,
             self.suspensions,
             self.events,
             state_path=spoolbase / ADAPTIVE_STATE,
         )
         await asyncio.to_thread(self.adaptive.restore)
-        worker_count = int(self.option("injection_workers"))
+        worker_count = options.injection_workers
         spool_access: Spool | ShardedSpool = self.spool
         if worker_count:
             self.shards = ShardedSpool(
                 self.spool,
                 self.queue,
                 self.count_complaint,
-                int(self.option("max_resident_messages")),
+                options.max_resident_messages,
             )
             spool_access = self.shards
         self.scheduler = Scheduler(
             spool_access,
-            PolicyCache(config, delivery_policy),
+            settings.routes,
             selector,
-            SmtpTransport(router, gates),
+            SmtpTransport(router, self.gates),
             self.clock,
             events=self.events,
             adaptive=self.adaptive,
@@ -125,10 +123,10 @@ class Daemon:
         self.bouncer = Bouncer(
             spool_access,
             self.scheduler.submit,
-            str(self.option("hostname")),
+            options.hostname,
             self.clock,
             self.events,
-            group=str(self.option("dsn_binding_group")),
+            group=options.dsn_binding_group,
         )
         self.scheduler.outcomes.on_failed = self.bouncer
         self.scheduler.outcomes.on_delayed = functools.partial(self.bouncer, action="delayed")
@@ -141,17 +139,17 @@ class Daemon:
         self._background.append(
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
         )
-        admin = self.option("admin_listen")
+        admin = options.admin_listen
         if admin is not None:
             self.admin = await start_admin(
-                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(self)
+                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(DaemonControl(self))
             )
         if self.shards is not None:
             await self._start_workers(worker_count, spoolbase)
             return
         self.listeners = await start_listeners(
-            inject_settings(config),
-            Handoff(self.spool.submit, self.announce, self.complaint, self.option("fbl_address")),
+            settings.inject,
+            Handoff(self.spool.submit, self.announce, self.complaint, options.fbl_address),
             clock=self.clock.now,
         )
 
@@ -174,8 +172,7 @@ class Daemon:
             self._background.append(
                 asyncio.create_task(self._supervise(index, socket_path), name=f"worker-{index}")
             )
-        settings = inject_settings(self.config)
-        await _wait_listening([lst.address for lst in settings.listeners])
+        await _wait_listening([lst.address for lst in self.settings.inject.listeners])
 
     async def _supervise(self, index: int, socket_path: str) -> None:
         """Run injection worker `index`, restarting it if it dies."""
@@ -206,7 +203,7 @@ class Daemon:
             NewMessage(
                 sender,
                 recipients,
-                str(self.option("dsn_binding_group")),
+                self.settings.daemon.dsn_binding_group,
                 None,
                 content,
                 self.clock.now(),
@@ -259,34 +256,36 @@ class Daemon:
         )
 
     def binding_address(self, binding: str) -> str | None:
-        value = resolve(self.config, "bind_address", binding=binding).value
-        return None if value is None else str(value)
-
-    def _host_limit(self, binding: str, ip: str) -> int:
-        value = resolve(self.config, "max_outbound_connections", binding=binding, host=ip).value
-        return -1 if value is None else int(value)
+        found = self.settings.bindings.get(binding)
+        return None if found is None else found.bind_address
 
     async def reload(self, config: Config) -> None:
         """Apply a new, already validated configuration: delivery at once; injection for
         every new session (relay_hosts, limits, binding groups, credentials, TLS files,
         listen addresses), here and in each injection worker (which reads the file again
         on SIGHUP)."""
+        settings = compile_settings(config)
         self.config = config
+        self.settings = settings
+        if self.gates is not None:
+            self.gates.limits = settings.host_limits
         if self.scheduler is not None:
-            selector, _ = selector_from_config(config, self.suspensions)
-            self.scheduler.reload(config, selector)
+            selector, _ = build_selector(
+                settings.groups, settings.bindings.values(), self.suspensions
+            )
+            self.scheduler.reload(settings.routes, selector)
         for proc in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGHUP)
         if self.listeners is not None:
             try:
-                await self.listeners.reconfigure(inject_settings(config))
+                await self.listeners.reconfigure(settings.inject)
             except (OSError, ssl.SSLError, CredentialsError) as err:
                 log.error("injection settings not reloaded, the old ones stay: %s", err)
         log.info("configuration reloaded")
 
     async def stop(self, deadline: float | None = None) -> None:
-        grace = float(self.option("shutdown_timeout")) if deadline is None else deadline
+        grace = self.settings.daemon.shutdown_timeout if deadline is None else deadline
         self._stopping = True
         if self.listeners is not None:
             await self.listeners.close(grace=grace)
@@ -349,14 +348,14 @@ async def _main(config: Config, path: str) -> int:
     listening = (
         [b.listen for b in daemon.listeners.bound]
         if daemon.listeners is not None
-        else [lst.listen for lst in inject_settings(config).listeners]
+        else [lst.listen for lst in daemon.settings.inject.listeners]
     )
     for address in listening:
         print(f"relay: listening on {address}", flush=True)
     if daemon.workers:
         print(f"relay: {len(daemon.workers)} injection worker processes", flush=True)
     if daemon.admin is not None:
-        print(f"relay: admin API on {daemon.option('admin_listen')}", flush=True)
+        print(f"relay: admin API on {daemon.settings.daemon.admin_listen}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

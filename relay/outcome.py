@@ -1,8 +1,9 @@
 """What a delivery attempt comes to, as data every stage shares: the SMTP `Reply` (code,
-RFC 3463 enhanced status, text, whether relay made it up), its `Outcome` class, and the
-`RecipientResult` per recipient. Delivery produces them, the scheduler, dispose, adaptive
+RFC 3463 enhanced status, text, whether relay made it up), its `Outcome` class, the far end
+(`Remote`) and SMTP `Phase`, and the `RecipientResult` per recipient. Delivery produces them
+(relay/deliver/reply_stream.py is the one parser of the wire); the scheduler, dispose, adaptive
 delivery, DSNs and the event log read them; nobody flattens a reply to a string and parses
-it again. Pure, imports nothing of relay's."""
+it again (the spool and the event log keep `str(reply)`). Pure, imports nothing of relay's."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+_LINE = re.compile(r"^(\d{3})(?:[ -](.*))?$", re.DOTALL)
 
 
 class Outcome(enum.Enum):
@@ -64,6 +66,26 @@ class Reply:
         """A reply relay generates itself, e.g. `Reply.make(451, "4.4.2", "timeout")`."""
         return cls.parse(code, f"{enhanced} {text}", local=True)
 
+    @classmethod
+    def parse_line(cls, line: str, *, local: bool = False) -> Reply | None:
+        """A reply written out as one "code text" line (response_transcode's replacement, a
+        test's fixture); None without a leading three-digit code."""
+        match = _LINE.match(line.strip())
+        if match is None:
+            return None
+        return cls.parse(int(match[1]), match[2] or "", local=local)
+
+    @property
+    def message(self) -> str:
+        """The text after the enhanced status code, on one line: what reply rules and the
+        bounce classifier read ("no such user" of "550 5.1.1 no such user")."""
+        text = self.text
+        if self.enhanced is not None:
+            found = _ENHANCED.match(text)
+            if found is not None:
+                text = text[found.end() :]
+        return text.replace("\n", " / ").strip()
+
     @property
     def outcome(self) -> Outcome:
         if self.code is None:
@@ -83,10 +105,49 @@ class Reply:
         return f"{code}{self.text}".replace("\n", " / ")
 
 
+class Phase(enum.Enum):
+    """The step of an SMTP delivery a reply answers (or a failure happened in)."""
+
+    RESOLVE = "resolve"
+    GATE = "gate"  # relay's own per-host limit (host_gate) refused the destination
+    CONNECT = "connect"
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    STARTTLS = "starttls"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    RSET = "rset"
+    QUIT = "quit"
+    CONTENT = "content"  # local content checks (8-bit conversion)
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """The far end of a connection: MX host name, IP and port."""
+
+    mx_host: str
+    ip: str
+    port: int
+
+    def __str__(self) -> str:
+        ip = f"[{self.ip}]"
+        return f"{self.mx_host} {ip}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class RecipientResult:
+    """What one attempt did for one recipient: the reply it got (the peer's, or relay's own
+    with `reply.local`), from which host, in which phase (None: relay decided without a
+    connection, e.g. a blackhole)."""
+
     recipient: str
     outcome: Outcome
-    reply: str  # e.g. "550 5.1.1 no such user", or relay's own text for local failures
-    remote: str = ""  # "mx.example.com [192.0.2.1]"
-    local: bool = False  # relay's own failure (timeout, limit): never the receiver's verdict
+    reply: Reply
+    remote: Remote | None = None
+    phase: Phase | None = None
+
+    @property
+    def local(self) -> bool:
+        """relay's own failure (timeout, limit): never the receiver's verdict."""
+        return self.reply.local

@@ -5,8 +5,8 @@ blackholes and alert mails out. Pure decision logic (no I/O) plus a JSON state s
 - `window`: time-bucketed counters
 - `knobs`: the managed options and how a step moves each within its ( low high ) bounds
 - `rules`: sweep rules (bounce classes, FBL categories) and reply-text rules as data
-- `options`: `AdaptiveSettings` for one binding x domain, built from a `get(option)` callable
-- `events`: OutcomeKind (remote outcomes only), Throttle / Suspend / Blackhole / Resume,
+- `options`: `AdaptiveSettings` for one binding x domain (built by relay/wiring/adaptive.py)
+- `events`: OutcomeKind (remote outcomes only), Adjust / Suspend / Blackhole / Resume,
   Hold, Notification
 - `engine`: `AdaptiveEngine`
 - `state`: save / load the engine as JSON, atomically
@@ -15,6 +15,7 @@ blackholes and alert mails out. Pure decision logic (no I/O) plus a JSON state s
 from relay.adaptive.classify import BounceClass, Classification, classify
 from relay.adaptive.engine import AdaptiveEngine, EngineConfig, PairSnapshot
 from relay.adaptive.events import (
+    Adjust,
     Blackhole,
     Event,
     Hold,
@@ -22,14 +23,14 @@ from relay.adaptive.events import (
     OutcomeKind,
     Resume,
     Suspend,
-    Throttle,
 )
-from relay.adaptive.options import AdaptiveSettings, build_settings
-from relay.adaptive.rules import ReplyRule, SweepRule, collect_sweep_rules, reply_rule
+from relay.adaptive.options import AdaptiveSettings
+from relay.adaptive.rules import ReplyRule, SweepRule, reply_rule
 
 __all__ = [
     "AdaptiveEngine",
     "AdaptiveSettings",
+    "Adjust",
     "Blackhole",
     "BounceClass",
     "Classification",
@@ -43,9 +44,6 @@ __all__ = [
     "Resume",
     "Suspend",
     "SweepRule",
-    "Throttle",
-    "build_settings",
     "classify",
-    "collect_sweep_rules",
     "reply_rule",
 ]

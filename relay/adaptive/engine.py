@@ -3,10 +3,11 @@ suspensions and events out. Pure: no I/O, no clock of its own (every call takes 
 
 How the scheduler uses it:
 
-    settings = build_settings(get)                     # once per binding x domain per config
+    settings = route.adaptive                          # compiled once per binding x domain
     engine.record(b, d, OutcomeKind.TEMPORARY, 421, "4.7.0", text, now, settings)
     engine.live_value(b, d, "max_outbound_connections", configured, settings)
     engine.suspension(b, d, now)                       # a Hold or None, O(1)
+    engine.suspensions                                 # the table the binding selector reads
     for event in engine.due_actions(now): apply and log event
     for mail in engine.notifications(now): send mail
 
@@ -34,6 +35,10 @@ move several options at once); increases at most once per adaptive_positive_adju
 and not within that interval of a decrease. A suspended pair cannot be suspended again (its
 end is not moved, 71.3.5.1). When a hold ends, the pair's windows start empty, so it has to
 earn adaptive_attempt_threshold attempts again before it can be judged.
+
+Suspensions have one owner: this engine. It writes every suspension it starts or ends
+(its own, an operator's, one restored from saved state) into `suspensions`, the
+`SuspensionTable` the binding selector reads; nobody else writes that table.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import Any, Literal
 
 from relay.adaptive.classify import Classification, classify
 from relay.adaptive.events import (
+    Adjust,
     Blackhole,
     Event,
     Hold,
@@ -53,7 +59,6 @@ from relay.adaptive.events import (
     OutcomeKind,
     Resume,
     Suspend,
-    Throttle,
     notification,
 )
 from relay.adaptive.knobs import (
@@ -68,6 +73,7 @@ from relay.adaptive.knobs import (
 from relay.adaptive.options import AdaptiveSettings
 from relay.adaptive.rules import Action
 from relay.adaptive.window import Window, fingerprint
+from relay.bind.suspensions import SuspensionTable
 
 __all__ = ["AdaptiveEngine", "EngineConfig", "PairSnapshot", "PairState"]
 
@@ -129,8 +135,11 @@ _COUNTED = {kind: kind.value for kind in OutcomeKind}
 
 
 class AdaptiveEngine:
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, suspensions: SuspensionTable | None = None
+    ) -> None:
         self.config = config or EngineConfig()
+        self.suspensions = suspensions if suspensions is not None else SuspensionTable()
         self._pairs: dict[Key, PairState] = {}
         self._pending: deque[Event] = deque()
         self._alerts: deque[Notification] = deque()
@@ -156,6 +165,9 @@ class AdaptiveEngine:
         for hold in (pair.suspension, pair.blackhole):
             if hold is not None:
                 heapq.heappush(self._expiry, (hold.until, hold.kind, binding, domain))
+        if pair.suspension is not None:
+            hold = pair.suspension
+            self.suspensions.suspend(binding, domain, hold.until, hold.reason)
 
     def new_pair(self, now: float) -> PairState:
         cfg = self.config
@@ -325,7 +337,7 @@ class AdaptiveEngine:
             new = step(KNOBS[name], old, direction, settings.bounds[name])
             if new != old:
                 pair.live[name] = new
-                changes.append(Throttle(binding, domain, name, old, new, reason, now))
+                changes.append(Adjust(binding, domain, name, old, new, reason, now))
         if not changes:
             return False
         pair.last_adjust = now
@@ -379,6 +391,7 @@ class AdaptiveEngine:
         hold = Hold(binding, domain, kind, now, until, reason)
         if kind == "suspension":
             pair.suspension = hold
+            self.suspensions.suspend(binding, domain, until, reason)
             event: Event = Suspend(binding, domain, until, reason, now)
         else:
             pair.blackhole = hold
@@ -474,7 +487,7 @@ class AdaptiveEngine:
                 continue
             pair = self._pairs[(binding, domain)]
             ended: HoldKind = "suspension" if kind == "suspension" else "blackhole"
-            self._lift(pair, ended)
+            self._lift(binding, domain, pair, ended)
             self._pending.append(Resume(binding, domain, "expired", now, ended))
         if self._last_prune is None:
             self._last_prune = now
@@ -482,9 +495,10 @@ class AdaptiveEngine:
             self._last_prune = now
             self.prune(now)
 
-    def _lift(self, pair: PairState, kind: HoldKind) -> None:
+    def _lift(self, binding: str, domain: str, pair: PairState, kind: HoldKind) -> None:
         if kind == "suspension":
             pair.suspension = None
+            self.suspensions.resume(binding, domain)
         else:
             pair.blackhole = None
         pair.stats.clear()
@@ -533,18 +547,18 @@ class AdaptiveEngine:
         return len(idle)
 
     # --- manual control --------------------------------------------------------------
-    def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Throttle:
+    def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Adjust:
         """Pin a managed option to `value` for binding x domain until `reset`."""
         name = knob_name(option)
         domain = domain.lower()
         pair = self._pair(binding, domain, now)
         old = pair.overrides.get(name, pair.live.get(name))
         pair.overrides[name] = value
-        event = Throttle(binding, domain, name, old, value, "operator override", now)
+        event = Adjust(binding, domain, name, old, value, "operator override", now)
         self._pending.append(event)
         return event
 
-    def reset(self, binding: str, domain: str, now: float) -> list[Throttle]:
+    def reset(self, binding: str, domain: str, now: float) -> list[Adjust]:
         """Forget live values, overrides, counts and pacing for binding x domain (its
         suspension, if any, stays: use `resume`). Returns one event per option reset; `new`
         is None, meaning "back to the configured value"."""
@@ -553,7 +567,7 @@ class AdaptiveEngine:
         if pair is None:
             return []
         events = [
-            Throttle(binding, domain, name, value, None, "operator reset", now)
+            Adjust(binding, domain, name, value, None, "operator reset", now)
             for name, value in {**pair.live, **pair.overrides}.items()
         ]
         fresh = self.new_pair(now)
@@ -589,7 +603,7 @@ class AdaptiveEngine:
         for kind, hold in (("suspension", pair.suspension), ("blackhole", pair.blackhole)):
             if hold is not None and hold.until > now:
                 ended: HoldKind = "suspension" if kind == "suspension" else "blackhole"
-                self._lift(pair, ended)
+                self._lift(binding, domain, pair, ended)
                 events.append(Resume(binding, domain, "operator", now, ended))
         self._pending.extend(events)
         return events

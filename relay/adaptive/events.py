@@ -14,6 +14,7 @@ from typing import Any, Literal
 from relay.config import values as v
 
 __all__ = [
+    "Adjust",
     "Blackhole",
     "Event",
     "Hold",
@@ -21,7 +22,6 @@ __all__ = [
     "OutcomeKind",
     "Resume",
     "Suspend",
-    "Throttle",
 ]
 
 
@@ -46,7 +46,7 @@ def _show(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Throttle:
+class Adjust:
     """Set the live value of `option` (a core option name) for this binding x domain."""
 
     binding: str
@@ -116,7 +116,7 @@ class Resume:
         return f"adaptive: {self.binding}/{self.domain} {self.ended} lifted ({self.reason})"
 
 
-Event = Throttle | Suspend | Blackhole | Resume
+Event = Adjust | Suspend | Blackhole | Resume
 
 
 @dataclass(frozen=True, slots=True)

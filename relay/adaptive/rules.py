@@ -20,12 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal
 
 from relay.adaptive.knobs import THROTTLE_FAMILY, Direction, knob_name
 from relay.config import values as v
 from relay.config.errors import ValueProblem
-from relay.config.model import Block
 
 __all__ = [
     "DEFAULT_BOUNCE_RULE",
@@ -35,8 +34,6 @@ __all__ = [
     "ReplyRule",
     "SweepRule",
     "applicable_sweep_rules",
-    "collect_reply_rules",
-    "collect_sweep_rules",
     "parse_action",
     "reply_rule",
 ]
@@ -146,53 +143,6 @@ def applicable_sweep_rules(
     return tuple(rules)
 
 
-def _setting(block: Block, name: str) -> Any:
-    found = block.settings.get(name)
-    return None if found is None else found.value
-
-
-def collect_sweep_rules(chain: Sequence[Block]) -> tuple[SweepRule, ...]:
-    """The adaptive_sweep_rule stanzas along one binding x domain's scope chain (most specific
-    first, as `relay.config.resolve.chain` returns it). A name seen in a more specific scope
-    hides the same name further out, even when disabled; rules in a scope whose effective
-    adaptive_sweep_rule_enabled is false do not apply; rules without codes are ignored.
-    Defaults are not added here (see `applicable_sweep_rules`)."""
-    enabled_at: list[bool] = [True] * len(chain)
-    effective = True
-    for index in range(len(chain) - 1, -1, -1):  # least specific first
-        own = _setting(chain[index], "adaptive_sweep_rule_enabled")
-        if own is not None:
-            effective = bool(own)
-        enabled_at[index] = effective
-    seen: set[str] = set()
-    rules: list[SweepRule] = []
-    for index, block in enumerate(chain):
-        for name, stanza in block.sweep_rules.items():
-            if name in seen:
-                continue
-            seen.add(name)
-            if not enabled_at[index]:
-                continue
-            codes = _setting(stanza, "codes")
-            if not codes:
-                continue
-            low = _setting(stanza, "low_threshold")
-            high = _setting(stanza, "high_threshold")
-            low_action = _setting(stanza, "low_action") or ("throttle", "down")
-            high_action = _setting(stanza, "high_action") or ("suspend", "4 hours")
-            rules.append(
-                SweepRule(
-                    name,
-                    tuple(str(c).lower() for c in codes),
-                    5.0 if low is None else float(low),
-                    parse_action(low_action),
-                    10.0 if high is None else float(high),
-                    parse_action(high_action),
-                )
-            )
-    return tuple(rules)
-
-
 ReplyClass = Literal["any", "4", "5"]
 
 
@@ -265,31 +215,3 @@ DEFAULT_REPLY_RULES: tuple[ReplyRule, ...] = (
         "5",
     ),
 )
-
-
-def collect_reply_rules(chain: Sequence[Block]) -> tuple[ReplyRule, ...]:
-    """The reply rules for one binding x domain: `adaptive_reply_rule` stanzas along the
-    fallback chain (most specific first; the first of a name wins, `enabled = false` turns
-    one off, built-in ones included) plus the built-in rules no stanza renamed."""
-    found: dict[str, ReplyRule | None] = {}
-    for block in chain:
-        for name, rule_block in block.reply_rules.items():
-            if name in found:
-                continue
-            settings = {key: s.value for key, s in rule_block.settings.items()}
-            if not settings.get("enabled", True):
-                found[name] = None
-                continue
-            limit = settings["threshold"]
-            replies = {"4xx": "4", "5xx": "5"}.get(str(settings.get("replies", "any")), "any")
-            found[name] = ReplyRule(
-                name,
-                re.compile(str(settings["pattern"]), re.IGNORECASE),
-                parse_action(settings["action"], settings.get("options")),
-                limit.count,
-                limit.period,
-                cast(ReplyClass, replies),
-            )
-    rules = [rule for rule in found.values() if rule is not None]
-    rules.extend(rule for rule in DEFAULT_REPLY_RULES if rule.name not in found)
-    return tuple(rules)

@@ -17,6 +17,7 @@ from typing import Any
 
 from relay.adaptive.engine import AdaptiveEngine, EngineConfig, PairState
 from relay.adaptive.events import Hold
+from relay.bind.suspensions import SuspensionTable
 from relay.config import values as v
 
 __all__ = ["FORMAT", "from_json", "load", "save", "to_json"]
@@ -93,11 +94,13 @@ def to_json(engine: AdaptiveEngine) -> str:
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def from_json(text: str, config: EngineConfig | None = None) -> tuple[AdaptiveEngine, str | None]:
+def from_json(
+    text: str, config: EngineConfig | None = None, suspensions: SuspensionTable | None = None
+) -> tuple[AdaptiveEngine, str | None]:
     """An engine restored from `text`, and a warning (None when all went well). A file that
     cannot be read at all gives an empty engine; window counts saved with another window
     shape are dropped (live values and holds are kept)."""
-    engine = AdaptiveEngine(config)
+    engine = AdaptiveEngine(config, suspensions)
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -129,7 +132,11 @@ def from_json(text: str, config: EngineConfig | None = None) -> tuple[AdaptiveEn
         for binding, domain, kind, at in data.get("alerts", []):
             engine.alert_times[(str(binding), str(domain), str(kind))] = float(at)
     except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as err:
-        return AdaptiveEngine(config), f"adaptive state is corrupt ({err!r}); starting empty"
+        if suspensions is not None:
+            suspensions.clear()  # what the partial read put there
+        return AdaptiveEngine(config, suspensions), (
+            f"adaptive state is corrupt ({err!r}); starting empty"
+        )
     if dropped:
         return engine, f"window counts of {dropped} binding x domain pair(s) dropped: shape changed"
     return engine, None
@@ -160,19 +167,21 @@ def write_atomically(text: str, path: str | Path) -> None:
         os.close(dir_fd)
 
 
-def load(path: str | Path, config: EngineConfig | None = None) -> tuple[AdaptiveEngine, str | None]:
+def load(
+    path: str | Path, config: EngineConfig | None = None, suspensions: SuspensionTable | None = None
+) -> tuple[AdaptiveEngine, str | None]:
     """The engine saved at `path`; a missing file is a fresh start (no warning), an unreadable
     or corrupt one an empty engine and a warning naming the file."""
     target = Path(path)
     try:
         text = target.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return AdaptiveEngine(config), None
+        return AdaptiveEngine(config, suspensions), None
     except (OSError, UnicodeDecodeError) as err:
         return AdaptiveEngine(
-            config
+            config, suspensions
         ), f"{target}: cannot read adaptive state ({err}); starting empty"
-    engine, warning = from_json(text, config)
+    engine, warning = from_json(text, config, suspensions)
     if warning is not None:
         warning = f"{target}: {warning}"
     return engine, warning

@@ -16,22 +16,21 @@ GET  /metrics                   Prometheus text format
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
 
 from relay.admin.http import BadRequest, Request, Response, Routes
 from relay.admin.metrics import render_metrics
-from relay.config import ConfigError, load
+from relay.admin.view import DaemonView, NotFromFile, NotRunning
+from relay.config import ConfigError
 from relay.config import options as config_options
 from relay.config.errors import ValueProblem
 from relay.config.tree import Scalar
 from relay.config.values import parse_duration
 from relay.spool.statistics import combine
 
-if TYPE_CHECKING:
-    from relay.daemon import Daemon
+NOT_RUNNING = "the daemon is not running"
 
 
-def routes(daemon: Daemon) -> Routes:
+def routes(daemon: DaemonView) -> Routes:
     def field(request: Request, name: str) -> str:
         value = request.body.get(name)
         if not isinstance(value, str) or not value:
@@ -40,128 +39,116 @@ def routes(daemon: Daemon) -> Routes:
 
     def pair(request: Request) -> tuple[str, str]:
         binding = field(request, "binding")
-        if binding not in daemon.config.bindings:
+        if not daemon.has_binding(binding):
             raise BadRequest(f'no binding "{binding}"')
         return binding, field(request, "domain").lower()
 
-    def engine_and_now() -> tuple[Any, float]:
-        if daemon.adaptive is None:
-            raise BadRequest("the daemon is not running")
-        return daemon.adaptive.engine, daemon.clock.now()
-
-    def applied() -> None:
-        if daemon.scheduler is not None:
-            daemon.scheduler.wake()
-
     async def summary(request: Request) -> Response:
         parts = await daemon.spool_statistics()
-        scheduler = daemon.scheduler.statistics() if daemon.scheduler is not None else None
+        counts = daemon.queue_counts()
         return Response(
             200,
             {
                 # With injection workers: every shard summed, and each one on its own.
                 "spool": asdict(combine(parts.values())) if parts else None,
                 "spool_parts": {name: asdict(stats) for name, stats in parts.items()},
-                "scheduler": asdict(scheduler) if scheduler is not None else None,
-                "events": dict(daemon.events.counts),
-                "listeners": [b.listen for b in daemon.listeners.bound] if daemon.listeners else [],
+                "scheduler": asdict(counts) if counts is not None else None,
+                "events": dict(daemon.event_counts()),
+                "listeners": list(daemon.listening()),
             },
         )
 
     async def bindings(request: Request) -> Response:
-        now = daemon.clock.now()
-        suspended: dict[str, list[dict[str, object]]] = {}
-        for s in daemon.suspensions.all():
-            if s.until > now:
-                suspended.setdefault(s.binding, []).append(
-                    {"domain": s.domain, "until": s.until, "reason": s.reason}
-                )
-        groups: dict[str, list[dict[str, object]]] = {}
-        selector = daemon.scheduler.selector if daemon.scheduler is not None else None
-        for group in daemon.config.groups:
-            members = selector.members(group) if selector is not None else ()
-            groups[group] = [
+        groups = {
+            group: [
                 {
-                    "binding": m.name,
-                    "weight": m.weight,
-                    "plumbed": m.plumbed,
-                    "bind_address": daemon.binding_address(m.name),
-                    "suspended": suspended.get(m.name, []),
+                    "binding": b.name,
+                    "weight": b.weight,
+                    "plumbed": b.plumbed,
+                    "bind_address": b.bind_address,
+                    "suspended": [asdict(s) for s in b.suspended],
                 }
-                for m in members
+                for b in members
             ]
+            for group, members in daemon.binding_groups().items()
+        }
         return Response(200, {"binding_groups": groups})
 
     async def queues(request: Request) -> Response:
-        if daemon.scheduler is None:
-            raise BadRequest("the daemon is not running")
-        return Response(200, daemon.scheduler.queues())
+        try:
+            return Response(200, {k: list(v) for k, v in daemon.queues().items()})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
 
     async def adaptive(request: Request) -> Response:
-        engine, now = engine_and_now()
-        return Response(200, {"pairs": [asdict(s) for s in engine.snapshot(now)]})
+        try:
+            return Response(200, {"pairs": [asdict(s) for s in daemon.adaptive_pairs()]})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
 
     async def suspend(request: Request) -> Response:
         binding, domain = pair(request)
-        engine, now = engine_and_now()
         raw = request.body.get("duration", 4 * 3600)
         try:
             duration = float(raw) if isinstance(raw, (int, float)) else parse_duration(str(raw))
         except ValueProblem as err:
             raise BadRequest(str(err)) from None
         reason = str(request.body.get("reason") or "operator")
-        event = engine.suspend(binding, domain, now, duration, reason)
-        applied()
+        try:
+            event = daemon.suspend(binding, domain, duration, reason)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
         return Response(200, {"suspended": event.describe(), "until": event.until})
 
     async def resume(request: Request) -> Response:
         binding, domain = pair(request)
-        engine, now = engine_and_now()
-        events = engine.resume(binding, domain, now)
-        daemon.suspensions.resume(binding, domain)  # also an operator's own suspension
-        applied()
+        try:
+            events = daemon.resume(binding, domain)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
         return Response(200, {"resumed": [e.describe() for e in events]})
 
     async def override(request: Request) -> Response:
         binding, domain = pair(request)
-        engine, now = engine_and_now()
         name = field(request, "option").lower()
         spec = config_options.OPTIONS.get(name)
         if spec is None:
             raise BadRequest(f"no option {name!r}")
         try:
             value = spec.type(Scalar(str(request.body.get("value", "")), True))
-            event = engine.override(binding, domain, name, value, now)
+            event = daemon.override(binding, domain, name, value)
         except (ValueProblem, KeyError) as err:
             raise BadRequest(f"{name}: {err}") from None
-        applied()
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
         return Response(200, {"override": event.describe()})
 
     async def reset(request: Request) -> Response:
         binding, domain = pair(request)
-        engine, now = engine_and_now()
-        events = engine.reset(binding, domain, now)
-        applied()
+        try:
+            events = daemon.reset(binding, domain)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
         return Response(200, {"reset": [e.describe() for e in events]})
 
     async def flush(request: Request) -> Response:
-        if daemon.scheduler is None:
-            raise BadRequest("the daemon is not running")
         domain = request.body.get("domain")
-        moved = daemon.scheduler.flush(str(domain) if domain else None)
+        try:
+            moved = daemon.flush(str(domain) if domain else None)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
         return Response(200, {"flushed": moved})
 
     async def reload(request: Request) -> Response:
-        if daemon.path is None:
-            raise BadRequest("this daemon was not started from a file")
         try:
-            config = load(daemon.path)
+            path = await daemon.reload()
+        except NotFromFile:
+            raise BadRequest("this daemon was not started from a file") from None
         except ConfigError as err:
             return Response(
                 400, {"error": "configuration refused", "problems": [str(p) for p in err.problems]}
             )
-        await daemon.reload(config)
-        return Response(200, {"reloaded": daemon.path})
+        return Response(200, {"reloaded": path})
 
     async def metrics(request: Request) -> Response:
         await daemon.spool_statistics()  # the workers' shards, asked now

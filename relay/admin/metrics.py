@@ -13,16 +13,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from relay.admin.view import DaemonView
 from relay.spool.statistics import combine
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
-    from relay.daemon import Daemon
-
 
 class RelayCollector(Collector):
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonView) -> None:
         self.daemon = daemon
 
     def collect(self) -> Iterator[Metric]:
@@ -30,12 +29,12 @@ class RelayCollector(Collector):
         events = CounterMetricFamily(
             "relay_events", "Events in the event log since start", labels=["event"]
         )
-        for kind, count in sorted(daemon.events.counts.items()):
+        for kind, count in sorted(daemon.event_counts().items()):
             events.add_metric([kind], count)
         yield events
-        if daemon.spool is not None:
+        parts = daemon.spool_statistics_cached()
+        if parts:
             # The daemon's own spool now, the workers' shards as last asked (just before).
-            parts = {**daemon.last_spool_statistics, "local": daemon.spool.statistics()}
             spool = combine(parts.values())
             yield GaugeMetricFamily(
                 "relay_spool_messages", "Messages in the spool", value=spool.messages
@@ -51,8 +50,8 @@ class RelayCollector(Collector):
             yield CounterMetricFamily(
                 "relay_spool_fsyncs", "Spool fsyncs since start", value=spool.fsyncs
             )
-        if daemon.scheduler is not None:
-            stats = daemon.scheduler.statistics()
+        stats = daemon.queue_counts()
+        if stats is not None:
             queue = GaugeMetricFamily("relay_queue_jobs", "Jobs by queue tier", labels=["tier"])
             queue.add_metric(["scheduled"], stats.scheduled)
             queue.add_metric(["due"], stats.due)
@@ -69,22 +68,17 @@ class RelayCollector(Collector):
             outcomes.add_metric(["deferred"], stats.deferred)
             outcomes.add_metric(["failed"], stats.failed)
             yield outcomes
-        now = daemon.clock.now()
         suspended = GaugeMetricFamily(
             "relay_suspended_binding_domains",
             "Binding x domain pairs suspended now",
             labels=["binding"],
         )
-        counts: dict[str, int] = {}
-        for s in daemon.suspensions.all():
-            if s.until > now:
-                counts[s.binding] = counts.get(s.binding, 0) + 1
-        for binding, count in sorted(counts.items()):
+        for binding, count in sorted(daemon.suspended_counts().items()):
             suspended.add_metric([binding], count)
         yield suspended
 
 
-def render_metrics(daemon: Daemon) -> str:
+def render_metrics(daemon: DaemonView) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RelayCollector(daemon))
     return generate_latest(registry).decode()

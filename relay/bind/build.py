@@ -1,36 +1,46 @@
-"""Build the selector's view of the binding groups from a configuration."""
+"""Build the selector's view of the binding groups from the bindings' compiled settings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from relay.bind.plumbing import is_plumbed
 from relay.bind.selector import Member, Selector
 from relay.bind.suspensions import SuspensionTable
-from relay.config import resolve
-from relay.config.model import Config
+
+
+@dataclass(frozen=True, slots=True)
+class BindingSettings:
+    """One binding as the selector and the admin view need it."""
+
+    name: str
+    group: str
+    bind_address: str | None
+    weight: int
 
 
 def members_by_group(
-    config: Config, plumbed: Callable[[str | None], bool] = is_plumbed
+    groups: Iterable[str],
+    bindings: Iterable[BindingSettings],
+    plumbed: Callable[[str | None], bool] = is_plumbed,
 ) -> tuple[dict[str, list[Member]], list[tuple[str, str]]]:
     """Each group's members, and the (binding, address) pairs that are not plumbed."""
-    groups: dict[str, list[Member]] = {name: [] for name in config.groups}
+    members: dict[str, list[Member]] = {name: [] for name in groups}
     unplumbed: list[tuple[str, str]] = []
-    for binding in config.bindings.values():
-        address = resolve(config, "bind_address", binding=binding.name).value
-        weight = int(resolve(config, "binding_weight", binding=binding.name).value)
-        ok = plumbed(address)
+    for binding in bindings:
+        ok = plumbed(binding.bind_address)
         if not ok:
-            unplumbed.append((binding.name, str(address)))
-        groups.setdefault(binding.group, []).append(Member(binding.name, weight, ok))
-    return groups, unplumbed
+            unplumbed.append((binding.name, str(binding.bind_address)))
+        members.setdefault(binding.group, []).append(Member(binding.name, binding.weight, ok))
+    return members, unplumbed
 
 
-def selector_from_config(
-    config: Config,
+def build_selector(
+    groups: Iterable[str],
+    bindings: Iterable[BindingSettings],
     suspensions: SuspensionTable | None = None,
     plumbed: Callable[[str | None], bool] = is_plumbed,
 ) -> tuple[Selector, list[tuple[str, str]]]:
-    groups, unplumbed = members_by_group(config, plumbed)
-    return Selector(groups, suspensions or SuspensionTable()), unplumbed
+    members, unplumbed = members_by_group(groups, bindings, plumbed)
+    return Selector(members, suspensions or SuspensionTable()), unplumbed

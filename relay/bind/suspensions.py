@@ -40,6 +40,10 @@ class SuspensionTable:
         self._bump(domain)
         return True
 
+    def clear(self) -> None:
+        for entry in self.all():
+            self.resume(entry.binding, entry.domain)
+
     def expire(self, now: float) -> list[Suspension]:
         """Drop suspensions that have ended; return them."""
         ended = [s for table in self._by_domain.values() for s in table.values() if s.until <= now]

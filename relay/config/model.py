@@ -290,13 +290,8 @@ class _Builder:
             self.error(loc, "unknown stanza", node.kind, hint=hint)
             return
         if parent.kind not in spec.parents:
-            allowed = ", ".join(sorted(spec.parents))
-            self.error(
-                loc,
-                f"a {kind} stanza cannot appear in the {parent.kind} scope",
-                node.kind,
-                hint=f"it is valid in: {allowed}",
-            )
+            message, hint = misplaced(kind, node.label.text if node.label else None, parent)
+            self.error(loc, message, node.kind, hint=hint)
             return
         label = node.label.text if node.label is not None else None
         if spec.labelled and not label:
@@ -425,6 +420,62 @@ class _Builder:
             self.warnings,
             files,
         )
+
+
+def named(kind: str, label: str | None) -> str:
+    return kind if label is None else f'{kind} "{label}"'
+
+
+PLURALS = {o.BINDING: "bindings", o.BINDING_GROUP: "binding groups", o.DOMAIN: "domains"}
+PLURALS |= {o.HOST: "hosts", o.PEER: "peers"}
+
+
+def container(block: Block) -> str:
+    """Where `block` itself is declared: "at the top level", "inside binding "b"", ..."""
+    outer = block.path[:-2]
+    if not outer:
+        return "at the top level"
+    if outer[0] == o.ESMTP_LISTENER:
+        return "inside " + (named(o.LISTEN, outer[3]) if len(outer) == 4 else o.ESMTP_LISTENER)
+    return f"inside {describe_path(outer)}"
+
+
+def misplaced(kind: str, label: str | None, parent: Block) -> tuple[str, str]:
+    """Message and hint for a stanza inside a scope it may not appear in."""
+    spec = o.STANZAS[kind]
+    what = named(kind, label)
+    parent_name = named(parent.kind, parent.label)
+    where = "at the top level" if parent.kind == o.GLOBAL else f"inside {parent_name}"
+    if kind == parent.kind == o.ESMTP_LISTENER:
+        reason = "there is one esmtp_listener and it does not nest"
+        hint = "remove the inner esmtp_listener { } and keep what it holds"
+    elif kind == parent.kind:
+        reason = f"{PLURALS.get(kind, kind + ' stanzas')} do not nest"
+        hint = f'declare it {container(parent)}, beside "{parent.label}"'
+    elif kind == o.BINDING_GROUP and parent.kind == o.BINDING:
+        reason = "a binding_group holds bindings, not the other way round"
+        if len(parent.path) > 2:
+            group = named(o.BINDING_GROUP, parent.path[1])
+            hint = f"{parent_name} is already in {group}, and a binding belongs to one group"
+        else:
+            hint = f"write {what} {{ {parent_name} {{ ... }} }} at the top level"
+    elif kind == o.HOST and parent.kind == o.DOMAIN:
+        reason = "there is no domain::host scope: host options apply whatever the domain"
+        hint = f'declare it {container(parent)}, beside "{parent.label}"'
+    elif kind == o.DOMAIN and parent.kind == o.HOST:
+        reason = "a host stanza holds options only, and domain is the wider scope"
+        hint = f'declare it {container(parent)}, beside "{parent.label}"'
+    elif kind in (o.LISTEN, o.PEER) and parent.kind not in spec.parents:
+        reason = f"{PLURALS.get(kind, kind + ' stanzas')} belong to the esmtp_listener"
+        hint = f"write esmtp_listener {{ {what} {{ ... }} }} at the top level"
+    elif kind == o.ESMTP_LISTENER:
+        reason = "the esmtp_listener is a top-level stanza"
+        hint = "move it to the top level"
+    else:
+        article = "an" if kind[0] in "aeiou" else "a"
+        reason = f"{article} {kind} stanza cannot appear in the {parent.kind} scope"
+        hint = f"it is valid in: {', '.join(sorted(spec.parents))}"
+    return f"{what} {where}: {reason}", hint
 
 
 def scalar_label(value: Scalar | ListValue) -> str:

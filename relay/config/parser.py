@@ -30,11 +30,17 @@ class _SyntaxError(Exception):
 
 
 class _Parser:
-    def __init__(self, tokens: list[Token], path: Path | None, reader: _Reader) -> None:
+    def __init__(
+        self, tokens: list[Token], path: Path | None, reader: _Reader, cut_short: bool = False
+    ) -> None:
         self.tokens = tokens
+        # The lexer stopped early (a comment never closed): the missing '}' may be in it.
+        self.cut_short = cut_short
         self.pos = 0
         self.path = path
         self.reader = reader
+        self.open: list[tuple[str, Location]] = []  # stanzas being read: name, where opened
+        self.unclosed_reported = False
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
@@ -64,22 +70,19 @@ class _Parser:
         while True:
             token = self.peek()
             if token.kind is Kind.EOF:
-                if closing is not None:
-                    self.reader.problems.append(
-                        Problem(
-                            closing.location,
-                            "this '{' is never closed",
-                            hint="add the missing '}'",
-                        )
-                    )
+                if closing is not None and not (self.unclosed_reported or self.cut_short):
+                    self.unclosed(token.location)
                 return tuple(nodes)
             if token.kind is Kind.RBRACE:
                 if closing is not None:
                     self.take()
                     return tuple(nodes)
                 self.take()
+                hint = "remove it"
+                if self.reader.including():
+                    hint += "; in an included file, '}' closes only a stanza opened in that file"
                 self.reader.problems.append(
-                    Problem(token.location, "'}' without a matching '{'", hint="remove it")
+                    Problem(token.location, "'}' without a matching '{'", hint=hint)
                 )
                 continue
             try:
@@ -87,6 +90,19 @@ class _Parser:
             except _SyntaxError as err:
                 self.reader.problems.append(err.problem)
                 self.recover(err.problem.location)
+
+    def unclosed(self, end: Location) -> None:
+        """The file ends inside stanzas: one error, for the innermost, at the end of file."""
+        self.unclosed_reported = True
+        name, opened = self.open[-1]
+        hint = "add the missing '}' at the end of its body"
+        if self.reader.including():
+            hint += ", in this file: a stanza cannot go on past the end of an included file"
+        for outer, where in reversed(self.open[:-1]):
+            hint += f"; {outer} opened on line {where.line} needs one too"
+        self.reader.problems.append(
+            Problem(end, f"stanza opened on line {opened.line} is never closed", name, hint)
+        )
 
     def statement(self) -> list[Node]:
         head = self.expect(Kind.WORD, "an option name, a stanza or 'include'")
@@ -103,7 +119,12 @@ class _Parser:
             nxt = self.peek()
         if nxt.kind is Kind.LBRACE:
             opening = self.take()
-            return [Stanza(head.text, label, self.body(opening), head.location)]
+            name = head.text if label is None else f'{head.text} "{label.text}"'
+            self.open.append((name, head.location))
+            try:
+                return [Stanza(head.text, label, self.body(opening), head.location)]
+            finally:
+                self.open.pop()
         expected = "'{'" if label is not None else "'=' or '{'"
         raise _SyntaxError(
             Problem(
@@ -156,6 +177,10 @@ class _Reader:
         self.stack: list[Path] = []
         self.files: list[Path] = []
 
+    def including(self) -> bool:
+        """True while reading an included file (not the top one)."""
+        return len(self.stack) > 1
+
     def read_file(self, path: Path, where: Location | None) -> list[Node]:
         resolved = path.resolve()
         if resolved in self.stack:
@@ -186,7 +211,8 @@ class _Reader:
     def parse(self, text: str, name: str, path: Path | None) -> tuple[Node, ...]:
         tokens, problems = tokenize(text, name)
         self.problems.extend(problems)
-        return _Parser(tokens, path, self).body(None)
+        cut_short = any(p.location == tokens[-1].location for p in problems)
+        return _Parser(tokens, path, self, cut_short).body(None)
 
     def include(self, target: str, including: Path | None, where: Location) -> list[Node]:
         base = including.parent if including is not None else Path.cwd()

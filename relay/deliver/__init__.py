@@ -1,40 +1,38 @@
 """Delivery: route resolution (gateway / MX) and the SMTP client side.
 
     router = Router(DnsResolver(resolv_conf, port=...))
-    route = await router.resolve(policy, domain)               # RouteError
-    conn = await open_connection(policy, domain, router.destinations(policy, route))
-    outcomes = await conn.send(message)                        # one per recipient
+    route = await router.resolve(settings, domain)             # RouteError
+    conn = await open_connection(settings, domain, router.destinations(settings, route))
+    results = await conn.send(message)                         # a RecipientResult each
     await conn.close()
 
-No scheduling here: the scheduler decides what outcomes mean for queue state.
+`settings` is the binding x domain's `DeliverySettings`. No scheduling here: the scheduler
+decides what the results mean for queue state.
 """
 
 from relay.deliver.connection import HostGate, OutboundConnection, open_connection
 from relay.deliver.dns import DnsAnswer, DnsResolver, LookupStatus, MxRecord
-from relay.deliver.outcome import (
+from relay.deliver.errors import (
     ConnectError,
     DeliveryError,
-    Failure,
+    DeliveryFailure,
     FailureKind,
     MessageLike,
-    Phase,
-    RecipientOutcome,
-    Remote,
     RouteError,
 )
-from relay.deliver.policy import DeliveryPolicy
 from relay.deliver.route import Destination, MxHost, Route, Router, parse_gateway
-from relay.outcome import EnhancedStatus, Outcome, Reply
+from relay.deliver.settings import DeliverySettings
+from relay.outcome import EnhancedStatus, Outcome, Phase, RecipientResult, Remote, Reply
 
 __all__ = [
     "ConnectError",
     "DeliveryError",
-    "DeliveryPolicy",
+    "DeliveryFailure",
+    "DeliverySettings",
     "Destination",
     "DnsAnswer",
     "DnsResolver",
     "EnhancedStatus",
-    "Failure",
     "FailureKind",
     "HostGate",
     "LookupStatus",
@@ -44,7 +42,7 @@ __all__ = [
     "OutboundConnection",
     "Outcome",
     "Phase",
-    "RecipientOutcome",
+    "RecipientResult",
     "Remote",
     "Reply",
     "Route",

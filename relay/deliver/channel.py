@@ -1,48 +1,113 @@
-"""The transport of an open session, once aiosmtplib has connected, EHLO'd and done
-STARTTLS: writes what `pipeline` builds and hands back the server's replies in order.
+"""One outbound SMTP connection's transport, from the greeting to QUIT: writes what
+`pipeline` builds and hands back the server's replies in order, parsed by the one
+`ReplyStream` (greeting, EHLO, STARTTLS and the transactions alike).
 
-`SmtpChannel` becomes the transport's protocol (`transport.set_protocol`), so several
-commands can be written before their replies are read (RFC 2920 PIPELINING), which
-aiosmtplib's one-reply-per-command protocol cannot do. Each `reply()` waits under its own
-timeout, armed only when the reply has not arrived yet. Replies pass through
-response_transcode here; what leaves the connection unusable (timeout, connection lost, a
-reply without a valid code) raises `SessionFailed` and closes the transport.
+`SmtpChannel` is the transport's protocol, so several commands can be written before their
+replies are read (RFC 2920 PIPELINING). Each `reply()` waits under its own timeout, armed
+only when the reply has not arrived yet. Replies pass through response_transcode here,
+before anyone classifies them. A failure code from the server is a reply, not an exception;
+what leaves the connection unusable (timeout, connection lost, a reply without a valid code,
+a TLS failure) raises `SessionFailed` and closes the transport. Third-party exceptions (ssl,
+OSError) are translated here, at the boundary (`translate`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl
+from typing import cast
 
-import aiosmtplib
-
-from relay.deliver.outcome import FailureKind, Phase
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.errors import FailureKind
 from relay.deliver.reply_stream import ReplyStream
-from relay.deliver.smtp_session import SessionFailed, translate
+from relay.deliver.settings import DeliverySettings
 from relay.deliver.transcode import transcode
-from relay.outcome import Reply
+from relay.outcome import Phase, Reply
 
-__all__ = ["SmtpChannel"]
+__all__ = ["ConnectionLost", "SessionFailed", "SmtpChannel", "translate"]
 
-_SERVICE_CLOSING = 421  # the server is going away: close our side too, as aiosmtplib does
+_SERVICE_CLOSING = 421  # the server is going away: close our side too
 _REPLY_CACHE_SIZE = 64  # replies are immutable: the same reply text is parsed once
 
 
-class SmtpChannel(asyncio.Protocol):
-    """Owns the transport from the first MAIL to QUIT; one user at a time."""
+class ConnectionLost(ConnectionError):
+    """The peer closed the connection, or it broke."""
 
-    def __init__(self, transport: asyncio.Transport, policy: DeliveryPolicy) -> None:
-        self._transport = transport
+
+class SessionFailed(Exception):
+    """A step failed in a way that is not an ordinary reply. `broken`: the connection
+    cannot be used any more."""
+
+    def __init__(
+        self, kind: FailureKind, phase: Phase, reply: Reply, detail: str = "", broken: bool = True
+    ) -> None:
+        super().__init__(f"{phase.value}: {reply}")
+        self.kind = kind
+        self.phase = phase
+        self.reply = reply
+        self.detail = detail
+        self.broken = broken
+
+
+def translate(exc: BaseException, phase: Phase, timeout: float) -> SessionFailed:
+    """ssl / OSError / timeout -> SessionFailed, with a reply relay writes itself."""
+    detail = f"{type(exc).__name__}: {exc}"
+    what = phase.value.upper()
+    if isinstance(exc, TimeoutError):
+        reply = Reply.make(451, "4.4.2", f"timeout after {timeout:g}s waiting for {what} reply")
+        return SessionFailed(FailureKind.TIMEOUT, phase, reply, detail)
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        reply = Reply.make(451, "4.7.5", f"TLS negotiation failed: {_reason(exc)}")
+        return SessionFailed(FailureKind.TLS, phase, reply, detail)
+    if isinstance(exc, OSError):
+        reply = Reply.make(451, "4.4.2", f"connection lost during {what}: {_reason(exc)}")
+        if phase is Phase.CONNECT:
+            reply = Reply.make(451, "4.4.1", f"connection failed: {_reason(exc)}")
+        return SessionFailed(FailureKind.NETWORK, phase, reply, detail)
+    reply = Reply.make(451, "4.3.0", f"{what} failed: {_reason(exc)}")
+    return SessionFailed(FailureKind.PROTOCOL, phase, reply, detail)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return str(exc.verify_message)
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    cause = exc.__cause__
+    text = str(exc) or type(exc).__name__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text} ({cause})"
+    return text
+
+
+class SmtpChannel(asyncio.Protocol):
+    """Owns the transport from the greeting to QUIT; one user at a time."""
+
+    def __init__(self, settings: DeliverySettings) -> None:
+        self._transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._policy = policy
+        self._settings = settings
         self._stream = ReplyStream()
-        self._expected = 0  # replies owed for what was written; anything more is dropped
+        self._expected = 1  # replies owed (the greeting first); anything more is dropped
         self._waiter: asyncio.Future[bool] | None = None
         self._lost: Exception | None = None
         self._replies: dict[tuple[int, str], Reply] = {}
-        transport.set_protocol(self)
+
+    @classmethod
+    async def open(cls, sock: socket.socket, settings: DeliverySettings) -> SmtpChannel:
+        """A channel over a connected socket (which it owns from now on, even on error)."""
+        loop = asyncio.get_running_loop()
+        try:
+            _, channel = await loop.create_connection(lambda: cls(settings), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        return channel
 
     # ---- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._expected <= 0:
@@ -57,11 +122,11 @@ class SmtpChannel(asyncio.Protocol):
             waiter.set_result(True)
 
     def eof_received(self) -> bool:
-        self._gone(aiosmtplib.SMTPServerDisconnected("Unexpected EOF received"))
+        self._gone(ConnectionLost("Unexpected EOF received"))
         return False  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
-        lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
+        lost = ConnectionLost("Connection lost")
         lost.__cause__ = exc
         self._gone(lost)
 
@@ -71,18 +136,25 @@ class SmtpChannel(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(True)
 
-    # ---- used by OutboundConnection ---------------------------------------------------
+    # ---- used by open_connection and OutboundConnection -------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._lost is None and not self._transport.is_closing()
+        transport = self._transport
+        return self._lost is None and transport is not None and not transport.is_closing()
 
     def write(self, data: bytes, replies: int, phase: Phase) -> None:
         """Send `data`, which asks for `replies` replies."""
         if not self.connected:
-            raise translate(aiosmtplib.SMTPServerDisconnected("Connection lost"), phase, 0)
+            raise translate(ConnectionLost("Connection lost"), phase, 0)
+        assert self._transport is not None
         self._expected += replies
         self._transport.write(data)
+
+    async def command(self, line: bytes, phase: Phase, seconds: float) -> Reply:
+        """One command and its reply."""
+        self.write(line, 1, phase)
+        return await self.reply(phase, seconds)
 
     async def reply(self, phase: Phase, seconds: float) -> Reply:
         """The next reply, after response_transcode."""
@@ -118,11 +190,11 @@ class SmtpChannel(asyncio.Protocol):
         key = (code, text)
         reply = self._replies.get(key)
         if reply is None:
-            policy = self._policy
+            settings = self._settings
             reply = transcode(
                 Reply.parse(code, text),
-                policy.response_transcode_pattern,
-                policy.response_transcode_replace,
+                settings.response_transcode_pattern,
+                settings.response_transcode_replace,
             )
             if len(self._replies) < _REPLY_CACHE_SIZE:
                 self._replies[key] = reply
@@ -139,6 +211,45 @@ class SmtpChannel(asyncio.Protocol):
             timer.cancel()
             self._waiter = None
 
+    async def starttls(
+        self, context: ssl.SSLContext, server_hostname: str | None, seconds: float
+    ) -> Reply:
+        """STARTTLS and, after a 220, the TLS handshake, both under `seconds`. Anything the
+        server sent after its 220 is dropped (RFC 3207 section 5: no plain-text commands or
+        replies carry over)."""
+        reply = await self.command(b"STARTTLS\r\n", Phase.STARTTLS, seconds)
+        if reply.code != 220:
+            return reply
+        assert self._transport is not None
+        self._stream = ReplyStream()
+        self._expected = 0
+        try:
+            async with asyncio.timeout(seconds):
+                transport = await self._loop.start_tls(
+                    self._transport,
+                    self,
+                    context,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=seconds,
+                )
+        except (OSError, TimeoutError, ssl.CertificateError) as exc:
+            self.close()
+            raise translate(exc, Phase.STARTTLS, seconds) from exc
+        if transport is None:
+            self.close()
+            raise translate(ConnectionLost("Connection lost"), Phase.STARTTLS, seconds)
+        self._transport = transport
+        return reply
+
+    def peer_certificate(self) -> dict[str, object] | None:
+        ssl_object = (
+            None if self._transport is None else self._transport.get_extra_info("ssl_object")
+        )
+        if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            return None
+        cert = ssl_object.getpeercert()
+        return dict(cert) if cert else None
+
     async def quit(self, seconds: float) -> None:
         """QUIT, tolerant of a dead or slow peer; always closes."""
         try:
@@ -151,7 +262,7 @@ class SmtpChannel(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
-        if not self._transport.is_closing():
+        if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
 
 

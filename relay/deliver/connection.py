@@ -1,10 +1,10 @@
 """One outbound SMTP connection for a binding x domain, and the messages sent over it.
 
 `open_connection` walks the destinations in order until one gives a usable session
-(connected from the binding's bind_address, greeted, EHLO'd, STARTTLS per policy);
+(connected from the binding's bind_address, greeted, EHLO'd, STARTTLS per settings);
 `OutboundConnection.send` delivers one message in batches and reports one
-`RecipientOutcome` per recipient. Nothing here schedules, retries later or writes state:
-the scheduler decides what the outcomes mean.
+`relay.outcome.RecipientResult` per recipient. Nothing here schedules, retries later or
+writes state: the scheduler decides what the results mean.
 """
 
 from __future__ import annotations
@@ -15,34 +15,24 @@ import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
-import aiosmtplib
-
-from relay.deliver.channel import SmtpChannel
+from relay.deliver.channel import SessionFailed, SmtpChannel, translate
 from relay.deliver.content import prepare_content
-from relay.deliver.outcome import (
-    ConnectError,
-    Failure,
-    FailureKind,
-    MessageLike,
-    Outcome,
-    Phase,
-    RecipientOutcome,
-    Remote,
-)
+from relay.deliver.errors import ConnectError, DeliveryFailure, FailureKind, MessageLike
 from relay.deliver.pipeline import (
     DATA_LINE,
     END_OF_DATA,
     Unsendable,
     data_content,
+    ehlo_extensions,
     envelope_block,
+    hello_line,
     mail_line,
     rcpt_line,
 )
-from relay.deliver.policy import DeliveryPolicy
 from relay.deliver.route import Destination, is_ip_literal
-from relay.deliver.smtp_session import SessionFailed, SmtpSession, translate
+from relay.deliver.settings import DeliverySettings
 from relay.deliver.tls import client_context, peer_matches
-from relay.outcome import Reply
+from relay.outcome import Outcome, Phase, RecipientResult, Remote, Reply
 
 __all__ = ["HostGate", "OutboundConnection", "open_connection"]
 
@@ -57,14 +47,14 @@ _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 class _AttemptFailed(Exception):
-    def __init__(self, failure: Failure, tls_fallback: bool = False) -> None:
+    def __init__(self, failure: DeliveryFailure, tls_fallback: bool = False) -> None:
         super().__init__(str(failure))
         self.failure = failure
         self.tls_fallback = tls_fallback  # opportunistic TLS failed: retry in plain text
 
 
 async def open_connection(
-    policy: DeliveryPolicy,
+    settings: DeliverySettings,
     domain: str,
     destinations: Iterable[Destination] | AsyncIterable[Destination],
     *,
@@ -77,12 +67,12 @@ async def open_connection(
     with tls_ifavailable_fallback reconnects to the same destination in plain text.
     Raises ConnectError (every failure in `attempts`), or RouteError from a lazily
     resolved route."""
-    attempts: list[Failure] = []
+    attempts: list[DeliveryFailure] = []
     async for destination in _iterate(destinations):
-        use_tls = policy.tls != "no"
+        use_tls = settings.tls != "no"
         while True:
             try:
-                return await _open_one(policy, domain, destination, use_tls, host_gate)
+                return await _open_one(settings, domain, destination, use_tls, host_gate)
             except _AttemptFailed as failed:
                 attempts.append(failed.failure)
                 if not (failed.tls_fallback and use_tls):
@@ -90,7 +80,7 @@ async def open_connection(
                 use_tls = False
     if not attempts:
         reply = Reply.make(451, "4.4.4", f"no destination to try for {domain}")
-        failure = Failure(FailureKind.DNS, Phase.RESOLVE, reply, policy.binding, domain)
+        failure = DeliveryFailure(FailureKind.DNS, Phase.RESOLVE, reply, settings.binding, domain)
         raise ConnectError(failure)
     raise ConnectError(attempts[-1], attempts)
 
@@ -107,7 +97,7 @@ async def _iterate(
 
 
 async def _open_one(
-    policy: DeliveryPolicy,
+    settings: DeliverySettings,
     domain: str,
     destination: Destination,
     use_tls: bool,
@@ -115,124 +105,132 @@ async def _open_one(
 ) -> OutboundConnection:
     remote = destination.remote
     stack = AsyncExitStack()
-    session: SmtpSession | None = None
+    channel: SmtpChannel | None = None
     handed_over = False
     phase = Phase.GATE
 
     def fail(kind: FailureKind, reply: Reply, detail: str = "", fallback: bool = False) -> None:
-        failure = Failure(kind, phase, reply, policy.binding, domain, remote, detail)
+        failure = DeliveryFailure(kind, phase, reply, settings.binding, domain, remote, detail)
         raise _AttemptFailed(failure, fallback)
 
     try:
         if host_gate is not None and not await stack.enter_async_context(host_gate(destination.ip)):
             fail(FailureKind.LOCAL, Reply.make(451, "4.4.5", f"host limit for {remote} reached"))
         phase = Phase.CONNECT
-        sock = await _connect_socket(policy, destination)
-        smtp = aiosmtplib.SMTP(
-            sock=sock,
-            local_hostname=policy.ehlo_hostname,
-            timeout=policy.connect_timeout,
-            start_tls=False,  # STARTTLS is ours to decide, after our own EHLO
-        )
-        session = SmtpSession(smtp, policy)
+        sock = await _connect_socket(settings, destination)
+        try:
+            channel = await SmtpChannel.open(sock, settings)
+        except OSError as exc:
+            raise translate(exc, Phase.CONNECT, settings.connect_timeout) from exc
         phase = Phase.GREETING
-        reply = await session.greeting(policy.connect_timeout)
+        reply = await channel.reply(Phase.GREETING, settings.connect_timeout)
         if reply.code != 220:
             fail(FailureKind.REPLY, reply)
         phase = Phase.EHLO
-        reply = await _hello(session, policy)
+        reply, extensions = await _hello(channel, settings)
         if reply.code != 250:
             fail(FailureKind.REPLY, reply)
         tls_active = False
         if use_tls:
             phase = Phase.STARTTLS
-            fallback = policy.tls == "ifavailable" and policy.tls_ifavailable_fallback
-            if not session.supports("starttls"):
-                if policy.tls == "required":
+            fallback = settings.tls == "ifavailable" and settings.tls_ifavailable_fallback
+            if "starttls" not in extensions:
+                if settings.tls == "required":
                     fail(FailureKind.TLS, Reply.make(451, "4.7.4", f"{remote} offers no STARTTLS"))
             else:
                 try:
-                    await _starttls(session, policy, domain, destination)
+                    await _starttls(channel, settings, domain, destination)
                 except SessionFailed as exc:
                     fail(exc.kind, exc.reply, exc.detail, fallback)
                 tls_active = True
                 phase = Phase.EHLO
-                reply = await _hello(session, policy)
+                reply, extensions = await _hello(channel, settings)
                 if reply.code != 250:
                     fail(FailureKind.REPLY, reply)
-        channel = SmtpChannel(session.transport, policy)
         connection = OutboundConnection(
-            policy, domain, channel, session.extensions, remote, tls_active, stack
+            settings, domain, channel, extensions, remote, tls_active, stack
         )
         handed_over = True
         return connection
     except SessionFailed as exc:
-        failure = Failure(
-            exc.kind, exc.phase, exc.reply, policy.binding, domain, remote, exc.detail
+        failure = DeliveryFailure(
+            exc.kind, exc.phase, exc.reply, settings.binding, domain, remote, exc.detail
         )
         raise _AttemptFailed(failure) from exc
     finally:
         if not handed_over:
-            if session is not None:
-                session.abort()
+            if channel is not None:
+                channel.close()
             await stack.aclose()
 
 
-async def _connect_socket(policy: DeliveryPolicy, destination: Destination) -> socket.socket:
+async def _connect_socket(settings: DeliverySettings, destination: Destination) -> socket.socket:
     """A connected non-blocking socket from bind_address to the destination."""
     family = socket.AF_INET6 if ":" in destination.ip else socket.AF_INET
-    if policy.bind_address is not None:
-        bind_family = socket.AF_INET6 if ":" in policy.bind_address else socket.AF_INET
+    if settings.bind_address is not None:
+        bind_family = socket.AF_INET6 if ":" in settings.bind_address else socket.AF_INET
         if bind_family != family:
             reply = Reply.make(
-                451, "4.4.1", f"bind_address {policy.bind_address} cannot reach {destination.ip}"
+                451, "4.4.1", f"bind_address {settings.bind_address} cannot reach {destination.ip}"
             )
             raise SessionFailed(FailureKind.NETWORK, Phase.CONNECT, reply, "address family")
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setblocking(False)
-        if policy.bind_address is not None:
+        if settings.bind_address is not None:
             if sys.platform.startswith("linux"):
                 sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((policy.bind_address, 0))
+            sock.bind((settings.bind_address, 0))
         loop = asyncio.get_running_loop()
         address = (destination.ip, destination.port)
-        async with asyncio.timeout(policy.connect_timeout):  # no task per connect, unlike wait_for
+        # asyncio.timeout, unlike wait_for, makes no task per connect
+        async with asyncio.timeout(settings.connect_timeout):
             await loop.sock_connect(sock, address)
     except (OSError, TimeoutError) as exc:
         sock.close()
-        raise translate(exc, Phase.CONNECT, policy.connect_timeout) from exc
+        raise translate(exc, Phase.CONNECT, settings.connect_timeout) from exc
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-async def _hello(session: SmtpSession, policy: DeliveryPolicy) -> Reply:
-    """EHLO; HELO only if delivery_method allows plain SMTP and EHLO was refused (or
-    ESMTP is not allowed at all)."""
-    if policy.allows_esmtp:
-        reply = await session.ehlo(policy.ehlo_hostname, policy.ehlo_timeout)
-        if reply.code == 250 or not policy.allows_helo or not session.connected:
-            return reply
-    return await session.helo(policy.ehlo_hostname, policy.ehlo_timeout)
+async def _hello(channel: SmtpChannel, settings: DeliverySettings) -> tuple[Reply, dict[str, str]]:
+    """EHLO, and the extensions it offers; HELO (which offers none) only if delivery_method
+    allows plain SMTP and EHLO was refused (or ESMTP is not allowed at all)."""
+    seconds = settings.ehlo_timeout
+    if settings.allows_esmtp:
+        reply = await channel.command(_hello_line(b"EHLO", settings), Phase.EHLO, seconds)
+        if reply.code == 250:
+            return reply, ehlo_extensions(reply.text)
+        if not settings.allows_helo or not channel.connected:
+            return reply, {}
+    return await channel.command(_hello_line(b"HELO", settings), Phase.EHLO, seconds), {}
+
+
+def _hello_line(verb: bytes, settings: DeliverySettings) -> bytes:
+    try:
+        return hello_line(verb, settings.ehlo_hostname)
+    except Unsendable as exc:  # nothing was sent; the connection stays usable
+        reply = Reply.make(501, "5.5.2", f"refused to send {verb.decode()}: {exc}")
+        raise SessionFailed(FailureKind.LOCAL, Phase.EHLO, reply, str(exc), broken=False) from exc
 
 
 async def _starttls(
-    session: SmtpSession, policy: DeliveryPolicy, domain: str, destination: Destination
+    channel: SmtpChannel, settings: DeliverySettings, domain: str, destination: Destination
 ) -> None:
     """STARTTLS under ehlo_timeout; with tls_verify=host the certificate must name the
     MX host (or the domain), never just the IP we connected to."""
-    context = await client_context(policy)
+    context = await client_context(settings)
     name = None if is_ip_literal(destination.mx_host) else destination.mx_host
-    reply = await session.starttls(context, name, policy.ehlo_timeout)
+    reply = await channel.starttls(context, name, settings.ehlo_timeout)
     if reply.code != 220:
-        session.abort()
+        channel.close()
         raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "STARTTLS refused")
-    if policy.tls_verify == "host":
-        cert = session.peer_certificate() or {}
+    if settings.tls_verify == "host":
+        cert = channel.peer_certificate() or {}
         if not peer_matches(cert, (destination.mx_host, domain)):
-            session.abort()
+            channel.close()
             reply = Reply.make(
                 451, "4.7.5", f"certificate does not name {destination.mx_host} or {domain}"
             )
@@ -244,7 +242,7 @@ class OutboundConnection:
 
     def __init__(
         self,
-        policy: DeliveryPolicy,
+        settings: DeliverySettings,
         domain: str,
         channel: SmtpChannel,
         extensions: dict[str, str],
@@ -252,7 +250,7 @@ class OutboundConnection:
         tls: bool,
         resources: AsyncExitStack,
     ) -> None:
-        self.policy = policy
+        self.settings = settings
         self.domain = domain
         self.remote = remote
         self.tls = tls
@@ -295,12 +293,12 @@ class OutboundConnection:
 
     @property
     def usable(self) -> bool:
-        policy = self.policy
+        settings = self.settings
         if self._closed or self._broken or not self._channel.connected:
             return False
-        if 0 < policy.max_deliveries_per_connection <= self._deliveries:
+        if 0 < settings.max_deliveries_per_connection <= self._deliveries:
             return False
-        return not 0 < policy.max_recipients_per_connection <= self._recipients_sent
+        return not 0 < settings.max_recipients_per_connection <= self._recipients_sent
 
     async def close(self) -> None:
         """QUIT (tolerant of a dead peer) and release the host_gate slot. Idempotent."""
@@ -308,7 +306,7 @@ class OutboundConnection:
             return
         self._closed = True
         try:
-            await self._channel.quit(self.policy.rset_timeout)
+            await self._channel.quit(self.settings.rset_timeout)
         finally:
             await self._resources.aclose()
 
@@ -320,21 +318,21 @@ class OutboundConnection:
 
     # ---- sending ---------------------------------------------------------------------
 
-    async def send(self, message: MessageLike) -> list[RecipientOutcome]:
+    async def send(self, message: MessageLike) -> list[RecipientResult]:
         """Deliver `message` over this connection, max_recipients_per_batch recipients per
         transaction. One outcome per recipient, in the message's order. Recipients beyond
         max_recipients_per_connection, or left when the connection broke between
         transactions, come back NOT_ATTEMPTED."""
         recipients = list(message.recipients)
-        results: dict[int, RecipientOutcome] = {}
-        policy = self.policy
+        results: dict[int, RecipientResult] = {}
+        settings = self.settings
 
         def settle(indexes: Iterable[int], outcome: Outcome, reply: Reply, phase: Phase) -> None:
             for i in indexes:
                 if i not in results:
-                    results[i] = RecipientOutcome(recipients[i], outcome, reply, phase, self.remote)
+                    results[i] = RecipientResult(recipients[i], outcome, reply, self.remote, phase)
 
-        def finish() -> list[RecipientOutcome]:
+        def finish() -> list[RecipientResult]:
             settle(range(len(recipients)), Outcome.NOT_ATTEMPTED, _NOT_ATTEMPTED, Phase.MAIL)
             if any(r.outcome is Outcome.DELIVERED for r in results.values()):
                 self._deliveries += 1
@@ -343,11 +341,11 @@ class OutboundConnection:
         if not self.usable:
             return finish()
         room = len(recipients)
-        if policy.max_recipients_per_connection > 0:
-            room = max(0, policy.max_recipients_per_connection - self._recipients_sent)
+        if settings.max_recipients_per_connection > 0:
+            room = max(0, settings.max_recipients_per_connection - self._recipients_sent)
         todo = list(range(min(room, len(recipients))))
 
-        prepared = prepare_content(message.content, policy, "8bitmime" in self._extensions)
+        prepared = prepare_content(message.content, settings, "8bitmime" in self._extensions)
         if prepared.refused is not None:
             reply = Reply.make(554, "5.6.3", prepared.refused)
             settle(todo, Outcome.PERMANENT, reply, Phase.CONTENT)
@@ -364,7 +362,7 @@ class OutboundConnection:
             mail_options.insert(0, f"SIZE={len(prepared.data)}")
 
         body = data_content(prepared.data)
-        batch_size = max(1, policy.max_recipients_per_batch)
+        batch_size = max(1, settings.max_recipients_per_batch)
         try:
             for start in range(0, len(todo), batch_size):
                 if not self._can_transact:
@@ -401,14 +399,14 @@ class OutboundConnection:
         out in one write; without it, one command per round trip. The replies are read in
         order either way, each under its phase's timeout. Returns the MAIL reply if the
         sender was refused; raises _TransactionBroken if the connection failed."""
-        policy = self.policy
+        settings = self.settings
         channel = self._channel
         pipelined = self._pipelining
         pending: list[int] = list(batch)
         try:
             if self._dirty:
                 channel.write(b"RSET\r\n", 1, Phase.RSET)
-                reply = await channel.reply(Phase.RSET, policy.rset_timeout)
+                reply = await channel.reply(Phase.RSET, settings.rset_timeout)
                 if reply.code is None or reply.code >= 300:
                     channel.close()
                     raise SessionFailed(FailureKind.REPLY, Phase.RSET, reply, "RSET refused")
@@ -429,7 +427,7 @@ class OutboundConnection:
                 channel.write(envelope_block(mail, sendable), expected, Phase.MAIL)
             else:
                 channel.write(mail, 1, Phase.MAIL)
-            reply = await channel.reply(Phase.MAIL, policy.mailfrom_timeout)
+            reply = await channel.reply(Phase.MAIL, settings.mailfrom_timeout)
             self._dirty = True
             if not reply.is_positive:
                 if pipelined:
@@ -445,7 +443,7 @@ class OutboundConnection:
                     continue
                 if not pipelined:
                     channel.write(line, 1, Phase.RCPT)
-                reply = await channel.reply(Phase.RCPT, policy.rcptto_timeout)
+                reply = await channel.reply(Phase.RCPT, settings.rcptto_timeout)
                 if reply.is_positive:
                     accepted.append(i)
                 else:
@@ -461,13 +459,13 @@ class OutboundConnection:
                 return None
             if not pipelined:
                 channel.write(DATA_LINE, 1, Phase.DATA)
-            code, text = await channel.read(Phase.DATA, policy.body_timeout)
+            code, text = await channel.read(Phase.DATA, settings.body_timeout)
             if code != _START_MAIL_INPUT:
                 reply = channel.parse(code, text)
                 settle(accepted, reply.outcome, reply, Phase.DATA)
                 return None
             channel.write(body, 1, Phase.DATA)
-            reply = await channel.reply(Phase.DATA, policy.body_timeout)
+            reply = await channel.reply(Phase.DATA, settings.body_timeout)
             settle(accepted, reply.outcome, reply, Phase.DATA)
             if reply.outcome is Outcome.DELIVERED:
                 self._dirty = False
@@ -481,18 +479,18 @@ class OutboundConnection:
         failed (sender refused, or every recipient), so the next one starts in step. A DATA
         accepted anyway is ended with a lone "." and no content (RFC 2920 3.1). A failure
         here closes the connection; the recipients keep the outcome they have."""
-        policy = self.policy
+        settings = self.settings
         channel = self._channel
         try:
             for _ in range(rcpts):
                 if not channel.connected:
                     return
-                await channel.read(Phase.RCPT, policy.rcptto_timeout)
+                await channel.read(Phase.RCPT, settings.rcptto_timeout)
             if data and channel.connected:
-                code, _ = await channel.read(Phase.DATA, policy.body_timeout)
+                code, _ = await channel.read(Phase.DATA, settings.body_timeout)
                 if code == _START_MAIL_INPUT:
                     channel.write(END_OF_DATA, 1, Phase.DATA)
-                    await channel.read(Phase.DATA, policy.body_timeout)
+                    await channel.read(Phase.DATA, settings.body_timeout)
         except SessionFailed:
             self._broken = True
 

@@ -1,6 +1,6 @@
 """8BITMIME: what to send when a message has 8-bit content (RFC 6152 / RFC 1652).
 
-Pure functions over bytes. `prepare_content` decides from the policy and whether the
+Pure functions over bytes. `prepare_content` decides from the settings and whether the
 server offers 8BITMIME; `downconvert` re-encodes 8-bit MIME leaf parts as
 quoted-printable.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import Message
 
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.settings import DeliverySettings
 
 __all__ = ["PreparedContent", "downconvert", "has_8bit", "prepare_content", "strip_high_bit"]
 
@@ -68,7 +68,7 @@ class PreparedContent:
 
 
 def prepare_content(
-    content: bytes, policy: DeliveryPolicy, server_8bitmime: bool
+    content: bytes, settings: DeliverySettings, server_8bitmime: bool
 ) -> PreparedContent:
     """send_8bitmime / transform_8bitmime_content, Momentum's semantics:
     the server offers 8BITMIME: send as is, with BODY=8BITMIME if send_8bitmime=ifavailable;
@@ -78,9 +78,9 @@ def prepare_content(
     if not has_8bit(content):
         return PreparedContent(content, ())
     if server_8bitmime:
-        body = ("BODY=8BITMIME",) if policy.send_8bitmime == "ifavailable" else ()
+        body = ("BODY=8BITMIME",) if settings.send_8bitmime == "ifavailable" else ()
         return PreparedContent(content, body)
-    mode = policy.transform_8bitmime_content
+    mode = settings.transform_8bitmime_content
     if mode == "no":
         return PreparedContent(content, ())
     if mode == "strip":

@@ -1,5 +1,5 @@
-"""What a transaction puts on the wire: command lines, the RFC 2920 command block and the
-DATA content. Pure functions over bytes, no I/O.
+"""What a session puts on the wire: command lines, the RFC 2920 command block and the DATA
+content, and what an EHLO reply offers. Pure functions, no I/O.
 
     mail = mail_line(sender, ("SIZE=2048",), utf8=False)      # b"MAIL FROM:<s> SIZE=2048\\r\\n"
     rcpt = rcpt_line("r@example.com", utf8=False)              # Unsendable on CR/LF/NUL...
@@ -20,7 +20,9 @@ __all__ = [
     "END_OF_DATA",
     "Unsendable",
     "data_content",
+    "ehlo_extensions",
     "envelope_block",
+    "hello_line",
     "mail_line",
     "rcpt_line",
 ]
@@ -32,6 +34,7 @@ END_OF_DATA = b".\r\n"  # alone: ends a DATA the server accepted after every RCP
 # aiosmtplib applies to its own commands).
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _BARE_LINE_ENDING = re.compile(rb"\r\n|\n|\r(?!\n)")
+_EXTENSION = re.compile(r"(?P<ext>[A-Za-z0-9][A-Za-z0-9\-]*) ?")
 
 
 class Unsendable(ValueError):
@@ -46,6 +49,25 @@ def _address(prefix: bytes, address: str, utf8: bool) -> bytes:
     if _CONTROL.search(arg) is not None:
         raise Unsendable
     return arg
+
+
+def hello_line(verb: bytes, hostname: str) -> bytes:
+    """`EHLO name` / `HELO name` with its CRLF; raises Unsendable."""
+    encoded = hostname.encode("utf-8")
+    if _CONTROL.search(encoded) is not None:
+        raise Unsendable
+    return verb + b" " + encoded + b"\r\n"
+
+
+def ehlo_extensions(text: str) -> dict[str, str]:
+    """The extensions an EHLO reply's text offers (after the first line, which names the
+    server): lower-case keyword -> its parameters ("size" -> "10240000")."""
+    offered: dict[str, str] = {}
+    for line in text.split("\n")[1:]:
+        match = _EXTENSION.match(line)
+        if match is not None:
+            offered[match["ext"].lower()] = line[match.end("ext") :].strip()
+    return offered
 
 
 def mail_line(sender: str, options: Sequence[str], utf8: bool) -> bytes:

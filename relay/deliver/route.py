@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from relay.deliver.dns import DnsAnswer, DnsResolver, LookupStatus, MxRecord
-from relay.deliver.outcome import Failure, FailureKind, Phase, Remote, RouteError
-from relay.deliver.policy import DeliveryPolicy
-from relay.outcome import Reply
+from relay.deliver.errors import DeliveryFailure, FailureKind, RouteError
+from relay.deliver.settings import DeliverySettings
+from relay.outcome import Phase, Remote, Reply
 
 __all__ = [
     "Destination",
@@ -112,14 +112,14 @@ def order_mx(records: Iterable[MxRecord], rng: random.Random) -> list[MxRecord]:
 
 
 def mx_hosts_from_answer(
-    domain: str, answer: DnsAnswer, port: int, rng: random.Random, policy: DeliveryPolicy
+    domain: str, answer: DnsAnswer, port: int, rng: random.Random, settings: DeliverySettings
 ) -> tuple[MxHost, ...]:
     """What an MX answer means for delivery; raises RouteError when it forbids it."""
     if answer.status is LookupStatus.OK:
         real = [r for r in answer.mx if r.exchange != ""]
         if not real:  # only "MX 0 ." : RFC 7505 null MX, the domain accepts no mail
             raise _route_error(
-                policy,
+                settings,
                 domain,
                 FailureKind.DNS,
                 Reply.make(556, "5.1.10", f"{domain} does not accept mail (null MX)"),
@@ -130,14 +130,14 @@ def mx_hosts_from_answer(
         return (MxHost(domain, 0, port, implicit=True),)
     if answer.status is LookupStatus.NXDOMAIN:
         raise _route_error(
-            policy,
+            settings,
             domain,
             FailureKind.DNS,
             Reply.make(550, "5.1.2", f"domain {domain} does not exist (NXDOMAIN)"),
             answer.detail,
         )
     raise _route_error(
-        policy,
+        settings,
         domain,
         FailureKind.DNS,
         Reply.make(451, "4.4.3", f"MX lookup for {domain} failed temporarily"),
@@ -160,7 +160,7 @@ def expand_destinations(
 
 
 def address_failure(
-    policy: DeliveryPolicy, domain: str, answers: Sequence[DnsAnswer]
+    settings: DeliverySettings, domain: str, answers: Sequence[DnsAnswer]
 ) -> RouteError:
     """No host had an address: temporary if any lookup failed temporarily, else permanent."""
     names = ", ".join(a.name for a in answers) or domain
@@ -169,13 +169,15 @@ def address_failure(
     else:
         reply = Reply.make(550, "5.4.4", f"no address for {names}")
     detail = "; ".join(f"{a.name} {a.rdtype}: {a.detail}" for a in answers if a.detail)
-    return _route_error(policy, domain, FailureKind.DNS, reply, detail)
+    return _route_error(settings, domain, FailureKind.DNS, reply, detail)
 
 
 def _route_error(
-    policy: DeliveryPolicy, domain: str, kind: FailureKind, reply: Reply, detail: str
+    settings: DeliverySettings, domain: str, kind: FailureKind, reply: Reply, detail: str
 ) -> RouteError:
-    return RouteError(Failure(kind, Phase.RESOLVE, reply, policy.binding, domain, None, detail))
+    return RouteError(
+        DeliveryFailure(kind, Phase.RESOLVE, reply, settings.binding, domain, None, detail)
+    )
 
 
 # ---- lookups ------------------------------------------------------------------------------
@@ -200,24 +202,24 @@ class Router:
         self._mx_failures: dict[str, int] = {}
         self._rng = rng or random.Random()
 
-    async def resolve(self, policy: DeliveryPolicy, domain: str) -> Route:
+    async def resolve(self, settings: DeliverySettings, domain: str) -> Route:
         """The route for `domain`; with fully_resolve_before_smtp every host's addresses
         too. Raises RouteError."""
         domain = domain.rstrip(".").lower()
-        hosts = await self._hosts(policy, domain)
+        hosts = await self._hosts(settings, domain)
         if len(hosts) == 1 and is_ip_literal(hosts[0].name):
             host = hosts[0]
             return Route(domain, hosts, (Destination(host.name, host.name, host.port, 0),))
-        if not policy.fully_resolve_before_smtp:
+        if not settings.fully_resolve_before_smtp:
             return Route(domain, hosts)
         answers = await asyncio.gather(*(self.resolver.addresses(h.name) for h in hosts))
         destinations = expand_destinations(hosts, answers)
         if not destinations:
-            raise address_failure(policy, domain, answers)
+            raise address_failure(settings, domain, answers)
         return Route(domain, hosts, destinations)
 
     async def destinations(
-        self, policy: DeliveryPolicy, route: Route
+        self, settings: DeliverySettings, route: Route
     ) -> AsyncIterator[Destination]:
         """The route's destinations in order, resolving each host only when the previous
         ones are used up (unless already resolved). Raises RouteError if no host has an
@@ -237,18 +239,18 @@ class Router:
                     seen.add(key)
                     yield destination
         if not seen:
-            raise address_failure(policy, route.domain, answers)
+            raise address_failure(settings, route.domain, answers)
 
-    async def _hosts(self, policy: DeliveryPolicy, domain: str) -> tuple[MxHost, ...]:
-        if policy.gateway is not None:
-            host, port = policy.gateway
-            return (MxHost(host, 0, port or policy.remote_smtp_port),)
+    async def _hosts(self, settings: DeliverySettings, domain: str) -> tuple[MxHost, ...]:
+        if settings.gateway is not None:
+            host, port = settings.gateway
+            return (MxHost(host, 0, port or settings.remote_smtp_port),)
         answer = await self.resolver.mx(domain)
         if answer.status is LookupStatus.TEMPFAIL and self._fallback_after:
             failures = self._mx_failures.get(domain, 0) + 1
             self._mx_failures[domain] = failures
             if failures >= self._fallback_after:
-                return (MxHost(domain, 0, policy.remote_smtp_port, implicit=True),)
+                return (MxHost(domain, 0, settings.remote_smtp_port, implicit=True),)
         else:
             self._mx_failures.pop(domain, None)
-        return mx_hosts_from_answer(domain, answer, policy.remote_smtp_port, self._rng, policy)
+        return mx_hosts_from_answer(domain, answer, settings.remote_smtp_port, self._rng, settings)

@@ -1,4 +1,4 @@
-"""Client TLS for STARTTLS: SSL contexts from the policy, Momentum's `tls_protocols`
+"""Client TLS for STARTTLS: SSL contexts from the settings, Momentum's `tls_protocols`
 syntax, and the `tls_verify = host` name check (against the MX host name, not the IP).
 
 Contexts are cached per distinct TLS setting and built in a thread (they read files).
@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.settings import DeliverySettings
 
 __all__ = ["TlsSettings", "client_context", "parse_tls_protocols", "peer_matches"]
 
@@ -66,17 +66,17 @@ class TlsSettings:
     protocols: str | None
 
     @classmethod
-    def of(cls, policy: DeliveryPolicy) -> TlsSettings:
-        cert = policy.tls_certificate
+    def of(cls, settings: DeliverySettings) -> TlsSettings:
+        cert = settings.tls_certificate
         if cert is not None and cert.lower() == "none":
             cert = None
         return cls(
-            policy.tls_verify,
-            policy.tls_ca,
+            settings.tls_verify,
+            settings.tls_ca,
             cert,
-            policy.tls_key,
-            policy.tls_ciphers,
-            policy.tls_protocols,
+            settings.tls_key,
+            settings.tls_ciphers,
+            settings.tls_protocols,
         )
 
     def build(self) -> ssl.SSLContext:
@@ -104,13 +104,13 @@ class TlsSettings:
 _contexts: dict[TlsSettings, ssl.SSLContext] = {}
 
 
-async def client_context(policy: DeliveryPolicy) -> ssl.SSLContext:
-    """The (shared, cached) client context for a policy's TLS options."""
-    settings = TlsSettings.of(policy)
-    context = _contexts.get(settings)
+async def client_context(settings: DeliverySettings) -> ssl.SSLContext:
+    """The (shared, cached) client context for a settings's TLS options."""
+    tls = TlsSettings.of(settings)
+    context = _contexts.get(tls)
     if context is None:
-        context = await asyncio.to_thread(settings.build)
-        _contexts[settings] = context
+        context = await asyncio.to_thread(tls.build)
+        _contexts[tls] = context
     return context
 
 

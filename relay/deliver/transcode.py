@@ -7,7 +7,6 @@ import re
 from relay.outcome import Reply
 
 _DOLLAR = re.compile(r"\$(\d+)")
-_REPLY_TEXT = re.compile(r"^(\d{3})(?:[ -](.*))?$", re.DOTALL)
 
 
 def transcode(reply: Reply, pattern: str | None, replace: str | None) -> Reply:
@@ -28,8 +27,8 @@ def transcode(reply: Reply, pattern: str | None, replace: str | None) -> Reply:
         return (groups[index] or "") if index < len(groups) else ref[0]
 
     rewritten = _DOLLAR.sub(expand, replace)
-    parsed = _REPLY_TEXT.match(rewritten.strip())
+    parsed = Reply.parse_line(rewritten, local=reply.local)
     if parsed is None:
         # The replacement has no code of its own: keep the original code.
         return Reply.parse(reply.code, rewritten.strip(), local=reply.local)
-    return Reply.parse(int(parsed[1]), parsed[2] or "", local=reply.local)
+    return parsed

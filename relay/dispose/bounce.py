@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from relay.clock import Clock
-from relay.dispose.decide import Failed
-from relay.dispose.dsn import Failure, build_dsn
+from relay.dispose.decide import EXPIRED, Failed
+from relay.dispose.dsn import DsnRecipient, build_dsn
 from relay.spool.model import Envelope, NewMessage
 
 log = logging.getLogger("relay.dispose")
@@ -107,11 +107,11 @@ class Bouncer:
             original_id=job.message_id,
             received_at=job.received_at,
             failures=[
-                Failure(
+                DsnRecipient(
                     f.address,
                     f.reply,
                     action=action,
-                    status="5.4.7" if f.expired and action == "failed" else None,
+                    status=EXPIRED if f.expired and action == "failed" else None,
                 )
                 for f in failures
             ],

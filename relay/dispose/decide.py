@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from relay.dispose.retry import next_attempt
-from relay.outcome import Outcome, RecipientResult
+from relay.outcome import EnhancedStatus, Outcome, RecipientResult, Reply
 
-EXPIRED = "5.4.7"
+EXPIRED = EnhancedStatus(5, 4, 7)  # the DSN status of a recipient that ran out of time
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,14 +30,14 @@ class RetryPolicy:
 class Delivered:
     index: int
     address: str
-    reply: str
+    reply: Reply
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
     index: int
     address: str
-    reply: str
+    reply: Reply
     attempts: int
     expired: bool = False
 
@@ -48,7 +48,7 @@ class Deferred:
     address: str
     attempts: int
     next_attempt: float
-    reply: str
+    reply: Reply
 
 
 @dataclass(slots=True)
@@ -106,7 +106,7 @@ def decision_for_temporary(
     index: int,
     address: str,
     tries: int,
-    reply: str,
+    reply: Reply,
     received_at: float,
     now: float,
     policy: RetryPolicy,

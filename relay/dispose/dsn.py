@@ -6,44 +6,36 @@ multipart/report bytes. relay spools the DSN as an ordinary message from `<>`.
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime, formatdate, make_msgid
 
-ENHANCED = re.compile(r"^\s*\d{3}[ -]?([245])\.(\d{1,3})\.(\d{1,3})\b")
-CODE = re.compile(r"^\s*(\d{3})")
+from relay.outcome import EnhancedStatus, Remote, Reply
+
 MAX_INLINE_BODY = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class Failure:
+class DsnRecipient:
+    """One recipient's block in a DSN."""
+
     recipient: str
-    reply: str  # the remote reply or relay's own text, "550 5.1.1 no such user"
-    remote: str = ""  # "mx.example.com [192.0.2.1]"
+    reply: Reply  # the remote reply or relay's own
+    remote: Remote | None = None
     action: str = "failed"  # failed | delayed
-    status: str | None = None  # overrides the status parsed from the reply
+    status: EnhancedStatus | None = None  # overrides the status the reply gives
 
 
-def enhanced_status(reply: str) -> str:
-    """The RFC 3463 code in a reply, else one derived from the reply code's class."""
-    match = ENHANCED.match(reply)
-    if match:
-        return ".".join(match.groups())
-    code = CODE.match(reply)
-    if code:
-        first = code.group(1)[0]
-        if first in "45":
-            return f"{first}.0.0"
-        if first == "2":
-            return "2.0.0"
-    return "5.0.0" if not reply.startswith("4") else "4.0.0"
-
-
-def reply_code(reply: str) -> int | None:
-    match = CODE.match(reply)
-    return int(match.group(1)) if match else None
+def dsn_status(reply: Reply) -> EnhancedStatus:
+    """The reply's RFC 3463 code, else one derived from the reply code's class."""
+    if reply.enhanced is not None:
+        return reply.enhanced
+    if reply.code is not None and 200 <= reply.code < 300:
+        return EnhancedStatus(2, 0, 0)
+    if reply.code is not None and 400 <= reply.code < 500:
+        return EnhancedStatus(4, 0, 0)
+    return EnhancedStatus(5, 0, 0)
 
 
 def _headers_of(content: bytes) -> bytes:
@@ -65,7 +57,7 @@ def build_dsn(
     original_sender: str,
     original_id: str,
     received_at: float,
-    failures: list[Failure],
+    failures: list[DsnRecipient],
     reporting_mta: str,
     from_address: str,
     inline: str = "headers",  # headers | full | all | none
@@ -83,21 +75,18 @@ def build_dsn(
     ]
     per_recipient: list[str] = []
     for failure in failures:
-        status = failure.status or enhanced_status(failure.reply)
-        if failure.action == "failed" and status.startswith("4."):
-            status = "5." + status[2:]  # a final failure is permanent whatever the reply said
+        status = failure.status or dsn_status(failure.reply)
+        if failure.action == "failed" and status.klass == 4:
+            status = replace(status, klass=5)  # a final failure is permanent whatever it said
         block = [
             f"Final-Recipient: rfc822; {failure.recipient}",
             f"Action: {failure.action}",
             f"Status: {status}",
         ]
-        if failure.remote:
-            host = failure.remote.split(" ", 1)[0]
-            block.append(f"Remote-MTA: dns; {host}")
-        if reply_code(failure.reply) is not None:
-            block.append(f"Diagnostic-Code: smtp; {_one_line(failure.reply)}")
-        else:
-            block.append(f"Diagnostic-Code: X-relay; {_one_line(failure.reply)}")
+        if failure.remote is not None:
+            block.append(f"Remote-MTA: dns; {failure.remote.mx_host}")
+        kind = "X-relay" if failure.reply.code is None else "smtp"
+        block.append(f"Diagnostic-Code: {kind}; {_one_line(str(failure.reply))}")
         per_recipient.append("\r\n".join(block))
     status_part = "\r\n".join(per_message) + "\r\n\r\n" + "\r\n\r\n".join(per_recipient)
     headers = [
@@ -137,7 +126,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _human_text(failures: list[Failure], reporting_mta: str, action: str) -> str:
+def _human_text(failures: list[DsnRecipient], reporting_mta: str, action: str) -> str:
     if action == "delayed":
         lead = (
             f"This is the mail system at host {reporting_mta}.\r\n\r\n"
@@ -150,5 +139,5 @@ def _human_text(failures: list[Failure], reporting_mta: str, action: str) -> str
             "Your message could not be delivered to one or more recipients. It is attached "
             "below.\r\n\r\n"
         )
-    lines = [f"<{f.recipient}>: {_one_line(f.reply)}" for f in failures]
+    lines = [f"<{f.recipient}>: {_one_line(str(f.reply))}" for f in failures]
     return lead + "\r\n".join(lines) + "\r\n"

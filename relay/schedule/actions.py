@@ -10,14 +10,11 @@ last from `step`, `WakeAt` (when to step again). A connection asking for its nex
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from relay.schedule.jobs import Job
 from relay.schedule.local_replies import Local
-from relay.schedule.policy import RoutePolicy
-
-if TYPE_CHECKING:
-    from relay.schedule.queues import Connection
+from relay.schedule.ready import Connection
+from relay.schedule.route_settings import RouteSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +36,7 @@ class LocalDisposition:
     """Apply relay's own reply (local_replies) to every recipient of the job."""
 
     job: Job
-    policy: RoutePolicy
+    policy: RouteSettings
     reason: Local
     detail: str | None = None
 
@@ -59,7 +56,7 @@ class Send:
     """Send the job on this connection; report with Queues.job_finished."""
 
     job: Job
-    policy: RoutePolicy  # the ready queue's policy now (live values applied)
+    policy: RouteSettings  # the ready queue's policy now (live values applied)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 The engine (relay/adaptive) decides; this module feeds it every *remote* outcome per binding
 x domain, turns its events into suspensions the selector honours, applies live option values
-to the route policies the scheduler uses, mails alerts through relay itself, and keeps the
+to the route settings the scheduler uses, mails alerts through relay itself, and keeps the
 engine's state on disk across restarts. relay's own waits (limits, throttles, host gates,
 all-bindings-suspended) are never recorded, so a suspension cannot feed itself.
 """
@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
@@ -21,143 +19,69 @@ from typing import Any
 from relay.adaptive import (
     AdaptiveEngine,
     AdaptiveSettings,
+    Adjust,
     Blackhole,
     Event,
     Notification,
     OutcomeKind,
     Resume,
     Suspend,
-    Throttle,
-    build_settings,
-    collect_sweep_rules,
 )
 from relay.adaptive import state as adaptive_state
-from relay.adaptive.rules import collect_reply_rules
 from relay.bind.suspensions import SuspensionTable
-from relay.config import resolve
-from relay.config.model import Config
-from relay.config.resolve import chain, scoped
-from relay.outcome import Outcome, RecipientResult
-from relay.schedule.policy import RoutePolicy
+from relay.outcome import Outcome, RecipientResult, Reply
+from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 
 log = logging.getLogger("relay.adaptive")
-REPLY = re.compile(r"^\s*(\d{3})[ -]?(?:([245]\.\d{1,3}\.\d{1,3})\s*)?(.*)$", re.DOTALL)
 EventSink = Callable[[str, dict[str, object]], None]
 AlertSender = Callable[[str, tuple[str, ...], bytes], Awaitable[None]]
-TRANSPORT_KNOBS = (
-    "max_deliveries_per_connection",
-    "max_recipients_per_batch",
-    "max_recipients_per_connection",
-    "body_timeout",
-    "ehlo_timeout",
-    "idle_timeout",
-    "mailfrom_timeout",
-    "rcptto_timeout",
-    "rset_timeout",
-)
-
-
-def parse_reply(reply: str) -> tuple[int | None, str | None, str]:
-    match = REPLY.match(reply)
-    if match is None:
-        return None, None, reply
-    return int(match.group(1)), match.group(2), match.group(3).strip()
 
 
 class AdaptiveLink:
     def __init__(
         self,
-        config: Config,
+        routes: RouteSettingsSource,
         suspensions: SuspensionTable,
         events: EventSink,
         *,
         state_path: Path | None = None,
         engine: AdaptiveEngine | None = None,
     ) -> None:
-        self.config = config
-        self.engine = engine or AdaptiveEngine()
-        self.suspensions = suspensions
+        self.routes = routes
+        self.engine = engine or AdaptiveEngine(suspensions=suspensions)
+        self.suspensions = suspensions  # written by the engine only
         self.events = events
         self.state_path = state_path
         self.send_alert: AlertSender | None = None
         self.on_change: Callable[[str, str], None] = lambda binding, domain: None
-        self._settings: dict[tuple[str, str], AdaptiveSettings] = {}
         self._versions: dict[tuple[str, str], int] = {}
         self._dirty = False
 
     # --- configuration --------------------------------------------------------------
-    def reload(self, config: Config) -> None:
-        self.config = config
-        self._settings.clear()
+    def reload(self, routes: RouteSettingsSource) -> None:
+        self.routes = routes
         for key in list(self._versions):
             self._versions[key] += 1
 
     def settings(self, binding: str, domain: str) -> AdaptiveSettings:
-        key = (binding, domain)
-        found = self._settings.get(key)
-        if found is None:
-            config = self.config
-
-            lookup = scoped(config, binding=binding, domain=domain)
-
-            def get(option: str) -> Any:
-                return lookup(option).value
-
-            blocks = chain(config, binding=binding, domain=domain)
-            found = build_settings(get, collect_sweep_rules(blocks), collect_reply_rules(blocks))
-            self._settings[key] = found
-        return found
+        return self.routes.get(binding, domain).adaptive
 
     def version(self, binding: str, domain: str) -> int:
         return self._versions.get((binding, domain), 0)
 
     # --- live values -------------------------------------------------------------------
-    def effective(self, policy: RoutePolicy) -> RoutePolicy:
-        """The policy with adaptive's live values for this binding x domain applied."""
-        settings = self.settings(policy.binding, policy.domain)
+    def effective(self, route: RouteSettings) -> RouteSettings:
+        """The route's settings with adaptive's live values for this binding x domain."""
+        settings = route.adaptive
         if not settings.enabled or not (
-            settings.bounds or self._has_overrides(policy.binding, policy.domain)
+            settings.bounds or self._has_overrides(route.binding, route.domain)
         ):
-            return policy
+            return route
 
         def live(option: str, configured: Any) -> Any:
-            return self.engine.live_value(
-                policy.binding, policy.domain, option, configured, settings
-            )
+            return self.engine.live_value(route.binding, route.domain, option, configured, settings)
 
-        transport = policy.transport
-        changes = {
-            name: live(name, getattr(transport, name))
-            for name in TRANSPORT_KNOBS
-            if hasattr(transport, name)
-        }
-        transport = replace(transport, **changes)
-        max_connections = int(live("max_outbound_connections", policy.max_connections))
-        caps = ((policy.caps[0][0], max_connections), *policy.caps[1:])
-        throttle = policy.message_throttle
-        configured = throttle[1] if throttle is not None else None
-        adjusted = live("outbound_throttle_messages", configured)
-        if adjusted is not None and adjusted != configured:
-            # An adjusted throttle is this binding x domain's own bucket.
-            throttle = (("adaptive", (policy.binding, policy.domain)), adjusted)
-        retry = replace(
-            policy.retry,
-            retry_interval=float(live("retry_interval", policy.retry.retry_interval)),
-            max_retry_interval=float(live("max_retry_interval", policy.retry.max_retry_interval)),
-        )
-        max_retries = live("max_retries", policy.retry.max_retries)
-        if isinstance(max_retries, int):
-            retry = replace(retry, max_retries=max_retries)
-        return replace(
-            policy,
-            transport=transport,
-            max_connections=max_connections,
-            caps=caps,
-            message_throttle=throttle,
-            retry=retry,
-            ready_capacity=max(1, int(live("max_resident_active_queue", policy.ready_capacity))),
-            idle_timeout=float(getattr(transport, "idle_timeout", policy.idle_timeout)),
-        )
+        return self.routes.with_live_values(route, live)
 
     def _has_overrides(self, binding: str, domain: str) -> bool:
         pair = self.engine.pairs.get((binding, domain.lower()))
@@ -169,33 +93,42 @@ class AdaptiveLink:
 
     # --- outcomes ------------------------------------------------------------------------
     def record_results(
-        self, policy: RoutePolicy, results: list[RecipientResult], now: float
+        self, policy: RouteSettings, results: list[RecipientResult], now: float
     ) -> None:
-        settings = self.settings(policy.binding, policy.domain)
+        settings = policy.adaptive
         if not settings.enabled:
             return
         for result in results:
             kind = self._kind(result)
             if kind is None:
                 continue
-            code, enhanced, text = parse_reply(result.reply)
-            self.engine.record(
-                policy.binding, policy.domain, kind, code, enhanced, text, now, settings
-            )
+            self._record(policy.binding, policy.domain, kind, result.reply, now, settings)
         self._dirty = True
 
-    def record_connect_failure(self, policy: RoutePolicy, reply: str, now: float) -> None:
-        settings = self.settings(policy.binding, policy.domain)
+    def record_connect_failure(self, policy: RouteSettings, reply: Reply, now: float) -> None:
+        settings = policy.adaptive
         if not settings.enabled:
             return
-        code, enhanced, text = parse_reply(reply)
-        kind = (
-            OutcomeKind.TEMPORARY if code is not None and code >= 400 else (OutcomeKind.CONNECTION)
-        )
+        code = reply.code
+        kind = OutcomeKind.TEMPORARY if code is not None and code >= 400 else OutcomeKind.CONNECTION
         if code is not None and code >= 500:
             kind = OutcomeKind.PERMANENT
-        self.engine.record(policy.binding, policy.domain, kind, code, enhanced, text, now, settings)
+        self._record(policy.binding, policy.domain, kind, reply, now, settings)
         self._dirty = True
+
+    def _record(
+        self,
+        binding: str,
+        domain: str,
+        kind: OutcomeKind,
+        reply: Reply,
+        now: float,
+        settings: AdaptiveSettings,
+    ) -> None:
+        enhanced = None if reply.enhanced is None else str(reply.enhanced)
+        self.engine.record(
+            binding, domain, kind, reply.code, enhanced, reply.message, now, settings
+        )
 
     def record_complaint(self, binding: str, domain: str, kind: str, now: float) -> None:
         """An FBL complaint about mail binding sent to domain."""
@@ -236,14 +169,12 @@ class AdaptiveLink:
             "at": event.at,  # the scheduler clock's time of the decision
         }
         if isinstance(event, Suspend):
-            self.suspensions.suspend(event.binding, event.domain, event.until, event.reason)
             fields["until"] = event.until
         elif isinstance(event, Resume):
-            self.suspensions.resume(event.binding, event.domain)
             fields["ended"] = event.ended
         elif isinstance(event, Blackhole):
             fields["until"] = event.until
-        elif isinstance(event, Throttle):
+        elif isinstance(event, Adjust):
             fields.update(option=event.option, old=str(event.old), new=str(event.new))
             key = (event.binding, event.domain)
             self._versions[key] = self._versions.get(key, 0) + 1
@@ -254,7 +185,7 @@ class AdaptiveLink:
     async def _alert(self, alert: Notification) -> None:
         if not alert.recipients or self.send_alert is None:
             return
-        sender = alert.sender or f"MAILER-DAEMON@{resolve(self.config, 'hostname').value}"
+        sender = alert.sender or "MAILER-DAEMON"  # the compile step sets MAILER-DAEMON@hostname
         content = (
             f"From: relay adaptive delivery <{sender}>\r\n"
             f"To: {', '.join(alert.recipients)}\r\n"
@@ -277,19 +208,35 @@ class AdaptiveLink:
             },
         )
 
+    # --- an operator's commands (through the engine, which owns every hold) -------------
+    def suspend(
+        self, binding: str, domain: str, now: float, duration: float, reason: str
+    ) -> Suspend:
+        self._dirty = True
+        return self.engine.suspend(binding, domain, now, duration, reason)
+
+    def resume(self, binding: str, domain: str, now: float) -> list[Resume]:
+        self._dirty = True
+        return self.engine.resume(binding, domain, now)
+
+    def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Event:
+        self._dirty = True
+        return self.engine.override(binding, domain, option, value, now)
+
+    def reset(self, binding: str, domain: str, now: float) -> list[Event]:
+        self._dirty = True
+        return list(self.engine.reset(binding, domain, now))
+
     # --- state ---------------------------------------------------------------------------
     def restore(self) -> None:
-        """Load saved state and re-apply its suspensions (call before dispatching)."""
+        """Load saved state, its suspensions included (call before dispatching)."""
         if self.state_path is None:
             return
-        engine, warning = adaptive_state.load(self.state_path, self.engine.config)
+        self.suspensions.clear()
+        engine, warning = adaptive_state.load(self.state_path, self.engine.config, self.suspensions)
         if warning:
             log.warning("adaptive state: %s", warning)
         self.engine = engine
-        for snap in engine.snapshot():
-            if snap.suspension is not None:
-                hold = snap.suspension
-                self.suspensions.suspend(hold.binding, hold.domain, hold.until, hold.reason)
 
     async def save(self) -> None:
         """Snapshot on the loop, write in a thread."""

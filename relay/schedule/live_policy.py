@@ -1,22 +1,22 @@
-"""The route policy dispatch uses: the configured one (PolicyCache) with adaptive delivery's
-live values applied, cached until either changes; and adaptive's blackhole holds."""
+"""The route settings dispatch uses: the configured ones (a RouteSettingsSource) with
+adaptive delivery's live values applied, cached until either changes; and adaptive's
+blackhole holds."""
 
 from __future__ import annotations
 
-from relay.config.model import Config
 from relay.schedule.adaptive_link import AdaptiveLink
-from relay.schedule.policy import PolicyCache, RoutePolicy
+from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 
 
 class LivePolicies:
-    def __init__(self, policies: PolicyCache, adaptive: AdaptiveLink | None = None) -> None:
-        self.policies = policies
+    def __init__(self, routes: RouteSettingsSource, adaptive: AdaptiveLink | None = None) -> None:
+        self.routes = routes
         self.adaptive = adaptive
         # (binding, domain) -> (the configured policy, adaptive's version, the live policy)
-        self._live: dict[tuple[str, str], tuple[RoutePolicy, int, RoutePolicy]] = {}
+        self._live: dict[tuple[str, str], tuple[RouteSettings, int, RouteSettings]] = {}
 
-    def get(self, binding: str, domain: str) -> RoutePolicy:
-        base = self.policies.get(binding, domain)
+    def get(self, binding: str, domain: str) -> RouteSettings:
+        base = self.routes.get(binding, domain)
         if self.adaptive is None:
             return base
         key = (binding, domain)
@@ -33,8 +33,9 @@ class LivePolicies:
             return None
         return self.adaptive.blackholed(binding, domain, now)
 
-    def reload(self, config: Config) -> None:
-        self.policies.reload(config)
+    def reload(self, routes: RouteSettingsSource) -> None:
+        """A new configuration's route settings."""
+        self.routes = routes
         if self.adaptive is not None:
-            self.adaptive.reload(config)
+            self.adaptive.reload(routes)
         self._live.clear()

@@ -1,12 +1,11 @@
-"""The replies relay writes itself when it decides about mail without the receiver: one
-table, so the day RecipientResult.reply becomes a typed `Reply` this is the one place that
-changes (`Reply.make(code, enhanced, text)`)."""
+"""The replies relay writes itself when it decides about mail without the receiver (or
+fails on its own side): one table."""
 
 from __future__ import annotations
 
 import enum
 
-from relay.outcome import Outcome, RecipientResult
+from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.jobs import Job
 
 
@@ -29,11 +28,10 @@ _REPLIES: dict[Local, tuple[Outcome, int, str, str]] = {
 }
 
 
-def local_reply(kind: Local, detail: str | None = None) -> str:
-    """The reply text, e.g. "451 4.3.0 local error: <detail>"."""
+def local_reply(kind: Local, detail: str | None = None) -> Reply:
+    """relay's own reply, e.g. 451 4.3.0 "local error: <detail>"."""
     _, code, enhanced, text = _REPLIES[kind]
-    reply = f"{code} {enhanced} {text}"
-    return reply if detail is None else f"{reply}: {detail}"
+    return Reply.make(code, enhanced, text if detail is None else f"{text}: {detail}")
 
 
 def local_results(kind: Local, job: Job, detail: str | None = None) -> list[RecipientResult]:

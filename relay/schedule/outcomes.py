@@ -10,12 +10,12 @@ from typing import Protocol
 
 from relay.clock import Clock
 from relay.dispose.decide import Decision, Failed, delay_notice_due
-from relay.outcome import RecipientResult
+from relay.outcome import RecipientResult, Remote, Reply
 from relay.schedule.jobs import Job
-from relay.schedule.policy import RoutePolicy
+from relay.schedule.route_settings import RouteSettings
 from relay.spool.model import Recipient, RecipientState
 
-FailureHandler = Callable[[Job, list[Failed], RoutePolicy | None], Awaitable[None]]
+FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
 
 
@@ -46,13 +46,13 @@ class OutcomeRecorder:
         job: Job,
         decision: Decision,
         results: list[RecipientResult],
-        policy: RoutePolicy,
+        policy: RouteSettings,
     ) -> tuple[Job | None, Job | None]:
         """Returns (the retry job for deferred recipients, the job to requeue now)."""
         remote = {r.recipient: r.remote for r in results}
         updates: list[Recipient] = []
         for d in decision.delivered:
-            updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, d.reply))
+            updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, str(d.reply)))
             self.counts["delivered"] += 1
             self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
         if decision.failed:
@@ -60,7 +60,7 @@ class OutcomeRecorder:
                 await self.on_failed(job, decision.failed, policy)  # the DSN is spooled first
             for f in decision.failed:
                 updates.append(
-                    Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, f.reply)
+                    Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, str(f.reply))
                 )
                 self.counts["failed"] += 1
                 kind = "expiration" if f.expired else "bounce"
@@ -90,7 +90,7 @@ class OutcomeRecorder:
                     RecipientState.PENDING,
                     r.attempts,
                     r.next_attempt,
-                    r.reply,
+                    str(r.reply),
                     notices.get(r.address, 0),
                 )
             )
@@ -117,14 +117,19 @@ class OutcomeRecorder:
 
     @staticmethod
     def _fields(
-        job: Job, policy: RoutePolicy, address: str, reply: str, remote: dict[str, str]
+        job: Job,
+        policy: RouteSettings,
+        address: str,
+        reply: Reply,
+        remote: dict[str, Remote | None],
     ) -> dict[str, object]:
+        where = remote.get(address)
         return {
             "message_id": job.message_id,
             "recipient": address,
             "binding_group": job.group,
             "binding": policy.binding,
             "domain": job.domain,
-            "response": reply,
-            "remote": remote.get(address, ""),
+            "response": str(reply),
+            "remote": "" if where is None else str(where),
         }

@@ -24,14 +24,13 @@ The owner runs `step(now)` when `on_work` is called and at the returned `WakeAt`
 
 from __future__ import annotations
 
-import enum
 import heapq
 import itertools
 import logging
 import math
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from relay.bind.selector import Selector
@@ -50,7 +49,8 @@ from relay.schedule.actions import (
 from relay.schedule.jobs import Job
 from relay.schedule.limits import ConnectionCaps
 from relay.schedule.local_replies import Local
-from relay.schedule.policy import RoutePolicy
+from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
+from relay.schedule.route_settings import RouteSettings
 from relay.schedule.throttle import Buckets
 
 log = logging.getLogger("relay.schedule")
@@ -66,60 +66,15 @@ HORIZON = 3600.0  # step at least this often
 class Policies(Protocol):
     """The route policies the core decides with (live_policy.LivePolicies)."""
 
-    def get(self, binding: str, domain: str) -> RoutePolicy: ...
+    def get(self, binding: str, domain: str) -> RouteSettings: ...
 
     def held(self, binding: str, domain: str, now: float) -> str | None:
         """Why adaptive delivery blackholes binding x domain now, or None."""
         ...
 
 
-class State(enum.Enum):
-    OPENING = "opening"
-    ACTIVE = "active"
-    PARKED = "parked"  # idle, in its queue's `parked`, until Resume or idle_timeout
-    WOKEN = "woken"  # resumed, not yet asking
-
-
-# Module-level names: an enum member looked up on its class costs ~0.2 us on Python 3.11.
-OPENING, ACTIVE, PARKED, WOKEN = State.OPENING, State.ACTIVE, State.PARKED, State.WOKEN
-
-
-@dataclass(eq=False, slots=True)
-class ReadyQueue:
-    binding: str
-    domain: str
-    policy: RoutePolicy  # with live values; refreshed on reload and adaptive changes
-    jobs: deque[Job] = field(default_factory=deque)
-    connections: set[Connection] = field(default_factory=set)
-    parked: deque[Connection] = field(default_factory=deque)  # idle, oldest first
-
-    def has_room(self) -> bool:
-        return len(self.jobs) < self.policy.ready_capacity
-
-
-@dataclass(eq=False, slots=True)
-class Connection:
-    queue: ReadyQueue
-    policy: RoutePolicy  # as when it was opened: the transport settings and caps it uses
-    state: State = OPENING
-    held: Job | None = None  # taken from the queue, waiting for the message throttle
-
-    @property
-    def binding(self) -> str:
-        return self.queue.binding
-
-    @property
-    def domain(self) -> str:
-        return self.queue.domain
-
-    @property
-    def route_policy(self) -> RoutePolicy:
-        """The queue's policy now (live values applied); `policy` is the one it opened with."""
-        return self.queue.policy
-
-
 @dataclass(frozen=True, slots=True)
-class QueueCounts:
+class QueueSizes:
     scheduled: int
     due: int
     ready: int
@@ -325,7 +280,9 @@ class Queues:
         return True
 
     @staticmethod
-    def _local_reason(job: Job, policy: RoutePolicy, held: str | None, now: float) -> Local | None:
+    def _local_reason(
+        job: Job, policy: RouteSettings, held: str | None, now: float
+    ) -> Local | None:
         if held is not None:
             return Local.ADAPTIVE_BLACKHOLE
         if policy.blackhole == "internal":
@@ -363,7 +320,7 @@ class Queues:
             self._open(rq, policy, out)
             needed -= 1
 
-    def _open(self, rq: ReadyQueue, policy: RoutePolicy, out: list[Action]) -> None:
+    def _open(self, rq: ReadyQueue, policy: RouteSettings, out: list[Action]) -> None:
         conn = Connection(rq, policy)
         self.caps.opened(policy.caps)
         rq.connections.add(conn)
@@ -547,8 +504,8 @@ class Queues:
         return out
 
     # --- views --------------------------------------------------------------------------
-    def counts(self) -> QueueCounts:
-        return QueueCounts(
+    def sizes(self) -> QueueSizes:
+        return QueueSizes(
             scheduled=len(self._timers),
             due=sum(len(q) for q in self._due.values()),
             ready=sum(len(rq.jobs) for rq in self._ready.values()),
@@ -577,7 +534,7 @@ class Queues:
             for key in keys
         ]
 
-    def policy(self, binding: str, domain: str) -> RoutePolicy:
+    def policy(self, binding: str, domain: str) -> RouteSettings:
         """The policy dispatch uses for binding x domain now (live values applied)."""
         return self.policies.get(binding, domain)
 

@@ -20,7 +20,6 @@ from typing import Any, Protocol, assert_never
 
 from relay.bind.selector import Selector
 from relay.clock import Clock
-from relay.config.model import Config
 from relay.dispose.decide import decide
 from relay.dispose.feedback import fbl_header
 from relay.outcome import Outcome, RecipientResult
@@ -38,8 +37,9 @@ from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_policy import LivePolicies
 from relay.schedule.local_replies import Local, local_reply, local_results
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
-from relay.schedule.policy import PolicyCache, RoutePolicy
-from relay.schedule.queues import SPOOL_RETRY, Connection, Queues
+from relay.schedule.queues import SPOOL_RETRY, Queues
+from relay.schedule.ready import Connection
+from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient
@@ -79,7 +79,7 @@ class Scheduler:
     def __init__(
         self,
         spool: SpoolAccess,
-        policies: PolicyCache,
+        routes: RouteSettingsSource,
         selector: Selector,
         transport: Transport,
         clock: Clock,
@@ -91,13 +91,12 @@ class Scheduler:
         adaptive: AdaptiveLink | None = None,
     ) -> None:
         self.spool = spool
-        self.policies = policies
         self.transport = transport
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
         self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
         self.adaptive = adaptive
-        self.live = LivePolicies(policies, adaptive)
+        self.live = LivePolicies(routes, adaptive)
         self._wake = asyncio.Event()
         self.core = Queues(selector, self.live, max_in_flight=max_in_flight, on_work=self._wake.set)
         if adaptive is not None:
@@ -150,9 +149,9 @@ class Scheduler:
         if main.done() and not main.cancelled() and main.exception() is not None:
             log.error("the scheduler failed", exc_info=main.exception())
 
-    def reload(self, config: Config, selector: Selector) -> None:
-        """A new configuration: forget resolved policies and retry blocked queues."""
-        self.live.reload(config)
+    def reload(self, routes: RouteSettingsSource, selector: Selector) -> None:
+        """A new configuration's route settings: forget resolved ones, retry blocked queues."""
+        self.live.reload(routes)
         self.core.reload(selector)
 
     def wake(self) -> None:
@@ -163,7 +162,7 @@ class Scheduler:
         self._carry_out(self.core.policy_changed(binding, domain, self.clock.now()))
 
     # --- views --------------------------------------------------------------------------
-    def policy(self, binding: str, domain: str) -> RoutePolicy:
+    def policy(self, binding: str, domain: str) -> RouteSettings:
         """The policy dispatch uses for binding x domain now (adaptive's live values applied)."""
         return self.core.policy(binding, domain)
 
@@ -172,13 +171,13 @@ class Scheduler:
         return self.core.unreachable_until(binding, domain)
 
     def statistics(self) -> SchedulerStatistics:
-        counts = self.core.counts()
+        sizes = self.core.sizes()
         return SchedulerStatistics(
-            scheduled=counts.scheduled,
-            due=counts.due,
-            ready=counts.ready,
-            in_flight=counts.in_flight,
-            connections=counts.connections,
+            scheduled=sizes.scheduled,
+            due=sizes.due,
+            ready=sizes.ready,
+            in_flight=sizes.in_flight,
+            connections=sizes.connections,
             delivered=self.outcomes.counts["delivered"],
             deferred=self.outcomes.counts["deferred"],
             failed=self.outcomes.counts["failed"],
@@ -251,8 +250,8 @@ class Scheduler:
     async def _connection(self, conn: Connection) -> None:
         try:
             try:
-                policy = conn.policy.transport
-                session = await self.transport.open(conn.binding, conn.domain, policy)
+                delivery = conn.policy.delivery
+                session = await self.transport.open(conn.binding, conn.domain, delivery)
             except ConnectFailed as err:
                 await self._connect_failed(conn, err)
                 return
@@ -338,8 +337,8 @@ class Scheduler:
             {
                 "binding": conn.binding,
                 "domain": conn.domain,
-                "response": err.reply,
-                "remote": err.remote,
+                "response": str(err.reply),
+                "remote": str(err.remote or ""),
                 "jobs": len(jobs),
             },
         )
@@ -355,7 +354,9 @@ class Scheduler:
         await self._finish(action.job, results, action.policy)
 
     # --- outcomes -----------------------------------------------------------------------
-    async def _finish(self, job: Job, results: list[RecipientResult], policy: RoutePolicy) -> None:
+    async def _finish(
+        self, job: Job, results: list[RecipientResult], policy: RouteSettings
+    ) -> None:
         """Apply relay's own decision (never recorded for adaptive delivery)."""
         retry = requeue = None
         try:
@@ -364,7 +365,7 @@ class Scheduler:
             self.core.job_finished(job, retry, requeue)
 
     async def _dispose(
-        self, job: Job, results: list[RecipientResult], policy: RoutePolicy, record: bool = True
+        self, job: Job, results: list[RecipientResult], policy: RouteSettings, record: bool = True
     ) -> FollowUp:
         """Apply one attempt's results; `record`: feed them to adaptive delivery (remote
         outcomes only, never relay's own decisions). Returns what follows for the core."""

@@ -1,32 +1,47 @@
-"""The scheduler's Transport over relay/deliver: route, connect, send, translate results."""
+"""The scheduler's Transport over relay/deliver: route and connect; the connection it opens
+sends and reports `RecipientResult`s itself."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 
 from relay.deliver.connection import OutboundConnection, open_connection
-from relay.deliver.outcome import ConnectError, RouteError
-from relay.deliver.policy import DeliveryPolicy
+from relay.deliver.errors import ConnectError, RouteError
 from relay.deliver.route import Router
-from relay.outcome import RecipientResult
-from relay.schedule.transport import ConnectFailed, OutboundMessage
+from relay.deliver.settings import DeliverySettings
+from relay.schedule.transport import ConnectFailed
 
-HostLimit = Callable[[str, str], int]  # (binding, destination ip) -> limit, < 0 unlimited
+
+@dataclass(frozen=True, slots=True)
+class HostLimits:
+    """Host-scope max_outbound_connections, compiled per binding: destination IP (as the
+    configuration's host stanzas name it, lower case) -> limit. No entry: no per-host limit."""
+
+    by_binding: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def limit(self, binding: str, ip: str) -> int:
+        """The limit for connections from binding to ip; < 0: unlimited."""
+        hosts = self.by_binding.get(binding)
+        if not hosts:
+            return -1
+        return hosts.get(ip.lower(), -1)
 
 
 class HostGates:
-    """Host-scope max_outbound_connections: connections per destination IP, per binding."""
+    """Host-scope max_outbound_connections: connections per destination IP, per binding.
+    `limits` is replaced on reload; open connections keep counting."""
 
-    def __init__(self, limit: HostLimit) -> None:
-        self.limit = limit
+    def __init__(self, limits: HostLimits) -> None:
+        self.limits = limits
         self._open: dict[tuple[str, str], int] = {}
 
     def gate(self, binding: str) -> Callable[[str], AbstractAsyncContextManager[bool]]:
         @asynccontextmanager
         async def enter(ip: str) -> AsyncIterator[bool]:
             key = (binding, ip)
-            limit = self.limit(binding, ip)
+            limit = self.limits.limit(binding, ip)
             if 0 <= limit <= self._open.get(key, 0):
                 yield False
                 return
@@ -43,53 +58,27 @@ class HostGates:
         return enter
 
 
-class SmtpSession:
-    def __init__(self, connection: OutboundConnection) -> None:
-        self.connection = connection
-
-    @property
-    def usable(self) -> bool:
-        return self.connection.usable
-
-    async def send(self, message: OutboundMessage) -> list[RecipientResult]:
-        outcomes = await self.connection.send(message)
-        return [
-            RecipientResult(
-                o.recipient,
-                o.outcome,
-                str(o.reply),
-                str(o.remote) if o.remote else "",
-                o.reply.local,
-            )
-            for o in outcomes
-        ]
-
-    async def close(self) -> None:
-        await self.connection.close()
-
-
 class SmtpTransport:
     def __init__(self, router: Router, gates: HostGates | None = None) -> None:
         self.router = router
         self.gates = gates
 
-    async def open(self, binding: str, domain: str, policy: DeliveryPolicy) -> SmtpSession:
+    async def open(
+        self, binding: str, domain: str, settings: DeliverySettings
+    ) -> OutboundConnection:
+        """An open connection: it is the scheduler's `Session` (send, usable, close)."""
         try:
-            route = await self.router.resolve(policy, domain)
+            route = await self.router.resolve(settings, domain)
             connection = await open_connection(
-                policy,
+                settings,
                 domain,
-                self.router.destinations(policy, route),
+                self.router.destinations(settings, route),
                 host_gate=self.gates.gate(binding) if self.gates is not None else None,
             )
         except RouteError as err:
-            raise ConnectFailed(str(err.reply), permanent=err.permanent) from err
+            raise ConnectFailed(err.reply, permanent=err.permanent) from err
         except ConnectError as err:
-            remote = err.failure.remote
             raise ConnectFailed(
-                str(err.reply),
-                permanent=False,
-                remote=str(remote) if remote else "",
-                local=err.local_only,
+                err.reply, permanent=False, remote=err.failure.remote, local=err.local_only
             ) from err
-        return SmtpSession(connection)
+        return connection

@@ -7,9 +7,10 @@ the decisions it makes are independent of sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from relay.outcome import RecipientResult
+from relay.deliver.settings import DeliverySettings
+from relay.outcome import RecipientResult, Remote, Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +25,13 @@ class ConnectFailed(Exception):
     """No connection could be made for a binding x domain; applies to every queued job."""
 
     def __init__(
-        self, reply: str, permanent: bool = False, remote: str = "", local: bool = False
+        self,
+        reply: Reply,
+        permanent: bool = False,
+        remote: Remote | None = None,
+        local: bool = False,
     ) -> None:
-        super().__init__(reply)
+        super().__init__(str(reply))
         self.reply = reply
         self.permanent = permanent
         self.remote = remote
@@ -43,7 +48,7 @@ class Session(Protocol):
 
 
 class Transport(Protocol):
-    async def open(self, binding: str, domain: str, policy: Any) -> Session:
-        """Open a session for binding x domain (policy: the transport's own settings);
-        raise ConnectFailed when no destination can be reached."""
+    async def open(self, binding: str, domain: str, settings: DeliverySettings) -> Session:
+        """Open a session for binding x domain with its delivery settings; raise
+        ConnectFailed when no destination can be reached."""
         ...

@@ -17,10 +17,9 @@ import signal
 import ssl
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from relay.config import ConfigError, load, resolve
+from relay.config import ConfigError, load
 from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
@@ -28,7 +27,7 @@ from relay.inject.server import start_listeners
 from relay.spool.errors import SpoolError
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.store import Spool
-from relay.wiring import inject_settings
+from relay.wiring import compile_settings
 from relay.workers.wire import (
     FrameReader,
     encode_frame,
@@ -121,17 +120,14 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
     # A reload signal during start-up is moot (the file is read just below); later ones
     # are handled once the listeners run.
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: None)
-    config = load(config_path)
-
-    def option(name: str) -> Any:
-        return resolve(config, name).value
-
+    settings = compile_settings(load(config_path))
+    options = settings.daemon
     shard = f"shard-{index}"
-    directory = Path(str(option("spoolbase"))) / shard
+    directory = options.spoolbase / shard
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     spool = await Spool.open(
         directory,
-        fsync=bool(option("force_fsync")),
+        fsync=options.force_fsync,
         # The scheduler process keeps the bodies it needs (they ride along with each
         # announcement); the worker's own cache only serves reloads after evictions.
         max_resident_messages=WORKER_RESIDENT_MESSAGES,
@@ -157,8 +153,8 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
         )
 
     listeners = await start_listeners(
-        inject_settings(config),
-        Handoff(spool.submit, announce, complain, option("fbl_address")),
+        settings.inject,
+        Handoff(spool.submit, announce, complain, options.fbl_address),
         reuse_port=True,
     )
     stop = asyncio.Event()
@@ -171,8 +167,8 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
         """The scheduler process sends SIGHUP after a reload: read the file again and give
         new sessions the new injection settings (a bad file or certificate: keep the old)."""
         try:
-            settings = inject_settings(await asyncio.to_thread(load, config_path))
-            await listeners.reconfigure(settings)
+            new = compile_settings(await asyncio.to_thread(load, config_path))
+            await listeners.reconfigure(new.inject)
         except (ConfigError, OSError, ssl.SSLError, CredentialsError) as err:
             log.error("worker %s: injection settings not reloaded: %s", shard, err)
 
@@ -183,7 +179,7 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
 
     loop.add_signal_handler(signal.SIGHUP, on_hangup)
     await stop.wait()
-    await listeners.close(grace=float(option("shutdown_timeout")))
+    await listeners.close(grace=options.shutdown_timeout)
     link_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await link_task

@@ -12,7 +12,7 @@ import pytest
 
 from relay.deliver import (
     ConnectError,
-    DeliveryPolicy,
+    DeliverySettings,
     Destination,
     FailureKind,
     Outcome,
@@ -35,10 +35,10 @@ FAST = {
 }
 
 
-def policy(port: int, **fields: Any) -> DeliveryPolicy:
+def policy(port: int, **fields: Any) -> DeliverySettings:
     values: dict[str, Any] = {"remote_smtp_port": port, "ehlo_hostname": "relay.test", **FAST}
     values.update(fields)
-    return DeliveryPolicy(**values)
+    return DeliverySettings(**values)
 
 
 ZONE = {
@@ -49,7 +49,7 @@ ZONE = {
 
 
 async def connect(
-    dns_server: DnsServerFactory, pol: DeliveryPolicy, zone: dict[str, Any] | None = None
+    dns_server: DnsServerFactory, pol: DeliverySettings, zone: dict[str, Any] | None = None
 ) -> OutboundConnection:
     dns = await dns_server(zone or ZONE)
     router = Router(dns.resolver())

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from relay.deliver import DeliveryPolicy, Destination, Outcome, Phase, open_connection
+from relay.deliver import DeliverySettings, Destination, Outcome, Phase, open_connection
 from relay.deliver.connection import OutboundConnection
 from tests.support.fixtures import SinkFactory
 from tests.support.messages import make_message
@@ -27,10 +27,10 @@ FAST = {
 }
 
 
-def policy(**fields: Any) -> DeliveryPolicy:
+def policy(**fields: Any) -> DeliverySettings:
     values: dict[str, Any] = {"ehlo_hostname": "relay.test", **FAST}
     values.update(fields)
-    return DeliveryPolicy(**values)
+    return DeliverySettings(**values)
 
 
 async def connect(port: int, host: str = "127.0.0.2", **fields: Any) -> OutboundConnection:

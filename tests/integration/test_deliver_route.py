@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relay.deliver import DeliveryPolicy, LookupStatus, Outcome, RouteError, Router
+from relay.deliver import DeliverySettings, LookupStatus, Outcome, RouteError, Router
 from tests.support.dns_server import SERVFAIL, TIMEOUT
 from tests.support.fixtures import DnsServerFactory
 
@@ -32,7 +32,7 @@ async def test_mx_by_preference_with_random_order_among_equals(
     dns_server: DnsServerFactory,
 ) -> None:
     dns = await dns_server(ZONE)
-    pol = DeliveryPolicy(remote_smtp_port=2525)
+    pol = DeliverySettings(remote_smtp_port=2525)
     firsts = set()
     for seed in range(12):
         router = Router(dns.resolver(), rng=random.Random(seed))
@@ -51,7 +51,7 @@ async def test_every_address_of_an_mx_host_is_a_destination(
     dns_server: DnsServerFactory,
 ) -> None:
     dns = await dns_server(ZONE)
-    route = await Router(dns.resolver()).resolve(DeliveryPolicy(), "PREF.test.")
+    route = await Router(dns.resolver()).resolve(DeliverySettings(), "PREF.test.")
     assert route.destinations is not None
     ips = [d.ip for d in route.destinations]
     assert sorted(ips) == ["127.0.1.1", "127.0.1.2", "127.0.1.3", "::1"]
@@ -60,7 +60,7 @@ async def test_every_address_of_an_mx_host_is_a_destination(
 
 async def test_implicit_mx_when_there_is_no_mx(dns_server: DnsServerFactory) -> None:
     dns = await dns_server(ZONE)
-    route = await Router(dns.resolver()).resolve(DeliveryPolicy(), "implicit.test")
+    route = await Router(dns.resolver()).resolve(DeliverySettings(), "implicit.test")
     assert [(h.name, h.implicit) for h in route.hosts] == [("implicit.test", True)]
     assert route.destinations is not None
     assert [d.ip for d in route.destinations] == ["127.0.2.1"]
@@ -81,7 +81,7 @@ async def test_route_failures(
 ) -> None:
     dns = await dns_server(ZONE)
     with pytest.raises(RouteError) as caught:
-        await Router(dns.resolver()).resolve(DeliveryPolicy(binding="b2"), domain)
+        await Router(dns.resolver()).resolve(DeliverySettings(binding="b2"), domain)
     assert caught.value.outcome is outcome
     assert str(caught.value.reply.enhanced) == enhanced
     assert caught.value.failure.binding == "b2"
@@ -91,7 +91,7 @@ async def test_route_failures(
 async def test_dns_timeout_is_temporary(dns_server: DnsServerFactory) -> None:
     dns = await dns_server(ZONE)
     with pytest.raises(RouteError) as caught:
-        await Router(dns.resolver(timeout=0.3)).resolve(DeliveryPolicy(), "slow.test")
+        await Router(dns.resolver(timeout=0.3)).resolve(DeliverySettings(), "slow.test")
     assert caught.value.outcome is Outcome.TEMPORARY
 
 
@@ -99,7 +99,7 @@ async def test_lazy_route_raises_only_when_no_host_has_an_address(
     dns_server: DnsServerFactory,
 ) -> None:
     dns = await dns_server(ZONE)
-    pol = DeliveryPolicy(fully_resolve_before_smtp=False)
+    pol = DeliverySettings(fully_resolve_before_smtp=False)
     router = Router(dns.resolver())
     route = await router.resolve(pol, "noaddr.test")
     with pytest.raises(RouteError):
@@ -109,7 +109,7 @@ async def test_lazy_route_raises_only_when_no_host_has_an_address(
 
 async def test_gateway_name_is_resolved_without_mx(dns_server: DnsServerFactory) -> None:
     dns = await dns_server(ZONE)
-    pol = DeliveryPolicy(gateway=("gw.test", 2526))
+    pol = DeliverySettings(gateway=("gw.test", 2526))
     route = await Router(dns.resolver()).resolve(pol, "pref.test")
     assert route.destinations is not None
     assert [(d.mx_host, d.ip, d.port) for d in route.destinations] == [
@@ -122,13 +122,13 @@ async def test_mx_failures_fallback_to_a(dns_server: DnsServerFactory) -> None:
     dns = await dns_server({"flaky.test": {"MX": SERVFAIL, "A": ["127.0.5.1"]}})
     router = Router(dns.resolver(), mx_failures_fallback_to_a=2)
     with pytest.raises(RouteError):  # first MX failure: temporary
-        await router.resolve(DeliveryPolicy(), "flaky.test")
-    route = await router.resolve(DeliveryPolicy(), "flaky.test")  # second: the domain's A
+        await router.resolve(DeliverySettings(), "flaky.test")
+    route = await router.resolve(DeliverySettings(), "flaky.test")  # second: the domain's A
     assert route.hosts[0].implicit
     assert route.destinations is not None
     assert route.destinations[0].ip == "127.0.5.1"
     with pytest.raises(RouteError):  # without the option, never
-        await Router(dns.resolver()).resolve(DeliveryPolicy(), "flaky.test")
+        await Router(dns.resolver()).resolve(DeliverySettings(), "flaky.test")
 
 
 async def test_cache_honours_ttl(dns_server: DnsServerFactory) -> None:

@@ -313,9 +313,10 @@ binding_group "g" {{
 
 
 def test_reply_rules_follow_the_fallback_chain() -> None:
-    from relay.adaptive.rules import DEFAULT_REPLY_RULES, collect_reply_rules
+    from relay.adaptive.rules import DEFAULT_REPLY_RULES
     from relay.config import loads
     from relay.config.resolve import chain
+    from relay.wiring.adaptive import collect_reply_rules
 
     config = loads(
         """

@@ -1,4 +1,4 @@
-"""A message as `OutboundConnection.send` takes it (relay.deliver.outcome.MessageLike)."""
+"""A message as `OutboundConnection.send` takes it (relay.deliver.errors.MessageLike)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-"""Settings for adaptive tests, built the way the scheduler builds them: from a get()."""
+"""Settings for adaptive tests, built the way the compile step builds them: from a get()."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from relay.adaptive.events import Event
-from relay.adaptive.options import AdaptiveSettings, build_settings
+from relay.adaptive.options import AdaptiveSettings
 from relay.adaptive.rules import ReplyRule, SweepRule
 from relay.config.options import OPTIONS
+from relay.wiring.adaptive import build_settings
 
 
 def make_settings(

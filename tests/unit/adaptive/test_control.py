@@ -6,7 +6,7 @@ from typing import Any
 
 from relay.adaptive import state
 from relay.adaptive.engine import AdaptiveEngine
-from relay.adaptive.events import OutcomeKind, Resume, Throttle
+from relay.adaptive.events import Adjust, OutcomeKind, Resume
 from relay.config.values import Throttle as Rate
 
 from .helpers import kinds, make_settings
@@ -82,7 +82,7 @@ def test_override_reset_suspend_resume() -> None:
     s = _alerting()
     engine = AdaptiveEngine()
     event = engine.override("b", "MX.example", "adaptive_max_outbound_connections", 7, 0.0)
-    assert event == Throttle(
+    assert event == Adjust(
         "b", "mx.example", "max_outbound_connections", None, 7, "operator override", 0.0
     )
     assert engine.live_value("b", "mx.example", "max_outbound_connections", 64, s) == 7

@@ -1,7 +1,7 @@
 import itertools
 
 from relay.adaptive.engine import AdaptiveEngine, EngineConfig
-from relay.adaptive.events import OutcomeKind, Resume, Suspend, Throttle
+from relay.adaptive.events import Adjust, OutcomeKind, Resume, Suspend
 from relay.adaptive.rules import DEFAULT_REPLY_RULES
 from relay.config.values import Throttle as Rate
 
@@ -112,10 +112,10 @@ def test_421_shrinks_connections_step_by_step_then_grows_back() -> None:
         return value
 
     assert live() == 20
-    throttles: list[Throttle] = []
+    throttles: list[Adjust] = []
     for t in range(0, 300, 5):
         _too_many(engine, float(t), s)
-        throttles += [e for e in engine.due_actions(float(t)) if isinstance(e, Throttle)]
+        throttles += [e for e in engine.due_actions(float(t)) if isinstance(e, Adjust)]
     assert [(e.at, e.old, e.new) for e in throttles] == [
         (10.0, 20, 10),
         (70.0, 10, 5),
@@ -128,10 +128,10 @@ def test_421_shrinks_connections_step_by_step_then_grows_back() -> None:
     assert engine.live_value("b2", "mx.example", "max_outbound_connections", 20, s) == 20
 
     # deliveries succeed again: +1 step at most once per positive_adjustment_interval
-    ups: list[Throttle] = []
+    ups: list[Adjust] = []
     for t in range(1000, 8000, 10):
         engine.record("b1", "mx.example", D, 250, "2.0.0", "ok", float(t), s)
-        ups += [e for e in engine.due_actions(float(t)) if isinstance(e, Throttle)]
+        ups += [e for e in engine.due_actions(float(t)) if isinstance(e, Adjust)]
         assert 2 <= live() <= 20
     steps = [(e.old, e.new) for e in ups]
     assert steps == [(2, 3), (3, 4), (4, 5), (5, 7), (7, 9), (9, 12), (12, 15), (15, 19), (19, 20)]

@@ -1,7 +1,7 @@
 import pytest
 
 from relay.adaptive.engine import AdaptiveEngine
-from relay.adaptive.events import Blackhole, OutcomeKind, Suspend, Throttle
+from relay.adaptive.events import Adjust, Blackhole, OutcomeKind, Suspend
 from relay.adaptive.knobs import KNOBS, step
 from relay.adaptive.rules import (
     DEFAULT_BOUNCE_RULE,
@@ -9,13 +9,13 @@ from relay.adaptive.rules import (
     Action,
     SweepRule,
     applicable_sweep_rules,
-    collect_sweep_rules,
     parse_action,
     reply_rule,
 )
 from relay.config import loads, resolve
 from relay.config.resolve import chain
 from relay.config.values import Throttle as Rate
+from relay.wiring.adaptive import build_settings, collect_sweep_rules
 
 from .helpers import kinds, make_settings
 
@@ -82,7 +82,6 @@ def test_sweep_rules_and_settings_from_the_configuration() -> None:
     config = loads(CONFIG)
 
     def settings_for(binding: str, domain: str):  # type: ignore[no-untyped-def]
-        from relay.adaptive.options import build_settings
 
         rules = collect_sweep_rules(chain(config, binding=binding, domain=domain))
         return build_settings(
@@ -142,7 +141,7 @@ def test_bounce_sweep_rule_low_and_high_actions() -> None:
     events = engine.due_actions(100.0)
     assert kinds(events) == ["throttle", "suspension"]
     throttle, suspend = events
-    assert isinstance(throttle, Throttle) and (throttle.binding, throttle.new) == ("low", 10)
+    assert isinstance(throttle, Adjust) and (throttle.binding, throttle.new) == ("low", 10)
     assert "users" in throttle.reason and "10.0%" in throttle.reason
     assert isinstance(suspend, Suspend) and suspend.binding == "high"
     assert suspend.until == 99.0 + 3600.0
@@ -203,7 +202,7 @@ def test_fbl_low_threshold_throttles() -> None:
     engine.record_complaint("b", "isp.example", "abuse", 100.0, s)
     engine.record_complaint("b", "isp.example", "abuse", 101.0, s)  # 0.2 %: low
     (event,) = engine.due_actions(101.0)
-    assert isinstance(event, Throttle) and (event.old, event.new) == (20, 10)
+    assert isinstance(event, Adjust) and (event.old, event.new) == (20, 10)
 
 
 def test_reply_rule_threshold_and_class() -> None:

@@ -79,8 +79,9 @@ def test_unterminated_string(write: Write) -> None:
 
 
 def test_unterminated_stanza(write: Write) -> None:
+    # Reported where the '}' is missing (the end of file), naming the stanza and its line.
     p = one(write, 'binding_group "g" {\n  binding "b" {\n  }\n')
-    assert p.location.line == 1
+    assert p.location.line == 4
     assert "never closed" in p.message and "'}'" in (p.hint or "")
 
 
@@ -151,3 +152,249 @@ def test_errors_in_included_files_name_that_file(write: Write) -> None:
     assert found[0].location.file.endswith("10-bindings.conf")
     assert found[0].location.line == 2
     assert str(found[0]).startswith(found[0].location.file + ":2:")
+
+
+def message(write: Write, text: str) -> tuple[Path, str]:
+    """(the file, its one problem as `config check` prints it)."""
+    path = write("relay.conf", text)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert len(info.value.problems) == 1, info.value.problems
+    return path, str(info.value.problems[0])
+
+
+# --- unclosed stanzas: at the end of file, naming the innermost open stanza ------------------
+
+
+def test_unclosed_stanza_names_it_and_the_line_it_opened_on(write: Write) -> None:
+    path, text = message(
+        write,
+        'binding_group "marketing" {\n  binding "mkt-1" {\n    bind_address = 127.0.0.2\n  }\n',
+    )
+    assert text == (
+        f'{path}:5:1: binding_group "marketing": stanza opened on line 1 is never closed '
+        "(add the missing '}' at the end of its body)"
+    )
+
+
+def test_unclosed_nested_stanzas_name_the_innermost(write: Write) -> None:
+    path, text = message(
+        write,
+        'binding_group "marketing" {\n  binding "mkt-1" {\n    bind_address = 127.0.0.2\n'
+        '    domain "example.com" { max_outbound_connections = 3 }',
+    )
+    assert text == (
+        f'{path}:4:58: binding "mkt-1": stanza opened on line 2 is never closed '
+        "(add the missing '}' at the end of its body; "
+        'binding_group "marketing" opened on line 1 needs one too)'
+    )
+
+
+def test_unclosed_unnamed_stanza(write: Write) -> None:
+    path, text = message(write, 'esmtp_listener {\n  listen ":2525" { }\n')
+    assert text == (
+        f"{path}:3:1: esmtp_listener: stanza opened on line 1 is never closed "
+        "(add the missing '}' at the end of its body)"
+    )
+
+
+def test_a_comment_never_closed_is_one_error_not_an_unclosed_stanza_too(write: Write) -> None:
+    path, text = message(write, 'binding "b" {\n  /* note\n  bind_address = 127.0.0.2\n}\n')
+    assert text == f"{path}:2:3: comment is never closed (add '*/' to end it)"
+
+
+def test_stanza_left_open_at_the_end_of_an_included_file(write: Write) -> None:
+    inc = write("conf.d/10-marketing.conf", 'binding_group "marketing" {\n  binding "mkt-1" { }\n')
+    path = write("relay.conf", 'include "conf.d"\nretry_interval = 5\n')
+    found = problems(write, path.read_text())
+    assert [str(p) for p in found] == [
+        f'{inc}:3:1: binding_group "marketing": stanza opened on line 1 is never closed '
+        "(add the missing '}' at the end of its body, in this file: "
+        "a stanza cannot go on past the end of an included file)"
+    ]
+
+
+def test_closing_brace_in_an_included_file_for_a_stanza_of_the_including_one(
+    write: Write,
+) -> None:
+    inc = write("opts.conf", "max_outbound_connections = 3\n}\n")
+    path = write("relay.conf", 'binding_group "g" {\n  include "opts.conf"\n')
+    found = problems(write, path.read_text())
+    assert [str(p) for p in found] == [
+        f"{inc}:2:1: '}}' without a matching '{{' (remove it; in an included file, "
+        "'}' closes only a stanza opened in that file)",
+        f'{path}:3:1: binding_group "g": stanza opened on line 1 is never closed '
+        "(add the missing '}' at the end of its body)",
+    ]
+
+
+# --- stanzas nested where they make no sense ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        (
+            'binding_group "g" {\n  binding "b0" {\n    binding "b1" { }\n  }\n}\n',
+            '3:5: binding: binding "b1" inside binding "b0": bindings do not nest '
+            '(declare it inside binding_group "g", beside "b0")',
+        ),
+        (
+            'binding "b0" {\n  binding "b1" { bind_address = 127.0.0.3 }\n}\n',
+            '2:3: binding: binding "b1" inside binding "b0": bindings do not nest '
+            '(declare it at the top level, beside "b0")',
+        ),
+    ],
+)
+def test_binding_inside_binding(write: Write, text: str, expect: str) -> None:
+    path, got = message(write, text)
+    assert got == f"{path}:{expect}"
+
+
+def test_binding_group_inside_binding_group(write: Write) -> None:
+    path, got = message(write, 'binding_group "a" {\n  binding_group "b" { }\n}\n')
+    assert got == (
+        f'{path}:2:3: binding_group: binding_group "b" inside binding_group "a": '
+        'binding groups do not nest (declare it at the top level, beside "a")'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        (
+            'binding "b" {\n  binding_group "g" { }\n}\n',
+            '2:3: binding_group: binding_group "g" inside binding "b": a binding_group holds '
+            'bindings, not the other way round (write binding_group "g" { binding "b" { ... } } '
+            "at the top level)",
+        ),
+        (
+            'binding_group "a" {\n  binding "b" {\n    binding_group "g" { }\n  }\n}\n',
+            '3:5: binding_group: binding_group "g" inside binding "b": a binding_group holds '
+            'bindings, not the other way round (binding "b" is already in binding_group "a", '
+            "and a binding belongs to one group)",
+        ),
+    ],
+)
+def test_binding_group_stanza_inside_binding(write: Write, text: str, expect: str) -> None:
+    path, got = message(write, text)
+    assert got == f"{path}:{expect}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        (
+            'binding "b" {\n  domain "x.com" {\n    domain "y.com" { }\n  }\n}\n',
+            '3:5: domain: domain "y.com" inside domain "x.com": domains do not nest '
+            '(declare it inside binding "b", beside "x.com")',
+        ),
+        (
+            'host "mx.x.com" {\n  host "mx.y.com" { }\n}\n',
+            '2:3: host: host "mx.y.com" inside host "mx.x.com": hosts do not nest '
+            '(declare it at the top level, beside "mx.x.com")',
+        ),
+        (
+            'binding_group "g" {\n  domain "x.com" {\n    host "mx.x.com" { }\n  }\n}\n',
+            '3:5: host: host "mx.x.com" inside domain "x.com": there is no domain::host scope: '
+            'host options apply whatever the domain (declare it inside binding_group "g", '
+            'beside "x.com")',
+        ),
+        (
+            'host "mx.x.com" {\n  domain "x.com" { }\n}\n',
+            '2:3: domain: domain "x.com" inside host "mx.x.com": a host stanza holds options '
+            'only, and domain is the wider scope (declare it at the top level, beside "mx.x.com")',
+        ),
+    ],
+    ids=["domain-in-domain", "host-in-host", "host-in-domain", "domain-in-host"],
+)
+def test_domain_and_host_nesting(write: Write, text: str, expect: str) -> None:
+    path, got = message(write, text)
+    assert got == f"{path}:{expect}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        (
+            'listen "127.0.0.1:2525" { }\n',
+            '1:1: listen: listen "127.0.0.1:2525" at the top level: listen stanzas belong to '
+            'the esmtp_listener (write esmtp_listener { listen "127.0.0.1:2525" { ... } } '
+            "at the top level)",
+        ),
+        (
+            'binding "b" {\n  peer "10.0.0.0/8" { }\n}\n',
+            '2:3: peer: peer "10.0.0.0/8" inside binding "b": peers belong to the '
+            'esmtp_listener (write esmtp_listener { peer "10.0.0.0/8" { ... } } at the top level)',
+        ),
+        (
+            'esmtp_listener {\n  listen ":25" {\n    listen ":26" { }\n  }\n}\n',
+            '3:5: listen: listen ":26" inside listen ":25": listen stanzas do not nest '
+            '(declare it inside esmtp_listener, beside ":25")',
+        ),
+        (
+            'esmtp_listener {\n  listen ":25" {\n    peer "10.0.0.0/8" {\n'
+            '      peer "10.1.0.0/16" { }\n    }\n  }\n}\n',
+            '4:7: peer: peer "10.1.0.0/16" inside peer "10.0.0.0/8": peers do not nest '
+            '(declare it inside listen ":25", beside "10.0.0.0/8")',
+        ),
+        (
+            'binding_group "g" {\n  esmtp_listener { }\n}\n',
+            '2:3: esmtp_listener: esmtp_listener inside binding_group "g": the esmtp_listener '
+            "is a top-level stanza (move it to the top level)",
+        ),
+        (
+            "esmtp_listener {\n  esmtp_listener { }\n}\n",
+            "2:3: esmtp_listener: esmtp_listener inside esmtp_listener: there is one "
+            "esmtp_listener and it does not nest (remove the inner esmtp_listener { } and keep "
+            "what it holds)",
+        ),
+    ],
+    ids=[
+        "listen-at-top",
+        "peer-in-binding",
+        "listen-in-listen",
+        "peer-in-peer",
+        "listener-in-group",
+        "listener-in-listener",
+    ],
+)
+def test_listener_nesting(write: Write, text: str, expect: str) -> None:
+    path, got = message(write, text)
+    assert got == f"{path}:{expect}"
+
+
+def test_other_misplaced_stanzas_name_both_and_list_valid_scopes(write: Write) -> None:
+    path, got = message(write, 'host "mx.x.com" {\n  adaptive_sweep_rule "r" { }\n}\n')
+    assert got == (
+        f'{path}:2:3: adaptive_sweep_rule: adaptive_sweep_rule "r" inside host "mx.x.com": '
+        "an adaptive_sweep_rule stanza cannot appear in the host scope "
+        "(it is valid in: binding, binding_group, domain, global)"
+    )
+
+
+def test_momentum_nestings_are_accepted(write: Write) -> None:
+    load(
+        write(
+            "relay.conf",
+            'domain "x.com" { adaptive_sweep_rule "s" { } }\nhost "mx.x.com" { }\n'
+            'binding_group "g" {\n  domain "y.com" { }\n  host "mx.y.com" { }\n'
+            '  binding "b" {\n    domain "z.com" { }\n    host "mx.z.com" { }\n  }\n}\n'
+            'binding "t" { domain "/.*/" { } host "mx.t.com" { } }\n'
+            'esmtp_listener { peer "10.0.0.0/8" { } listen ":25" { peer "::1" { } } }\n',
+        )
+    )
+
+
+def test_syntax_and_nesting_errors_are_all_reported(write: Write) -> None:
+    found = problems(
+        write,
+        'binding "b0" {\n  binding "b1" { }\n  tls = maybe\n}\nretry_interval = soon\n'
+        'domain "x.com" {\n',
+    )
+    assert [(p.location.line, p.option) for p in found] == [
+        (2, "binding"),
+        (3, "tls"),
+        (5, "retry_interval"),
+        (7, 'domain "x.com"'),
+    ]

@@ -5,7 +5,7 @@ import email.policy
 
 import pytest
 
-from relay.deliver import DeliveryPolicy
+from relay.deliver import DeliverySettings
 from relay.deliver.content import downconvert, prepare_content, strip_high_bit
 
 EIGHT = "Subject: t\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nh\u00e9\r\n".encode()
@@ -18,8 +18,8 @@ MULTIPART = (
 )
 
 
-def policy(send: str = "no", transform: str = "ifneeded") -> DeliveryPolicy:
-    return DeliveryPolicy(send_8bitmime=send, transform_8bitmime_content=transform)  # type: ignore[arg-type]
+def policy(send: str = "no", transform: str = "ifneeded") -> DeliverySettings:
+    return DeliverySettings(send_8bitmime=send, transform_8bitmime_content=transform)  # type: ignore[arg-type]
 
 
 def test_seven_bit_content_is_untouched_in_every_mode() -> None:

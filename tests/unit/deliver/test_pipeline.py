@@ -7,7 +7,9 @@ import pytest
 from relay.deliver.pipeline import (
     Unsendable,
     data_content,
+    ehlo_extensions,
     envelope_block,
+    hello_line,
     mail_line,
     rcpt_line,
 )
@@ -60,3 +62,21 @@ def _reference(content: bytes) -> bytes:
 )
 def test_bare_line_endings_are_normalised_as_aiosmtplib_did(content: bytes) -> None:
     assert data_content(content) == _reference(content)
+
+
+def test_ehlo_extensions_skip_the_greeting_line_and_keep_parameters() -> None:
+    text = "mx.example.test hello\nPIPELINING\nSIZE 10240000\n8BITMIME\nAUTH=LOGIN\nSTARTTLS"
+    assert ehlo_extensions(text) == {
+        "pipelining": "",
+        "size": "10240000",
+        "8bitmime": "",
+        "auth": "=LOGIN",
+        "starttls": "",
+    }
+    assert ehlo_extensions("mx.example.test") == {}
+
+
+def test_hello_line_refuses_control_characters() -> None:
+    assert hello_line(b"EHLO", "relay.test") == b"EHLO relay.test\r\n"
+    with pytest.raises(Unsendable):
+        hello_line(b"HELO", "relay.test\r\nRCPT TO:<x@y>")

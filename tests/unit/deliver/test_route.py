@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from relay.deliver import DeliveryPolicy, Outcome, RouteError
+from relay.deliver import DeliverySettings, Outcome, RouteError
 from relay.deliver.dns import DnsAnswer, LookupStatus, MxRecord
 from relay.deliver.route import (
     Destination,
@@ -17,7 +17,7 @@ from relay.deliver.route import (
     parse_gateway,
 )
 
-POLICY = DeliveryPolicy(binding="b1")
+POLICY = DeliverySettings(binding="b1")
 
 
 def mx(*records: tuple[int, str]) -> DnsAnswer:

@@ -4,7 +4,7 @@ import ssl
 
 import pytest
 
-from relay.deliver import DeliveryPolicy
+from relay.deliver import DeliverySettings
 from relay.deliver.tls import TlsSettings, parse_tls_protocols, peer_matches
 
 V = ssl.TLSVersion
@@ -67,12 +67,12 @@ def test_peer_matches_falls_back_to_cn_without_dns_sans() -> None:
 
 
 def test_settings_build_contexts() -> None:
-    none = TlsSettings.of(DeliveryPolicy(tls_verify="no", tls_certificate="none")).build()
+    none = TlsSettings.of(DeliverySettings(tls_verify="no", tls_certificate="none")).build()
     assert none.verify_mode == ssl.CERT_NONE
     assert not none.check_hostname
     strict = TlsSettings.of(
-        DeliveryPolicy(tls_verify="host", tls_protocols="+ALL:-SSLv3:-TLSv1.0:-TLSv1.1")
+        DeliverySettings(tls_verify="host", tls_protocols="+ALL:-SSLv3:-TLSv1.0:-TLSv1.1")
     ).build()
     assert strict.verify_mode == ssl.CERT_REQUIRED
     assert strict.minimum_version == V.TLSv1_2
-    assert TlsSettings.of(DeliveryPolicy(tls_certificate="none")).certificate is None
+    assert TlsSettings.of(DeliverySettings(tls_certificate="none")).certificate is None

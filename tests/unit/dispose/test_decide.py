@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from relay.dispose.decide import RetryPolicy, decide, parse_max_retries
-from relay.outcome import Outcome, RecipientResult
+from relay.outcome import Outcome, RecipientResult, Reply
 
 R = [(0, "a@x", 0), (1, "b@x", 0), (2, "c@x", 0)]
 
 
 def results(*outcomes: Outcome) -> list[RecipientResult]:
     return [
-        RecipientResult(addr, o, f"{code} reply")
+        RecipientResult(addr, o, Reply.parse(code, "reply"))
         for (_, addr, _), o, code in zip(
             R, outcomes, [250 if o is Outcome.DELIVERED else 450 for o in outcomes], strict=False
         )
@@ -33,7 +33,7 @@ def test_mixed_outcomes_split_per_recipient() -> None:
 def test_backoff_uses_attempt_count() -> None:
     d = decide(
         [(0, "a@x", 2)],
-        [RecipientResult("a@x", Outcome.TEMPORARY, "451 later")],
+        [RecipientResult("a@x", Outcome.TEMPORARY, Reply.parse(451, "later"))],
         received_at=0,
         now=1000,
         policy=RetryPolicy(retry_interval=100, max_retry_interval=10000),
@@ -45,17 +45,25 @@ def test_backoff_uses_attempt_count() -> None:
 def test_last_retry_is_at_expiry_then_expired() -> None:
     policy = RetryPolicy(retry_interval=100, message_expiration=150)
     first = decide(
-        [(0, "a@x", 0)], [RecipientResult("a@x", Outcome.TEMPORARY, "451")], 0, 100, policy
+        [(0, "a@x", 0)],
+        [RecipientResult("a@x", Outcome.TEMPORARY, Reply.parse(451, ""))],
+        0,
+        100,
+        policy,
     )
     assert first.deferred[0].next_attempt == 150
     second = decide(
-        [(0, "a@x", 1)], [RecipientResult("a@x", Outcome.TEMPORARY, "451")], 0, 150, policy
+        [(0, "a@x", 1)],
+        [RecipientResult("a@x", Outcome.TEMPORARY, Reply.parse(451, ""))],
+        0,
+        150,
+        policy,
     )
-    assert second.failed[0].expired and second.failed[0].reply == "451"
+    assert second.failed[0].expired and second.failed[0].reply == Reply.parse(451, "")
 
 
 def test_never_retry_and_max_retries() -> None:
-    temp = [RecipientResult("a@x", Outcome.TEMPORARY, "451")]
+    temp = [RecipientResult("a@x", Outcome.TEMPORARY, Reply.parse(451, ""))]
     assert decide([(0, "a@x", 0)], temp, 0, 1, RetryPolicy(never_retry=True)).failed
     policy = RetryPolicy(max_retries=2)
     # max_retries = 2: the first attempt and two retries, then failed.
@@ -68,7 +76,13 @@ def test_never_retry_and_max_retries() -> None:
 
 
 def test_not_attempted_is_requeued_without_penalty() -> None:
-    d = decide(R[:2], [RecipientResult("a@x", Outcome.DELIVERED, "250")], 0, 1, RetryPolicy())
+    d = decide(
+        R[:2],
+        [RecipientResult("a@x", Outcome.DELIVERED, Reply.parse(250, ""))],
+        0,
+        1,
+        RetryPolicy(),
+    )
     assert d.requeue == [(1, "b@x", 0)]
 
 

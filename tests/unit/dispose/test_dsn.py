@@ -7,7 +7,8 @@ from email.message import Message
 
 import pytest
 
-from relay.dispose.dsn import Failure, build_dsn, enhanced_status
+from relay.dispose.dsn import DsnRecipient, build_dsn, dsn_status
+from relay.outcome import Remote, Reply
 
 ORIGINAL = (
     b"From: sender@example.test\r\nTo: a@x.test\r\nSubject: hello\r\n"
@@ -22,13 +23,15 @@ def make(inline: str = "headers", action: str = "failed") -> Message:
         original_id="M1",
         received_at=1_700_000_000.0,
         failures=[
-            Failure(
+            DsnRecipient(
                 "a@x.test",
-                "550 5.1.1 <a@x.test>: no such user",
-                "mx.x.test [127.0.0.9]",
+                Reply.parse(550, "5.1.1 <a@x.test>: no such user"),
+                Remote("mx.x.test", "127.0.0.9", 25),
                 action=action,
             ),
-            Failure("b@x.test", "554 5.4.7 delivery time expired", action=action),
+            DsnRecipient(
+                "b@x.test", Reply.parse(554, "5.4.7 delivery time expired"), action=action
+            ),
         ],
         reporting_mta="relay.example.test",
         from_address="MAILER-DAEMON@relay.example.test",
@@ -92,13 +95,13 @@ def test_delay_dsn() -> None:
 @pytest.mark.parametrize(
     ("reply", "status"),
     [
-        ("550 5.1.1 user unknown", "5.1.1"),
-        ("550-5.7.1 policy", "5.7.1"),
-        ("451 try later", "4.0.0"),
-        ("550 no", "5.0.0"),
-        ("421 4.7.0 too many connections", "4.7.0"),
-        ("garbage", "5.0.0"),
+        (Reply.parse(550, "5.1.1 user unknown"), "5.1.1"),
+        (Reply.parse(550, "5.7.1 policy\n5.7.1 second line"), "5.7.1"),
+        (Reply.parse(451, "try later"), "4.0.0"),
+        (Reply.parse(550, "no"), "5.0.0"),
+        (Reply.parse(421, "4.7.0 too many connections"), "4.7.0"),
+        (Reply.parse(None, "garbage", local=True), "5.0.0"),
     ],
 )
-def test_enhanced_status(reply: str, status: str) -> None:
-    assert enhanced_status(reply) == status
+def test_dsn_status(reply: Reply, status: str) -> None:
+    assert str(dsn_status(reply)) == status

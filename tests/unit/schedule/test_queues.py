@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from relay.bind.build import selector_from_config
+from relay.bind.build import build_selector
 from relay.bind.selector import Selector
 from relay.bind.suspensions import SuspensionTable
 from relay.config import loads
@@ -24,15 +24,16 @@ from relay.schedule.actions import (
 from relay.schedule.jobs import Job
 from relay.schedule.live_policy import LivePolicies
 from relay.schedule.local_replies import Local
-from relay.schedule.policy import PolicyCache
 from relay.schedule.queues import (
     HORIZON,
     LOCAL_LIMIT_RETRY,
     NO_ROUTE_RETRY,
-    Connection,
-    QueueCounts,
     Queues,
+    QueueSizes,
 )
+from relay.schedule.ready import Connection
+from relay.schedule.route_settings import RouteSettingsSource
+from relay.wiring import compile_settings
 
 T0 = 1_000_000.0
 ONE = 'binding_group "g" { binding "b1" { bind_address = 127.0.0.2 } }\n'
@@ -41,8 +42,8 @@ ONE = 'binding_group "g" { binding "b1" { bind_address = 127.0.0.2 } }\n'
 class Held(LivePolicies):
     """Adaptive delivery holding (blackholing) some binding x domain pairs."""
 
-    def __init__(self, policies: PolicyCache) -> None:
-        super().__init__(policies)
+    def __init__(self, routes: RouteSettingsSource) -> None:
+        super().__init__(routes)
         self.holds: dict[tuple[str, str], str] = {}
 
     def held(self, binding: str, domain: str, now: float) -> str | None:
@@ -52,21 +53,24 @@ class Held(LivePolicies):
 class Core:
     def __init__(self, conf: str = ONE, *, max_in_flight: int = 20000) -> None:
         self.suspensions = SuspensionTable()
-        self.policies = Held(PolicyCache(loads(conf), lambda config, binding, domain: None))
+        self.policies = Held(compile_settings(loads(conf)).routes)
         self.work = 0
         self.q = Queues(
             self._selector(conf), self.policies, max_in_flight=max_in_flight, on_work=self._on_work
         )
 
     def _selector(self, conf: str) -> Selector:
-        selector, _ = selector_from_config(loads(conf), self.suspensions, plumbed=lambda a: True)
+        settings = compile_settings(loads(conf))
+        selector, _ = build_selector(
+            settings.groups, settings.bindings.values(), self.suspensions, plumbed=lambda a: True
+        )
         return selector
 
     def _on_work(self) -> None:
         self.work += 1
 
     def reload(self, conf: str) -> None:
-        self.policies.reload(loads(conf))
+        self.policies.reload(compile_settings(loads(conf)).routes)
         self.q.reload(self._selector(conf))
 
     def step(self, now: float = T0) -> tuple[list[Action], float]:
@@ -83,8 +87,8 @@ class Core:
             self.q.connection_opened(conn)
         return conns
 
-    def counts(self) -> QueueCounts:
-        return self.q.counts()
+    def sizes(self) -> QueueSizes:
+        return self.q.sizes()
 
 
 _ids = iter(range(1_000_000))
@@ -132,7 +136,7 @@ def test_due_domains_are_served_round_robin_one_job_each_per_step() -> None:
     }
     for _ in range(4):
         core.step()
-    assert core.counts() == QueueCounts(scheduled=0, due=0, ready=6, in_flight=6, connections=2)
+    assert core.sizes() == QueueSizes(scheduled=0, due=0, ready=6, in_flight=6, connections=2)
     assert core.step() == ([], T0 + HORIZON)  # nothing left: sleep until the horizon
 
 
@@ -141,7 +145,7 @@ def test_in_flight_is_bounded_and_a_finished_job_makes_room() -> None:
     for domain in ("a.test", "b.test", "c.test"):
         core.q.schedule(job(domain))
     first = core.open()
-    assert core.counts().in_flight == 2 and core.counts().due == 1
+    assert core.sizes().in_flight == 2 and core.sizes().due == 1
     assert core.step() == ([], T0 + HORIZON)
     sent = send(core, first[0])
     core.work = 0
@@ -149,7 +153,7 @@ def test_in_flight_is_bounded_and_a_finished_job_makes_room() -> None:
     assert core.work == 1  # a due queue waits: the owner is asked to step
     actions, _ = core.step()
     assert [c.domain for c in opened(actions)] == ["c.test"]
-    assert core.counts().in_flight == 2
+    assert core.sizes().in_flight == 2
 
 
 def test_a_shared_cap_releases_an_idle_connection_to_a_starved_queue() -> None:
@@ -170,7 +174,7 @@ def test_a_shared_cap_releases_an_idle_connection_to_a_starved_queue() -> None:
     assert core.q.next_job(one, T0 + 1) is CLOSE
     (two,) = opened(core.q.connection_closed(one, T0 + 1))
     assert two.domain == "two.test"
-    assert core.counts().connections == 1
+    assert core.sizes().connections == 1
 
 
 def test_message_throttle_makes_the_connection_wait() -> None:
@@ -180,10 +184,10 @@ def test_message_throttle_makes_the_connection_wait() -> None:
     (conn,) = core.open()
     core.step()
     core.step()
-    assert core.counts().ready == 3
+    assert core.sizes().ready == 3
     first, second = send(core, conn), send(core, conn)
     assert core.q.next_job(conn, T0) == Wait(T0 + 5.0)  # 2 per 10 s: the third at +5
-    assert core.counts().ready == 0 and core.counts().in_flight == 3  # held by conn
+    assert core.sizes().ready == 0 and core.sizes().in_flight == 3  # held by conn
     third = send(core, conn, T0 + 5.0)
     assert len({first.message_id, second.message_id, third.message_id}) == 3
 
@@ -228,7 +232,7 @@ def test_a_full_ready_queue_blocks_its_key_until_a_job_leaves_it() -> None:
     send(core, conn)
     assert core.work == 1  # room again: the key is back in the ring
     actions, _ = core.step()
-    assert actions == [] and core.counts().ready == 1  # placed; the idle-free conn takes it
+    assert actions == [] and core.sizes().ready == 1  # placed; the idle-free conn takes it
 
 
 def test_local_connect_failure_retries_soon_without_an_attempt() -> None:
@@ -241,7 +245,7 @@ def test_local_connect_failure_retries_soon_without_an_attempt() -> None:
     (conn,) = opened(actions)
     assert core.q.connect_failed(conn, T0, local=True) == []
     assert core.q.connection_closed(conn, T0) == []
-    assert core.counts() == QueueCounts(scheduled=2, due=0, ready=0, in_flight=0, connections=0)
+    assert core.sizes() == QueueSizes(scheduled=2, due=0, ready=0, in_flight=0, connections=0)
     assert [j.due for j in jobs] == [T0 + LOCAL_LIMIT_RETRY] * 2
     assert [j.recipients[0][2] for j in jobs] == [0, 0]  # attempts unchanged
     assert len(core.open(T0 + LOCAL_LIMIT_RETRY)) == 1
@@ -264,7 +268,7 @@ def test_remote_connect_failures_delay_the_route_after_connect_timeout_to_delay(
     assert core.q.unreachable_until("b1", "one.test") == T0 + 300  # failing for 200 s >= 150
     core.q.schedule(job(due=T0 + 200))
     assert core.step(T0 + 200) == ([], T0 + 300)  # new mail waits, no connection
-    assert core.counts().connections == 0
+    assert core.sizes().connections == 0
 
 
 def test_a_permanent_connect_failure_does_not_delay_the_route() -> None:
@@ -275,7 +279,7 @@ def test_a_permanent_connect_failure_does_not_delay_the_route() -> None:
     assert core.q.unreachable_until("b1", "one.test") is None
     core.q.job_finished(failed)
     core.q.connection_closed(conn, T0)
-    assert core.counts().in_flight == 0
+    assert core.sizes().in_flight == 0
 
 
 def test_reload_applies_new_policies_and_retries_blocked_keys() -> None:
@@ -325,7 +329,7 @@ def test_idle_timeout_closes_and_every_count_returns_to_zero() -> None:
     assert core.q.next_job(conn, T0) == Wait(T0 + 5.0)
     assert core.q.next_job(conn, T0 + 5.0) is CLOSE  # the idle deadline passed
     assert core.q.connection_closed(conn, T0 + 5.0) == []
-    assert core.counts() == QueueCounts(0, 0, 0, 0, 0)
+    assert core.sizes() == QueueSizes(0, 0, 0, 0, 0)
     assert core.q.caps.count(("binding_domain", "b1", "one.test")) == 0
     assert core.q.ready_rows() == []
 
@@ -369,7 +373,7 @@ def test_stop_closes_idle_connections_and_leaves_queued_mail() -> None:
     assert core.q.next_job(busy, T0) is CLOSE  # the next stays spooled
     assert core.q.connection_closed(idle, T0) == []
     assert core.q.connection_closed(busy, T0) == []  # no replacement while stopping
-    assert core.counts().connections == 0 and core.counts().ready == 1
+    assert core.sizes().connections == 0 and core.sizes().ready == 1
     core.q.schedule(job("three.test"))
     assert core.step() == ([], T0 + HORIZON)  # nothing is dispatched any more
 
@@ -392,9 +396,9 @@ def test_local_dispositions(conf: str, hold: str | None, received: float, reason
     (action,) = core.step()[0]
     assert isinstance(action, LocalDisposition)
     assert (action.job, action.reason, action.detail) == (queued, reason, hold)
-    assert core.counts().in_flight == 1 and core.counts().connections == 0
+    assert core.sizes().in_flight == 1 and core.sizes().connections == 0
     core.q.job_finished(queued)
-    assert core.counts().in_flight == 0
+    assert core.sizes().in_flight == 0
 
 
 def test_an_expired_job_is_attempted_unless_never_attempt_expired() -> None:
@@ -500,6 +504,6 @@ def test_counts_never_drift_under_random_events() -> None:
             now += 5.0
         for finished in local:
             core.q.job_finished(finished)
-        counts = core.counts()
+        counts = core.sizes()
         assert (counts.in_flight - counts.ready, counts.connections) == (0, 0), seed
         assert core.q.caps.count(("scope", ("binding_group", "g"))) == 0

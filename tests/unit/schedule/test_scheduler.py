@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from relay.bind.build import selector_from_config
+from relay.bind.build import build_selector
 from relay.clock import ManualClock
 from relay.config import loads
+from relay.deliver.settings import DeliverySettings
 from relay.dispose.feedback import HEADER
-from relay.outcome import Outcome, RecipientResult
-from relay.schedule.policy import PolicyCache
+from relay.outcome import Outcome, RecipientResult, Remote, Reply
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.transport import ConnectFailed, OutboundMessage
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient, RecipientState
+from relay.wiring import compile_settings
 
+IP = "192.0.2.1"
 CONF = """
 retry_interval = 100
 domain "fbl.test" { enable_fbl_header_insertion = enabled }
@@ -62,7 +63,8 @@ class FakeSession:
         self.transport.started += 1
         await self.transport.gate.wait()
         self.transport.sent.append(message)
-        return [RecipientResult(r, Outcome.DELIVERED, "250 2.0.0 ok") for r in message.recipients]
+        ok = Reply.parse(250, "2.0.0 ok")
+        return [RecipientResult(r, Outcome.DELIVERED, ok) for r in message.recipients]
 
     async def close(self) -> None:
         self.transport.closed += 1
@@ -78,7 +80,7 @@ class FakeTransport:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def open(self, binding: str, domain: str, policy: Any) -> FakeSession:
+    async def open(self, binding: str, domain: str, settings: DeliverySettings) -> FakeSession:
         if self.failures:
             raise self.failures.pop(0)
         self.opened.append((binding, domain))
@@ -87,15 +89,17 @@ class FakeTransport:
 
 class World:
     def __init__(self, per_connection: int = 1000) -> None:
-        config = loads(CONF)
+        settings = compile_settings(loads(CONF))
         self.clock = ManualClock(1_000_000.0)
         self.spool = FakeSpool()
         self.transport = FakeTransport(per_connection)
         self.events: list[tuple[str, dict[str, object]]] = []
-        selector, _ = selector_from_config(config, plumbed=lambda address: True)
+        selector, _ = build_selector(
+            settings.groups, settings.bindings.values(), plumbed=lambda address: True
+        )
         self.scheduler = Scheduler(
             self.spool,
-            PolicyCache(config, lambda config, binding, domain: None),
+            settings.routes,
             selector,
             self.transport,
             self.clock,
@@ -161,8 +165,8 @@ async def test_actions_are_carried_out_and_counts_return_to_zero() -> None:
 async def test_connect_failures_local_then_remote() -> None:
     world = World()
     world.transport.failures = [
-        ConnectFailed("421 4.7.0 host limit", local=True),
-        ConnectFailed("451 4.4.1 no answer", remote="mx.one.test [192.0.2.1]"),
+        ConnectFailed(Reply.make(421, "4.7.0", "host limit"), local=True),
+        ConnectFailed(Reply.parse(451, "4.4.1 no answer"), remote=Remote("mx.one.test", IP, 25)),
     ]
     world.send("a@one.test")
     world.scheduler.start()
@@ -171,7 +175,7 @@ async def test_connect_failures_local_then_remote() -> None:
     waited = await advance_until(world.clock, lambda: world.scheduler.statistics().deferred == 1)
     assert waited <= 1.25
     (failure,) = world.kinds("connect_failure")
-    assert (failure["remote"], failure["jobs"]) == ("mx.one.test [192.0.2.1]", 1)
+    assert (failure["remote"], failure["jobs"]) == ("mx.one.test [192.0.2.1]:25", 1)
     (deferral,) = world.kinds("transient_failure")
     assert deferral["attempt"] == 1 and deferral["response"] == "451 4.4.1 no answer"
     await until(lambda: world.scheduler.statistics().connections == 0)
@@ -207,7 +211,7 @@ async def test_stop_finishes_the_current_message_and_leaves_the_rest() -> None:
     world.scheduler.start()
     await until(lambda: world.transport.started == 1)
     stopping = asyncio.create_task(world.scheduler.stop(deadline=30))
-    await until(lambda: world.scheduler.core.counts().ready == 1)
+    await until(lambda: world.scheduler.core.sizes().ready == 1)
     world.transport.gate.set()
     await stopping
     assert [m.recipients for m in world.transport.sent] == [("a@one.test",)]

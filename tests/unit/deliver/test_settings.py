@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from relay.deliver import DeliveryPolicy
+from relay.deliver import DeliverySettings
 
 
 def test_defaults_are_momentums() -> None:
-    policy = DeliveryPolicy()
+    policy = DeliverySettings()
     assert policy.remote_smtp_port == 25
     assert policy.fully_resolve_before_smtp is True
     assert policy.delivery_method == ("ESMTP", "SMTP")
@@ -25,9 +25,9 @@ def test_defaults_are_momentums() -> None:
 
 
 def test_frozen_and_helo_rules() -> None:
-    policy = DeliveryPolicy()
+    policy = DeliverySettings()
     with pytest.raises(dataclasses.FrozenInstanceError):
         policy.tls = "required"  # type: ignore[misc]
     assert policy.allows_esmtp and policy.allows_helo
-    esmtp_only = DeliveryPolicy(delivery_method=("esmtp",))
+    esmtp_only = DeliverySettings(delivery_method=("esmtp",))
     assert esmtp_only.allows_esmtp and not esmtp_only.allows_helo

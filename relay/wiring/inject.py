@@ -1,15 +1,11 @@
-"""Map the configuration onto each component's own settings (inject, spool, delivery).
-
-Components take plain frozen settings and never read the configuration themselves; this is
-the one place that knows both sides.
-"""
+"""Injection's settings from the configuration: the listeners, their peers, TLS, AUTH and
+limits (`relay.inject.settings.InjectSettings`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import resolve_listener
 from relay.config.values import HostPort
@@ -37,7 +33,7 @@ def _limit(value: int) -> int | None:
     return None if value <= 0 else value
 
 
-def inject_settings(config: Config) -> InjectSettings:
+def inject_settings(config: Config, hostname: str) -> InjectSettings:
     listeners: list[ListenerSettings] = []
     for index, listen in enumerate(config.listens):
         if not _listener_value(config, "enable", index):
@@ -70,7 +66,7 @@ def inject_settings(config: Config) -> InjectSettings:
         groups.setdefault(binding.group, set()).add(binding.name)
     return InjectSettings(
         listeners=tuple(listeners),
-        hostname=str(resolve(config, "hostname").value),
+        hostname=hostname,
         relay_hosts=tuple(_listener_value(config, "relay_hosts", None)),
         tls_certificate=Path(cert) if cert else None,
         tls_key=Path(key) if key else None,

@@ -1,7 +1,7 @@
-"""What delivery reports: per-recipient outcomes and typed failures.
+"""What goes wrong in delivery, typed: the failed step and the exceptions that carry it.
 
-Third-party exceptions (aiosmtplib, ssl, OSError, dnspython) never leave relay/deliver/:
-they are translated at the boundary into a `Failure` that says which binding, which host
+Third-party exceptions (ssl, OSError, dnspython) never leave relay/deliver/:
+they are translated at the boundary into a `DeliveryFailure` that says which binding, which host
 and IP, which SMTP phase, and which reply (the peer's, or one relay wrote itself).
 """
 
@@ -12,36 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from relay.outcome import Outcome, Reply
+from relay.outcome import Outcome, Phase, Remote, Reply
 
 __all__ = [
     "ConnectError",
     "DeliveryError",
-    "Failure",
+    "DeliveryFailure",
     "FailureKind",
     "MessageLike",
-    "Outcome",
-    "Phase",
-    "RecipientOutcome",
-    "Remote",
-    "Reply",
     "RouteError",
 ]
-
-
-class Phase(enum.Enum):
-    RESOLVE = "resolve"
-    GATE = "gate"  # relay's own per-host limit (host_gate) refused the destination
-    CONNECT = "connect"
-    GREETING = "greeting"
-    EHLO = "ehlo"
-    STARTTLS = "starttls"
-    MAIL = "mail"
-    RCPT = "rcpt"
-    DATA = "data"
-    RSET = "rset"
-    QUIT = "quit"
-    CONTENT = "content"  # local content checks (8-bit conversion)
 
 
 class FailureKind(enum.Enum):
@@ -55,20 +35,7 @@ class FailureKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Remote:
-    """The far end of a connection: MX host name, IP and port."""
-
-    mx_host: str
-    ip: str
-    port: int
-
-    def __str__(self) -> str:
-        ip = f"[{self.ip}]"
-        return f"{self.mx_host} {ip}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
+class DeliveryFailure:
     """One failed step: enough for an operator to act on."""
 
     kind: FailureKind
@@ -92,15 +59,6 @@ class Failure:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RecipientOutcome:
-    recipient: str
-    outcome: Outcome
-    reply: Reply
-    phase: Phase
-    remote: Remote | None = None
-
-
 class MessageLike(Protocol):
     """What `OutboundConnection.send` needs of a message (the scheduler's type fits)."""
 
@@ -120,10 +78,10 @@ class MessageLike(Protocol):
 class DeliveryError(Exception):
     """Base of relay/deliver's exceptions; `failure` is the decisive step."""
 
-    def __init__(self, failure: Failure, attempts: Sequence[Failure] = ()) -> None:
+    def __init__(self, failure: DeliveryFailure, attempts: Sequence[DeliveryFailure] = ()) -> None:
         super().__init__(str(failure))
         self.failure = failure
-        self.attempts: tuple[Failure, ...] = tuple(attempts) or (failure,)
+        self.attempts: tuple[DeliveryFailure, ...] = tuple(attempts) or (failure,)
 
     @property
     def outcome(self) -> Outcome:

@@ -1,9 +1,9 @@
-"""The resolved delivery options for one binding x destination domain.
+"""The delivery options for one binding x destination domain, as one frozen value.
 
-The scheduler resolves every option through the configuration fallback chain
-(relay/config/resolve.py) and hands the values to delivery as one frozen `DeliveryPolicy`.
-Defaults are Momentum's built-in defaults (reference/binding_group.md), so a test can build a
-policy from the few fields it cares about.
+The settings compile step (relay/wiring/) resolves every option through the configuration
+fallback chain (relay/config/resolve.py) once per configuration load and hands delivery a
+`DeliverySettings`. Defaults are Momentum's built-in defaults (reference/binding_group.md), so a
+test can build settings from the few fields it cares about.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ Transform8BitMime = Literal["no", "ifneeded", "strict", "strip"]
 
 
 @dataclass(frozen=True, slots=True)
-class DeliveryPolicy:
+class DeliverySettings:
     """Option values for one binding x domain; all durations in seconds.
 
     `gateway` is (host, port or None); a host may be a name or an IPv4/IPv6 literal without
