@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from relay.spool.model import Envelope, RecipientState
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # one job is one object: the queue core tracks it by identity
 class Job:
     message_id: str
     sender: str

@@ -97,12 +97,12 @@ async def test_inspect_suspend_resume_override_reset(
     assert pair["overrides"] == {"max_outbound_connections": 3}
     assert relay.daemon.scheduler is not None
     await relay.wait(
-        lambda: relay.daemon.scheduler._policy("b1", "one.test").max_connections == 3  # type: ignore[union-attr]
+        lambda: relay.daemon.scheduler.policy("b1", "one.test").max_connections == 3  # type: ignore[union-attr]
     )
     code, _, _ = await cli(relay, "reset", "b1", "one.test")
     assert code == 0
     await relay.wait(
-        lambda: relay.daemon.scheduler._policy("b1", "one.test").max_connections == 20  # type: ignore[union-attr]
+        lambda: relay.daemon.scheduler.policy("b1", "one.test").max_connections == 20  # type: ignore[union-attr]
     )
 
     code, _, err = await cli(relay, "suspend", "nope", "one.test")
@@ -140,4 +140,4 @@ async def test_flush_queues_metrics_and_reload(
     conf.write_text(good.replace("retry_interval = 100", "retry_interval = 50"))
     assert (await api(relay, "POST", "/api/v1/reload"))["reloaded"]
     assert relay.daemon.scheduler is not None
-    assert relay.daemon.scheduler._policy("b1", "one.test").retry.retry_interval == 50
+    assert relay.daemon.scheduler.policy("b1", "one.test").retry.retry_interval == 50

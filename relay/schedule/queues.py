@@ -1,0 +1,543 @@
+"""The queue core: all queue state, and what to do next. Pure: no asyncio, no sockets, no
+spool; the caller passes `now`, carries the returned actions out (actions.py) and reports
+back through the event methods.
+
+Two tiers (DESIGN.md "Queues"). Scheduled: a timer heap of jobs by due time, then a FIFO of
+due jobs per (binding group, domain), served round robin so one huge domain cannot starve the
+rest. Ready: a queue per (binding, domain) served by up to max_outbound_connections
+connections, each sending job after job, then closing after idle_timeout.
+
+A due job moves to a ready queue when the selector finds a binding of its group that is not
+suspended for the domain, not delayed as unreachable and has room; otherwise its (group,
+domain) is blocked, until the earliest resumption (all suspended), or until a ready queue
+frees room. Waiting on a limit or a suspension is never an attempt and never a failure.
+
+Counts cannot drift, because each is the size of the one collection that holds the thing:
+- in flight: `_flight`, the jobs placed (in a ready queue, sending, being disposed of) and
+  not yet back through `job_finished`; a job enters in `_place` and leaves in `job_finished`.
+- connections: `_connections` overall, `ReadyQueue.connections` per queue; idle ones are
+  `ReadyQueue.parked`. A connection is added in `_open` and removed in `connection_closed`,
+  the only two places that also move the shared caps (ConnectionCaps).
+
+The owner runs `step(now)` when `on_work` is called and at the returned `WakeAt`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from relay.bind.selector import Selector
+from relay.dispose.decide import expired
+from relay.schedule.actions import (
+    CLOSE,
+    Action,
+    LocalDisposition,
+    Next,
+    OpenConnection,
+    Resume,
+    Send,
+    Wait,
+    WakeAt,
+)
+from relay.schedule.jobs import Job
+from relay.schedule.limits import ConnectionCaps
+from relay.schedule.local_replies import Local
+from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
+from relay.schedule.route_settings import RouteSettings
+from relay.schedule.throttle import Buckets
+
+log = logging.getLogger("relay.schedule")
+
+Key = tuple[str, str]  # (binding group, domain)
+Route = tuple[str, str]  # (binding, domain)
+NO_ROUTE_RETRY = 60.0  # a group without a usable binding looks again after this
+LOCAL_LIMIT_RETRY = 1.0  # relay's own per-host limit refused a connection
+SPOOL_RETRY = 5.0  # the spool could not load the content now
+HORIZON = 3600.0  # step at least this often
+
+
+class Policies(Protocol):
+    """The route policies the core decides with (live_policy.LivePolicies)."""
+
+    def get(self, binding: str, domain: str) -> RouteSettings: ...
+
+    def held(self, binding: str, domain: str, now: float) -> str | None:
+        """Why adaptive delivery blackholes binding x domain now, or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSizes:
+    scheduled: int
+    due: int
+    ready: int
+    in_flight: int
+    connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyRow:
+    binding: str
+    domain: str
+    queued: int
+    connections: int
+    idle_connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRow:
+    binding_group: str
+    domain: str
+    due: int
+    delayed: int
+    blocked_until: float | None
+
+
+class Queues:
+    def __init__(
+        self,
+        selector: Selector,
+        policies: Policies,
+        *,
+        max_in_flight: int = 20000,
+        on_work: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.selector = selector
+        self.policies = policies
+        self.max_in_flight = max_in_flight
+        self.on_work = on_work  # step() has something to do before the last WakeAt
+        self.caps = ConnectionCaps()
+        self.buckets = Buckets()
+        self._timers: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self._due: dict[Key, deque[Job]] = {}
+        self._ring: deque[Key] = deque()
+        self._in_ring: set[Key] = set()
+        self._blocked: dict[Key, float | None] = {}  # None: until a ready queue frees room
+        self._ready: dict[Route, ReadyQueue] = {}
+        self._flight: set[Job] = set()
+        self._connections: set[Connection] = set()
+        self._starved: set[ReadyQueue] = set()  # with mail, waiting for a shared cap
+        self._idle_queues: set[ReadyQueue] = set()  # with a parked connection
+        self._reopen: dict[ReadyQueue, float] = {}  # outbound_throttle_connections waits
+        self._unreachable: dict[Route, float] = {}  # first connect failure
+        self._down: dict[Route, float] = {}  # delayed until (connect_timeout_to_delay)
+        self._wake_at = math.inf  # the last WakeAt (none yet: any work wakes the owner)
+        self._stopping = False
+
+    # --- feeding ------------------------------------------------------------------------
+    def schedule(self, job: Job) -> None:
+        heapq.heappush(self._timers, (job.due, next(self._seq), job))
+        if job.due < self._wake_at:
+            self.on_work()
+
+    # --- the dispatch step --------------------------------------------------------------
+    def step(self, now: float) -> list[Action]:
+        """Release due jobs and ended waits, then one round robin round over the due
+        (group, domain) FIFOs: at most one job each. The last action is WakeAt."""
+        if self._stopping:
+            return [WakeAt(now + HORIZON)]
+        out: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            self._make_due(heapq.heappop(timers)[2])
+        if self.selector.suspensions.expire(now):
+            for key in list(self._blocked):
+                self._unblock(key)
+        if self._blocked:
+            for key, until in list(self._blocked.items()):
+                if until is not None and until <= now:
+                    self._unblock(key)
+        if self._reopen:
+            for rq, at in list(self._reopen.items()):
+                if at <= now:
+                    del self._reopen[rq]
+                    self._maybe_open(rq, now, out)
+        placed = self._round(now, out)
+        self._wake_at = now if placed else self._next_event(now)
+        out.append(WakeAt(self._wake_at))
+        return out
+
+    def _next_event(self, now: float) -> float:
+        at = now + HORIZON
+        if self._timers:
+            at = min(at, self._timers[0][0])
+        for until in self._blocked.values():
+            if until is not None and until < at:
+                at = until
+        end = self.selector.suspensions.earliest_end()
+        if end is not None:
+            at = min(at, end)
+        if self._reopen:
+            at = min(at, *self._reopen.values())
+        return at
+
+    def _make_due(self, job: Job) -> None:
+        self._due.setdefault(job.key, deque()).append(job)
+        self._activate(job.key)
+
+    def _activate(self, key: Key) -> None:
+        if key not in self._in_ring and key not in self._blocked:
+            self._in_ring.add(key)
+            self._ring.append(key)
+            self.on_work()
+
+    def _unblock(self, key: Key) -> None:
+        self._blocked.pop(key, None)
+        if self._due.get(key):
+            self._activate(key)
+
+    def _unblock_domain(self, domain: str) -> None:
+        """Room freed for domain: retry the keys that waited for room."""
+        for key, until in list(self._blocked.items()):
+            if key[1] == domain and until is None:
+                self._unblock(key)
+
+    def _round(self, now: float, out: list[Action]) -> bool:
+        placed = False
+        ring = self._ring
+        for _ in range(len(ring)):
+            if len(self._flight) >= self.max_in_flight:
+                break
+            key = ring.popleft()
+            self._in_ring.discard(key)
+            queue = self._due.get(key)
+            if not queue:
+                continue
+            if self._place(queue[0], now, out):
+                queue.popleft()
+                placed = True
+            if queue:
+                if key not in self._blocked:
+                    self._in_ring.add(key)
+                    ring.append(key)
+            else:
+                del self._due[key]
+        return placed
+
+    def _place(self, job: Job, now: float, out: list[Action]) -> bool:
+        """Move a due job to a binding's ready queue or a local disposition, or block its
+        (group, domain)."""
+        domain = job.domain
+        ready, down, policies = self._ready, self._down, self.policies
+
+        def has_room(binding: str) -> bool:
+            rq = ready.get((binding, domain))
+            policy = rq.policy if rq is not None else policies.get(binding, domain)
+            if policy.suspend_delivery:
+                return False
+            if down.get((binding, domain), 0.0) > now:
+                return False
+            return rq is None or rq.has_room()
+
+        pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding)
+        binding = pick.binding
+        if binding is None:
+            if pick.wait_until is not None:
+                self._blocked[job.key] = pick.wait_until
+            elif pick.no_candidates:
+                if job.binding is not None:
+                    log.warning(
+                        "binding %s unusable for %s; using group %s",
+                        job.binding,
+                        job.message_id,
+                        job.group,
+                    )
+                    job.binding = None
+                    return self._place(job, now, out)  # through the group, at once
+                self._blocked[job.key] = now + NO_ROUTE_RETRY
+                log.warning("binding_group %s has no usable binding for %s", job.group, domain)
+            else:
+                # Until a ready queue frees room, or an unreachable binding's delay ends.
+                downs = [t for (_, d), t in down.items() if d == domain and t > now]
+                self._blocked[job.key] = min(downs) if downs else None
+            return False
+        policy = policies.get(binding, domain)
+        held = policies.held(binding, domain, now)
+        local = None
+        if held is not None or policy.blackhole != "false" or policy.never_attempt_expired:
+            local = self._local_reason(job, policy, held, now)
+        self._flight.add(job)
+        if local is not None:
+            out.append(LocalDisposition(job, policy, local, held))
+            return True
+        rq = ready.get((binding, domain))
+        if rq is None:
+            rq = ReadyQueue(binding, domain, policy)
+            ready[(binding, domain)] = rq
+        rq.jobs.append(job)
+        if rq.parked:
+            self._resume_first(rq, out)  # an idle connection takes it, the others stay
+        else:
+            self._maybe_open(rq, now, out)
+        return True
+
+    @staticmethod
+    def _local_reason(
+        job: Job, policy: RouteSettings, held: str | None, now: float
+    ) -> Local | None:
+        if held is not None:
+            return Local.ADAPTIVE_BLACKHOLE
+        if policy.blackhole == "internal":
+            return Local.BLACKHOLE_INTERNAL
+        if policy.blackhole != "false":
+            return Local.BLACKHOLE_INLINE
+        if policy.never_attempt_expired and expired(job.received_at, now, policy.retry):
+            return Local.EXPIRED
+        return None
+
+    # --- connections --------------------------------------------------------------------
+    def _maybe_open(self, rq: ReadyQueue, now: float, out: list[Action]) -> None:
+        if self._stopping or rq.parked:
+            return  # an open connection is waiting for mail: it takes the next job
+        policy = rq.policy
+        # Enough connections that each has at most connection_depth messages waiting.
+        needed = -(-len(rq.jobs) // policy.connection_depth) - len(rq.connections)
+        while needed > 0:
+            if 0 <= policy.max_connections <= len(rq.connections):
+                return
+            if not self.caps.can_open(policy.caps):
+                self._starved.add(rq)
+                self._release_idle(out)
+                return
+            if policy.connection_throttle is not None:
+                key, throttle = policy.connection_throttle
+                wait = self.buckets.get(key, throttle).take(now)
+                if wait > 0:
+                    at = now + wait
+                    if at < self._reopen.get(rq, math.inf):
+                        self._reopen[rq] = at
+                        if at < self._wake_at:
+                            self.on_work()
+                    return
+            self._open(rq, policy, out)
+            needed -= 1
+
+    def _open(self, rq: ReadyQueue, policy: RouteSettings, out: list[Action]) -> None:
+        conn = Connection(rq, policy)
+        self.caps.opened(policy.caps)
+        rq.connections.add(conn)
+        self._connections.add(conn)
+        out.append(OpenConnection(conn))
+
+    def _release_idle(self, out: list[Action]) -> None:
+        """A queue with mail waits for a shared connection cap: connections idling on empty
+        queues close now instead of after idle_timeout, and hand their slots over."""
+        for rq in list(self._idle_queues):
+            if not rq.jobs:
+                while rq.parked:
+                    self._resume_first(rq, out)
+
+    def _park(self, conn: Connection) -> None:
+        conn.state = PARKED
+        conn.queue.parked.append(conn)
+        self._idle_queues.add(conn.queue)
+
+    def _unpark(self, conn: Connection, state: State) -> None:
+        rq = conn.queue
+        rq.parked.remove(conn)
+        if not rq.parked:
+            self._idle_queues.discard(rq)
+        conn.state = state
+
+    def _resume_first(self, rq: ReadyQueue, out: list[Action]) -> None:
+        """The longest parked connection of rq asks again (for a job, or to close)."""
+        conn = rq.parked.popleft()
+        if not rq.parked:
+            self._idle_queues.discard(rq)
+        conn.state = WOKEN
+        out.append(Resume(conn))
+
+    def connection_opened(self, conn: Connection) -> None:
+        route = (conn.binding, conn.domain)
+        self._unreachable.pop(route, None)
+        self._down.pop(route, None)
+        conn.state = ACTIVE
+
+    def next_job(self, conn: Connection, now: float) -> Next:
+        """An open connection asks what to do: Send, Wait (parked until Resume or its idle
+        deadline; or the message throttle), or CLOSE."""
+        rq = conn.queue
+        job = conn.held
+        if job is None:
+            state = conn.state
+            if state is not ACTIVE:
+                if state is PARKED:
+                    self._unpark(conn, ACTIVE)  # its idle_timeout passed
+                conn.state = ACTIVE
+            if self._stopping:
+                return CLOSE  # finish the current message, leave the rest spooled
+            if not rq.jobs:
+                if state is PARKED or state is WOKEN or self._starved:
+                    return CLOSE  # idle long enough, or another queue needs the slot
+                self._park(conn)
+                return Wait(now + rq.policy.idle_timeout)
+            job = rq.jobs.popleft()
+            if self._blocked:
+                self._unblock_domain(rq.domain)
+        else:
+            conn.held = None
+        policy = rq.policy
+        throttle = policy.message_throttle
+        if throttle is not None:
+            wait = self.buckets.get(throttle[0], throttle[1]).take(now)
+            if wait > 0:
+                conn.held = job
+                return Wait(now + wait)
+        return Send(job, policy)
+
+    def connect_failed(
+        self, conn: Connection, now: float, *, permanent: bool = False, local: bool = False
+    ) -> list[Job]:
+        """No session for binding x domain: every job queued there shares the failure.
+        Returns those jobs (still in flight: report each through job_finished); none when
+        only relay's own limits refused (they wait a moment, no attempt is counted)."""
+        rq = conn.queue
+        jobs = list(rq.jobs)
+        rq.jobs.clear()
+        if local:
+            for job in jobs:
+                job.due = now + LOCAL_LIMIT_RETRY
+                self.job_finished(job, retry=job)
+            return []
+        route = (rq.binding, rq.domain)
+        first = self._unreachable.setdefault(route, now)
+        if not permanent and now - first >= rq.policy.connect_timeout_to_delay:
+            # Unreachable for connect_timeout_to_delay: stop trying this binding x domain
+            # until the retry interval passes; its mail waits (or uses other bindings).
+            self._down[route] = now + rq.policy.retry.retry_interval
+        self._unblock_domain(rq.domain)
+        return jobs
+
+    def connection_closed(self, conn: Connection, now: float) -> list[Action]:
+        rq = conn.queue
+        if conn.state is PARKED:
+            self._unpark(conn, ACTIVE)
+        if conn.held is not None:  # stopped while waiting for the throttle: next in line
+            rq.jobs.appendleft(conn.held)
+            conn.held = None
+        rq.connections.remove(conn)
+        self._connections.remove(conn)
+        self.caps.closed(conn.policy.caps)
+        out: list[Action] = []
+        starved, self._starved = self._starved, set()
+        for other in starved:
+            if other.jobs:
+                self._maybe_open(other, now, out)
+        if rq.jobs:
+            self._maybe_open(rq, now, out)
+        return out
+
+    # --- outcomes -----------------------------------------------------------------------
+    def job_finished(self, job: Job, retry: Job | None = None, requeue: Job | None = None) -> None:
+        """A placed job is done with: `retry` goes back to the timers (at retry.due),
+        `requeue` (stopped by a per-connection cap) is next in line, with no penalty."""
+        self._flight.remove(job)
+        if retry is not None:
+            self.schedule(retry)
+        if requeue is not None:
+            self._due.setdefault(requeue.key, deque()).appendleft(requeue)
+            self._activate(requeue.key)
+        if self._ring:
+            self.on_work()
+
+    # --- changes from outside -----------------------------------------------------------
+    def policy_changed(self, binding: str, domain: str, now: float) -> list[Action]:
+        """Adaptive delivery changed a live value or a hold for binding x domain."""
+        out: list[Action] = []
+        rq = self._ready.get((binding, domain))
+        if rq is not None:
+            rq.policy = self.policies.get(binding, domain)
+            self._maybe_open(rq, now, out)
+        for key in list(self._blocked):
+            if key[1] == domain:
+                self._unblock(key)
+        self.on_work()
+        return out
+
+    def reload(self, selector: Selector) -> None:
+        """A new configuration (the policies already reloaded): new policies for every ready
+        queue, blocked queues retried."""
+        self.selector = selector
+        for rq in self._ready.values():
+            rq.policy = self.policies.get(rq.binding, rq.domain)
+        for key in list(self._blocked):
+            self._unblock(key)
+        self.on_work()
+
+    def flush(self, now: float, domain: str | None = None) -> int:
+        """Make delayed mail (for one domain, or all) due now; returns how many jobs."""
+        domain = domain.lower() if domain is not None else None
+        moved = 0
+        kept: list[tuple[float, int, Job]] = []
+        for entry in self._timers:
+            job = entry[2]
+            if domain is None or job.domain == domain:
+                job.due = now
+                kept.append((now, entry[1], job))
+                moved += 1
+            else:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._timers = kept
+        for key in list(self._blocked):
+            if domain is None or key[1] == domain:
+                self._unblock(key)
+        self.on_work()
+        return moved
+
+    def stop(self) -> list[Action]:
+        """Dispatch nothing more; idle connections are told to close."""
+        self._stopping = True
+        self._reopen.clear()
+        out: list[Action] = []
+        for rq in list(self._idle_queues):
+            while rq.parked:
+                self._resume_first(rq, out)
+        return out
+
+    # --- views --------------------------------------------------------------------------
+    def sizes(self) -> QueueSizes:
+        return QueueSizes(
+            scheduled=len(self._timers),
+            due=sum(len(q) for q in self._due.values()),
+            ready=sum(len(rq.jobs) for rq in self._ready.values()),
+            in_flight=len(self._flight),
+            connections=len(self._connections),
+        )
+
+    def ready_rows(self) -> list[ReadyRow]:
+        return [
+            ReadyRow(rq.binding, rq.domain, len(rq.jobs), len(rq.connections), len(rq.parked))
+            for rq in self._ready.values()
+            if rq.jobs or rq.connections
+        ]
+
+    def scheduled_rows(self) -> list[ScheduledRow]:
+        delayed = Counter(job.key for _, _, job in self._timers)
+        keys = sorted(set(delayed) | {k for k, q in self._due.items() if q})
+        return [
+            ScheduledRow(
+                key[0],
+                key[1],
+                len(self._due.get(key, ())),
+                delayed.get(key, 0),
+                self._blocked.get(key),
+            )
+            for key in keys
+        ]
+
+    def policy(self, binding: str, domain: str) -> RouteSettings:
+        """The policy dispatch uses for binding x domain now (live values applied)."""
+        return self.policies.get(binding, domain)
+
+    def unreachable_until(self, binding: str, domain: str) -> float | None:
+        """Until when binding x domain gets no new connection (connect_timeout_to_delay)."""
+        return self._down.get((binding, domain))
