@@ -6,12 +6,14 @@ Among them, smooth weighted round robin. The eligible rotation for a (group, dom
 rebuilt only when the group or that domain's suspensions change, so a pick costs O(1)
 however many bindings the group has. A caller-supplied `has_room` check (the binding x
 domain ready queue is not full) is probed for at most `max_probe` candidates.
-The owner calls `SuspensionTable.expire(now)` when a suspension ends (its version bump makes
-the rotation include that binding again).
+A rotation is also rebuilt once the earliest suspension it left out has ended, so the
+selector only reads the table: adaptive delivery, its one writer, lifts ended holds in its
+own time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,7 +48,8 @@ class Selector:
         self._groups = {name: tuple(members) for name, members in groups.items()}
         self.suspensions = suspensions
         self._max_probe = max_probe
-        self._rotations: dict[tuple[str, str], tuple[int, Rotation]] = {}
+        # (group, domain) -> (table version, rebuild at, rotation)
+        self._rotations: dict[tuple[str, str], tuple[int, float, Rotation]] = {}
         self._members: dict[str, Member] = {
             m.name: m for members in self._groups.values() for m in members
         }
@@ -58,16 +61,21 @@ class Selector:
         version = self.suspensions.version(domain)
         key = (group, domain)
         cached = self._rotations.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1]
+        if cached is not None and cached[0] == version and now < cached[1]:
+            return cached[2]
         suspended = self.suspensions.for_domain(domain, now)
-        members = [
-            (m.name, m.weight)
-            for m in self._groups.get(group, ())
-            if m.plumbed and m.name not in suspended
-        ]
+        members = []
+        rebuild_at = math.inf
+        for m in self._groups.get(group, ()):
+            if not m.plumbed:
+                continue
+            entry = suspended.get(m.name)
+            if entry is None:
+                members.append((m.name, m.weight))
+            elif entry.until < rebuild_at:
+                rebuild_at = entry.until
         rotation = Rotation(smooth_sequence(members))
-        self._rotations[key] = (version, rotation)
+        self._rotations[key] = (version, rebuild_at, rotation)
         return rotation
 
     def pick(

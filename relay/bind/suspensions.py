@@ -1,8 +1,10 @@
 """Which bindings may not send to which domain, and until when. Pure data + a clock value.
 
-A suspension is per binding x domain (adaptive, or an operator); `suspend_delivery` in the
-configuration is resolved by the selector's caller. Each change bumps a per-domain version so
-selectors rebuild their eligible rotation only when something changed.
+A suspension is per binding x domain (adaptive's own, or an operator's through adaptive
+delivery): the adaptive engine is the table's one writer, the binding selector reads it.
+`suspend_delivery` in the configuration is resolved by the selector's caller. Each change
+bumps a per-domain version so selectors rebuild their eligible rotation only when something
+changed.
 """
 
 from __future__ import annotations
@@ -44,13 +46,6 @@ class SuspensionTable:
         for entry in self.all():
             self.resume(entry.binding, entry.domain)
 
-    def expire(self, now: float) -> list[Suspension]:
-        """Drop suspensions that have ended; return them."""
-        ended = [s for table in self._by_domain.values() for s in table.values() if s.until <= now]
-        for entry in ended:
-            self.resume(entry.binding, entry.domain)
-        return ended
-
     def for_domain(self, domain: str, now: float) -> dict[str, Suspension]:
         table = self._by_domain.get(domain.lower(), {})
         return {b: s for b, s in table.items() if s.until > now}
@@ -62,8 +57,11 @@ class SuspensionTable:
     def version(self, domain: str) -> int:
         return self._versions.get(domain.lower(), 0)
 
-    def earliest_end(self) -> float | None:
-        ends = [s.until for table in self._by_domain.values() for s in table.values()]
+    def earliest_end(self, now: float) -> float | None:
+        """When the first suspension still in force ends (ended ones wait to be lifted)."""
+        ends = [
+            s.until for table in self._by_domain.values() for s in table.values() if s.until > now
+        ]
         return min(ends) if ends else None
 
     def all(self) -> list[Suspension]:

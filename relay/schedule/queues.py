@@ -148,9 +148,6 @@ class Queues:
         timers = self._timers
         while timers and timers[0][0] <= now:
             self._make_due(heapq.heappop(timers)[2])
-        if self.selector.suspensions.expire(now):
-            for key in list(self._blocked):
-                self._unblock(key)
         if self._blocked:
             for key, until in list(self._blocked.items()):
                 if until is not None and until <= now:
@@ -172,7 +169,7 @@ class Queues:
         for until in self._blocked.values():
             if until is not None and until < at:
                 at = until
-        end = self.selector.suspensions.earliest_end()
+        end = self.selector.suspensions.earliest_end(now)
         if end is not None:
             at = min(at, end)
         if self._reopen:

@@ -36,7 +36,7 @@ def test_suspended_binding_is_skipped_for_that_domain_only() -> None:
     table.suspend("a", "x.com", until=100.0, reason="test")
     assert {sel.pick("g", "x.com", 10.0, always).binding for _ in range(10)} == {"b"}
     assert {sel.pick("g", "y.com", 10.0, always).binding for _ in range(10)} == {"a", "b"}
-    table.expire(100.0)
+    # Past its end the binding is back, though nobody has removed the entry yet.
     assert {sel.pick("g", "x.com", 100.0, always).binding for _ in range(10)} == {"a", "b"}
 
 
@@ -106,3 +106,12 @@ def test_is_plumbed_on_loopback_and_not_elsewhere() -> None:
     assert is_plumbed(None)
     assert is_plumbed("127.0.0.2")
     assert not is_plumbed("192.0.2.1")  # TEST-NET-1: never configured here
+
+
+def test_an_ended_suspension_is_not_a_wake_up_time() -> None:
+    table = SuspensionTable()
+    table.suspend("a", "x.com", until=100.0, reason="r")
+    table.suspend("b", "x.com", until=300.0, reason="r")
+    assert table.earliest_end(10.0) == 100.0
+    assert table.earliest_end(100.0) == 300.0  # "a" ended; its entry waits to be lifted
+    assert table.earliest_end(300.0) is None
