@@ -5,7 +5,6 @@ owns the state (holds and live values: adaptive delivery; queues: the scheduler)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from relay.adaptive import Event, PairSnapshot, Suspend
@@ -13,7 +12,6 @@ from relay.admin.view import (
     BindingView,
     NotFromFile,
     NotRunning,
-    QueueCounts,
     SuspendedDomain,
 )
 from relay.bind.suspensions import SuspensionTable
@@ -24,6 +22,7 @@ from relay.dispose.events import EventLog
 from relay.inject.server import Listeners
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.scheduler import Scheduler
+from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
 
@@ -84,10 +83,10 @@ class DaemonControl:
             return {}
         return {**daemon.last_spool_statistics, "local": daemon.spool.statistics()}
 
-    def queue_counts(self) -> QueueCounts | None:
+    def queue_counts(self) -> SchedulerStatistics | None:
         if self._daemon.scheduler is None:
             return None
-        return QueueCounts(**asdict(self._daemon.scheduler.statistics()))
+        return self._daemon.scheduler.statistics()
 
     def event_counts(self) -> Mapping[str, int]:
         return dict(self._daemon.events.counts)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relay.adaptive import Event, PairSnapshot, Suspend
+from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.statistics import SpoolStatistics
 
 
@@ -41,20 +42,6 @@ class BindingView:
     suspended: tuple[SuspendedDomain, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class QueueCounts:
-    """The scheduler's counters (jobs per tier, connections, recipient outcomes)."""
-
-    scheduled: int
-    due: int
-    ready: int
-    in_flight: int
-    connections: int
-    delivered: int
-    deferred: int
-    failed: int
-
-
 class DaemonView(Protocol):
     def now(self) -> float:
         """The daemon's clock (a test's manual clock, else the system's)."""
@@ -71,7 +58,7 @@ class DaemonView(Protocol):
         """The daemon's own spool now and the shards as last asked (cannot wait)."""
         ...
 
-    def queue_counts(self) -> QueueCounts | None: ...
+    def queue_counts(self) -> SchedulerStatistics | None: ...
 
     def event_counts(self) -> Mapping[str, int]: ...
 

@@ -64,7 +64,7 @@ HORIZON = 3600.0  # step at least this often
 
 
 class Policies(Protocol):
-    """The route policies the core decides with (live_policy.LivePolicies)."""
+    """The route policies the core decides with (live_routes.LiveRoutes)."""
 
     def get(self, binding: str, domain: str) -> RouteSettings: ...
 

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Protocol, assert_never
 
 from relay.bind.selector import Selector
@@ -34,12 +34,13 @@ from relay.schedule.actions import (
 )
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.jobs import Job, jobs_for
-from relay.schedule.live_policy import LivePolicies
+from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
+from relay.schedule.statistics import SchedulerStatistics
 from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient
@@ -63,18 +64,6 @@ class SpoolAccess(Protocol):
     def evict(self, message_id: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SchedulerStatistics:
-    scheduled: int
-    due: int
-    ready: int
-    in_flight: int
-    connections: int
-    delivered: int
-    deferred: int
-    failed: int
-
-
 class Scheduler:
     def __init__(
         self,
@@ -96,7 +85,7 @@ class Scheduler:
         self.events = events or (lambda kind, fields: None)
         self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
         self.adaptive = adaptive
-        self.live = LivePolicies(routes, adaptive)
+        self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
         self.core = Queues(selector, self.live, max_in_flight=max_in_flight, on_work=self._wake.set)
         if adaptive is not None:

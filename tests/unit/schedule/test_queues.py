@@ -22,7 +22,7 @@ from relay.schedule.actions import (
     WakeAt,
 )
 from relay.schedule.jobs import Job
-from relay.schedule.live_policy import LivePolicies
+from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local
 from relay.schedule.queues import (
     HORIZON,
@@ -39,7 +39,7 @@ T0 = 1_000_000.0
 ONE = 'binding_group "g" { binding "b1" { bind_address = 127.0.0.2 } }\n'
 
 
-class Held(LivePolicies):
+class Held(LiveRoutes):
     """Adaptive delivery holding (blackholing) some binding x domain pairs."""
 
     def __init__(self, routes: RouteSettingsSource) -> None:

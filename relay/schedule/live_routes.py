@@ -8,11 +8,11 @@ from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 
 
-class LivePolicies:
+class LiveRoutes:
     def __init__(self, routes: RouteSettingsSource, adaptive: AdaptiveLink | None = None) -> None:
         self.routes = routes
         self.adaptive = adaptive
-        # (binding, domain) -> (the configured policy, adaptive's version, the live policy)
+        # (binding, domain) -> (the configured settings, adaptive's version, the live settings)
         self._live: dict[tuple[str, str], tuple[RouteSettings, int, RouteSettings]] = {}
 
     def get(self, binding: str, domain: str) -> RouteSettings:
