@@ -16,6 +16,7 @@ class TestMessage:
     sender: str
     recipients: Sequence[str]
     content: bytes
+    client: tuple[str, str | None] | None = None
 
 
 def make_message(
