@@ -104,6 +104,16 @@ async def test_lmtp_maps_each_recipients_reply_after_the_final_dot(lmtp: LmtpSin
     assert lmtp.commands == ["LHLO"]
 
 
+async def test_lmtp_replies_that_came_stand_when_the_rest_time_out(lmtp: LmtpSink) -> None:
+    lmtp.stall_after = 1
+    pol = settings(delivery_method=("LMTP",), body_timeout=0.3)
+    async with await connect(pol, "127.0.0.7", lmtp.port) as conn:
+        results = await conn.send(make_message("a@example.test", "b@example.test"))
+        assert not conn.usable
+    assert [r.outcome for r in results] == [Outcome.DELIVERED, Outcome.TEMPORARY]
+    assert results[1].reply.local and "timeout" in str(results[1].reply)
+
+
 # ---- XCLIENT ------------------------------------------------------------------------------
 
 CLIENT = ("192.0.2.7", "client.example")

@@ -33,6 +33,7 @@ class HttpSink:
     host: str = "127.0.0.1"
     port: int = 0
     statuses: list[int] = field(default_factory=list)
+    by_recipient: dict[str, int] = field(default_factory=dict)
     stall: bool = False
     requests: list[HttpRequest] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
@@ -72,5 +73,6 @@ class HttpSink:
         )
         if self.stall:
             await self.release.wait()
-        status = self.statuses.pop(0) if self.statuses else 201
+        first = request.headers.get("X-Relay-Rcpt-To", "").strip("<>")
+        status = self.by_recipient.get(first) or (self.statuses.pop(0) if self.statuses else 201)
         return web.Response(status=status, text=f"status {status} from the test endpoint")

@@ -8,6 +8,7 @@
 
 After the final dot the server answers once per accepted recipient, in RCPT order
 (`replies` or "250 2.1.5 delivered to <addr>"); `delivered` lists those it took.
+`stall_after = n`: answer the first n recipients after the dot, then nothing (until stop).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class LmtpSink:
     rcpt: dict[str, str] = field(default_factory=dict)
     messages: list[LmtpMessage] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    stall_after: int | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 
     async def start(self) -> LmtpSink:
@@ -54,6 +57,7 @@ class LmtpSink:
         return self
 
     async def stop(self) -> None:
+        self.release.set()
         if self._server is not None:
             self._server.close()
             await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -100,4 +104,8 @@ class _Handler:
                 bytes(envelope.original_content or b""),
             )
         )
+        if self.sink.stall_after is not None:
+            for line in lines[: self.sink.stall_after]:
+                await server.push(line)
+            await self.sink.release.wait()
         return "\r\n".join(lines)  # one reply per recipient, in RCPT order
