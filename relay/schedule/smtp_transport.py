@@ -13,6 +13,7 @@ from relay.deliver.errors import ConnectError, RouteError
 from relay.deliver.http_post import HttpSession, open_http_session
 from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
+from relay.outcome import Reply
 from relay.schedule.transport import ConnectFailed
 
 
@@ -71,7 +72,10 @@ class SmtpTransport:
         """An open connection: it is the scheduler's `Session` (send, usable, close).
         delivery_method HTTP: a session to the web endpoint (no route, no SMTP)."""
         if settings.method == "HTTP":
-            return await open_http_session(settings, domain)
+            try:
+                return await open_http_session(settings, domain)
+            except ValueError as err:  # no http_host for a /regex/ domain: fix and reload
+                raise ConnectFailed(Reply.make(451, "4.3.5", str(err))) from err
         try:
             route = await self.router.resolve(settings, domain)
             connection = await open_connection(

@@ -110,3 +110,29 @@ def test_no_warning_for_the_method_options(conf: Callable[[str], Config]) -> Non
         'lmtp_port = 24\nxclient = "ifavailable"\n'
     )
     assert not [w for w in config.warnings if "ignored" in w.message or "yet" in w.message]
+
+
+def test_http_without_http_host_is_an_error_where_the_method_is_set(
+    conf: Callable[[str], Config],
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        conf(
+            'binding_group "g" {\n  binding "b1" { }\n  domain "web.test" {\n'
+            '    delivery_method = "HTTP"\n  }\n}\n'
+        )
+    (problem,) = caught.value.problems
+    assert problem.location.line == 4 and problem.option == "delivery_method"
+    assert 'needs http_host (none for binding "b1" domain "web.test")' in problem.message
+    conf(  # set above, in the group: fine
+        'binding_group "g" {\n  http_host = "127.0.0.8:80"\n  binding "b1" { }\n'
+        '  domain "web.test" { delivery_method = "HTTP" }\n}\n'
+    )
+
+
+def test_tls_required_with_smtp_only_is_an_error(conf: Callable[[str], Config]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        conf('tls = "required"\nbinding "b1" {\n  delivery_method = "SMTP"\n}\n')
+    (problem,) = caught.value.problems
+    assert problem.option == "tls" and problem.location.line == 1
+    assert "HELO offers no STARTTLS" in problem.message
+    conf('tls = "required"\nbinding "b1" {\n  delivery_method = ( "ESMTP" "SMTP" )\n}\n')
