@@ -358,7 +358,7 @@ class OutboundConnection:
         if settings.max_recipients_per_connection > 0:
             room = max(0, settings.max_recipients_per_connection - self._recipients_sent)
         todo = list(range(min(room, len(recipients))))
-        if settings.xclient != "no" and "xclient" in self._extensions:
+        if todo and settings.xclient != "no" and "xclient" in self._extensions:
             # Before anything reads the extensions: the EHLO after XCLIENT renews them.
             try:
                 refused = await self._pass_client(message.client)
@@ -369,6 +369,12 @@ class OutboundConnection:
             if refused is not None and settings.xclient == "required":
                 reply = Reply.make(451, "4.7.0", f"XCLIENT refused: {refused}")
                 settle(todo, Outcome.TEMPORARY, reply, Phase.XCLIENT)
+                return finish()
+            if refused is not None and self._xclient is not None:
+                # ifavailable, but the session speaks for an earlier message's client: never
+                # send under it; a fresh connection sends this one without XCLIENT.
+                self._broken = True
+                self._channel.close()
                 return finish()
 
         prepared = prepare_content(message.content, settings, "8bitmime" in self._extensions)

@@ -190,6 +190,27 @@ async def test_xclient_refused_is_temporary_when_required_and_skipped_when_ifava
     assert sink.messages[0].xclient is None  # delivered without the client's attributes
 
 
+async def test_xclient_refused_never_sends_under_an_earlier_messages_client(
+    smtp_sink: SinkFactory,
+) -> None:
+    script = Script(xclient="NAME ADDR HELO", xclient_replies=[None, "550 5.7.0 no"])
+    sink = await smtp_sink("127.0.0.2", script=script)
+    conn = await connect(settings(xclient="ifavailable"), "127.0.0.2", sink.port)
+    async with conn:
+        first = await conn.send(make_message("x@example.test", client=CLIENT))
+        second = await conn.send(make_message("y@example.test", client=("192.0.2.99", "b")))
+        assert not conn.usable  # this session speaks for 192.0.2.7
+    assert first[0].outcome is Outcome.DELIVERED
+    assert second[0].outcome is Outcome.NOT_ATTEMPTED  # requeued for a fresh connection
+    async with await connect(settings(xclient="ifavailable"), "127.0.0.2", sink.port) as fresh:
+        again = await fresh.send(make_message("y@example.test", client=("192.0.2.99", "b")))
+    assert again[0].outcome is Outcome.DELIVERED
+    assert [m.xclient["ADDR"] if m.xclient else None for m in sink.messages] == [
+        "192.0.2.7",
+        "192.0.2.99",
+    ]
+
+
 # ---- HTTP -------------------------------------------------------------------------------
 
 

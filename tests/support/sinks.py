@@ -64,7 +64,7 @@ class Script:
     smtputf8: bool = False
     pipelining: bool = False
     xclient: str | None = None
-    xclient_replies: list[str] = field(default_factory=list)
+    xclient_replies: list[str | None] = field(default_factory=list)  # None: accept that one
 
 
 def server_tls_context(cert: Any) -> ssl.SSLContext:
@@ -201,8 +201,9 @@ class _SinkSMTP(SMTP):
             return
         self.sink.commands.append("XCLIENT")
         self.sink.xclient_lines.append(arg)
-        if script.xclient_replies:
-            await self.push(script.xclient_replies.pop(0))
+        scripted = script.xclient_replies.pop(0) if script.xclient_replies else None
+        if scripted is not None:
+            await self.push(scripted)
             return
         attributes = dict(item.split("=", 1) for item in arg.split())
         assert self.session is not None
