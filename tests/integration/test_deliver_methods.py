@@ -5,7 +5,8 @@ each from the binding's source address."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -285,6 +286,7 @@ async def test_http_connection_refused_and_timeout_are_temporary(web: HttpSink) 
     finally:
         await session.close()
     assert refused[0].outcome is Outcome.TEMPORARY and refused[0].reply.local
+    assert "certificate" in str(refused[0].reply).lower(), refused[0].reply
     assert "connection failed" in str(refused[0].reply)
 
     web.stall = True
@@ -295,3 +297,29 @@ async def test_http_connection_refused_and_timeout_are_temporary(web: HttpSink) 
         await session.close()
     assert timed_out[0].outcome is Outcome.TEMPORARY
     assert "timeout" in str(timed_out[0].reply)
+
+
+async def test_https_is_verified_against_tls_ca(
+    sink_tls: Callable[..., ssl.SSLContext], tls_ca_file: str
+) -> None:
+    secure = await HttpSink("127.0.0.8", tls_context=sink_tls("127.0.0.8")).start()
+    try:
+        url = f"https://127.0.0.8:{secure.port}"
+        trusted = settings(delivery_method=("HTTP",), http_host=url, tls_ca=tls_ca_file)
+        session = await open_http_session(trusted, "example.test")
+        try:
+            delivered = await session.send(make_message("x@example.test"))
+        finally:
+            await session.close()
+        untrusted = settings(delivery_method=("HTTP",), http_host=url)  # system CAs only
+        session = await open_http_session(untrusted, "example.test")
+        try:
+            refused = await session.send(make_message("x@example.test"))
+        finally:
+            await session.close()
+    finally:
+        await secure.stop()
+    assert delivered[0].outcome is Outcome.DELIVERED
+    assert refused[0].outcome is Outcome.TEMPORARY and refused[0].reply.local
+    assert "certificate" in str(refused[0].reply).lower(), refused[0].reply
+    assert len(secure.requests) == 1  # the unverified endpoint never got the message

@@ -10,6 +10,7 @@ sink.requests   # [HttpRequest(peer_ip, method, path, version, headers, body)]
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -37,6 +38,7 @@ class HttpSink:
     stall: bool = False
     requests: list[HttpRequest] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    tls_context: ssl.SSLContext | None = None  # HTTPS (see sinks.server_tls_context)
     _runner: web.AppRunner | None = None
 
     async def start(self) -> HttpSink:
@@ -44,7 +46,7 @@ class HttpSink:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self
