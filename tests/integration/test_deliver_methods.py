@@ -286,7 +286,6 @@ async def test_http_connection_refused_and_timeout_are_temporary(web: HttpSink) 
     finally:
         await session.close()
     assert refused[0].outcome is Outcome.TEMPORARY and refused[0].reply.local
-    assert "certificate" in str(refused[0].reply).lower(), refused[0].reply
     assert "connection failed" in str(refused[0].reply)
 
     web.stall = True
