@@ -114,6 +114,7 @@ class Phase(enum.Enum):
     GREETING = "greeting"
     EHLO = "ehlo"
     STARTTLS = "starttls"
+    XCLIENT = "xclient"  # passing the injecting client on (Postfix XCLIENT)
     MAIL = "mail"
     RCPT = "rcpt"
     DATA = "data"

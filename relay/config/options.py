@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from relay.config import methods as m
 from relay.config import values as v
 
 Status = Literal["active", "planned", "ignored"]
@@ -232,7 +233,7 @@ _opt("delay_dsn_retry_interval", SECONDS, 3600.0, OUTBOUND, "Base delay-DSN inte
 _opt("delayed_binding_domain_fuzz", SECONDS, 0.0, BINDING_SCOPES, "Spread of bulk requeues")
 _opt(
     "delivery_method",
-    v.enum_list("ESMTP", "SMTP", "LMTP", "ECSTREAM", "APN", "GCM", "MM7"),
+    m.DELIVERY_METHOD,
     ("ESMTP", "SMTP"),
     OUTBOUND,
     "Protocols used for delivery",
@@ -398,7 +399,20 @@ _opt(
     OUTBOUND,
     "8-bit downconversion when the server lacks 8BITMIME",
 )
-_opt("xclient", v.enum("no", "ifavailable", "required"), "no", OUTBOUND, "XCLIENT", "ignored")
+_opt(
+    "xclient",
+    v.enum("no", "ifavailable", "required"),
+    "no",
+    OUTBOUND,
+    "Pass the client on (XCLIENT)",
+)
+# delivery_method = LMTP / HTTP (relay/config/methods.py)
+_opt("lmtp_port", v.integer(1, 65535), 2003, OUTBOUND, "LMTP port")
+_opt("http_basic_auth", m.HTTP_BASIC_AUTH, None, OUTBOUND, "HTTP delivery credentials")
+_opt("http_host", m.HTTP_HOST, None, OUTBOUND, "HTTP delivery host")
+_opt("http_method", m.HTTP_METHOD, "POST", OUTBOUND, "HTTP delivery method")
+_opt("http_uri", m.HTTP_URI, "/", OUTBOUND, "HTTP delivery URI")
+_opt("http_version", m.HTTP_VERSION, "1.1", OUTBOUND, "HTTP delivery version")
 
 # --- accepted for compatibility, never acted on (other channels and modules) --------------
 for _name, _type, _default, _description in (
@@ -413,12 +427,6 @@ for _name, _type, _default, _description in (
     ("gcm_delay_while_idle", v.BOOLEAN, False, "Android push delay"),
     ("gcm_dry_run", v.BOOLEAN, False, "Android push dry run"),
     ("gcm_ttl", v.integer(-1), -1, "Android push time to live"),
-    ("http_basic_auth", v.STRING, None, "HTTP delivery credentials"),
-    ("http_host", v.STRING, None, "HTTP delivery host"),
-    ("http_method", v.STRING, "POST", "HTTP delivery method"),
-    ("http_uri", v.STRING, None, "HTTP delivery URI"),
-    ("http_version", v.STRING, "1.1", "HTTP delivery version"),
-    ("lmtp_port", v.integer(1, 65535), 2003, "LMTP port"),
     ("opendkim_sign", v.BOOLEAN, True, "OpenDKIM signing"),
 ):
     _opt(_name, _type, _default, OUTBOUND, _description, "ignored")
@@ -610,6 +618,13 @@ ACTIVE = frozenset(
         "delay_dsn_max_retry_interval",
         "delay_dsn_retry_interval",
         "delivery_method",
+        "http_basic_auth",
+        "http_host",
+        "http_method",
+        "http_uri",
+        "http_version",
+        "lmtp_port",
+        "xclient",
         "drop_body_after_trans_fail",
         "ehlo_hostname",
         "ehlo_timeout",

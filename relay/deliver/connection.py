@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from relay.deliver.channel import SessionFailed, SmtpChannel, translate
 from relay.deliver.content import prepare_content
 from relay.deliver.errors import ConnectError, DeliveryFailure, FailureKind, MessageLike
+from relay.deliver.lmtp import LHLO, data_replies
 from relay.deliver.pipeline import (
     DATA_LINE,
     END_OF_DATA,
@@ -32,6 +33,7 @@ from relay.deliver.pipeline import (
 from relay.deliver.route import Destination, is_ip_literal
 from relay.deliver.settings import DeliverySettings
 from relay.deliver.tls import client_context, peer_matches
+from relay.deliver.xclient import XCLIENT_OK, xclient_line
 from relay.outcome import Outcome, Phase, RecipientResult, Remote, Reply
 
 __all__ = ["HostGate", "OutboundConnection", "open_connection"]
@@ -136,7 +138,10 @@ async def _open_one(
             fallback = settings.tls == "ifavailable" and settings.tls_ifavailable_fallback
             if "starttls" not in extensions:
                 if settings.tls == "required":
-                    fail(FailureKind.TLS, Reply.make(451, "4.7.4", f"{remote} offers no STARTTLS"))
+                    why = f"{remote} offers no STARTTLS"
+                    if settings.method == "SMTP":
+                        why = "tls = required, but delivery_method SMTP (HELO) has no STARTTLS"
+                    fail(FailureKind.TLS, Reply.make(451, "4.7.4", why))
             else:
                 try:
                     await _starttls(channel, settings, domain, destination)
@@ -147,6 +152,10 @@ async def _open_one(
                 reply, extensions = await _hello(channel, settings)
                 if reply.code != 250:
                     fail(FailureKind.REPLY, reply)
+        if settings.xclient == "required" and "xclient" not in extensions:
+            phase = Phase.XCLIENT
+            reply = Reply.make(451, "4.7.0", f"{remote} offers no XCLIENT (xclient = required)")
+            fail(FailureKind.PROTOCOL, reply)
         connection = OutboundConnection(
             settings, domain, channel, extensions, remote, tls_active, stack
         )
@@ -197,8 +206,11 @@ async def _connect_socket(settings: DeliverySettings, destination: Destination) 
 
 async def _hello(channel: SmtpChannel, settings: DeliverySettings) -> tuple[Reply, dict[str, str]]:
     """EHLO, and the extensions it offers; HELO (which offers none) only if delivery_method
-    allows plain SMTP and EHLO was refused (or ESMTP is not allowed at all)."""
+    allows plain SMTP and EHLO was refused (or ESMTP is not allowed at all); LHLO for LMTP."""
     seconds = settings.ehlo_timeout
+    if settings.method == "LMTP":  # RFC 2033: LHLO, never HELO or EHLO
+        reply = await channel.command(_hello_line(LHLO, settings), Phase.EHLO, seconds)
+        return reply, ehlo_extensions(reply.text) if reply.code == 250 else {}
     if settings.allows_esmtp:
         reply = await channel.command(_hello_line(b"EHLO", settings), Phase.EHLO, seconds)
         if reply.code == 250:
@@ -263,6 +275,8 @@ class OutboundConnection:
         self._broken = False
         self._closed = False
         self._dirty = False  # a failed transaction left state: RSET before the next MAIL
+        self._lmtp = settings.method == "LMTP"  # a reply per recipient after the final dot
+        self._xclient: bytes | None = None  # the XCLIENT the session now runs under
 
     @property
     def deliveries(self) -> int:
@@ -344,6 +358,24 @@ class OutboundConnection:
         if settings.max_recipients_per_connection > 0:
             room = max(0, settings.max_recipients_per_connection - self._recipients_sent)
         todo = list(range(min(room, len(recipients))))
+        if todo and settings.xclient != "no" and "xclient" in self._extensions:
+            # Before anything reads the extensions: the EHLO after XCLIENT renews them.
+            try:
+                refused = await self._pass_client(message.client)
+            except SessionFailed as exc:  # the session is gone: never a verdict on the mail
+                self._broken = True
+                settle(todo, Outcome.TEMPORARY, exc.reply, exc.phase)
+                return finish()
+            if refused is not None and settings.xclient == "required":
+                reply = Reply.make(451, "4.7.0", f"XCLIENT refused: {refused}")
+                settle(todo, Outcome.TEMPORARY, reply, Phase.XCLIENT)
+                return finish()
+            if refused is not None and self._xclient is not None:
+                # ifavailable, but the session speaks for an earlier message's client: never
+                # send under it; a fresh connection sends this one without XCLIENT.
+                self._broken = True
+                self._channel.close()
+                return finish()
 
         prepared = prepare_content(message.content, settings, "8bitmime" in self._extensions)
         if prepared.refused is not None:
@@ -404,13 +436,7 @@ class OutboundConnection:
         pipelined = self._pipelining
         pending: list[int] = list(batch)
         try:
-            if self._dirty:
-                channel.write(b"RSET\r\n", 1, Phase.RSET)
-                reply = await channel.reply(Phase.RSET, settings.rset_timeout)
-                if reply.code is None or reply.code >= 300:
-                    channel.close()
-                    raise SessionFailed(FailureKind.REPLY, Phase.RSET, reply, "RSET refused")
-                self._dirty = False
+            await self._reset()
             try:
                 mail = mail_line(sender, mail_options, utf8)
             except Unsendable as exc:  # as if the sender was refused; nothing was sent
@@ -464,6 +490,9 @@ class OutboundConnection:
                 reply = channel.parse(code, text)
                 settle(accepted, reply.outcome, reply, Phase.DATA)
                 return None
+            if self._lmtp:
+                await self._lmtp_data(body, accepted, settle)
+                return None
             channel.write(body, 1, Phase.DATA)
             reply = await channel.reply(Phase.DATA, settings.body_timeout)
             settle(accepted, reply.outcome, reply, Phase.DATA)
@@ -473,6 +502,69 @@ class OutboundConnection:
         except SessionFailed as exc:
             channel.close()
             raise _TransactionBroken(exc, pending) from exc
+
+    async def _reset(self) -> None:
+        """RSET when a failed transaction left state behind; raises SessionFailed."""
+        if not self._dirty:
+            return
+        channel = self._channel
+        channel.write(b"RSET\r\n", 1, Phase.RSET)
+        reply = await channel.reply(Phase.RSET, self.settings.rset_timeout)
+        if reply.code is None or reply.code >= 300:
+            channel.close()
+            raise SessionFailed(FailureKind.REPLY, Phase.RSET, reply, "RSET refused")
+        self._dirty = False
+
+    async def _lmtp_data(
+        self,
+        body: bytes,
+        accepted: list[int],
+        settle: Callable[[Iterable[int], Outcome, Reply, Phase], None],
+    ) -> None:
+        """The content, and one reply per accepted recipient (RFC 2033 4.2). The replies
+        that came stand; if the connection fails before the rest, raises SessionFailed
+        (the recipients still unanswered share its reply)."""
+        channel = self._channel
+        channel.write(body, len(accepted), Phase.DATA)
+        replies: list[Reply] = []
+        lost: SessionFailed | None = None
+        try:
+            for _ in accepted:
+                replies.append(await channel.reply(Phase.DATA, self.settings.body_timeout))
+        except SessionFailed as exc:
+            lost = exc
+        for index, reply in data_replies(accepted, replies, lost.reply if lost else _NO_REPLY):
+            settle((index,), reply.outcome, reply, Phase.DATA)
+        if lost is not None:
+            raise lost
+        self._dirty = False  # every recipient answered: the transaction is over
+
+    async def _pass_client(self, client: tuple[str, str | None] | None) -> Reply | None:
+        """XCLIENT before a message whose client differs from the session's (then EHLO
+        again, as the 220 restarts the session). None when the next hop knows the client
+        (or accepts none of the attributes); else its refusing reply, the session as it
+        was. Raises SessionFailed (the connection closed) when the session is lost."""
+        line = xclient_line(self._extensions.get("xclient", ""), client)
+        if line is None or line == self._xclient:
+            return None
+        channel, settings = self._channel, self.settings
+        try:
+            await self._reset()
+            reply = await channel.command(line, Phase.XCLIENT, settings.ehlo_timeout)
+            if reply.code != XCLIENT_OK:
+                if not channel.connected:  # 421
+                    raise SessionFailed(FailureKind.REPLY, Phase.XCLIENT, reply, "XCLIENT")
+                return reply
+            self._xclient = line
+            reply, extensions = await _hello(channel, settings)
+            if reply.code != 250:
+                raise SessionFailed(FailureKind.REPLY, Phase.EHLO, reply, "EHLO after XCLIENT")
+        except SessionFailed:
+            channel.close()
+            raise
+        self._extensions = extensions
+        self._pipelining = "pipelining" in extensions
+        return None
 
     async def _drain(self, rcpts: int, data: bool) -> None:
         """Read the rest of a pipelined block's replies after the transaction already
@@ -497,6 +589,7 @@ class OutboundConnection:
 
 _START_MAIL_INPUT = 354
 _NOT_ATTEMPTED = Reply.make(451, "4.4.0", "not attempted on this connection")  # immutable
+_NO_REPLY = Reply.make(451, "4.4.2", "no LMTP reply for this recipient")
 
 
 def _refused_locally(phase: Phase, exc: Unsendable) -> Reply:

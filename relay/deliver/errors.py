@@ -74,6 +74,11 @@ class MessageLike(Protocol):
     @property
     def content(self) -> bytes: ...
 
+    @property
+    def client(self) -> tuple[str, str | None] | None:
+        """The injecting client's (IP, HELO name), for XCLIENT; None when unknown."""
+        ...
+
 
 class DeliveryError(Exception):
     """Base of relay/deliver's exceptions; `failure` is the decisive step."""

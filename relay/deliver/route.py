@@ -244,13 +244,13 @@ class Router:
     async def _hosts(self, settings: DeliverySettings, domain: str) -> tuple[MxHost, ...]:
         if settings.gateway is not None:
             host, port = settings.gateway
-            return (MxHost(host, 0, port or settings.remote_smtp_port),)
+            return (MxHost(host, 0, port or settings.port),)
         answer = await self.resolver.mx(domain)
         if answer.status is LookupStatus.TEMPFAIL and self._fallback_after:
             failures = self._mx_failures.get(domain, 0) + 1
             self._mx_failures[domain] = failures
             if failures >= self._fallback_after:
-                return (MxHost(domain, 0, settings.remote_smtp_port, implicit=True),)
+                return (MxHost(domain, 0, settings.port, implicit=True),)
         else:
             self._mx_failures.pop(domain, None)
-        return mx_hosts_from_answer(domain, answer, settings.remote_smtp_port, self._rng, settings)
+        return mx_hosts_from_answer(domain, answer, settings.port, self._rng, settings)

@@ -16,6 +16,8 @@ TlsMode = Literal["no", "ifavailable", "required"]
 TlsVerify = Literal["no", "ca", "host"]
 Send8BitMime = Literal["no", "ifavailable"]
 Transform8BitMime = Literal["no", "ifneeded", "strict", "strip"]
+XclientMode = Literal["no", "ifavailable", "required"]
+Method = Literal["ESMTP", "SMTP", "LMTP", "HTTP"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,32 @@ class DeliverySettings:
     transform_8bitmime_content: Transform8BitMime = "ifneeded"
     response_transcode_pattern: str | None = None
     response_transcode_replace: str | None = None
+    xclient: XclientMode = "no"
+    lmtp_port: int = 2003
+    # delivery_method = HTTP: http_host is the base URL ("http://host:port"), as the
+    # configuration's value type normalised it; http_basic_auth is "user:password".
+    http_host: str | None = None
+    http_uri: str = "/"
+    http_method: str = "POST"
+    http_version: str = "1.1"
+    http_basic_auth: str | None = None
+
+    @property
+    def method(self) -> Method:
+        """The protocol: LMTP and HTTP stand alone (the configuration allows them only so);
+        ESMTP when EHLO is allowed (with a HELO fallback when SMTP is listed too); else
+        SMTP, HELO only."""
+        methods = {m.upper() for m in self.delivery_method}
+        if "LMTP" in methods:
+            return "LMTP"
+        if "HTTP" in methods:
+            return "HTTP"
+        return "ESMTP" if "ESMTP" in methods else "SMTP"
+
+    @property
+    def port(self) -> int:
+        """The destination port when the gateway names none: lmtp_port for LMTP."""
+        return self.lmtp_port if self.method == "LMTP" else self.remote_smtp_port
 
     @property
     def allows_esmtp(self) -> bool:

@@ -74,6 +74,7 @@ def accept(
         binding=prepared.binding,
         content=prepared.content,
         received_at=received_at,
+        client=(reception.client_ip, reception.helo),
     )
     try:
         return submit(store, message)

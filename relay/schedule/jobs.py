@@ -20,6 +20,7 @@ class Job:
     due: float = 0.0
     # Delay DSNs sent, by recipient; None (the common case) saves a dict per queued job.
     notices: dict[str, int] | None = None
+    client: tuple[str, str | None] | None = None  # the injecting client, for XCLIENT
 
     @property
     def key(self) -> tuple[str, str]:
@@ -51,6 +52,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
                 envelope.received_at,
                 [],
                 due=rcpt.next_attempt,
+                client=envelope.client,
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))

@@ -1,5 +1,6 @@
-"""The scheduler's Transport over relay/deliver: route and connect; the connection it opens
-sends and reports `RecipientResult`s itself."""
+"""The scheduler's Transport over relay/deliver: route and connect (SMTP, ESMTP, LMTP), or
+open an HTTP session (delivery_method HTTP); the session it opens sends and reports
+`RecipientResult`s itself."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from dataclasses import dataclass, field
 
 from relay.deliver.connection import OutboundConnection, open_connection
 from relay.deliver.errors import ConnectError, RouteError
+from relay.deliver.http_post import HttpSession, open_http_session
 from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
+from relay.outcome import Reply
 from relay.schedule.transport import ConnectFailed
 
 
@@ -65,8 +68,14 @@ class SmtpTransport:
 
     async def open(
         self, binding: str, domain: str, settings: DeliverySettings
-    ) -> OutboundConnection:
-        """An open connection: it is the scheduler's `Session` (send, usable, close)."""
+    ) -> OutboundConnection | HttpSession:
+        """An open connection: it is the scheduler's `Session` (send, usable, close).
+        delivery_method HTTP: a session to the web endpoint (no route, no SMTP)."""
+        if settings.method == "HTTP":
+            try:
+                return await open_http_session(settings, domain)
+            except ValueError as err:  # no http_host for a /regex/ domain: fix and reload
+                raise ConnectFailed(Reply.make(451, "4.3.5", str(err))) from err
         try:
             route = await self.router.resolve(settings, domain)
             connection = await open_connection(

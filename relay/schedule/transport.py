@@ -19,6 +19,7 @@ class OutboundMessage:
     sender: str
     recipients: tuple[str, ...]
     content: bytes
+    client: tuple[str, str | None] | None = None  # (IP, HELO) of the injecting client
 
 
 class ConnectFailed(Exception):

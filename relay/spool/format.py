@@ -12,6 +12,7 @@ was never acknowledged. Neither is a message.
 
 Record bodies:
   MESSAGE  u32 envelope length | envelope JSON | content bytes
+           (the JSON's "client": [ip, helo] is optional: older records have none)
   UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
                                     (, delay_notices when > 0)], ...]}
   REMOVE   JSON {"id": ...}
@@ -28,7 +29,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from relay.spool.model import Envelope, Recipient, RecipientState
+from relay.spool.model import Client, Envelope, Recipient, RecipientState
 
 SEGMENT_MAGIC = b"RLYSPOOL"
 SEGMENT_VERSION = 1
@@ -151,10 +152,14 @@ def _recipient_json(r: Recipient) -> str:
 def _envelope_json(envelope: Envelope) -> bytes:
     binding = "null" if envelope.binding is None else _STRING(envelope.binding)
     rows = ",".join([_recipient_json(r) for r in envelope.recipients])
+    client = ""
+    if envelope.client is not None:
+        ip, helo = envelope.client
+        client = f',"client":[{_STRING(ip)},{"null" if helo is None else _STRING(helo)}]'
     return (
         f'{{"id":{_STRING(envelope.message_id)},"from":{_STRING(envelope.sender)},'
         f'"group":{_STRING(envelope.binding_group)},"binding":{binding},'
-        f'"received_at":{_json_float(envelope.received_at)},"rcpt":[{rows}]}}'
+        f'"received_at":{_json_float(envelope.received_at)},"rcpt":[{rows}]{client}}}'
     ).encode()
 
 
@@ -238,8 +243,22 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         received_at=float(received_at),
         recipients=recipients,
         size=len(body) - start,
+        client=_client(doc.get("client")),
     )
     return envelope, start
+
+
+def _client(value: object) -> Client | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], str)
+        or not (value[1] is None or isinstance(value[1], str))
+    ):
+        raise FormatError(f"bad client {value!r}")
+    return (sys.intern(value[0]), value[1])
 
 
 def message_content(body: bytes) -> bytes:

@@ -6,6 +6,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+# The injecting client, kept for XCLIENT at delivery: (IP address, HELO name or None).
+Client = tuple[str, str | None]
+
 
 class RecipientState(enum.Enum):
     PENDING = "pending"  # not yet attempted, or deferred until next_attempt
@@ -22,6 +25,7 @@ class NewMessage(NamedTuple):  # immutable, and built per message: a tuple is ch
     binding: str | None  # an explicit binding (X-Binding), else None
     content: bytes  # the full message as it will be delivered (CRLF line ends)
     received_at: float  # unix time of reception
+    client: Client | None = None  # None: relay's own mail (DSNs, alerts)
 
 
 @dataclass(slots=True)
@@ -56,3 +60,4 @@ class Envelope:
     received_at: float
     recipients: list[Recipient] = field(default_factory=list)
     size: int = 0
+    client: Client | None = None  # who injected it; None in spools written before it was kept

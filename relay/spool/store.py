@@ -228,6 +228,7 @@ class Spool:
             received_at=message.received_at,
             recipients=[Recipient(address) for address in message.recipients],
             size=len(message.content),
+            client=message.client,
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:

@@ -58,6 +58,13 @@ _DELIVERY_OPTIONS = (
     "transform_8bitmime_content",
     "response_transcode_pattern",
     "response_transcode_replace",
+    "xclient",
+    "lmtp_port",
+    "http_host",
+    "http_uri",
+    "http_method",
+    "http_version",
+    "http_basic_auth",
 )
 
 

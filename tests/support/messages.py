@@ -16,6 +16,7 @@ class TestMessage:
     sender: str
     recipients: Sequence[str]
     content: bytes
+    client: tuple[str, str | None] | None = None
 
 
 def make_message(
@@ -23,5 +24,6 @@ def make_message(
     content: bytes = DEFAULT_CONTENT,
     sender: str = "a@sender.test",
     message_id: str = "m1",
+    client: tuple[str, str | None] | None = None,
 ) -> TestMessage:
-    return TestMessage(message_id, sender, tuple(recipients), content)
+    return TestMessage(message_id, sender, tuple(recipients), content, client)

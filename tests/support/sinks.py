@@ -14,6 +14,9 @@ Script (all optional; a list of replies is consumed one per command, then the de
   stall      "EHLO" | "MAIL" | "RCPT" | "DATA": never answer that command
   eightbitmime / smtputf8 / pipelining: advertise those extensions (8BITMIME on by
                 default); aiosmtpd answers pipelined commands in order either way
+  xclient    the attribute list to offer as XCLIENT ("NAME ADDR HELO"); None: not offered.
+             A 220 to XCLIENT restarts the session (EHLO again); `Received.xclient` holds
+             the attributes in force for the transaction; script.xclient_replies refuse it
 A scripted reply is written as is, so "garbage" (no code) tests invalid replies.
 STARTTLS is offered when `tls_context` (a server SSLContext, see `server_tls_context`) is
 given; `Received.tls` says whether the transaction ran over TLS.
@@ -43,6 +46,7 @@ class Received:
     rcpt_tos: list[str]
     content: bytes
     tls: bool
+    xclient: dict[str, str] | None = None
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Script:
     eightbitmime: bool = True
     smtputf8: bool = False
     pipelining: bool = False
+    xclient: str | None = None
+    xclient_replies: list[str | None] = field(default_factory=list)  # None: accept that one
 
 
 def server_tls_context(cert: Any) -> ssl.SSLContext:
@@ -86,6 +92,7 @@ class SmtpSink:
         self.messages: list[Received] = []
         self.ehlo_names: list[str] = []
         self.commands: list[str] = []  # MAIL/RCPT/DATA/RSET/... in order, as seen
+        self.xclient_lines: list[str] = []  # the XCLIENT arguments, as received
         self.connections = 0
         self.active = 0
         self.max_active = 0
@@ -186,6 +193,25 @@ class _SinkSMTP(SMTP):
             self._counted = None
         super().connection_lost(error)
 
+    async def smtp_XCLIENT(self, arg: str) -> None:
+        """Postfix XCLIENT: attributes to the session, then a new greeting (EHLO again)."""
+        script = self.sink.script
+        if script.xclient is None:
+            await self.push('500 Error: command "XCLIENT" not recognized')
+            return
+        self.sink.commands.append("XCLIENT")
+        self.sink.xclient_lines.append(arg)
+        scripted = script.xclient_replies.pop(0) if script.xclient_replies else None
+        if scripted is not None:
+            await self.push(scripted)
+            return
+        attributes = dict(item.split("=", 1) for item in arg.split())
+        assert self.session is not None
+        self.session.xclient = attributes  # type: ignore[attr-defined]
+        self.session.host_name = None  # the session starts over: EHLO is needed again
+        self._set_rset_state()
+        await self.push(f"220 {self.hostname} ESMTP after XCLIENT")
+
 
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
@@ -214,6 +240,8 @@ class _Handler:
             responses = [r for r in responses if r[4:].upper() != "8BITMIME"]
         if self.sink.script.pipelining:
             responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
+        if self.sink.script.xclient is not None:
+            responses = [*responses[:-1], f"250-XCLIENT {self.sink.script.xclient}", responses[-1]]
         return responses
 
     async def handle_HELO(
@@ -273,6 +301,7 @@ class _Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 content=bytes(content),
                 tls=session.ssl is not None,
+                xclient=getattr(session, "xclient", None),
             )
         )
         return "250 2.0.0 queued"

@@ -144,3 +144,38 @@ def test_envelope_json_reads_back_as_json_dumps_writes_it() -> None:
         json.loads(_envelope_json(nan))["received_at"]
         != json.loads(_envelope_json(nan))["received_at"]
     )  # NaN, as json.dumps writes it
+
+
+def test_the_client_round_trips_and_older_records_without_it_load() -> None:
+    import dataclasses
+
+    with_client = dataclasses.replace(_envelope(), client=("192.0.2.7", "c.example"))
+    body = parse_record(encode_message(with_client, b"hi"), 0).body
+    assert decode_message(body)[0].client == ("192.0.2.7", "c.example")
+    no_helo = dataclasses.replace(_envelope(), client=("2001:db8::1", None))
+    body = parse_record(encode_message(no_helo, b"hi"), 0).body
+    assert decode_message(body)[0].client == ("2001:db8::1", None)
+    # a record as relay wrote it before clients were kept: no "client" key
+    old = parse_record(encode_message(_envelope(), b"hi"), 0).body
+    assert b'"client"' not in old
+    assert decode_message(old)[0].client is None
+
+
+def test_a_bad_client_is_a_format_error() -> None:
+    import json
+    import struct
+
+    meta = json.dumps(
+        {
+            "id": "m",
+            "from": "",
+            "group": "g",
+            "binding": None,
+            "received_at": 1.0,
+            "rcpt": [["a@x", "pending", 0, 0.0, ""]],
+            "client": ["only-one"],
+        }
+    ).encode()
+    body = struct.pack("<I", len(meta)) + meta + b"x"
+    with pytest.raises(FormatError, match="bad client"):
+        decode_message(body)

@@ -34,6 +34,8 @@ ENVELOPE = Envelope(
 
 def test_envelope_and_recipient_round_trip() -> None:
     assert envelope_from(envelope_tuple(ENVELOPE)) == ENVELOPE
+    with_client = Envelope("m", "", "g", None, 1.0, [Recipient("a@x")], 1, ("192.0.2.7", "c"))
+    assert envelope_from(envelope_tuple(with_client)) == with_client
     for r in ENVELOPE.recipients:
         assert recipient_from(recipient_tuple(r)) == r
 
