@@ -6,7 +6,7 @@ configuration against (the Docker tests deliver to it too).
 Each message becomes `DIR/<id>.eml` (the content as received, CRLF line ends) and one JSON
 line in `DIR/messages.jsonl`: id, received_at, peer (the client's address, i.e. the
 binding's source address), listener, helo (the EHLO/HELO name), esmtp, sender,
-recipients, size, file; and one line on stdout. The 250 is said once both are written
+recipients, message_id, size, file; and one line on stdout. The 250 is said once both are written
 (fsynced with --fsync). It speaks SMTP through relay's own server state machine
 (relay.inject.protocol) with every client allowed to relay and no TLS or AUTH; it never
 refuses a well-formed message.
@@ -21,6 +21,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import secrets
 import signal
 import sys
@@ -39,6 +40,14 @@ ANYONE: tuple[IPNetwork, ...] = (
 )
 
 JOURNAL = "messages.jsonl"
+_MESSAGE_ID = re.compile(rb"^message-id[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id(content: bytes) -> str | None:
+    """The Message-ID field of the header section, if any."""
+    end = content.find(b"\r\n\r\n")
+    found = _MESSAGE_ID.search(content, 0, len(content) if end < 0 else end)
+    return found.group(1).strip().decode("utf-8", "replace") if found else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +85,15 @@ class Recorder:
         self.count = 0
 
     def record(self, message: Received) -> dict[str, object]:
-        message_id = secrets.token_hex(8)
-        name = f"{message_id}.eml"
+        key = secrets.token_hex(8)
+        name = f"{key}.eml"
         with open(self.directory / name, "wb") as file:
             file.write(message.content)
             if self.fsync:
                 file.flush()
                 os.fsync(file.fileno())
         entry: dict[str, object] = {
-            "id": message_id,
+            "id": key,
             "received_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
             "peer": message.peer,
             "listener": message.listener,
@@ -92,6 +101,7 @@ class Recorder:
             "esmtp": message.esmtp,
             "sender": message.sender,
             "recipients": list(message.recipients),
+            "message_id": message_id(message.content),
             "size": len(message.content),
             "file": name,
         }
