@@ -51,10 +51,8 @@ def test_compose_file_is_valid_for_docker_compose() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert (
-        "version"
-        not in COMPOSE_FILE.read_text().split("services:")[0].replace("# ", "").split("\n")[-1]
-    )
+    lines = COMPOSE_FILE.read_text().splitlines()
+    assert not any(line.startswith("version:") for line in lines)  # the Compose Specification
 
 
 def test_compose_up_shows_mail_reaching_the_sink(project: str) -> None:
