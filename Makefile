@@ -50,6 +50,7 @@ docker: $(STAMP)
 	bash docker/wheels.sh $(BIN)/python
 	docker build --quiet --network host --build-arg BASE=$(DOCKER_BASE) \
 	  -f docker/Dockerfile -t $(DOCKER_IMAGE) . >/dev/null
+	@docker image prune --force --filter label=org.relay.build=relay >/dev/null  # old builds
 	@docker image inspect -f 'image $(DOCKER_IMAGE): {{.Size}} bytes' $(DOCKER_IMAGE)
 
 # Installs docker.io/debootstrap if missing, starts dockerd if none runs (and stops it after),

@@ -35,6 +35,7 @@ debootstrap --variant=minbase --include=python3,python3-venv bookworm "$root" "$
 rm -f "$root.log"
 # No package lists, caches or docs in the image: it only runs relay.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
-  "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
+  "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* "$root"/usr/share/man/* \
+  "$root"/usr/share/locale/*
 tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$tag" >/dev/null
 echo "base image $tag: built ($(docker image inspect -f '{{.Size}}' "$tag") bytes)"
