@@ -59,7 +59,7 @@ docker-test: $(STAMP)
 	bash docker/engine.sh start
 	status=0; \
 	$(MAKE) --no-print-directory docker && \
-	  RELAY_DOCKER_TESTS=1 RELAY_IMAGE=$(DOCKER_IMAGE) $(BIN)/python -m pytest -q tests/docker \
+	  RELAY_DOCKER_TESTS=1 RELAY_IMAGE=$(DOCKER_IMAGE) $(BIN)/python -m pytest -q -s tests/docker \
 	  || status=$$?; \
 	bash docker/engine.sh stop; exit $$status
 
