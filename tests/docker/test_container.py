@@ -177,3 +177,21 @@ def _refused(port: int) -> bool:
             return not sock.recv(512).startswith(b"220")
     except OSError:
         return True
+
+
+def test_image_holds_relay_and_its_runtime_only(image: str) -> None:
+    listing = subprocess.run(
+        [
+            "docker", "run", "--rm", "--network", "host", "--entrypoint", "sh", image, "-c",
+            "command -v gcc cc make pip pip3 || true; ls /opt/relay/lib/python3*/site-packages",
+        ],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.split()  # fmt: skip
+    assert not [tool for tool in listing if tool.startswith("/")], listing  # no compilers, pip
+    packages = {name.split("-")[0].lower() for name in listing}
+    assert {"relay", "dns", "uvloop", "prometheus_client"} <= packages
+    for dev in ("pytest", "aiosmtpd", "aiosmtplib", "mypy", "ruff", "hypothesis", "tests", "pip"):
+        assert dev not in packages
+    size = int(docker("image", "inspect", "-f", "{{.Size}}", image))
+    print(f"\nimage {image}: {size / 1e6:.0f} MB")
+    assert size < 250e6
