@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/relay.conf
 
-.PHONY: run test lint bench bench-quick bench-deps check-config clean
+.PHONY: run test lint bench bench-quick bench-deps check-config clean docker docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,30 @@ bench: $(STAMP) bench-deps
 bench-quick: $(STAMP) bench-deps
 	$(BIN)/python -m tests.bench.run --messages 1000 --rcpt-messages 200 --queued 2000 \
 	  --bindings 100 --timeout 60
+
+# The container image relay:local (docker/Dockerfile), built from wheels made here and a
+# local base image (docker/base-image.sh, debootstrap; reused once built). Where a registry
+# is reachable: make docker DOCKER_BASE=python:3.11-slim
+DOCKER_BASE  ?= relay-base:bookworm
+DOCKER_IMAGE ?= relay:local
+
+docker: $(STAMP)
+	@case "$(DOCKER_BASE)" in relay-base:*) bash docker/base-image.sh $(DOCKER_BASE);; esac
+	bash docker/wheels.sh $(BIN)/python
+	docker build --quiet --network host --build-arg BASE=$(DOCKER_BASE) \
+	  -f docker/Dockerfile -t $(DOCKER_IMAGE) . >/dev/null
+	@docker image prune --force --filter label=org.relay.build=relay >/dev/null  # old builds
+	@docker image inspect -f 'image $(DOCKER_IMAGE): {{.Size}} bytes' $(DOCKER_IMAGE)
+
+# Installs docker.io/debootstrap if missing, starts dockerd if none runs (and stops it after),
+# builds the images, runs tests/docker against containers (skipped by `make test`).
+docker-test: $(STAMP)
+	bash docker/engine.sh start
+	status=0; \
+	$(MAKE) --no-print-directory docker && \
+	  RELAY_DOCKER_TESTS=1 RELAY_IMAGE=$(DOCKER_IMAGE) $(BIN)/python -m pytest -q -s tests/docker \
+	  || status=$$?; \
+	bash docker/engine.sh stop; exit $$status
 
 check-config: $(STAMP)
 	$(BIN)/relay config check $(CONFIG)

@@ -13,6 +13,7 @@ from relay.config import values as v
 from relay.config.lexer import is_bare_word
 from relay.config.model import Config
 from relay.config.printer import quote
+from relay.tools.commands import add_commands as add_tool_commands
 
 DEFAULT_CONFIG = "config/relay.conf"
 EXIT_CONFIG = 2
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[binding_group G] [binding B] [domain D] [host H] OPTION",
     )
     ev.set_defaults(handler=cmd_eval)
+
+    add_tool_commands(commands)  # sink, health
     return parser
 
 

@@ -1,0 +1,2 @@
+"""Operators' tools beside the daemon: `relay sink` (a recording SMTP sink to try a
+configuration against) and `relay health` (the container health check)."""
