@@ -4,14 +4,20 @@ owns the state (holds and live values: adaptive delivery; queues: the scheduler)
 
 from __future__ import annotations
 
+import asyncio
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from relay.adaptive import Event, PairSnapshot, Suspend
 from relay.admin.view import (
     BindingView,
+    Health,
     NotFromFile,
     NotRunning,
+    SubmissionRefused,
+    Submitted,
     SuspendedDomain,
 )
 from relay.bind.suspensions import SuspensionTable
@@ -19,12 +25,16 @@ from relay.clock import Clock
 from relay.config import load
 from relay.config.model import Config
 from relay.dispose.events import EventLog
+from relay.handoff import Handoff
+from relay.inject import submission
 from relay.inject.server import Listeners
+from relay.inject.spooling import stored_reply
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
+from relay.wiring import Settings
 
 
 class RunningDaemon(Protocol):
@@ -32,6 +42,10 @@ class RunningDaemon(Protocol):
 
     clock: Clock
     config: Config
+    settings: Settings
+    handoff: Handoff | None  # where mail injected in this process is stored through
+    ready: bool  # recovery finished and injection listening
+    workers: list[asyncio.subprocess.Process]
     path: str | None
     spool: Spool | None
     scheduler: Scheduler | None
@@ -130,7 +144,65 @@ class DaemonControl:
     def adaptive_pairs(self) -> Sequence[PairSnapshot]:
         return self._adaptive().engine.snapshot(self.now())
 
+    async def health(self) -> Health:
+        daemon = self._daemon
+        problems: list[str] = []
+        writable = await asyncio.to_thread(_writable, str(daemon.settings.daemon.spoolbase))
+        if writable is not None:
+            problems.append(f"spool not writable: {writable}")
+        bound = tuple(self.listening())
+        configured = len(daemon.settings.inject.listeners)
+        workers = daemon.settings.daemon.injection_workers
+        if workers:
+            if len(daemon.workers) < workers:
+                problems.append(f"{len(daemon.workers)} of {workers} injection workers running")
+        elif len(bound) < configured:
+            problems.append(f"{len(bound)} of {configured} listeners up")
+        return Health(writable is None, bound, tuple(problems))
+
+    def ready(self) -> bool:
+        return self._daemon.ready
+
+    def state_directory(self) -> str:
+        return str(self._daemon.settings.daemon.spoolbase)
+
     # --- changes ------------------------------------------------------------------------
+    async def submit(
+        self,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        content: bytes,
+        binding_group: str | None,
+        binding: str | None,
+        client_ip: str,
+        tls: bool,
+    ) -> Submitted:
+        daemon = self._daemon
+        if daemon.handoff is None or not daemon.ready:
+            raise NotRunning("the spool has not started")
+        try:
+            future = submission.submit(
+                daemon.handoff,
+                daemon.settings.inject,
+                sender=sender,
+                recipients=recipients,
+                content=content,
+                binding_group=binding_group,
+                binding=binding,
+                client_ip=client_ip,
+                tls=tls,
+                received_at=self.now(),
+            )
+        except submission.Refused as err:
+            raise SubmissionRefused(err.field, err.reply) from None
+        await asyncio.wait([future])
+        reply = stored_reply(future, f"http:{client_ip}")
+        if future.cancelled() or future.exception() is not None:
+            raise SubmissionRefused(None, reply)
+        envelope = future.result()
+        return Submitted(envelope.message_id, len(envelope.recipients))
+
     def suspend(self, binding: str, domain: str, duration: float, reason: str) -> Suspend:
         event = self._adaptive().suspend(binding, domain, self.now(), duration, reason)
         self._changed()
@@ -161,3 +233,17 @@ class DaemonControl:
         config = load(daemon.path)  # ConfigError: the running configuration stays
         await daemon.reload(config)
         return daemon.path
+
+
+def _writable(directory: str) -> str | None:
+    """None when a file can be made, written and removed in `directory`, else why not."""
+    try:
+        fd, path = tempfile.mkstemp(prefix=".healthz-", dir=directory)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as err:
+        return str(err)
+    return None

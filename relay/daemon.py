@@ -20,7 +20,10 @@ import tempfile
 from pathlib import Path
 
 from relay.admin.api import routes as admin_routes
-from relay.admin.http import start_admin
+from relay.admin.auth import Token, TokenFileError, load_tokens
+from relay.admin.http import MAX_BODY, AdminServer, start_admin
+from relay.admin.idempotency import FILE as IDEMPOTENCY_FILE
+from relay.admin.idempotency import IdempotencyStore
 from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock, SystemClock
@@ -41,7 +44,7 @@ from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
-from relay.wiring import Settings, compile_settings
+from relay.wiring import DaemonSettings, Settings, compile_settings
 from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
@@ -64,7 +67,10 @@ class Daemon:
         self.adaptive: AdaptiveLink | None = None
         self.gates: HostGates | None = None
         self._background: list[asyncio.Task[None]] = []
-        self.admin: asyncio.Server | None = None
+        self.admin: AdminServer | None = None
+        self.idempotency: IdempotencyStore | None = None
+        self.handoff: Handoff | None = None
+        self.ready = False  # recovery finished, injection listening
         self.shards: ShardedSpool | None = None
         self.last_spool_statistics: dict[str, SpoolStatistics] = {}
         self.workers: list[asyncio.subprocess.Process] = []
@@ -73,6 +79,7 @@ class Daemon:
     async def start(self) -> None:
         settings = self.settings
         options = settings.daemon
+        admin_access = await asyncio.to_thread(_admin_access, options)  # ConfigError first
         self.events = EventLog(options.event_log)
         spoolbase = options.spoolbase
         await asyncio.to_thread(spoolbase.mkdir, parents=True, exist_ok=True)
@@ -139,19 +146,32 @@ class Daemon:
         self._background.append(
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
         )
+        self.handoff = Handoff(
+            self.spool.submit, self.announce, self.complaint, options.fbl_address
+        )
         admin = options.admin_listen
         if admin is not None:
+            self.idempotency = IdempotencyStore(spoolbase / IDEMPOTENCY_FILE, self.clock.now)
+            await self.idempotency.open()
+            tokens, tls = admin_access
+            message_size = settings.inject.max_message_size
             self.admin = await start_admin(
-                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(DaemonControl(self))
+                admin.host or "127.0.0.1",
+                admin.port or 2580,
+                admin_routes(DaemonControl(self), self.idempotency),
+                tokens=tokens,
+                tls=tls,
+                metrics_require_token=options.metrics_require_token,
+                # JSON escapes can double a message's size
+                max_body=2 * message_size + MAX_BODY if message_size else 256 * MAX_BODY,
             )
         if self.shards is not None:
             await self._start_workers(worker_count, spoolbase)
-            return
-        self.listeners = await start_listeners(
-            settings.inject,
-            Handoff(self.spool.submit, self.announce, self.complaint, options.fbl_address),
-            clock=self.clock.now,
-        )
+        else:
+            self.listeners = await start_listeners(
+                settings.inject, self.handoff, clock=self.clock.now
+            )
+        self.ready = True
 
     async def _start_workers(self, count: int, spoolbase: Path) -> None:
         """Injection in `count` worker processes, each with its own spool shard."""
@@ -291,7 +311,9 @@ class Daemon:
             await self.listeners.close(grace=grace)
         await self._stop_workers(grace)
         if self.admin is not None:
-            self.admin.close()
+            await self.admin.close()
+        if self.idempotency is not None:
+            await self.idempotency.close()
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
         for task in self._background:
@@ -316,6 +338,37 @@ class Daemon:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def _admin_access(
+    options: DaemonSettings,
+) -> tuple[tuple[Token, ...] | None, ssl.SSLContext | None]:
+    """The admin API's tokens and TLS context, read now; a bad file is a ConfigError naming
+    the option (and, for the token file, its line)."""
+    tokens: tuple[Token, ...] | None = None
+    if options.admin_token_file is not None:
+        try:
+            tokens = load_tokens(options.admin_token_file)
+        except TokenFileError as err:
+            raise ConfigError(
+                [Problem(Location(err.path, err.line, 0), err.message, "admin_token_file")]
+            ) from None
+    tls: ssl.SSLContext | None = None
+    if options.admin_tls_certificate is not None and options.admin_tls_key is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(options.admin_tls_certificate, options.admin_tls_key)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(
+                [
+                    Problem(
+                        Location(str(options.admin_tls_certificate), 0, 0),
+                        f"cannot load the certificate and key ({options.admin_tls_key}): {err}",
+                        "admin_tls_certificate",
+                    )
+                ]
+            ) from None
+    return tokens, tls
 
 
 def worker_socket_path(spoolbase: Path) -> str:

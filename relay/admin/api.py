@@ -10,16 +10,25 @@ POST /api/v1/adaptive/override  {"binding", "domain", "option", "value"}
 POST /api/v1/adaptive/reset     {"binding", "domain"}
 POST /api/v1/flush              {"domain"?}: delayed mail becomes due now
 POST /api/v1/reload             re-read the configuration file (refused if invalid)
-GET  /metrics                   Prometheus text format
+POST /api/v1/messages           inject a message (scope inject; compose.py reads the body)
+GET  /metrics                   Prometheus text format (open unless metrics_require_token)
+GET  /healthz                   200 when the spool is writable and the listeners are up (open)
+GET  /readyz                    200 once recovery has finished (open)
+
+Scopes (auth.py): GETs are `read`, injection `inject`, every other change `admin`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
-from relay.admin.http import BadRequest, Request, Response, Routes
+from relay.admin.auth import Scope
+from relay.admin.compose import read_injection
+from relay.admin.http import BadRequest, Endpoint, Handler, Request, Response, Routes, error
+from relay.admin.idempotency import MAX_KEY, Answer, IdempotencyStore, KeyReused
 from relay.admin.metrics import render_metrics
-from relay.admin.view import DaemonView, NotFromFile, NotRunning
+from relay.admin.view import DaemonView, NotFromFile, NotRunning, SubmissionRefused
 from relay.config import ConfigError
 from relay.config import options as config_options
 from relay.config.errors import ValueProblem
@@ -30,7 +39,22 @@ from relay.spool.statistics import combine
 NOT_RUNNING = "the daemon is not running"
 
 
-def routes(daemon: DaemonView) -> Routes:
+def reply_status(reply: str) -> int:
+    """The HTTP status for an SMTP reply refusing an injection."""
+    code, _, rest = reply.partition(" ")
+    enhanced = rest.split(" ", 1)[0]
+    if enhanced == "5.3.4":
+        return 413  # over max_message_size
+    if enhanced == "4.3.1":
+        return 507  # the spool's disk is full
+    if code.startswith("4"):
+        return 422 if enhanced == "4.5.3" else 503  # too many recipients; spool trouble
+    if code in ("500", "501"):
+        return 400  # syntax: a malformed address, a line too long
+    return 422
+
+
+def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> Routes:
     def field(request: Request, name: str) -> str:
         value = request.body.get(name)
         if not isinstance(value, str) or not value:
@@ -154,7 +178,62 @@ def routes(daemon: DaemonView) -> Routes:
         await daemon.spool_statistics()  # the workers' shards, asked now
         return Response(200, render_metrics(daemon), "text/plain; version=0.0.4")
 
-    return {
+    async def inject_once(request: Request) -> Answer:
+        injection = read_injection(request.body)
+        try:
+            stored = await daemon.submit(
+                sender=injection.sender,
+                recipients=injection.recipients,
+                content=injection.content,
+                binding_group=injection.binding_group,
+                binding=injection.binding,
+                client_ip=request.peer,
+                tls=request.tls,
+            )
+        except SubmissionRefused as err:
+            body = error(reply_status(err.reply), err.reply, err.field)
+            return Answer(body.status, {**body.body, "smtp_reply": err.reply})
+        except NotRunning as err:
+            return Answer(503, {"error": str(err)})
+        return Answer(201, {"id": stored.message_id, "recipients": stored.recipients})
+
+    async def messages(request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None or idempotency is None:
+            answer = await inject_once(request)
+        else:
+            if not key or len(key) > MAX_KEY:
+                raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
+            canonical = json.dumps(request.body, sort_keys=True).encode()
+
+            async def work() -> Answer:
+                return await inject_once(request)
+
+            try:
+                answer = await idempotency.once(f"{request.token}\0{key}", canonical, work)
+            except KeyReused:
+                raise BadRequest(
+                    "Idempotency-Key was used before with a different request", status=422
+                ) from None
+        return Response(answer.status, answer.body)
+
+    async def healthz(request: Request) -> Response:
+        health = await daemon.health()
+        return Response(
+            200 if not health.problems else 503,
+            {
+                "status": "ok" if not health.problems else "failing",
+                "spool_writable": health.spool_writable,
+                "listeners": list(health.listeners),
+                "problems": list(health.problems),
+            },
+        )
+
+    async def readyz(request: Request) -> Response:
+        ready = daemon.ready()
+        return Response(200 if ready else 503, {"ready": ready})
+
+    table: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/summary"): summary,
         ("GET", "/api/v1/bindings"): bindings,
         ("GET", "/api/v1/queues"): queues,
@@ -165,5 +244,23 @@ def routes(daemon: DaemonView) -> Routes:
         ("POST", "/api/v1/adaptive/reset"): reset,
         ("POST", "/api/v1/flush"): flush,
         ("POST", "/api/v1/reload"): reload,
+        ("POST", "/api/v1/messages"): messages,
         ("GET", "/metrics"): metrics,
+        ("GET", "/healthz"): healthz,
+        ("GET", "/readyz"): readyz,
     }
+    return {
+        (method, path): Endpoint(h, scope_of(method, path)) for (method, path), h in table.items()
+    }
+
+
+OPEN = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+def scope_of(method: str, path: str) -> Scope:
+    """Reads need `read`, injection `inject`, every other change `admin`."""
+    if path in OPEN:
+        return "open"
+    if method == "GET":
+        return "read"
+    return "inject" if path == "/api/v1/messages" else "admin"

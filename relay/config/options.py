@@ -456,6 +456,28 @@ _opt(
     'Admin HTTP API and /metrics, e.g. "127.0.0.1:2580" (relay extension; unset = off)',
 )
 _opt(
+    "admin_tls_certificate",
+    v.STRING,
+    None,
+    G,
+    "PEM certificate (chain) of the admin API: HTTPS (with admin_tls_key; relay extension)",
+)
+_opt("admin_tls_key", v.STRING, None, G, "PEM private key of the admin API's certificate")
+_opt(
+    "admin_token_file",
+    v.STRING,
+    None,
+    G,
+    "Admin API bearer tokens, NAME:SCOPE:TOKEN lines, scope read|inject|admin (relay extension)",
+)
+_opt(
+    "metrics_require_token",
+    v.BOOLEAN,
+    False,
+    G,
+    "/metrics needs a read token too (relay extension; /healthz stays open)",
+)
+_opt(
     "injection_workers",
     v.integer(0, 64),
     0,
@@ -557,6 +579,10 @@ _opt("high_action", v.ACTION, ("suspend", "4 hours"), R, "Action at the high thr
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(
     {
+        "admin_tls_certificate",
+        "admin_tls_key",
+        "admin_token_file",
+        "metrics_require_token",
         # adaptive delivery (adaptive_scope = global and FBL volume rules wait for later work)
         "adaptive_adjustment_interval",
         "adaptive_alert_email_destination",

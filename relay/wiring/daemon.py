@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relay.config import resolve
+from relay.config import ConfigError, Location, Problem, resolve
 from relay.config.model import Config
 from relay.config.values import HostPort
 
@@ -19,6 +20,10 @@ class DaemonSettings:
     max_resident_messages: int
     event_log: str | None
     admin_listen: HostPort | None
+    admin_tls_certificate: Path | None
+    admin_tls_key: Path | None
+    admin_token_file: Path | None
+    metrics_require_token: bool
     dsn_binding_group: str  # carries relay's own DSNs and alerts
     fbl_address: str | None
     injection_workers: int
@@ -33,6 +38,7 @@ def daemon_settings(config: Config) -> DaemonSettings:
         return resolve(config, option).value
 
     fallback = get("mx_failures_fallback_to_a")
+    _check_admin(config)
     return DaemonSettings(
         hostname=str(get("hostname")),
         spoolbase=Path(str(get("spoolbase"))),
@@ -40,6 +46,10 @@ def daemon_settings(config: Config) -> DaemonSettings:
         max_resident_messages=int(get("max_resident_messages")),
         event_log=get("event_log"),
         admin_listen=get("admin_listen"),
+        admin_tls_certificate=_path(get("admin_tls_certificate")),
+        admin_tls_key=_path(get("admin_tls_key")),
+        admin_token_file=_path(get("admin_token_file")),
+        metrics_require_token=bool(get("metrics_require_token")),
         dsn_binding_group=str(get("dsn_binding_group")),
         fbl_address=get("fbl_address"),
         injection_workers=int(get("injection_workers")),
@@ -48,3 +58,51 @@ def daemon_settings(config: Config) -> DaemonSettings:
         dns_port=int(get("dns_port")),
         mx_failures_fallback_to_a=None if fallback is None else int(fallback),
     )
+
+
+def _path(value: Any) -> Path | None:
+    return None if value is None else Path(str(value))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an admin_listen host is loopback only (a name other than localhost: no)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_admin(config: Config) -> None:
+    """The admin API's start-up refusals: an API beyond loopback without tokens, and a TLS
+    certificate without its key (or the other way round)."""
+    problems: list[Problem] = []
+    listen = resolve(config, "admin_listen")
+    where = listen.location or Location("<config>", 0, 0)
+    if (
+        listen.value is not None
+        and not is_loopback(listen.value.host or "0.0.0.0")
+        and resolve(config, "admin_token_file").value is None
+    ):
+        problems.append(
+            Problem(
+                where,
+                f"{listen.value} is not a loopback address and admin_token_file is not set",
+                "admin_listen",
+                "set admin_token_file (NAME:SCOPE:TOKEN lines) or listen on 127.0.0.1",
+            )
+        )
+    cert, key = resolve(config, "admin_tls_certificate"), resolve(config, "admin_tls_key")
+    if (cert.value is None) != (key.value is None):
+        given, missing = (cert, "admin_tls_key") if key.value is None else (key, cert.name)
+        problems.append(
+            Problem(
+                given.location or where,
+                f"{given.name} is set but {missing} is not",
+                given.name,
+                "set both for HTTPS, or neither",
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
