@@ -49,7 +49,7 @@ def reply_status(reply: str) -> int:
         return 507  # the spool's disk is full
     if code.startswith("4"):
         return 422 if enhanced == "4.5.3" else 503  # too many recipients; spool trouble
-    if code in ("500", "501"):
+    if code in ("500", "501", "553"):
         return 400  # syntax: a malformed address, a line too long
     return 422
 
