@@ -7,18 +7,20 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from relay.adaptive import Event, PairSnapshot, Suspend
 from relay.admin.view import (
     BindingView,
     Health,
+    MessageFilter,
     NotFromFile,
     NotRunning,
     SubmissionRefused,
     Submitted,
     SuspendedDomain,
+    Taken,
 )
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock
@@ -30,8 +32,10 @@ from relay.inject import submission
 from relay.inject.server import Listeners
 from relay.inject.spooling import stored_reply
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.jobs import Job
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.statistics import SchedulerStatistics
+from relay.spool.errors import MessageNotFound
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
 from relay.wiring import Settings
@@ -166,7 +170,83 @@ class DaemonControl:
     def state_directory(self) -> str:
         return str(self._daemon.settings.daemon.spoolbase)
 
+    def message(self, message_id: str) -> Mapping[str, object] | None:
+        spool = self._daemon.spool
+        if spool is None:
+            raise NotRunning("the spool has not started")
+        try:
+            envelope = spool.get(message_id)
+        except MessageNotFound:
+            return None
+        return {
+            "id": envelope.message_id,
+            "sender": envelope.sender,
+            "binding_group": envelope.binding_group,
+            "binding": envelope.binding,
+            "received_at": envelope.received_at,
+            "size": envelope.size,
+            "recipients": [
+                {
+                    "recipient": r.address,
+                    "state": r.state.name.lower(),
+                    "attempts": r.attempts,
+                    "next_attempt": r.next_attempt or None,
+                    "last_reply": r.last_response or None,
+                }
+                for r in envelope.recipients
+            ],
+        }
+
     # --- changes ------------------------------------------------------------------------
+    def _matcher(self, selection: MessageFilter) -> Callable[[Job], bool]:
+        domain = selection.domain.lower().rstrip(".") if selection.domain else None
+        sender = selection.sender.lower() if selection.sender is not None else None
+        before = None if selection.older_than is None else self.now() - selection.older_than
+        group, binding = selection.binding_group, selection.binding
+
+        def matches(job: Job) -> bool:
+            return (
+                (domain is None or job.domain == domain)
+                and (group is None or job.group == group)
+                and (binding is None or job.binding == binding)
+                and (sender is None or job.sender.lower() == sender)
+                and (before is None or job.received_at < before)
+            )
+
+        return matches
+
+    @staticmethod
+    def _taken(jobs: Sequence[Job]) -> Taken:
+        return Taken(len({j.message_id for j in jobs}), sum(len(j.recipients) for j in jobs))
+
+    async def bounce(self, selection: MessageFilter) -> Taken:
+        return self._taken(await self._scheduler().bounce(self._matcher(selection)))
+
+    async def delete(self, selection: MessageFilter) -> Taken:
+        return self._taken(await self._scheduler().delete(self._matcher(selection)))
+
+    def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        return self._taken(self._scheduler().rebind(self._matcher(selection), group))
+
+    def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
+        adaptive, now = self._adaptive(), self.now()
+        events = [
+            adaptive.suspend(binding, domain, now, duration, reason)
+            for binding in self._daemon.config.bindings
+        ]
+        self._changed()
+        return events
+
+    def resume_domain(self, domain: str) -> Sequence[Event]:
+        adaptive, now = self._adaptive(), self.now()
+        events = [
+            event
+            for binding in self._daemon.config.bindings
+            for event in adaptive.resume(binding, domain, now)
+        ]
+        self._changed()
+        return events
+
     async def submit(
         self,
         *,

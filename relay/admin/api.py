@@ -11,6 +11,14 @@ POST /api/v1/adaptive/reset     {"binding", "domain"}
 POST /api/v1/flush              {"domain"?}: delayed mail becomes due now
 POST /api/v1/reload             re-read the configuration file (refused if invalid)
 POST /api/v1/messages           inject a message (scope inject; compose.py reads the body)
+GET  /api/v1/messages/{id}      a spooled message: envelope, recipients, states, last replies
+POST /api/v1/bounce             {filter}: fail matching queued mail, with DSNs
+POST /api/v1/delete             {filter}: drop matching queued mail, no DSN
+POST /api/v1/rebind             {filter, "target"}: queued mail moves to binding group target
+POST /api/v1/suspend            {"domain", "duration", "reason"}: every binding, for a domain
+POST /api/v1/resume             {"domain"}: lift every binding's suspension for a domain
+  a filter: any of "domain", "binding_group", "binding", "sender", "older_than" (seconds
+  or "4 hours"); at least one; every field given must match
 GET  /metrics                   Prometheus text format (open unless metrics_require_token)
 GET  /healthz                   200 when the spool is writable and the listeners are up (open)
 GET  /readyz                    200 once recovery has finished (open)
@@ -28,7 +36,14 @@ from relay.admin.compose import read_injection
 from relay.admin.http import BadRequest, Endpoint, Handler, Request, Response, Routes, error
 from relay.admin.idempotency import MAX_KEY, Answer, IdempotencyStore, KeyReused
 from relay.admin.metrics import render_metrics
-from relay.admin.view import DaemonView, NotFromFile, NotRunning, SubmissionRefused
+from relay.admin.view import (
+    DaemonView,
+    MessageFilter,
+    NotFromFile,
+    NotRunning,
+    SubmissionRefused,
+    Taken,
+)
 from relay.config import ConfigError
 from relay.config import options as config_options
 from relay.config.errors import ValueProblem
@@ -54,11 +69,57 @@ def reply_status(reply: str) -> int:
     return 422
 
 
+FILTER_FIELDS = ("domain", "binding_group", "binding", "sender", "older_than")
+
+
+def duration_of(raw: object, name: str) -> float:
+    try:
+        value = float(raw) if isinstance(raw, (int, float)) else parse_duration(str(raw))
+    except ValueProblem as err:
+        raise BadRequest(f"{name}: {err}", field=name) from None
+    if value < 0:
+        raise BadRequest(f"{name} must not be negative", field=name)
+    return value
+
+
+def read_filter(body: dict[str, object], also: tuple[str, ...] = ()) -> MessageFilter:
+    """The filter of a bounce, delete or rebind; refuses an empty one (it would take all)."""
+    for name in body:
+        if name in ("tenant", "campaign"):
+            raise BadRequest(
+                f"filter field {name!r} is not supported yet (the spool does not keep it)",
+                field=name,
+                status=422,
+            )
+        if name not in FILTER_FIELDS and name not in also:
+            raise BadRequest(f"unknown field {name!r}", field=name)
+    values: dict[str, str] = {}
+    for name in FILTER_FIELDS[:4]:
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise BadRequest(f"field {name!r} must be a non-empty string", field=name)
+        values[name] = value
+    older = body.get("older_than")
+    if not values and older is None:
+        raise BadRequest(
+            f"give at least one filter field ({', '.join(FILTER_FIELDS)})", field="domain"
+        )
+    return MessageFilter(
+        **values, older_than=None if older is None else duration_of(older, "older_than")
+    )
+
+
+def taken(result: Taken) -> dict[str, int]:
+    return {"messages": result.messages, "recipients": result.recipients}
+
+
 def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> Routes:
     def field(request: Request, name: str) -> str:
         value = request.body.get(name)
         if not isinstance(value, str) or not value:
-            raise BadRequest(f"missing string field {name!r}")
+            raise BadRequest(f"missing string field {name!r}", field=name)
         return value
 
     def pair(request: Request) -> tuple[str, str]:
@@ -233,6 +294,58 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ready = daemon.ready()
         return Response(200 if ready else 503, {"ready": ready})
 
+    async def message(request: Request) -> Response:
+        try:
+            found = daemon.message(request.match["id"])
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        if found is None:
+            return error(404, f"no message {request.match['id']!r} in the spool")
+        return Response(200, found)
+
+    async def bounce(request: Request) -> Response:
+        selection = read_filter(request.body)
+        try:
+            return Response(200, {"bounced": taken(await daemon.bounce(selection))})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+
+    async def delete(request: Request) -> Response:
+        selection = read_filter(request.body)
+        try:
+            return Response(200, {"deleted": taken(await daemon.delete(selection))})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+
+    async def rebind(request: Request) -> Response:
+        target = field(request, "target")
+        if target not in daemon.binding_groups():
+            raise BadRequest(f'no binding_group "{target}"', field="target")
+        selection = read_filter(request.body, also=("target",))
+        try:
+            return Response(200, {"rebound": taken(daemon.rebind(selection, target))})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+
+    async def suspend_domain(request: Request) -> Response:
+        domain = field(request, "domain").lower()
+        duration = duration_of(request.body.get("duration", 4 * 3600), "duration")
+        reason = str(request.body.get("reason") or "operator")
+        try:
+            events = daemon.suspend_domain(domain, duration, reason)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        until = max((e.until for e in events), default=None)
+        return Response(200, {"suspended": [e.describe() for e in events], "until": until})
+
+    async def resume_domain(request: Request) -> Response:
+        domain = field(request, "domain").lower()
+        try:
+            events = daemon.resume_domain(domain)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        return Response(200, {"resumed": [e.describe() for e in events]})
+
     table: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/summary"): summary,
         ("GET", "/api/v1/bindings"): bindings,
@@ -245,6 +358,12 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("POST", "/api/v1/flush"): flush,
         ("POST", "/api/v1/reload"): reload,
         ("POST", "/api/v1/messages"): messages,
+        ("GET", "/api/v1/messages/{id}"): message,
+        ("POST", "/api/v1/bounce"): bounce,
+        ("POST", "/api/v1/delete"): delete,
+        ("POST", "/api/v1/rebind"): rebind,
+        ("POST", "/api/v1/suspend"): suspend_domain,
+        ("POST", "/api/v1/resume"): resume_domain,
         ("GET", "/metrics"): metrics,
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): readyz,

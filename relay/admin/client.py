@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from relay.admin.auth import TokenFileError, parse_tokens
 
@@ -117,6 +118,33 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     flush = commands.add_parser("flush", help="make delayed mail due now")
     flush.add_argument("domain", nargs="?")
     flush.set_defaults(admin="flush")
+    message = commands.add_parser("message", help="a spooled message and its recipients")
+    message.add_argument("id")
+    message.set_defaults(admin="message")
+    for name, text in (
+        ("bounce", "fail matching queued mail, with DSNs"),
+        ("delete", "drop matching queued mail (no delivery, no DSN)"),
+        ("rebind", "move matching queued mail to another binding group"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text + " (filters combine)")
+        if name == "rebind":
+            sub.add_argument("target", help="the binding group the mail moves to")
+        sub.add_argument("--domain", help="recipient domain")
+        sub.add_argument("--binding-group")
+        sub.add_argument("--binding", help="the message's explicit binding")
+        sub.add_argument("--sender")
+        sub.add_argument("--older-than", help='received before: e.g. 3600 or "2 hours"')
+        sub.set_defaults(admin=name)
+    for name, text in (
+        ("suspend-domain", "suspend every binding for a destination domain"),
+        ("resume-domain", "lift every binding's suspension for a destination domain"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("domain")
+        if name == "suspend-domain":
+            sub.add_argument("--duration", default="4 hours", help='e.g. 3600 or "4 hours"')
+            sub.add_argument("--reason", default="operator")
+        sub.set_defaults(admin=name)
 
 
 GETS = {
@@ -135,6 +163,29 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
     url, cafile = args.url, getattr(args, "cafile", None)
     if name in GETS:
         return request(url, "GET", GETS[name], token=token, cafile=cafile)
+    if name == "message":
+        return request(url, "GET", f"/api/v1/messages/{quote(args.id)}", token=token, cafile=cafile)
+    if name in ("bounce", "delete", "rebind"):
+        body = {
+            key: value
+            for key, value in (
+                ("domain", args.domain),
+                ("binding_group", args.binding_group),
+                ("binding", args.binding),
+                ("sender", args.sender),
+                ("older_than", args.older_than),
+            )
+            if value is not None
+        }
+        if name == "rebind":
+            body["target"] = args.target
+        return request(url, "POST", f"/api/v1/{name}", body, token=token, cafile=cafile)
+    if name in ("suspend-domain", "resume-domain"):
+        body = {"domain": args.domain}
+        if name == "suspend-domain":
+            body.update(duration=args.duration, reason=args.reason)
+        path = "/api/v1/" + name.partition("-")[0]
+        return request(url, "POST", path, body, token=token, cafile=cafile)
     if name in ("reload", "flush"):
         body = {"domain": args.domain} if name == "flush" and args.domain else {}
         return request(url, "POST", f"/api/v1/{name}", body, token=token, cafile=cafile)

@@ -43,6 +43,25 @@ class Submitted:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Which queued mail an operator action applies to: every field given must match."""
+
+    domain: str | None = None  # the recipient's domain
+    binding_group: str | None = None
+    binding: str | None = None  # the message's explicit binding (X-Binding / "binding")
+    sender: str | None = None
+    older_than: float | None = None  # seconds since reception
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What an operator action on queued mail reached."""
+
+    messages: int
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     spool_writable: bool
     listeners: tuple[str, ...]  # bound now
@@ -114,7 +133,32 @@ class DaemonView(Protocol):
         """Where the API keeps its own state (the spool directory)."""
         ...
 
+    def message(self, message_id: str) -> Mapping[str, object] | None:
+        """A spooled message: envelope, recipients with their states, attempts, next
+        attempt and last reply; None when the spool does not hold it."""
+        ...
+
     # --- changes (each raises NotRunning before the daemon has started) -----------------
+    async def bounce(self, selection: MessageFilter) -> Taken:
+        """Fail the queued mail `selection` matches, with DSNs."""
+        ...
+
+    async def delete(self, selection: MessageFilter) -> Taken:
+        """Drop the queued mail `selection` matches: no delivery, no DSN."""
+        ...
+
+    def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        """Move the queued mail `selection` matches to binding group `group`."""
+        ...
+
+    def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
+        """Suspend every binding for `domain`."""
+        ...
+
+    def resume_domain(self, domain: str) -> Sequence[Event]:
+        """Lift every binding's suspension for `domain`."""
+        ...
+
     async def submit(
         self,
         *,
