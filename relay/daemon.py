@@ -419,6 +419,7 @@ async def _main(config: Config, path: str) -> int:
     def reload() -> None:
         try:
             new = load(path)
+            compile_settings(new)  # the checks across options, before anything changes
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return

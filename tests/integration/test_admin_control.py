@@ -118,7 +118,7 @@ async def test_suspend_and_resume_a_whole_domain(
     dns = await dns_server(ZONE)
     sink = await smtp_sink("127.0.0.10")
     relay = await relay_factory(config(smtp_sink.port), dns=dns, admin=True)
-    code, out, err = await cli(relay, "suspend-domain", "One.Test", "--duration", "1 hour")
+    code, _, err = await cli(relay, "suspend-domain", "One.Test", "--duration", "1 hour")
     assert code == 0, err
     now = relay.daemon.clock.now()
     for binding in ("b1", "o1", "default"):
