@@ -297,6 +297,15 @@ class Daemon:
         for proc in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGHUP)
+        if self.admin is not None:
+            try:  # new tokens take effect at once; a bad file keeps the old ones
+                tokens, _ = await asyncio.to_thread(_admin_access, settings.daemon)
+                if tokens is not None or self.admin.access.tokens is None:
+                    self.admin.access.tokens = tokens
+                else:
+                    log.error("admin_token_file unset on reload: the old tokens stay")
+            except ConfigError as err:
+                log.error("admin tokens not reloaded, the old ones stay: %s", err)
         if self.listeners is not None:
             try:
                 await self.listeners.reconfigure(settings.inject)

@@ -64,6 +64,13 @@ class Endpoint:
 Routes = dict[tuple[str, str], Endpoint]
 
 
+class Access:
+    """The tokens requests are checked against (None: no token file); replaced on reload."""
+
+    def __init__(self, tokens: Sequence[Token] | None) -> None:
+        self.tokens = tokens
+
+
 def error(status: int, message: str, field: str | None = None) -> Response:
     body: dict[str, Any] = {"error": message}
     if field is not None:
@@ -115,7 +122,7 @@ def _peer(request: web.Request) -> str:
 
 def make_app(
     routes: Routes,
-    tokens: Sequence[Token] | None,
+    access: Access,
     *,
     metrics_require_token: bool = False,
     max_body: int = MAX_BODY,
@@ -126,12 +133,10 @@ def make_app(
         scope: Scope = endpoint.scope
         if path == "/metrics" and metrics_require_token:
             scope = "read"
-        open_read = scope == "read" and path == "/metrics" and tokens is None
 
         async def handle(request: web.Request) -> web.Response:
-            verdict = decide(
-                tokens, request.headers.get("Authorization"), "open" if open_read else scope
-            )
+            tokens = access.tokens
+            verdict = decide(tokens, request.headers.get("Authorization"), scope)
             if isinstance(verdict, Refusal):
                 return _render(error(verdict.status, verdict.message))
             try:
@@ -184,9 +189,10 @@ async def _json_errors(
 class AdminServer:
     """The running admin API; `close()` stops it."""
 
-    def __init__(self, runner: web.AppRunner, site: web.TCPSite) -> None:
+    def __init__(self, runner: web.AppRunner, site: web.TCPSite, access: Access) -> None:
         self._runner = runner
         self._site = site
+        self.access = access
 
     @property
     def addresses(self) -> list[str]:
@@ -206,7 +212,8 @@ async def start_admin(
     metrics_require_token: bool = False,
     max_body: int = MAX_BODY,
 ) -> AdminServer:
-    app = make_app(routes, tokens, metrics_require_token=metrics_require_token, max_body=max_body)
+    access = Access(tokens)
+    app = make_app(routes, access, metrics_require_token=metrics_require_token, max_body=max_body)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=tls)
@@ -215,4 +222,4 @@ async def start_admin(
     except BaseException:
         await runner.cleanup()
         raise
-    return AdminServer(runner, site)
+    return AdminServer(runner, site, access)

@@ -93,6 +93,15 @@ def _check_admin(config: Config) -> None:
                 "set admin_token_file (NAME:SCOPE:TOKEN lines) or listen on 127.0.0.1",
             )
         )
+    closed = resolve(config, "metrics_require_token")
+    if closed.value and resolve(config, "admin_token_file").value is None:
+        problems.append(
+            Problem(
+                closed.location or where,
+                "metrics_require_token needs admin_token_file (no token could open /metrics)",
+                "metrics_require_token",
+            )
+        )
     cert, key = resolve(config, "admin_tls_certificate"), resolve(config, "admin_tls_key")
     if (cert.value is None) != (key.value is None):
         given, missing = (cert, "admin_tls_key") if key.value is None else (key, cert.name)

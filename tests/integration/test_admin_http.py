@@ -263,6 +263,24 @@ async def test_http_injection_size_limit(relay_factory: RelayFactory) -> None:
     assert (await inject(relay, body))[0] == 201
     status, answer = await inject(relay, {**body, "text": ("y" * 60 + "\n") * 60})
     assert status == 413 and answer["field"] == "content" and "5.3.4" in answer["error"]
+    # A body past what any allowed message needs is not even read: 413 too.
+    status, answer = await inject(relay, {**body, "text": "z" * (2 << 20)})
+    assert status == 413 and answer["error"].startswith("request body over")
+
+
+async def test_reload_reads_the_token_file_again(relay_factory: RelayFactory) -> None:
+    relay = await relay_factory("", admin=True)
+    assert relay.token_file is not None
+    old = relay.tokens["admin"]
+    new = "rotated-admin-token-0123456789"
+    relay.token_file.write_text(f"ops:admin:{new}\n")
+    assert (await call(relay, "POST", "/api/v1/reload", {}, token=old))[0] == 200
+    assert (await call(relay, "POST", "/api/v1/flush", {}, token=old))[0] == 401
+    assert (await call(relay, "POST", "/api/v1/flush", {}, token=new))[0] == 200
+    relay.token_file.write_text("broken\n")
+    status, _, _ = await call(relay, "POST", "/api/v1/reload", {}, token=new)
+    assert status == 200  # the configuration reloads; the bad file is logged, tokens stay
+    assert (await call(relay, "POST", "/api/v1/flush", {}, token=new))[0] == 200
 
 
 async def test_idempotency_key_holds_across_a_restart(
@@ -332,6 +350,11 @@ def start_refusal(tmp_path: Path, text: str) -> ConfigError:
             'admin_listen = "127.0.0.1:2580"\nadmin_tls_certificate = "c.pem"\n',
             "relay.conf:4:1: admin_tls_certificate: admin_tls_certificate is set but "
             "admin_tls_key is not (set both for HTTPS, or neither)",
+        ),
+        (
+            "metrics_require_token = true\n",
+            "relay.conf:3:1: metrics_require_token: metrics_require_token needs "
+            "admin_token_file (no token could open /metrics)",
         ),
     ],
 )
