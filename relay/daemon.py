@@ -3,7 +3,8 @@ graceful drain with a deadline.
 
 `Daemon` assembles the components from a configuration and is usable in-process (tests
 drive it with a manual clock); `serve` runs one under uvloop until SIGTERM/SIGINT, and
-reloads the configuration on SIGHUP (a bad new configuration is refused, the old one kept).
+reloads the configuration on SIGHUP (a bad new configuration is refused, the old one kept)
+and rotates the event log on SIGUSR1.
 """
 
 from __future__ import annotations
@@ -80,7 +81,12 @@ class Daemon:
         settings = self.settings
         options = settings.daemon
         admin_access = await asyncio.to_thread(_admin_access, options)  # ConfigError first
-        self.events = EventLog(options.event_log)
+        self.events = EventLog(
+            options.event_log,
+            max_size=options.event_log_max_size,
+            keep=options.event_log_keep,
+            clock=self.clock,
+        )
         spoolbase = options.spoolbase
         await asyncio.to_thread(spoolbase.mkdir, parents=True, exist_ok=True)
         self.spool = await Spool.open(
@@ -287,6 +293,8 @@ class Daemon:
         settings = compile_settings(config)
         self.config = config
         self.settings = settings
+        self.events.max_size = settings.daemon.event_log_max_size
+        self.events.keep = settings.daemon.event_log_keep
         if self.gates is not None:
             self.gates.limits = settings.host_limits
         if self.scheduler is not None:
@@ -437,6 +445,7 @@ async def _main(config: Config, path: str) -> int:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, daemon.events.rotate)
     await stop.wait()
     log.info("stopping: no new connections; draining")
     await daemon.stop()

@@ -449,6 +449,14 @@ _opt(
     "Mail to this address is read as ARF feedback reports, not relayed (relay extension)",
 )
 _opt(
+    "event_log_max_size",
+    v.integer(0),
+    0,
+    G,
+    "Rotate the event log past this many bytes (0: only on SIGUSR1; relay extension)",
+)
+_opt("event_log_keep", v.integer(1, 1000), 5, G, "Rotated event logs kept (NAME.1 ... NAME.N)")
+_opt(
     "admin_listen",
     v.HOST_PORT,
     None,
@@ -581,6 +589,8 @@ ACTIVE = frozenset(
     {
         "admin_tls_certificate",
         "admin_tls_key",
+        "event_log_keep",
+        "event_log_max_size",
         "admin_token_file",
         "metrics_require_token",
         # adaptive delivery (adaptive_scope = global and FBL volume rules wait for later work)

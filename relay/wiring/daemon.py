@@ -19,6 +19,8 @@ class DaemonSettings:
     force_fsync: bool
     max_resident_messages: int
     event_log: str | None
+    event_log_max_size: int  # bytes; 0: rotate only when asked (SIGUSR1)
+    event_log_keep: int
     admin_listen: HostPort | None
     admin_tls_certificate: Path | None
     admin_tls_key: Path | None
@@ -45,6 +47,8 @@ def daemon_settings(config: Config) -> DaemonSettings:
         force_fsync=bool(get("force_fsync")),
         max_resident_messages=int(get("max_resident_messages")),
         event_log=get("event_log"),
+        event_log_max_size=int(get("event_log_max_size")),
+        event_log_keep=int(get("event_log_keep")),
         admin_listen=get("admin_listen"),
         admin_tls_certificate=_path(get("admin_tls_certificate")),
         admin_tls_key=_path(get("admin_tls_key")),
