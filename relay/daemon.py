@@ -199,6 +199,12 @@ class Daemon:
                 asyncio.create_task(self._supervise(index, socket_path), name=f"worker-{index}")
             )
         await _wait_listening([lst.address for lst in self.settings.inject.listeners])
+        # Listening means one worker is up; ready means every one is (each says hello on
+        # the shard socket once its spool shard is open).
+        if not await self.shards.wait_connected(count, within=30.0):
+            log.warning(
+                "%d of %d injection workers connected after 30 s", len(self.shards.links), count
+            )
 
     async def _supervise(self, index: int, socket_path: str) -> None:
         """Run injection worker `index`, restarting it if it dies."""
@@ -324,6 +330,7 @@ class Daemon:
     async def stop(self, deadline: float | None = None) -> None:
         grace = self.settings.daemon.shutdown_timeout if deadline is None else deadline
         self._stopping = True
+        self.ready = False  # /readyz: draining
         if self.listeners is not None:
             await self.listeners.close(grace=grace)
         await self._stop_workers(grace)
