@@ -8,6 +8,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from relay.adaptive import Event, PairSnapshot, Suspend
@@ -31,6 +32,7 @@ from relay.handoff import Handoff
 from relay.inject import submission
 from relay.inject.server import Listeners
 from relay.inject.spooling import stored_reply
+from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.jobs import Job
 from relay.schedule.scheduler import Scheduler
@@ -50,6 +52,7 @@ class RunningDaemon(Protocol):
     handoff: Handoff | None  # where mail injected in this process is stored through
     ready: bool  # recovery finished and injection listening
     workers: list[asyncio.subprocess.Process]
+    webhooks: list[Webhook]
     path: str | None
     spool: Spool | None
     scheduler: Scheduler | None
@@ -169,6 +172,9 @@ class DaemonControl:
 
     def state_directory(self) -> str:
         return str(self._daemon.settings.daemon.spoolbase)
+
+    def webhooks(self) -> Mapping[str, Mapping[str, int]]:
+        return {w.settings.name: asdict(w.statistics) for w in self._daemon.webhooks}
 
     def message(self, message_id: str) -> Mapping[str, object] | None:
         spool = self._daemon.spool

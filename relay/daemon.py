@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -39,6 +40,8 @@ from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
+from relay.notify.settings import WebhookSettings
+from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
@@ -72,6 +75,7 @@ class Daemon:
         self.idempotency: IdempotencyStore | None = None
         self.handoff: Handoff | None = None
         self.ready = False  # recovery finished, injection listening
+        self.webhooks: list[Webhook] = []
         self.shards: ShardedSpool | None = None
         self.last_spool_statistics: dict[str, SpoolStatistics] = {}
         self.workers: list[asyncio.subprocess.Process] = []
@@ -81,6 +85,7 @@ class Daemon:
         settings = self.settings
         options = settings.daemon
         admin_access = await asyncio.to_thread(_admin_access, options)  # ConfigError first
+        hooks = await asyncio.to_thread(_webhook_secrets, options)
         self.events = EventLog(
             options.event_log,
             max_size=options.event_log_max_size,
@@ -177,6 +182,12 @@ class Daemon:
             self.listeners = await start_listeners(
                 settings.inject, self.handoff, clock=self.clock.now
             )
+        log_path = Path(options.event_log) if options.event_log else None
+        for hook in hooks:
+            assert log_path is not None  # wiring refuses a webhook without an event log
+            webhook = Webhook(hook, log_path, options.event_log_keep, self.clock)
+            self.webhooks.append(webhook)
+            self._background.append(asyncio.create_task(webhook.run(), name=f"webhook-{hook.name}"))
         self.ready = True
 
     async def _start_workers(self, count: int, spoolbase: Path) -> None:
@@ -393,6 +404,34 @@ def _admin_access(
                 ]
             ) from None
     return tokens, tls
+
+
+def _webhook_secrets(options: DaemonSettings) -> list[WebhookSettings]:
+    """Each webhook's settings with its secret read; an unreadable or empty file is a
+    ConfigError naming secret_file."""
+    found = []
+    for hook in options.webhooks:
+        if hook.secret_file is None:
+            found.append(hook)
+            continue
+        try:
+            secret = hook.secret_file.read_bytes().strip()
+        except OSError as err:
+            secret, why = b"", f"cannot read it: {err}"
+        else:
+            why = "it is empty"
+        if not secret:
+            raise ConfigError(
+                [
+                    Problem(
+                        Location(str(hook.secret_file), 0, 0),
+                        f'webhook "{hook.name}": {why}',
+                        "secret_file",
+                    )
+                ]
+            )
+        found.append(dataclasses.replace(hook, secret=secret))
+    return found
 
 
 def worker_socket_path(spoolbase: Path) -> str:

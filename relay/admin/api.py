@@ -140,6 +140,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                 "scheduler": asdict(counts) if counts is not None else None,
                 "events": dict(daemon.event_counts()),
                 "listeners": list(daemon.listening()),
+                "webhooks": {name: dict(counts) for name, counts in daemon.webhooks().items()},
             },
         )
 

@@ -133,6 +133,10 @@ class DaemonView(Protocol):
         """Where the API keeps its own state (the spool directory)."""
         ...
 
+    def webhooks(self) -> Mapping[str, Mapping[str, int]]:
+        """Each webhook's counts: sent, posts, failures, lag_bytes, lost."""
+        ...
+
     def message(self, message_id: str) -> Mapping[str, object] | None:
         """A spooled message: envelope, recipients with their states, attempts, next
         attempt and last reply; None when the spool does not hold it."""

@@ -27,6 +27,7 @@ LISTEN = "listen"
 PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
+WEBHOOK = "webhook"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -584,9 +585,22 @@ _opt("low_action", v.ACTION, ("throttle", "down"), R, "Action at the low thresho
 _opt("high_threshold", v.number(0), None, R, "Rate (%) that triggers high_action")
 _opt("high_action", v.ACTION, ("suspend", "4 hours"), R, "Action at the high threshold")
 
+# A webhook "name" { ... } stanza (relay extension): the event log's records, POSTed.
+W = frozenset({WEBHOOK})
+_opt("url", v.STRING, None, W, "Where a webhook POSTs (http:// or https://)")
+_opt("events", v.STRING_LIST, (), W, "The event kinds a webhook sends (empty: every kind)")
+_opt("batch_size", v.integer(1, 10000), 100, W, "Events per POST at most")
+_opt("max_delay", SECONDS, 1.0, W, "A webhook POSTs what it has after this long")
+_opt("secret_file", v.STRING, None, W, "HMAC-SHA256 key of the X-Relay-Signature header")
+
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(
     {
+        "url",
+        "events",
+        "batch_size",
+        "max_delay",
+        "secret_file",
         "admin_tls_certificate",
         "admin_tls_key",
         "event_log_keep",
@@ -758,6 +772,7 @@ STANZAS: dict[str, StanzaKind] = {
         ),
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
         StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
+        StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
     )
 }
 

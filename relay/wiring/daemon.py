@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from relay.config import ConfigError, Location, Problem, resolve
+from relay.config import options as config_options
 from relay.config.model import Config
 from relay.config.values import HostPort
+from relay.notify.settings import WebhookSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class DaemonSettings:
     resolv_conf: str
     dns_port: int
     mx_failures_fallback_to_a: int | None
+    webhooks: tuple[WebhookSettings, ...] = ()
 
 
 def daemon_settings(config: Config) -> DaemonSettings:
@@ -61,6 +65,7 @@ def daemon_settings(config: Config) -> DaemonSettings:
         resolv_conf=str(get("resolv_conf")),
         dns_port=int(get("dns_port")),
         mx_failures_fallback_to_a=None if fallback is None else int(fallback),
+        webhooks=_webhooks(config, Path(str(get("spoolbase"))), get("event_log")),
     )
 
 
@@ -119,3 +124,49 @@ def _check_admin(config: Config) -> None:
         )
     if problems:
         raise ConfigError(problems)
+
+
+WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _webhooks(
+    config: Config, spoolbase: Path, event_log: str | None
+) -> tuple[WebhookSettings, ...]:
+    found: list[WebhookSettings] = []
+    problems: list[Problem] = []
+    for name, block in config.global_block.webhooks.items():
+        where = block.locations[0] if block.locations else Location("<config>", 0, 0)
+
+        def get(option: str) -> Any:
+            setting = block.settings.get(option)  # noqa: B023 (used at once)
+            if setting is None:
+                return config_options.OPTIONS[option].default_value()
+            return setting.value
+
+        url = str(get("url"))
+        url_at = block.settings["url"].location if "url" in block.settings else where
+        if not WEBHOOK_NAME.fullmatch(name):
+            problems.append(
+                Problem(where, f"webhook name {name!r}: use letters, digits, _ . -", "webhook")
+            )
+        if not url.startswith(("http://", "https://")):
+            problems.append(Problem(url_at, f"{url!r} is not an http:// or https:// URL", "url"))
+        if event_log is None:
+            problems.append(
+                Problem(where, "a webhook reads the event log: set event_log", "webhook")
+            )
+        secret = get("secret_file")
+        found.append(
+            WebhookSettings(
+                name=name,
+                url=url,
+                events=frozenset(str(e) for e in get("events")),
+                batch_size=int(get("batch_size")),
+                max_delay=float(get("max_delay")),
+                secret_file=None if secret is None else Path(str(secret)),
+                state=spoolbase / f"webhook-{name}.cursor",
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return tuple(found)
