@@ -255,6 +255,8 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value):
+        return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, (list, dict)):
         return json.dumps(value, separators=(",", ":")) if value else "-"
     return str(value)
