@@ -14,6 +14,7 @@ from relay.config.lexer import is_bare_word
 from relay.config.model import Config
 from relay.config.printer import quote
 from relay.tools.commands import add_commands as add_tool_commands
+from relay.wiring import compile_settings
 
 DEFAULT_CONFIG = "config/relay.conf"
 EXIT_CONFIG = 2
@@ -93,13 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_or_report(path: str) -> Config | None:
     try:
-        return load(path)
+        config = load(path)
+        compile_settings(config)  # the checks across options (e.g. admin_listen's)
+        return config
     except ConfigError as err:
-        for problem in err.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        count = len(err.problems)
-        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        report(path, err)
         return None
+
+
+def report(path: str, err: ConfigError) -> None:
+    for problem in err.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    count = len(err.problems)
+    print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
 
 
 def summary(config: Config) -> str:
@@ -174,7 +181,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return EXIT_CONFIG
-    return serve(config, args.config)
+    try:
+        return serve(config, args.config)
+    except ConfigError as err:  # found at start-up: a token file, a TLS file
+        report(args.config, err)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -4,27 +4,43 @@ owns the state (holds and live values: adaptive delivery; queues: the scheduler)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any, Protocol
 
 from relay.adaptive import Event, PairSnapshot, Suspend
 from relay.admin.view import (
     BindingView,
+    Health,
+    MessageFilter,
     NotFromFile,
     NotRunning,
+    SubmissionRefused,
+    Submitted,
     SuspendedDomain,
+    Taken,
 )
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock
 from relay.config import load
 from relay.config.model import Config
 from relay.dispose.events import EventLog
+from relay.handoff import Handoff
+from relay.inject import submission
 from relay.inject.server import Listeners
+from relay.inject.spooling import stored_reply
+from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.jobs import Job
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.statistics import SchedulerStatistics
+from relay.spool.errors import MessageNotFound
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
+from relay.wiring import Settings
 
 
 class RunningDaemon(Protocol):
@@ -32,6 +48,11 @@ class RunningDaemon(Protocol):
 
     clock: Clock
     config: Config
+    settings: Settings
+    handoff: Handoff | None  # where mail injected in this process is stored through
+    ready: bool  # recovery finished and injection listening
+    workers: list[asyncio.subprocess.Process]
+    webhooks: list[Webhook]
     path: str | None
     spool: Spool | None
     scheduler: Scheduler | None
@@ -130,7 +151,144 @@ class DaemonControl:
     def adaptive_pairs(self) -> Sequence[PairSnapshot]:
         return self._adaptive().engine.snapshot(self.now())
 
+    async def health(self) -> Health:
+        daemon = self._daemon
+        problems: list[str] = []
+        writable = await asyncio.to_thread(_writable, str(daemon.settings.daemon.spoolbase))
+        if writable is not None:
+            problems.append(f"spool not writable: {writable}")
+        bound = tuple(self.listening())
+        configured = len(daemon.settings.inject.listeners)
+        workers = daemon.settings.daemon.injection_workers
+        if workers:
+            if len(daemon.workers) < workers:
+                problems.append(f"{len(daemon.workers)} of {workers} injection workers running")
+        elif len(bound) < configured:
+            problems.append(f"{len(bound)} of {configured} listeners up")
+        return Health(writable is None, bound, tuple(problems))
+
+    def ready(self) -> bool:
+        return self._daemon.ready
+
+    def state_directory(self) -> str:
+        return str(self._daemon.settings.daemon.spoolbase)
+
+    def webhooks(self) -> Mapping[str, Mapping[str, int]]:
+        return {w.settings.name: asdict(w.statistics) for w in self._daemon.webhooks}
+
+    def message(self, message_id: str) -> Mapping[str, object] | None:
+        spool = self._daemon.spool
+        if spool is None:
+            raise NotRunning("the spool has not started")
+        try:
+            envelope = spool.get(message_id)
+        except MessageNotFound:
+            return None
+        return {
+            "id": envelope.message_id,
+            "sender": envelope.sender,
+            "binding_group": envelope.binding_group,
+            "binding": envelope.binding,
+            "received_at": envelope.received_at,
+            "size": envelope.size,
+            "recipients": [
+                {
+                    "recipient": r.address,
+                    "state": r.state.name.lower(),
+                    "attempts": r.attempts,
+                    "next_attempt": r.next_attempt or None,
+                    "last_reply": r.last_response or None,
+                }
+                for r in envelope.recipients
+            ],
+        }
+
     # --- changes ------------------------------------------------------------------------
+    def _matcher(self, selection: MessageFilter) -> Callable[[Job], bool]:
+        domain = selection.domain.lower().rstrip(".") if selection.domain else None
+        sender = selection.sender.lower() if selection.sender is not None else None
+        before = None if selection.older_than is None else self.now() - selection.older_than
+        group, binding = selection.binding_group, selection.binding
+
+        def matches(job: Job) -> bool:
+            return (
+                (domain is None or job.domain == domain)
+                and (group is None or job.group == group)
+                and (binding is None or job.binding == binding)
+                and (sender is None or job.sender.lower() == sender)
+                and (before is None or job.received_at < before)
+            )
+
+        return matches
+
+    @staticmethod
+    def _taken(jobs: Sequence[Job]) -> Taken:
+        return Taken(len({j.message_id for j in jobs}), sum(len(j.recipients) for j in jobs))
+
+    async def bounce(self, selection: MessageFilter) -> Taken:
+        return self._taken(await self._scheduler().bounce(self._matcher(selection)))
+
+    async def delete(self, selection: MessageFilter) -> Taken:
+        return self._taken(await self._scheduler().delete(self._matcher(selection)))
+
+    def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        return self._taken(self._scheduler().rebind(self._matcher(selection), group))
+
+    def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
+        adaptive, now = self._adaptive(), self.now()
+        events = [
+            adaptive.suspend(binding, domain, now, duration, reason)
+            for binding in self._daemon.config.bindings
+        ]
+        self._changed()
+        return events
+
+    def resume_domain(self, domain: str) -> Sequence[Event]:
+        adaptive, now = self._adaptive(), self.now()
+        events = [
+            event
+            for binding in self._daemon.config.bindings
+            for event in adaptive.resume(binding, domain, now)
+        ]
+        self._changed()
+        return events
+
+    async def submit(
+        self,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        content: bytes,
+        binding_group: str | None,
+        binding: str | None,
+        client_ip: str,
+        tls: bool,
+    ) -> Submitted:
+        daemon = self._daemon
+        if daemon.handoff is None or not daemon.ready:
+            raise NotRunning("the spool has not started")
+        try:
+            future = submission.submit(
+                daemon.handoff,
+                daemon.settings.inject,
+                sender=sender,
+                recipients=recipients,
+                content=content,
+                binding_group=binding_group,
+                binding=binding,
+                client_ip=client_ip,
+                tls=tls,
+                received_at=self.now(),
+            )
+        except submission.Refused as err:
+            raise SubmissionRefused(err.field, err.reply) from None
+        await asyncio.wait([future])
+        reply = stored_reply(future, f"http:{client_ip}")
+        if future.cancelled() or future.exception() is not None:
+            raise SubmissionRefused(None, reply)
+        envelope = future.result()
+        return Submitted(envelope.message_id, len(envelope.recipients))
+
     def suspend(self, binding: str, domain: str, duration: float, reason: str) -> Suspend:
         event = self._adaptive().suspend(binding, domain, self.now(), duration, reason)
         self._changed()
@@ -161,3 +319,17 @@ class DaemonControl:
         config = load(daemon.path)  # ConfigError: the running configuration stays
         await daemon.reload(config)
         return daemon.path
+
+
+def _writable(directory: str) -> str | None:
+    """None when a file can be made, written and removed in `directory`, else why not."""
+    try:
+        fd, path = tempfile.mkstemp(prefix=".healthz-", dir=directory)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(path)
+    except OSError as err:
+        return str(err)
+    return None

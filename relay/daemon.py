@@ -3,13 +3,15 @@ graceful drain with a deadline.
 
 `Daemon` assembles the components from a configuration and is usable in-process (tests
 drive it with a manual clock); `serve` runs one under uvloop until SIGTERM/SIGINT, and
-reloads the configuration on SIGHUP (a bad new configuration is refused, the old one kept).
+reloads the configuration on SIGHUP (a bad new configuration is refused, the old one kept)
+and rotates the event log on SIGUSR1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -20,7 +22,10 @@ import tempfile
 from pathlib import Path
 
 from relay.admin.api import routes as admin_routes
-from relay.admin.http import start_admin
+from relay.admin.auth import Token, TokenFileError, load_tokens
+from relay.admin.http import MAX_BODY, AdminServer, start_admin
+from relay.admin.idempotency import FILE as IDEMPOTENCY_FILE
+from relay.admin.idempotency import IdempotencyStore
 from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock, SystemClock
@@ -35,13 +40,15 @@ from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
+from relay.notify.settings import WebhookSettings
+from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
-from relay.wiring import Settings, compile_settings
+from relay.wiring import DaemonSettings, Settings, compile_settings
 from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
@@ -64,7 +71,11 @@ class Daemon:
         self.adaptive: AdaptiveLink | None = None
         self.gates: HostGates | None = None
         self._background: list[asyncio.Task[None]] = []
-        self.admin: asyncio.Server | None = None
+        self.admin: AdminServer | None = None
+        self.idempotency: IdempotencyStore | None = None
+        self.handoff: Handoff | None = None
+        self.ready = False  # recovery finished, injection listening
+        self.webhooks: list[Webhook] = []
         self.shards: ShardedSpool | None = None
         self.last_spool_statistics: dict[str, SpoolStatistics] = {}
         self.workers: list[asyncio.subprocess.Process] = []
@@ -73,7 +84,14 @@ class Daemon:
     async def start(self) -> None:
         settings = self.settings
         options = settings.daemon
-        self.events = EventLog(options.event_log)
+        admin_access = await asyncio.to_thread(_admin_access, options)  # ConfigError first
+        hooks = await asyncio.to_thread(_webhook_secrets, options)
+        self.events = EventLog(
+            options.event_log,
+            max_size=options.event_log_max_size,
+            keep=options.event_log_keep,
+            clock=self.clock,
+        )
         spoolbase = options.spoolbase
         await asyncio.to_thread(spoolbase.mkdir, parents=True, exist_ok=True)
         self.spool = await Spool.open(
@@ -139,19 +157,38 @@ class Daemon:
         self._background.append(
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
         )
+        self.handoff = Handoff(
+            self.spool.submit, self.announce, self.complaint, options.fbl_address
+        )
         admin = options.admin_listen
         if admin is not None:
+            self.idempotency = IdempotencyStore(spoolbase / IDEMPOTENCY_FILE, self.clock.now)
+            await self.idempotency.open()
+            tokens, tls = admin_access
+            message_size = settings.inject.max_message_size
             self.admin = await start_admin(
-                admin.host or "127.0.0.1", admin.port or 2580, admin_routes(DaemonControl(self))
+                admin.host or "127.0.0.1",
+                admin.port or 2580,
+                admin_routes(DaemonControl(self), self.idempotency),
+                tokens=tokens,
+                tls=tls,
+                metrics_require_token=options.metrics_require_token,
+                # JSON escapes can double a message's size
+                max_body=2 * message_size + MAX_BODY if message_size else 256 * MAX_BODY,
             )
         if self.shards is not None:
             await self._start_workers(worker_count, spoolbase)
-            return
-        self.listeners = await start_listeners(
-            settings.inject,
-            Handoff(self.spool.submit, self.announce, self.complaint, options.fbl_address),
-            clock=self.clock.now,
-        )
+        else:
+            self.listeners = await start_listeners(
+                settings.inject, self.handoff, clock=self.clock.now
+            )
+        log_path = Path(options.event_log) if options.event_log else None
+        for hook in hooks:
+            assert log_path is not None  # wiring refuses a webhook without an event log
+            webhook = Webhook(hook, log_path, options.event_log_keep, self.clock)
+            self.webhooks.append(webhook)
+            self._background.append(asyncio.create_task(webhook.run(), name=f"webhook-{hook.name}"))
+        self.ready = True
 
     async def _start_workers(self, count: int, spoolbase: Path) -> None:
         """Injection in `count` worker processes, each with its own spool shard."""
@@ -173,6 +210,12 @@ class Daemon:
                 asyncio.create_task(self._supervise(index, socket_path), name=f"worker-{index}")
             )
         await _wait_listening([lst.address for lst in self.settings.inject.listeners])
+        # Listening means one worker is up; ready means every one is (each says hello on
+        # the shard socket once its spool shard is open).
+        if not await self.shards.wait_connected(count, within=30.0):
+            log.warning(
+                "%d of %d injection workers connected after 30 s", len(self.shards.links), count
+            )
 
     async def _supervise(self, index: int, socket_path: str) -> None:
         """Run injection worker `index`, restarting it if it dies."""
@@ -267,6 +310,8 @@ class Daemon:
         settings = compile_settings(config)
         self.config = config
         self.settings = settings
+        self.events.max_size = settings.daemon.event_log_max_size
+        self.events.keep = settings.daemon.event_log_keep
         if self.gates is not None:
             self.gates.limits = settings.host_limits
         if self.scheduler is not None:
@@ -277,6 +322,15 @@ class Daemon:
         for proc in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGHUP)
+        if self.admin is not None:
+            try:  # new tokens take effect at once; a bad file keeps the old ones
+                tokens, _ = await asyncio.to_thread(_admin_access, settings.daemon)
+                if tokens is not None or self.admin.access.tokens is None:
+                    self.admin.access.tokens = tokens
+                else:
+                    log.error("admin_token_file unset on reload: the old tokens stay")
+            except ConfigError as err:
+                log.error("admin tokens not reloaded, the old ones stay: %s", err)
         if self.listeners is not None:
             try:
                 await self.listeners.reconfigure(settings.inject)
@@ -287,11 +341,14 @@ class Daemon:
     async def stop(self, deadline: float | None = None) -> None:
         grace = self.settings.daemon.shutdown_timeout if deadline is None else deadline
         self._stopping = True
+        self.ready = False  # /readyz: draining
         if self.listeners is not None:
             await self.listeners.close(grace=grace)
         await self._stop_workers(grace)
         if self.admin is not None:
-            self.admin.close()
+            await self.admin.close()
+        if self.idempotency is not None:
+            await self.idempotency.close()
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
         for task in self._background:
@@ -316,6 +373,65 @@ class Daemon:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def _admin_access(
+    options: DaemonSettings,
+) -> tuple[tuple[Token, ...] | None, ssl.SSLContext | None]:
+    """The admin API's tokens and TLS context, read now; a bad file is a ConfigError naming
+    the option (and, for the token file, its line)."""
+    tokens: tuple[Token, ...] | None = None
+    if options.admin_token_file is not None:
+        try:
+            tokens = load_tokens(options.admin_token_file)
+        except TokenFileError as err:
+            raise ConfigError(
+                [Problem(Location(err.path, err.line, 0), err.message, "admin_token_file")]
+            ) from None
+    tls: ssl.SSLContext | None = None
+    if options.admin_tls_certificate is not None and options.admin_tls_key is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(options.admin_tls_certificate, options.admin_tls_key)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(
+                [
+                    Problem(
+                        Location(str(options.admin_tls_certificate), 0, 0),
+                        f"cannot load the certificate and key ({options.admin_tls_key}): {err}",
+                        "admin_tls_certificate",
+                    )
+                ]
+            ) from None
+    return tokens, tls
+
+
+def _webhook_secrets(options: DaemonSettings) -> list[WebhookSettings]:
+    """Each webhook's settings with its secret read; an unreadable or empty file is a
+    ConfigError naming secret_file."""
+    found = []
+    for hook in options.webhooks:
+        if hook.secret_file is None:
+            found.append(hook)
+            continue
+        try:
+            secret = hook.secret_file.read_bytes().strip()
+        except OSError as err:
+            secret, why = b"", f"cannot read it: {err}"
+        else:
+            why = "it is empty"
+        if not secret:
+            raise ConfigError(
+                [
+                    Problem(
+                        Location(str(hook.secret_file), 0, 0),
+                        f'webhook "{hook.name}": {why}',
+                        "secret_file",
+                    )
+                ]
+            )
+        found.append(dataclasses.replace(hook, secret=secret))
+    return found
 
 
 def worker_socket_path(spoolbase: Path) -> str:
@@ -366,6 +482,7 @@ async def _main(config: Config, path: str) -> int:
     def reload() -> None:
         try:
             new = load(path)
+            compile_settings(new)  # the checks across options, before anything changes
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return
@@ -374,6 +491,7 @@ async def _main(config: Config, path: str) -> int:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGUSR1, daemon.events.rotate)
     await stop.wait()
     log.info("stopping: no new connections; draining")
     await daemon.stop()

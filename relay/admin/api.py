@@ -10,16 +10,40 @@ POST /api/v1/adaptive/override  {"binding", "domain", "option", "value"}
 POST /api/v1/adaptive/reset     {"binding", "domain"}
 POST /api/v1/flush              {"domain"?}: delayed mail becomes due now
 POST /api/v1/reload             re-read the configuration file (refused if invalid)
-GET  /metrics                   Prometheus text format
+POST /api/v1/messages           inject a message (scope inject; compose.py reads the body)
+GET  /api/v1/messages/{id}      a spooled message: envelope, recipients, states, last replies
+POST /api/v1/bounce             {filter}: fail matching queued mail, with DSNs
+POST /api/v1/delete             {filter}: drop matching queued mail, no DSN
+POST /api/v1/rebind             {filter, "target"}: queued mail moves to binding group target
+POST /api/v1/suspend            {"domain", "duration", "reason"}: every binding, for a domain
+POST /api/v1/resume             {"domain"}: lift every binding's suspension for a domain
+  a filter: any of "domain", "binding_group", "binding", "sender", "older_than" (seconds
+  or "4 hours"); at least one; every field given must match
+GET  /metrics                   Prometheus text format (open unless metrics_require_token)
+GET  /healthz                   200 when the spool is writable and the listeners are up (open)
+GET  /readyz                    200 once recovery has finished (open)
+
+Scopes (auth.py): GETs are `read`, injection `inject`, every other change `admin`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 
-from relay.admin.http import BadRequest, Request, Response, Routes
+from relay.admin.auth import Scope
+from relay.admin.compose import read_injection
+from relay.admin.http import BadRequest, Endpoint, Handler, Request, Response, Routes, error
+from relay.admin.idempotency import MAX_KEY, Answer, IdempotencyStore, KeyReused
 from relay.admin.metrics import render_metrics
-from relay.admin.view import DaemonView, NotFromFile, NotRunning
+from relay.admin.view import (
+    DaemonView,
+    MessageFilter,
+    NotFromFile,
+    NotRunning,
+    SubmissionRefused,
+    Taken,
+)
 from relay.config import ConfigError
 from relay.config import options as config_options
 from relay.config.errors import ValueProblem
@@ -30,11 +54,72 @@ from relay.spool.statistics import combine
 NOT_RUNNING = "the daemon is not running"
 
 
-def routes(daemon: DaemonView) -> Routes:
+def reply_status(reply: str) -> int:
+    """The HTTP status for an SMTP reply refusing an injection."""
+    code, _, rest = reply.partition(" ")
+    enhanced = rest.split(" ", 1)[0]
+    if enhanced == "5.3.4":
+        return 413  # over max_message_size
+    if enhanced == "4.3.1":
+        return 507  # the spool's disk is full
+    if code.startswith("4"):
+        return 422 if enhanced == "4.5.3" else 503  # too many recipients; spool trouble
+    if code in ("500", "501", "553"):
+        return 400  # syntax: a malformed address, a line too long
+    return 422
+
+
+FILTER_FIELDS = ("domain", "binding_group", "binding", "sender", "older_than")
+
+
+def duration_of(raw: object, name: str) -> float:
+    try:
+        value = float(raw) if isinstance(raw, (int, float)) else parse_duration(str(raw))
+    except ValueProblem as err:
+        raise BadRequest(f"{name}: {err}", field=name) from None
+    if value < 0:
+        raise BadRequest(f"{name} must not be negative", field=name)
+    return value
+
+
+def read_filter(body: dict[str, object], also: tuple[str, ...] = ()) -> MessageFilter:
+    """The filter of a bounce, delete or rebind; refuses an empty one (it would take all)."""
+    for name in body:
+        if name in ("tenant", "campaign"):
+            raise BadRequest(
+                f"filter field {name!r} is not supported yet (the spool does not keep it)",
+                field=name,
+                status=422,
+            )
+        if name not in FILTER_FIELDS and name not in also:
+            raise BadRequest(f"unknown field {name!r}", field=name)
+    values: dict[str, str] = {}
+    for name in FILTER_FIELDS[:4]:
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise BadRequest(f"field {name!r} must be a non-empty string", field=name)
+        values[name] = value
+    older = body.get("older_than")
+    if not values and older is None:
+        raise BadRequest(
+            f"give at least one filter field ({', '.join(FILTER_FIELDS)})", field="domain"
+        )
+    return MessageFilter(
+        **values, older_than=None if older is None else duration_of(older, "older_than")
+    )
+
+
+def taken(result: Taken) -> dict[str, int]:
+    return {"messages": result.messages, "recipients": result.recipients}
+
+
+def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> Routes:
     def field(request: Request, name: str) -> str:
         value = request.body.get(name)
         if not isinstance(value, str) or not value:
-            raise BadRequest(f"missing string field {name!r}")
+            raise BadRequest(f"missing string field {name!r}", field=name)
         return value
 
     def pair(request: Request) -> tuple[str, str]:
@@ -55,6 +140,7 @@ def routes(daemon: DaemonView) -> Routes:
                 "scheduler": asdict(counts) if counts is not None else None,
                 "events": dict(daemon.event_counts()),
                 "listeners": list(daemon.listening()),
+                "webhooks": {name: dict(counts) for name, counts in daemon.webhooks().items()},
             },
         )
 
@@ -154,7 +240,114 @@ def routes(daemon: DaemonView) -> Routes:
         await daemon.spool_statistics()  # the workers' shards, asked now
         return Response(200, render_metrics(daemon), "text/plain; version=0.0.4")
 
-    return {
+    async def inject_once(request: Request) -> Answer:
+        injection = read_injection(request.body)
+        try:
+            stored = await daemon.submit(
+                sender=injection.sender,
+                recipients=injection.recipients,
+                content=injection.content,
+                binding_group=injection.binding_group,
+                binding=injection.binding,
+                client_ip=request.peer,
+                tls=request.tls,
+            )
+        except SubmissionRefused as err:
+            body = error(reply_status(err.reply), err.reply, err.field)
+            return Answer(body.status, {**body.body, "smtp_reply": err.reply})
+        except NotRunning as err:
+            return Answer(503, {"error": str(err)})
+        return Answer(201, {"id": stored.message_id, "recipients": stored.recipients})
+
+    async def messages(request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is None or idempotency is None:
+            answer = await inject_once(request)
+        else:
+            if not key or len(key) > MAX_KEY:
+                raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY} characters")
+            canonical = json.dumps(request.body, sort_keys=True).encode()
+
+            async def work() -> Answer:
+                return await inject_once(request)
+
+            try:
+                answer = await idempotency.once(f"{request.token}\0{key}", canonical, work)
+            except KeyReused:
+                raise BadRequest(
+                    "Idempotency-Key was used before with a different request", status=422
+                ) from None
+        return Response(answer.status, answer.body)
+
+    async def healthz(request: Request) -> Response:
+        health = await daemon.health()
+        return Response(
+            200 if not health.problems else 503,
+            {
+                "status": "ok" if not health.problems else "failing",
+                "spool_writable": health.spool_writable,
+                "listeners": list(health.listeners),
+                "problems": list(health.problems),
+            },
+        )
+
+    async def readyz(request: Request) -> Response:
+        ready = daemon.ready()
+        return Response(200 if ready else 503, {"ready": ready})
+
+    async def message(request: Request) -> Response:
+        try:
+            found = daemon.message(request.match["id"])
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        if found is None:
+            return error(404, f"no message {request.match['id']!r} in the spool")
+        return Response(200, found)
+
+    async def bounce(request: Request) -> Response:
+        selection = read_filter(request.body)
+        try:
+            return Response(200, {"bounced": taken(await daemon.bounce(selection))})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+
+    async def delete(request: Request) -> Response:
+        selection = read_filter(request.body)
+        try:
+            return Response(200, {"deleted": taken(await daemon.delete(selection))})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+
+    async def rebind(request: Request) -> Response:
+        target = field(request, "target")
+        if target not in daemon.binding_groups():
+            raise BadRequest(f'no binding_group "{target}"', field="target")
+        selection = read_filter(request.body, also=("target",))
+        try:
+            return Response(200, {"rebound": taken(daemon.rebind(selection, target))})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+
+    async def suspend_domain(request: Request) -> Response:
+        domain = field(request, "domain").lower()
+        duration = duration_of(request.body.get("duration", 4 * 3600), "duration")
+        reason = str(request.body.get("reason") or "operator")
+        try:
+            events = daemon.suspend_domain(domain, duration, reason)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        until = max((e.until for e in events), default=None)
+        return Response(200, {"suspended": [e.describe() for e in events], "until": until})
+
+    async def resume_domain(request: Request) -> Response:
+        domain = field(request, "domain").lower()
+        try:
+            events = daemon.resume_domain(domain)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        return Response(200, {"resumed": [e.describe() for e in events]})
+
+    table: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/summary"): summary,
         ("GET", "/api/v1/bindings"): bindings,
         ("GET", "/api/v1/queues"): queues,
@@ -165,5 +358,29 @@ def routes(daemon: DaemonView) -> Routes:
         ("POST", "/api/v1/adaptive/reset"): reset,
         ("POST", "/api/v1/flush"): flush,
         ("POST", "/api/v1/reload"): reload,
+        ("POST", "/api/v1/messages"): messages,
+        ("GET", "/api/v1/messages/{id}"): message,
+        ("POST", "/api/v1/bounce"): bounce,
+        ("POST", "/api/v1/delete"): delete,
+        ("POST", "/api/v1/rebind"): rebind,
+        ("POST", "/api/v1/suspend"): suspend_domain,
+        ("POST", "/api/v1/resume"): resume_domain,
         ("GET", "/metrics"): metrics,
+        ("GET", "/healthz"): healthz,
+        ("GET", "/readyz"): readyz,
     }
+    return {
+        (method, path): Endpoint(h, scope_of(method, path)) for (method, path), h in table.items()
+    }
+
+
+OPEN = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+def scope_of(method: str, path: str) -> Scope:
+    """Reads need `read`, injection `inject`, every other change `admin`."""
+    if path in OPEN:
+        return "open"
+    if method == "GET":
+        return "read"
+    return "inject" if path == "/api/v1/messages" else "admin"

@@ -68,6 +68,26 @@ class RelayCollector(Collector):
             outcomes.add_metric(["deferred"], stats.deferred)
             outcomes.add_metric(["failed"], stats.failed)
             yield outcomes
+        hooks = daemon.webhooks()
+        if hooks:
+            sent = CounterMetricFamily(
+                "relay_webhook_events", "Events a webhook delivered (2xx)", labels=["webhook"]
+            )
+            failed = CounterMetricFamily(
+                "relay_webhook_failures", "Failed webhook POSTs", labels=["webhook"]
+            )
+            lag = GaugeMetricFamily(
+                "relay_webhook_lag_bytes",
+                "Event log bytes a webhook has not read",
+                labels=["webhook"],
+            )
+            for name, counts in sorted(hooks.items()):
+                sent.add_metric([name], counts["sent"])
+                failed.add_metric([name], counts["failures"])
+                lag.add_metric([name], counts["lag_bytes"])
+            yield sent
+            yield failed
+            yield lag
         suspended = GaugeMetricFamily(
             "relay_suspended_binding_domains",
             "Binding x domain pairs suspended now",

@@ -26,6 +26,48 @@ class NotFromFile(Exception):
     """A reload was asked of a daemon that was not started from a configuration file."""
 
 
+class SubmissionRefused(Exception):
+    """An HTTP injection was refused; nothing was queued. `reply` is the SMTP reply an SMTP
+    client would have got (its code decides the HTTP status), `field` the JSON field."""
+
+    def __init__(self, field: str | None, reply: str) -> None:
+        super().__init__(reply)
+        self.field = field
+        self.reply = reply
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    message_id: str
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """Which queued mail an operator action applies to: every field given must match."""
+
+    domain: str | None = None  # the recipient's domain
+    binding_group: str | None = None
+    binding: str | None = None  # the message's explicit binding (X-Binding / "binding")
+    sender: str | None = None
+    older_than: float | None = None  # seconds since reception
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What an operator action on queued mail reached."""
+
+    messages: int
+    recipients: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    spool_writable: bool
+    listeners: tuple[str, ...]  # bound now
+    problems: tuple[str, ...]  # empty: healthy
+
+
 @dataclass(frozen=True, slots=True)
 class SuspendedDomain:
     domain: str
@@ -79,7 +121,64 @@ class DaemonView(Protocol):
         """Raises NotRunning."""
         ...
 
+    async def health(self) -> Health:
+        """Is the spool writable (a file made and removed there now), are the listeners up."""
+        ...
+
+    def ready(self) -> bool:
+        """Recovery finished: the spool is scanned, its mail queued, injection listening."""
+        ...
+
+    def state_directory(self) -> str:
+        """Where the API keeps its own state (the spool directory)."""
+        ...
+
+    def webhooks(self) -> Mapping[str, Mapping[str, int]]:
+        """Each webhook's counts: sent, posts, failures, lag_bytes, lost."""
+        ...
+
+    def message(self, message_id: str) -> Mapping[str, object] | None:
+        """A spooled message: envelope, recipients with their states, attempts, next
+        attempt and last reply; None when the spool does not hold it."""
+        ...
+
     # --- changes (each raises NotRunning before the daemon has started) -----------------
+    async def bounce(self, selection: MessageFilter) -> Taken:
+        """Fail the queued mail `selection` matches, with DSNs."""
+        ...
+
+    async def delete(self, selection: MessageFilter) -> Taken:
+        """Drop the queued mail `selection` matches: no delivery, no DSN."""
+        ...
+
+    def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        """Move the queued mail `selection` matches to binding group `group`."""
+        ...
+
+    def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
+        """Suspend every binding for `domain`."""
+        ...
+
+    def resume_domain(self, domain: str) -> Sequence[Event]:
+        """Lift every binding's suspension for `domain`."""
+        ...
+
+    async def submit(
+        self,
+        *,
+        sender: str,
+        recipients: Sequence[str],
+        content: bytes,
+        binding_group: str | None,
+        binding: str | None,
+        client_ip: str,
+        tls: bool,
+    ) -> Submitted:
+        """Inject one message as SMTP injection would (the same checks and limits);
+        returns once it is durable in the spool. Raises SubmissionRefused (nothing
+        queued) or NotRunning."""
+        ...
+
     def suspend(self, binding: str, domain: str, duration: float, reason: str) -> Suspend: ...
 
     def resume(self, binding: str, domain: str) -> Sequence[Event]: ...

@@ -40,6 +40,7 @@ class Block:
     hosts: dict[str, Block] = field(default_factory=dict)
     sweep_rules: dict[str, Block] = field(default_factory=dict)
     reply_rules: dict[str, Block] = field(default_factory=dict)
+    webhooks: dict[str, Block] = field(default_factory=dict)  # global only
     locations: list[Location] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -195,6 +196,9 @@ class _Builder:
             name = label.lower()
             block = parent.hosts.get(name) or Block(o.HOST, name, (*parent.path, o.HOST, name))
             parent.hosts[name] = block
+        elif kind == o.WEBHOOK:
+            block = parent.webhooks.get(label) or Block(kind, label, (kind, label))
+            parent.webhooks[label] = block
         elif kind in (o.SWEEP_RULE, o.REPLY_RULE):
             rules = parent.sweep_rules if kind == o.SWEEP_RULE else parent.reply_rules
             block = rules.get(label) or Block(kind, label, (*parent.path, kind, label))
@@ -310,6 +314,10 @@ class _Builder:
         block = self.open_stanza(kind, label, parent, loc)
         if block is not None:
             self.walk(node.body, block)
+            if kind == o.WEBHOOK and "url" not in block.settings:
+                self.error(
+                    loc, f'webhook "{label}" needs url', kind, hint='e.g. url = "https://..."'
+                )
             if kind == o.REPLY_RULE:
                 for required in ("pattern", "threshold", "action"):
                     if required not in block.settings:
@@ -333,7 +341,7 @@ class _Builder:
                 return self.group(label, loc)
             group = parent.label if parent.kind == o.BINDING_GROUP else None
             return self.binding(label, group, loc)
-        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE):
+        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
         if kind == o.ESMTP_LISTENER:

@@ -28,6 +28,7 @@ LISTEN = "listen"
 PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
+WEBHOOK = "webhook"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -457,11 +458,41 @@ _opt(
     "Mail to this address is read as ARF feedback reports, not relayed (relay extension)",
 )
 _opt(
+    "event_log_max_size",
+    v.integer(0),
+    0,
+    G,
+    "Rotate the event log past this many bytes (0: only on SIGUSR1; relay extension)",
+)
+_opt("event_log_keep", v.integer(1, 1000), 5, G, "Rotated event logs kept (NAME.1 ... NAME.N)")
+_opt(
     "admin_listen",
     v.HOST_PORT,
     None,
     G,
     'Admin HTTP API and /metrics, e.g. "127.0.0.1:2580" (relay extension; unset = off)',
+)
+_opt(
+    "admin_tls_certificate",
+    v.STRING,
+    None,
+    G,
+    "PEM certificate (chain) of the admin API: HTTPS (with admin_tls_key; relay extension)",
+)
+_opt("admin_tls_key", v.STRING, None, G, "PEM private key of the admin API's certificate")
+_opt(
+    "admin_token_file",
+    v.STRING,
+    None,
+    G,
+    "Admin API bearer tokens, NAME:SCOPE:TOKEN lines, scope read|inject|admin (relay extension)",
+)
+_opt(
+    "metrics_require_token",
+    v.BOOLEAN,
+    False,
+    G,
+    "/metrics needs a read token too (relay extension; /healthz stays open)",
 )
 _opt(
     "injection_workers",
@@ -562,9 +593,28 @@ _opt("low_action", v.ACTION, ("throttle", "down"), R, "Action at the low thresho
 _opt("high_threshold", v.number(0), None, R, "Rate (%) that triggers high_action")
 _opt("high_action", v.ACTION, ("suspend", "4 hours"), R, "Action at the high threshold")
 
+# A webhook "name" { ... } stanza (relay extension): the event log's records, POSTed.
+W = frozenset({WEBHOOK})
+_opt("url", v.STRING, None, W, "Where a webhook POSTs (http:// or https://)")
+_opt("events", v.STRING_LIST, (), W, "The event kinds a webhook sends (empty: every kind)")
+_opt("batch_size", v.integer(1, 10000), 100, W, "Events per POST at most")
+_opt("max_delay", SECONDS, 1.0, W, "A webhook POSTs what it has after this long")
+_opt("secret_file", v.STRING, None, W, "HMAC-SHA256 key of the X-Relay-Signature header")
+
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(
     {
+        "url",
+        "events",
+        "batch_size",
+        "max_delay",
+        "secret_file",
+        "admin_tls_certificate",
+        "admin_tls_key",
+        "event_log_keep",
+        "event_log_max_size",
+        "admin_token_file",
+        "metrics_require_token",
         # adaptive delivery (adaptive_scope = global and FBL volume rules wait for later work)
         "adaptive_adjustment_interval",
         "adaptive_alert_email_destination",
@@ -737,6 +787,7 @@ STANZAS: dict[str, StanzaKind] = {
         ),
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
         StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
+        StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
     )
 }
 

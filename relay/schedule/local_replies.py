@@ -16,6 +16,8 @@ class Local(enum.Enum):
     EXPIRED = "expired"  # never_attempt_expired_messages
     SEND_ERROR = "send_error"  # an unexpected error while sending
     OPEN_ERROR = "open_error"  # an unexpected error while opening a session
+    OPERATOR_BOUNCE = "operator_bounce"  # bounced through the admin API (with a DSN)
+    OPERATOR_DELETE = "operator_delete"  # deleted through the admin API (no DSN)
 
 
 _REPLIES: dict[Local, tuple[Outcome, int, str, str]] = {
@@ -25,6 +27,8 @@ _REPLIES: dict[Local, tuple[Outcome, int, str, str]] = {
     Local.EXPIRED: (Outcome.PERMANENT, 554, "5.4.7", "message expired before any attempt"),
     Local.SEND_ERROR: (Outcome.TEMPORARY, 451, "4.3.0", "local error"),
     Local.OPEN_ERROR: (Outcome.TEMPORARY, 451, "4.4.0", "local error"),
+    Local.OPERATOR_BOUNCE: (Outcome.PERMANENT, 550, "5.0.0", "bounced by the operator"),
+    Local.OPERATOR_DELETE: (Outcome.PERMANENT, 550, "5.0.0", "deleted by the operator"),
 }
 
 

@@ -115,6 +115,19 @@ class OutcomeRecorder:
             again = replace(job, recipients=list(decision.requeue), due=self.clock.now())
         return retry, again
 
+    async def discard(self, job: Job, reply: Reply, policy: RouteSettings) -> None:
+        """The job's recipients end here without a delivery and without a DSN (an
+        operator's delete): journalled final, one `deleted` event each."""
+        updates = [
+            Recipient(address, RecipientState.FAILED, attempts, 0.0, str(reply))
+            for _, address, attempts in job.recipients
+        ]
+        for update in updates:
+            self.counts["failed"] += 1
+            self.events("deleted", self._fields(job, policy, update.address, reply, {}))
+        if updates:
+            await self.spool.update_recipients(job.message_id, updates)
+
     @staticmethod
     def _fields(
         job: Job,

@@ -490,6 +490,33 @@ class Queues:
         self.on_work()
         return moved
 
+    def take(self, matches: Callable[[Job], bool]) -> list[Job]:
+        """Take the queued jobs `matches` selects out of the queues (delayed, due, and
+        waiting in a ready queue; not the ones being sent now). They count as in flight,
+        like placed jobs, until the owner hands each back through `job_finished`."""
+        taken: list[Job] = []
+        kept = [entry for entry in self._timers if not matches(entry[2])]
+        if len(kept) != len(self._timers):
+            taken += [entry[2] for entry in self._timers if matches(entry[2])]
+            heapq.heapify(kept)
+            self._timers = kept
+        for fifo in self._due.values():
+            if any(matches(job) for job in fifo):
+                taken += [job for job in fifo if matches(job)]
+                rest = [job for job in fifo if not matches(job)]
+                fifo.clear()
+                fifo.extend(rest)
+        self._flight.update(taken)
+        for rq in self._ready.values():  # placed already: in flight
+            if any(matches(job) for job in rq.jobs):
+                taken += [job for job in rq.jobs if matches(job)]
+                rest = [job for job in rq.jobs if not matches(job)]
+                rq.jobs.clear()
+                rq.jobs.extend(rest)
+        if taken:
+            self.on_work()
+        return taken
+
     def stop(self) -> list[Action]:
         """Dispatch nothing more; idle connections are told to close."""
         self._stopping = True

@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sys
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Protocol, assert_never
 
 from relay.bind.selector import Selector
@@ -183,6 +184,43 @@ class Scheduler:
     def flush(self, domain: str | None = None) -> int:
         """Make delayed mail (for one domain, or all) due now; returns how many jobs."""
         return self.core.flush(self.clock.now(), domain)
+
+    # --- operator actions on queued mail (the admin API) --------------------------------
+    def _policy_of(self, job: Job) -> RouteSettings:
+        binding = job.binding
+        if binding is None:
+            members = self.core.selector.members(job.group)
+            binding = members[0].name if members else "default"
+        return self.live.get(binding, job.domain)
+
+    async def bounce(self, matches: Callable[[Job], bool]) -> list[Job]:
+        """Fail the queued jobs `matches` selects, with DSNs as for any failure."""
+        jobs = self.core.take(matches)
+        for job in jobs:
+            policy = self._policy_of(job)
+            await self._finish(job, local_results(Local.OPERATOR_BOUNCE, job), policy)
+        return jobs
+
+    async def delete(self, matches: Callable[[Job], bool]) -> list[Job]:
+        """Drop the queued jobs `matches` selects: no delivery, no DSN."""
+        jobs = self.core.take(matches)
+        reply = local_reply(Local.OPERATOR_DELETE)
+        for job in jobs:
+            try:
+                await self.outcomes.discard(job, reply, self._policy_of(job))
+            finally:
+                self.core.job_finished(job)
+        return jobs
+
+    def rebind(self, matches: Callable[[Job], bool], group: str) -> list[Job]:
+        """Move the queued jobs `matches` selects to binding group `group` (any binding
+        of it), due as they were. In memory: the spool keeps the group the message came
+        with, which a restart goes back to."""
+        jobs = self.core.take(matches)
+        for job in jobs:
+            moved = replace(job, group=sys.intern(group), binding=None)
+            self.core.job_finished(job, retry=moved)
+        return jobs
 
     # --- carrying actions out -----------------------------------------------------------
     async def _dispatch(self) -> None:

@@ -105,6 +105,7 @@ class ShardedSpool:
         self.links: dict[str, WorkerLink] = {}  # shard -> its connection, while connected
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connected = asyncio.Event()  # set at each worker's hello
 
     # --- the SpoolAccess the scheduler and the bouncer use ----------------------------
     async def store(self, message: NewMessage) -> Envelope:
@@ -169,6 +170,21 @@ class ShardedSpool:
         return len(self.local) + len(self.owners)
 
     # --- the workers' side ----------------------------------------------------------------
+    async def wait_connected(self, count: int, within: float) -> bool:
+        """Until `count` workers are connected (True), or `within` seconds passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(self.links) < count:
+            self._connected.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._connected.wait(), left)
+            except TimeoutError:
+                return len(self.links) >= count
+        return True
+
     async def serve(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
@@ -198,6 +214,7 @@ class ShardedSpool:
             if old is not None:
                 self._forget(old)
             self.links[link.shard] = link
+            self._connected.set()
             log.info("injection worker %s connected", link.shard)
             known_before = {m for m, owner in self.owners.items() if owner == link.shard}
             scan = asyncio.ensure_future(link.call("scan", None))

@@ -10,6 +10,8 @@ Scenarios (issue 8):
   c  the same with 10 recipients per message: recipients/s
   d  1,000 bindings in the group (relay only), --pairs times, each next to a 4-binding run
   e  100,000 messages queued for an unreachable destination (relay only): RSS, injection
+  h  HTTP injection only (relay only; POST /api/v1/messages, 20 keep-alive clients, the
+     same 2 KB messages as (a), delivery suspended): next to (a)'s SMTP rate
 Every run is bounded by its message count and by --timeout seconds; a run that hits the
 timeout reports what it got. Prints one table and writes it to var/bench/last-run.md.
 """
@@ -179,6 +181,7 @@ class Bench:
         deliver: bool = True,
         gateway: str | None = None,
         profile: Path | None = None,
+        http: bool = False,
     ) -> Result:
         a = self.args
         name = system.name if system else "loopback"
@@ -234,15 +237,18 @@ class Bench:
                     profiler = Profiler(system.pid, profile)
                     time.sleep(0.5)
             t0 = time.monotonic()
+            if http:
+                assert isinstance(system, Relay)
+                to = ["--url", f"http://127.0.0.1:{system.admin_port}"]
+                to += ["--token-file", str(system.token_file)]
+            else:
+                to = ["--host", target[0], "--port", str(target[1])]
             injector = spawn(
                 [
                     PY,
                     "-m",
-                    "tests.bench.inject",
-                    "--host",
-                    target[0],
-                    "--port",
-                    str(target[1]),
+                    "tests.bench.inject_http" if http else "tests.bench.inject",
+                    *to,
                     "--messages",
                     str(messages),
                     "--sessions",
@@ -460,6 +466,15 @@ def build_table(
         row(s, "accepted msgs/s", "aw", "inject_rate", note=note)
         row(s, "DATA end -> 250 p99 (ms)", "aw", "data_p99", 1000, 2)
         row(s, "CPU ms/msg", "aw", "cpu_per_msg", 1000, 3)
+    if g("h-relay"):
+        h, a_rel = g("h-relay"), g("a-relay")
+        assert h is not None
+        note = f"vs SMTP (a): {ratio(h.inject_rate, a_rel.inject_rate if a_rel else None)}"
+        s = f"(h) HTTP injection, {n:,} x {args.size} B, {args.sessions} keep-alive clients, fsync"
+        row(s, "accepted msgs/s", "h", "inject_rate", note=note)
+        row(s, "request -> 201 p50 (ms)", "h", "data_p50", 1000, 2)
+        row(s, "request -> 201 p99 (ms)", "h", "data_p99", 1000, 2)
+        row(s, "CPU ms/msg", "h", "cpu_per_msg", 1000, 3)
     if g("ac-relay") or g("ac-postfix"):
         s = f"(a, C tools) smtp-source -> system, {n:,} msgs, delivery held"
         row(s, "accepted msgs/s", "ac", "inject_rate")
@@ -726,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
-    p.add_argument("--only", default="a,b,c,d,e", help="scenarios to run")
+    p.add_argument("--only", default="a,h,b,c,d,e", help="scenarios to run")
     p.add_argument("--no-postfix", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
     p.add_argument("--profile", action="store_true", help="extra relay (b) run under py-spy")
@@ -772,6 +787,8 @@ def main(argv: list[str] | None = None) -> int:
             pf = postfix()
             if pf is not None:
                 res["ac-postfix"] = run_ctools(bench, pf, n, deliver=False)
+    if "h" in only:
+        res["h-relay"] = bench.case("h", relay(http=True), messages=n, deliver=False, http=True)
     if "b" in only:
         both("b", messages=n)
         res["b-loopback"] = bench.case("b", None, messages=n)

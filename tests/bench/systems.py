@@ -129,8 +129,10 @@ class Relay:
     fsync: bool = True
     connections_per_binding: int = 5
     workers: int = 0  # injection_workers
+    http: bool = False  # the admin API on, with an inject token (HTTP injection)
     name: str = "relay"
     port: int = 0
+    admin_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     notes: list[str] = field(default_factory=list)
@@ -145,6 +147,9 @@ class Relay:
             f"max_outbound_connections = {self.connections_per_binding}",
             f"injection_workers = {self.workers}",
         ]
+        if self.http:
+            lines.append(f'admin_listen = "127.0.0.1:{self.admin_port}"')
+            lines.append(f'admin_token_file = "{self.directory / "admin-tokens"}"')
         if self.gateway:
             lines.append(f'gateway = "{self.gateway}"')
         if self.suspend:
@@ -166,6 +171,12 @@ class Relay:
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(parents=True)
         self.port = free_port()
+        if self.http:
+            self.admin_port = free_port()
+            self.token_file.write_text("bench-token-0123456789abcdef\n")
+            (self.directory / "admin-tokens").write_text(
+                "bench:inject:bench-token-0123456789abcdef\n"
+            )
         conf = self.directory / "relay.conf"
         conf.write_text(self.config_text())
         self.log = self.directory / "relay.log"
@@ -185,6 +196,11 @@ class Relay:
             if b"listening on" in line:
                 return
         raise RuntimeError(f"relay did not start; see {self.log}")
+
+    @property
+    def token_file(self) -> Path:
+        """The bare inject token, for the HTTP injector."""
+        return self.directory / "inject-token"
 
     @property
     def pid(self) -> int:

@@ -36,3 +36,30 @@ def test_relay_end_to_end_table_has_numbers(tmp_path: Path, capsys: object) -> N
         assert re.fullmatch(r"[\d,]+(\.\d+)?", relay_cell), (metric, relay_cell)
         assert float(relay_cell.replace(",", "")) > 0, (metric, relay_cell)
     assert "sink got" not in table and "error" not in table
+
+
+def test_http_injection_row_has_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    code = run.main(
+        [
+            "--only",
+            "h",
+            "--messages",
+            "200",
+            "--sessions",
+            "5",
+            "--timeout",
+            "30",
+            "--no-postfix",
+            "--no-c-tools",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    table = out.read_text()
+    (row,) = [line for line in table.splitlines() if "accepted msgs/s" in line]
+    assert row.startswith("| (h) HTTP injection, 200 x 2048 B, 5 keep-alive clients")
+    rate = row.split("|")[3].strip()
+    assert re.fullmatch(r"[\d,]+", rate) and int(rate.replace(",", "")) > 0, row
+    assert "refused" not in table and "error" not in table

@@ -8,6 +8,7 @@ await relay.wait(lambda: len(sink.messages) == 1)
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest_asyncio
 
+from relay.admin.auth import SCOPES
 from relay.clock import Clock
 from relay.config import loads
 from relay.daemon import Daemon
@@ -36,6 +38,8 @@ class RelayUnderTest:
         self.port = port
         self.directory = directory
         self.admin_url = ""
+        self.tokens: dict[str, str] = {}  # scope -> token, when admin_tokens was asked
+        self.token_file: Path | None = None
 
     async def send(
         self,
@@ -93,9 +97,23 @@ class RelayFactory:
         clock: Clock | None = None,
         listener: str = "",
         admin: bool = False,
+        admin_tokens: bool = True,
+        admin_extra: str = "",
     ) -> RelayUnderTest:
+        """admin: an admin API on loopback, with (admin_tokens) a token file holding one
+        token per scope (relay.tokens[scope]); admin_extra: more global options."""
         port = free_port()
         admin_port = free_port() if admin else None
+        tokens = (
+            {scope: f"{scope}-token-{secrets.token_hex(16)}" for scope in SCOPES}
+            if admin and admin_tokens
+            else {}
+        )
+        token_file = self.directory / "admin-tokens"
+        if tokens:
+            token_file.write_text(
+                "".join(f"{scope}-client:{scope}:{token}\n" for scope, token in tokens.items())
+            )
         if dns is not None:
             resolver = f'resolv_conf = "{dns.resolv_conf}"\ndns_port = {dns.port}\n'
         else:  # never the host's resolvers: a loopback port where nothing answers
@@ -109,6 +127,8 @@ class RelayFactory:
             f"force_fsync = false\n"
             f"shutdown_timeout = 2\n"
             + (f'admin_listen = "127.0.0.1:{admin_port}"\n' if admin_port else "")
+            + (f'admin_token_file = "{token_file}"\n' if tokens else "")
+            + admin_extra
             + f"{resolver}"
             f"esmtp_listener {{\n"
             f'  relay_hosts = ( "127.0.0.0/8" )\n'
@@ -120,7 +140,10 @@ class RelayFactory:
         daemon = Daemon(loads(text, str(path)), str(path), clock=clock)
         await daemon.start()
         relay = RelayUnderTest(daemon, port, self.directory)
-        relay.admin_url = f"http://127.0.0.1:{admin_port}" if admin_port else ""
+        scheme = "https" if "admin_tls_certificate" in admin_extra else "http"
+        relay.admin_url = f"{scheme}://127.0.0.1:{admin_port}" if admin_port else ""
+        relay.tokens = tokens
+        relay.token_file = token_file if tokens else None
         self.running.append(relay)
         return relay
 
@@ -133,6 +156,7 @@ class RelayFactory:
         await daemon.start()
         again = RelayUnderTest(daemon, relay.port, self.directory)
         again.admin_url = relay.admin_url
+        again.tokens, again.token_file = relay.tokens, relay.token_file
         self.running.append(again)
         return again
 

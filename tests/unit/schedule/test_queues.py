@@ -507,3 +507,28 @@ def test_counts_never_drift_under_random_events() -> None:
         counts = core.sizes()
         assert (counts.in_flight - counts.ready, counts.connections) == (0, 0), seed
         assert core.q.caps.count(("scope", ("binding_group", "g"))) == 0
+
+
+def test_take_removes_queued_jobs_wherever_they_wait() -> None:
+    core = Core()
+    later, now, other = job("one.test", due=T0 + 500), job("one.test"), job("two.test")
+    for j in (later, now, other):
+        core.q.schedule(j)
+    assert set(core.q.take(lambda j: j.domain == "one.test")) == {later, now}
+    assert (core.q.sizes().scheduled, core.q.sizes().in_flight) == (1, 2)
+    core.q.job_finished(later)
+    core.q.job_finished(now)
+    assert [c.domain for c in opened(core.step()[0])] == ["two.test"]
+    assert core.q.take(lambda j: j.domain == "one.test") == []
+
+
+def test_take_reaches_a_ready_queue() -> None:
+    core = Core()
+    placed = job("one.test")
+    core.q.schedule(placed)
+    core.step()  # placed in the ready queue: in flight, a connection opening
+    assert (core.q.sizes().ready, core.q.sizes().in_flight) == (1, 1)
+    assert core.q.take(lambda j: True) == [placed]
+    assert (core.q.sizes().ready, core.q.sizes().in_flight) == (0, 1)  # until handed back
+    core.q.job_finished(placed)
+    assert core.q.sizes().in_flight == 0

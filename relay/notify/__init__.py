@@ -1,0 +1,1 @@
+"""Telling other systems what happened: event webhooks over the event log."""
