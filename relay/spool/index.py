@@ -52,6 +52,7 @@ def copy_envelope(envelope: Envelope) -> Envelope:
         envelope.received_at,
         [r.copy() for r in envelope.recipients],
         envelope.size,
+        envelope.esmtp,
     )
 
 

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from relay.esmtp import Esmtp
+
 
 class RecipientState(enum.Enum):
     PENDING = "pending"  # not yet attempted, or deferred until next_attempt
@@ -22,6 +24,7 @@ class NewMessage(NamedTuple):  # immutable, and built per message: a tuple is ch
     binding: str | None  # an explicit binding (X-Binding), else None
     content: bytes  # the full message as it will be delivered (CRLF line ends)
     received_at: float  # unix time of reception
+    esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters, if any were given
 
 
 @dataclass(slots=True)
@@ -56,3 +59,4 @@ class Envelope:
     received_at: float
     recipients: list[Recipient] = field(default_factory=list)
     size: int = 0
+    esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters (None: none given)

@@ -228,6 +228,7 @@ class Spool:
             received_at=message.received_at,
             recipients=[Recipient(address) for address in message.recipients],
             size=len(message.content),
+            esmtp=message.esmtp,
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:

@@ -20,6 +20,7 @@ import struct
 from collections import deque
 from typing import Any
 
+from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, Recipient, RecipientState
 
 HEADER = struct.Struct("!I")
@@ -28,7 +29,9 @@ READ_SIZE = 256 << 10
 
 Frame = tuple[str, int, Any]
 RecipientTuple = tuple[str, str, int, float, str, int]
-EnvelopeTuple = tuple[str, str, str, str | None, float, list[RecipientTuple], int]
+EnvelopeTuple = tuple[
+    str, str, str, str | None, float, list[RecipientTuple], int, Esmtp | None
+]
 
 
 def encode_frame(kind: str, request_id: int, payload: Any) -> bytes:
@@ -87,8 +90,9 @@ def envelope_tuple(e: Envelope) -> EnvelopeTuple:
         e.received_at,
         [recipient_tuple(r) for r in e.recipients],
         e.size,
+        e.esmtp,
     )
 
 
 def envelope_from(t: EnvelopeTuple) -> Envelope:
-    return Envelope(t[0], t[1], t[2], t[3], t[4], [recipient_from(r) for r in t[5]], t[6])
+    return Envelope(t[0], t[1], t[2], t[3], t[4], [recipient_from(r) for r in t[5]], t[6], t[7])
