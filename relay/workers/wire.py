@@ -29,9 +29,7 @@ READ_SIZE = 256 << 10
 
 Frame = tuple[str, int, Any]
 RecipientTuple = tuple[str, str, int, float, str, int]
-EnvelopeTuple = tuple[
-    str, str, str, str | None, float, list[RecipientTuple], int, Esmtp | None
-]
+EnvelopeTuple = tuple[str, str, str, str | None, float, list[RecipientTuple], int, Esmtp | None]
 
 
 def encode_frame(kind: str, request_id: int, payload: Any) -> bytes:
