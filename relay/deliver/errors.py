@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from relay.esmtp import Esmtp
 from relay.outcome import Outcome, Phase, Remote, Reply
 
 __all__ = [
@@ -73,6 +74,17 @@ class MessageLike(Protocol):
 
     @property
     def content(self) -> bytes: ...
+
+    @property
+    def esmtp(self) -> Esmtp | None:
+        """DSN / SMTPUTF8 / REQUIRETLS parameters given at injection (None: none)."""
+        ...
+
+    @property
+    def indexes(self) -> Sequence[int]:
+        """Each recipient's index in its envelope (what `esmtp`'s per-recipient values
+        are keyed by); may be empty when `esmtp` is None."""
+        ...
 
 
 class DeliveryError(Exception):

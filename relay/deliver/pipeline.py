@@ -81,9 +81,22 @@ def mail_line(sender: str, options: Sequence[str], utf8: bool) -> bytes:
     return b" ".join(parts) + b"\r\n"
 
 
-def rcpt_line(recipient: str, utf8: bool) -> bytes:
-    """`RCPT TO:<recipient>` with its CRLF; raises Unsendable."""
-    return b"RCPT " + _address(b"TO:", recipient, utf8) + b"\r\n"
+def rcpt_line(recipient: str, utf8: bool, options: Sequence[str] = ()) -> bytes:
+    """`RCPT TO:<recipient> OPTIONS...` with its CRLF; raises Unsendable."""
+    line = b"RCPT " + _address(b"TO:", recipient, utf8)
+    for option in options:
+        encoded = option.encode("ascii")
+        if _CONTROL.search(encoded) is not None:
+            raise Unsendable
+        line += b" " + encoded
+    return line + b"\r\n"
+
+
+def size_limit(extensions: dict[str, str]) -> int | None:
+    """The largest message the server takes by its SIZE keyword (RFC 1870), or None when
+    it names no limit ("SIZE", "SIZE 0", no SIZE, or something that is not a number)."""
+    value = extensions.get("size", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def envelope_block(mail: bytes, rcpts: Sequence[bytes]) -> bytes:

@@ -2,6 +2,10 @@
 
 Pure: given the original message and what happened to which recipients, build the
 multipart/report bytes. relay spools the DSN as an ordinary message from `<>`.
+Actions: failed, delayed, and relayed (a success DSN for NOTIFY=SUCCESS when the next hop
+did not offer DSN: RFC 3461 4.1 says relay reports it, as "relayed", since nobody after it
+will). With ENVID / ORCPT given at injection the report carries Original-Envelope-Id and
+Original-Recipient (RFC 3464 2.2.1, 2.3.1).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ class DsnRecipient:
     recipient: str
     reply: Reply  # the remote reply or relay's own
     remote: Remote | None = None
-    action: str = "failed"  # failed | delayed
+    action: str = "failed"  # failed | delayed | relayed
     status: EnhancedStatus | None = None  # overrides the status the reply gives
+    original_recipient: str | None = None  # ORCPT decoded: "rfc822;address"
 
 
 def dsn_status(reply: Reply) -> EnhancedStatus:
@@ -48,6 +53,8 @@ def _headers_of(content: bytes) -> bytes:
 def _subject(action: str) -> str:
     if action == "delayed":
         return "Delivery delayed: message not yet delivered"
+    if action == "relayed":
+        return "Successful Mail Delivery Report (relayed)"
     return "Undelivered Mail Returned to Sender"
 
 
@@ -62,13 +69,16 @@ def build_dsn(
     from_address: str,
     inline: str = "headers",  # headers | full | all | none
     now: float | None = None,
+    envelope_id: str | None = None,  # ENVID decoded: Original-Envelope-Id
 ) -> bytes:
     """A complete RFC 5322 message (CRLF line ends) carrying a multipart/report DSN."""
     now = time.time() if now is None else now
-    action = "delayed" if all(f.action == "delayed" for f in failures) else "failed"
+    actions = {f.action for f in failures}
+    action = actions.pop() if len(actions) == 1 else "failed"
     boundary = f"=_relay_dsn_{original_id}_{int(now * 1000)}"
     human = _human_text(failures, reporting_mta, action)
-    per_message = [
+    per_message = [] if envelope_id is None else [f"Original-Envelope-Id: {envelope_id}"]
+    per_message += [
         f"Reporting-MTA: dns; {reporting_mta}",
         f"X-Relay-Queue-ID: {original_id}",
         f"Arrival-Date: {format_datetime(datetime.fromtimestamp(received_at, UTC))}",
@@ -78,7 +88,12 @@ def build_dsn(
         status = failure.status or dsn_status(failure.reply)
         if failure.action == "failed" and status.klass == 4:
             status = replace(status, klass=5)  # a final failure is permanent whatever it said
-        block = [
+        block = (
+            []
+            if failure.original_recipient is None
+            else [f"Original-Recipient: {failure.original_recipient}"]
+        )
+        block += [
             f"Final-Recipient: rfc822; {failure.recipient}",
             f"Action: {failure.action}",
             f"Status: {status}",
@@ -132,6 +147,12 @@ def _human_text(failures: list[DsnRecipient], reporting_mta: str, action: str) -
             f"This is the mail system at host {reporting_mta}.\r\n\r\n"
             "Your message could not be delivered yet. It will be retried; you do not need "
             "to send it again.\r\n\r\n"
+        )
+    elif action == "relayed":
+        lead = (
+            f"This is the mail system at host {reporting_mta}.\r\n\r\n"
+            "Your message was delivered to the next mail server, which does not send "
+            "delivery notifications: no further notification will follow.\r\n\r\n"
         )
     else:
         lead = (

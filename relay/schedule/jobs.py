@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, RecipientState
 
 
@@ -20,6 +21,7 @@ class Job:
     due: float = 0.0
     # Delay DSNs sent, by recipient; None (the common case) saves a dict per queued job.
     notices: dict[str, int] | None = None
+    esmtp: Esmtp | None = None  # the message's DSN / SMTPUTF8 / REQUIRETLS parameters
 
     @property
     def key(self) -> tuple[str, str]:
@@ -51,6 +53,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
                 envelope.received_at,
                 [],
                 due=rcpt.next_attempt,
+                esmtp=envelope.esmtp,
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))

@@ -300,7 +300,12 @@ class Scheduler:
             if policy.fbl_header:
                 content = fbl_header(conn.binding, conn.domain, job.message_id) + content
             message = OutboundMessage(
-                job.message_id, job.sender, tuple(a for _, a, _ in job.recipients), content
+                job.message_id,
+                job.sender,
+                tuple(a for _, a, _ in job.recipients),
+                content,
+                job.esmtp,
+                tuple(i for i, _, _ in job.recipients) if job.esmtp is not None else (),
             )
             try:
                 results = await session.send(message)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from relay.deliver.settings import DeliverySettings
+from relay.esmtp import Esmtp
 from relay.outcome import RecipientResult, Remote, Reply
 
 
@@ -19,6 +20,8 @@ class OutboundMessage:
     sender: str
     recipients: tuple[str, ...]
     content: bytes
+    esmtp: Esmtp | None = None  # the message's ESMTP parameters
+    indexes: tuple[int, ...] = ()  # each recipient's index in the envelope (for `esmtp`)
 
 
 class ConnectFailed(Exception):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from relay.esmtp import Esmtp
+
 DEFAULT_CONTENT = b"From: a@sender.test\r\nSubject: test\r\n\r\nHello.\r\n"
 
 
@@ -16,6 +18,8 @@ class TestMessage:
     sender: str
     recipients: Sequence[str]
     content: bytes
+    esmtp: Esmtp | None = None
+    indexes: Sequence[int] = ()
 
 
 def make_message(
@@ -23,5 +27,8 @@ def make_message(
     content: bytes = DEFAULT_CONTENT,
     sender: str = "a@sender.test",
     message_id: str = "m1",
+    esmtp: Esmtp | None = None,
 ) -> TestMessage:
-    return TestMessage(message_id, sender, tuple(recipients), content)
+    return TestMessage(
+        message_id, sender, tuple(recipients), content, esmtp, tuple(range(len(recipients)))
+    )
