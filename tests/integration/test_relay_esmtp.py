@@ -82,84 +82,90 @@ async def test_dsn_parameters_pass_to_a_dsn_server_and_relay_sends_no_success_ds
     relay_factory: RelayFactory, dns_server: DnsServerFactory
 ) -> None:
     dns = await dns_server(ZONE)
-    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING", "DSN", "SIZE 100000"]) as mx:
-        async with EsmtpSink("127.0.0.11", mx.port) as senders:
-            relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
-            await inject(
-                relay,
-                [("r@one.test", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;R+40one.test"])],
-                mail_options=["RET=HDRS", "ENVID=id+2B7"],
-            )
-            await relay.wait(lambda: len(mx.messages) == 1)
-            (got,) = mx.messages
-            assert got.mail.startswith("FROM:<s@sender.test> SIZE=")
-            assert got.mail.endswith(" RET=HDRS ENVID=id+2B7")
-            assert got.rcpts == ["TO:<r@one.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;R+40one.test"]
-            await relay.wait(lambda: relay.events("delivery") != [])
-            # the next hop was given NOTIFY=SUCCESS: it reports, relay does not (RFC 3461 4.1)
-            assert senders.messages == [] and relay.events("dsn") == []
+    async with (
+        EsmtpSink("127.0.0.10", extensions=["PIPELINING", "DSN", "SIZE 100000"]) as mx,
+        EsmtpSink("127.0.0.11", mx.port) as senders,
+    ):
+        relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
+        await inject(
+            relay,
+            [("r@one.test", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;R+40one.test"])],
+            mail_options=["RET=HDRS", "ENVID=id+2B7"],
+        )
+        await relay.wait(lambda: len(mx.messages) == 1)
+        (got,) = mx.messages
+        assert got.mail.startswith("FROM:<s@sender.test> SIZE=")
+        assert got.mail.endswith(" RET=HDRS ENVID=id+2B7")
+        assert got.rcpts == ["TO:<r@one.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;R+40one.test"]
+        await relay.wait(lambda: relay.events("delivery") != [])
+        # the next hop was given NOTIFY=SUCCESS: it reports, relay does not (RFC 3461 4.1)
+        assert senders.messages == [] and relay.events("dsn") == []
 
 
 async def test_success_requested_from_a_server_without_dsn_gets_a_relayed_dsn(
     relay_factory: RelayFactory, dns_server: DnsServerFactory
 ) -> None:
     dns = await dns_server(ZONE)
-    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING"]) as mx:
-        async with EsmtpSink("127.0.0.11", mx.port) as senders:
-            relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
-            await inject(
-                relay,
-                [
-                    ("r@one.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;Boss+40one.test"]),
-                    ("quiet@one.test", []),
-                ],
-                mail_options=["ENVID=batch-42+2B1"],
-            )
-            await relay.wait(lambda: len(senders.messages) == 1)
-            (got,) = mx.messages
-            assert got.mail == "FROM:<s@sender.test>" and got.rcpts == [
-                "TO:<r@one.test>",
-                "TO:<quiet@one.test>",
-            ]  # no DSN parameters to a server that does not offer DSN
-            dsn, blocks = report(senders.messages[0])
-            assert senders.messages[0].sender == ""
-            assert "relayed" in str(dsn["Subject"])
-            assert blocks[0]["Original-Envelope-Id"] == "batch-42+1"
-            (recipient,) = blocks[1:]  # only the one that asked for SUCCESS
-            assert recipient["Original-Recipient"] == "rfc822;Boss@one.test"
-            assert recipient["Final-Recipient"] == "rfc822; r@one.test"
-            assert recipient["Action"] == "relayed" and recipient["Status"] == "2.0.0"
+    async with (
+        EsmtpSink("127.0.0.10", extensions=["PIPELINING"]) as mx,
+        EsmtpSink("127.0.0.11", mx.port) as senders,
+    ):
+        relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
+        await inject(
+            relay,
+            [
+                ("r@one.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;Boss+40one.test"]),
+                ("quiet@one.test", []),
+            ],
+            mail_options=["ENVID=batch-42+2B1"],
+        )
+        await relay.wait(lambda: len(senders.messages) == 1)
+        (got,) = mx.messages
+        assert got.mail == "FROM:<s@sender.test>" and got.rcpts == [
+            "TO:<r@one.test>",
+            "TO:<quiet@one.test>",
+        ]  # no DSN parameters to a server that does not offer DSN
+        dsn, blocks = report(senders.messages[0])
+        assert senders.messages[0].sender == ""
+        assert "relayed" in str(dsn["Subject"])
+        assert blocks[0]["Original-Envelope-Id"] == "batch-42+1"
+        (recipient,) = blocks[1:]  # only the one that asked for SUCCESS
+        assert recipient["Original-Recipient"] == "rfc822;Boss@one.test"
+        assert recipient["Final-Recipient"] == "rfc822; r@one.test"
+        assert recipient["Action"] == "relayed" and recipient["Status"] == "2.0.0"
 
 
 async def test_notify_never_bounce_makes_no_dsn_and_ret_hdrs_returns_headers(
     relay_factory: RelayFactory, dns_server: DnsServerFactory
 ) -> None:
     dns = await dns_server(ZONE)
-    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING", "SIZE 300"]) as mx:
-        async with EsmtpSink("127.0.0.11", mx.port) as senders:
-            relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
-            big = MESSAGE + b"x" * 400 + b"\r\n"  # over the server's SIZE: a permanent failure
-            await inject(relay, [("r@one.test", ["NOTIFY=NEVER"])], content=big)
-            await relay.wait(lambda: relay.events("dsn_suppressed") != [])
-            assert "NOTIFY" in str(relay.events("dsn_suppressed")[0]["reason"])
-            assert relay.events("bounce")[0]["response"].startswith("552 5.3.4")  # type: ignore[union-attr]
-            await inject(
-                relay,
-                [("r@one.test", ["NOTIFY=FAILURE", "ORCPT=rfc822;r+40one.test"])],
-                mail_options=["RET=HDRS", "ENVID=e1"],
-                content=big,
-            )
-            await relay.wait(lambda: len(senders.messages) == 1)
-            assert mx.messages == []
-            assert not any(line.startswith("MAIL") for line in mx.lines)  # never sent
-            dsn, blocks = report(senders.messages[0])
-            assert blocks[0]["Original-Envelope-Id"] == "e1"
-            assert blocks[1]["Original-Recipient"] == "rfc822;r@one.test"
-            assert blocks[1]["Status"] == "5.3.4" and "SIZE 300" in blocks[1]["Diagnostic-Code"]
-            parts = dsn.get_payload()
-            assert isinstance(parts, list)
-            assert parts[2].get_content_type() == "text/rfc822-headers"  # RET=HDRS
-            assert b"xxxx" not in senders.messages[0].content
+    async with (
+        EsmtpSink("127.0.0.10", extensions=["PIPELINING", "SIZE 300"]) as mx,
+        EsmtpSink("127.0.0.11", mx.port) as senders,
+    ):
+        relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
+        big = MESSAGE + b"x" * 400 + b"\r\n"  # over the server's SIZE: a permanent failure
+        await inject(relay, [("r@one.test", ["NOTIFY=NEVER"])], content=big)
+        await relay.wait(lambda: relay.events("dsn_suppressed") != [])
+        assert "NOTIFY" in str(relay.events("dsn_suppressed")[0]["reason"])
+        assert relay.events("bounce")[0]["response"].startswith("552 5.3.4")  # type: ignore[union-attr]
+        await inject(
+            relay,
+            [("r@one.test", ["NOTIFY=FAILURE", "ORCPT=rfc822;r+40one.test"])],
+            mail_options=["RET=HDRS", "ENVID=e1"],
+            content=big,
+        )
+        await relay.wait(lambda: len(senders.messages) == 1)
+        assert mx.messages == []
+        assert not any(line.startswith("MAIL") for line in mx.lines)  # never sent
+        dsn, blocks = report(senders.messages[0])
+        assert blocks[0]["Original-Envelope-Id"] == "e1"
+        assert blocks[1]["Original-Recipient"] == "rfc822;r@one.test"
+        assert blocks[1]["Status"] == "5.3.4" and "SIZE 300" in blocks[1]["Diagnostic-Code"]
+        parts = dsn.get_payload()
+        assert isinstance(parts, list)
+        assert parts[2].get_content_type() == "text/rfc822-headers"  # RET=HDRS
+        assert b"xxxx" not in senders.messages[0].content
 
 
 async def test_a_utf8_recipient_reaches_an_smtputf8_server_and_fails_cleanly_elsewhere(
@@ -169,32 +175,30 @@ async def test_a_utf8_recipient_reaches_an_smtputf8_server_and_fails_cleanly_els
     zone["mx.two.test"] = {"A": ["127.0.0.12"]}
     dns = await dns_server(zone)
     content = "From: s@sender.test\r\nSubject: Grüße\r\n\r\nHallo.\r\n".encode()
-    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING", "8BITMIME", "SMTPUTF8"]) as mx:
-        async with EsmtpSink("127.0.0.11", mx.port) as senders:
-            async with EsmtpSink("127.0.0.12", mx.port, extensions=["8BITMIME"]) as plain:
-                relay = await relay_factory(
-                    config(mx.port), dns=dns, listener='binding_group = "g"'
-                )
-                await inject(
-                    relay,
-                    [("jürgen@one.test", []), ("dörte@bücher.test", []), ("ok@bücher.test", [])],
-                    mail_options=["SMTPUTF8"],
-                    content=content,
-                )
-                await relay.wait(lambda: len(mx.messages) == 1 and len(senders.messages) == 1)
-                got = mx.messages[0]
-                assert got.mail == "FROM:<s@sender.test> SMTPUTF8 BODY=8BITMIME" or (
-                    "SMTPUTF8" in got.mail
-                )
-                assert got.recipients == ["jürgen@one.test"]
-                assert "Grüße".encode() in got.content
-                # the UTF-8 headers need SMTPUTF8 too: nothing goes to the server without it
-                assert plain.messages == []
-                _, blocks = report(senders.messages[0])
-                assert [str(b["Status"]) for b in blocks[1:]] == ["5.6.7", "5.6.7"]
-                dsn = senders.messages[0].content
-                for address in ("dörte@xn--bcher-kva.test", "ok@xn--bcher-kva.test"):
-                    assert f"Final-Recipient: rfc822; {address}".encode() in dsn
+    async with (
+        EsmtpSink("127.0.0.10", extensions=["PIPELINING", "8BITMIME", "SMTPUTF8"]) as mx,
+        EsmtpSink("127.0.0.11", mx.port) as senders,
+        EsmtpSink("127.0.0.12", mx.port, extensions=["8BITMIME"]) as plain,
+    ):
+        relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
+        await inject(
+            relay,
+            [("jürgen@one.test", []), ("dörte@bücher.test", []), ("ok@bücher.test", [])],
+            mail_options=["SMTPUTF8"],
+            content=content,
+        )
+        await relay.wait(lambda: len(mx.messages) == 1 and len(senders.messages) == 1)
+        got = mx.messages[0]
+        assert got.mail == "FROM:<s@sender.test> SMTPUTF8 BODY=8BITMIME" or ("SMTPUTF8" in got.mail)
+        assert got.recipients == ["jürgen@one.test"]
+        assert "Grüße".encode() in got.content
+        # the UTF-8 headers need SMTPUTF8 too: nothing goes to the server without it
+        assert plain.messages == []
+        _, blocks = report(senders.messages[0])
+        assert [str(b["Status"]) for b in blocks[1:]] == ["5.6.7", "5.6.7"]
+        dsn = senders.messages[0].content
+        for address in ("dörte@xn--bcher-kva.test", "ok@xn--bcher-kva.test"):
+            assert f"Final-Recipient: rfc822; {address}".encode() in dsn
 
 
 async def test_an_ascii_local_part_at_a_utf8_domain_goes_as_a_label_without_smtputf8(
@@ -251,17 +255,19 @@ async def test_a_requiretls_message_never_leaves_in_clear_text(
 ) -> None:
     dns = await dns_server(ZONE)
     listener_tls, client = _listener_tls(tmp_path)
-    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING", "REQUIRETLS"]) as mx:
-        async with EsmtpSink("127.0.0.11", mx.port) as senders:
-            relay = await relay_factory(
-                config(mx.port, listener_tls), dns=dns, listener='binding_group = "g"'
-            )
-            await inject(relay, [("r@one.test", [])], mail_options=["REQUIRETLS"], tls=client)
-            await relay.wait(lambda: len(senders.messages) == 1)
-            assert mx.messages == []
-            assert not any(line.startswith(("MAIL", "RCPT", "DATA", "BDAT")) for line in mx.lines)
-            _, blocks = report(senders.messages[0])
-            assert blocks[1]["Status"] == "5.7.10"
+    async with (
+        EsmtpSink("127.0.0.10", extensions=["PIPELINING", "REQUIRETLS"]) as mx,
+        EsmtpSink("127.0.0.11", mx.port) as senders,
+    ):
+        relay = await relay_factory(
+            config(mx.port, listener_tls), dns=dns, listener='binding_group = "g"'
+        )
+        await inject(relay, [("r@one.test", [])], mail_options=["REQUIRETLS"], tls=client)
+        await relay.wait(lambda: len(senders.messages) == 1)
+        assert mx.messages == []
+        assert not any(line.startswith(("MAIL", "RCPT", "DATA", "BDAT")) for line in mx.lines)
+        _, blocks = report(senders.messages[0])
+        assert blocks[1]["Status"] == "5.7.10"
 
 
 async def test_requiretls_with_tls_required_defers_at_a_server_without_starttls(
