@@ -22,6 +22,8 @@ from relay.deliver.pipeline import (
     DATA_LINE,
     END_OF_DATA,
     Unsendable,
+    bdat_line,
+    crlf_only,
     data_content,
     ehlo_extensions,
     envelope_block,
@@ -41,6 +43,11 @@ HostGate = Callable[[str], AbstractAsyncContextManager[bool]]
 """`host_gate(ip)` is entered before connecting to `ip` and held until the connection
 closes; it yields False to veto the destination (e.g. host-scope max_outbound_connections
 reached), and may wait inside `__aenter__` to queue."""
+
+# A message at least this large goes by BDAT to a server that offers CHUNKING (RFC 3030):
+# it is sent as spooled, without DATA's dot-stuffing pass (measured: 1 ms per 100 kB, 13 ms
+# per MB of CPU on the event loop), in as many round trips.
+BDAT_MIN_SIZE = 64 * 1024
 
 # Linux: bind() reserves no port until connect(), so many connections from one source
 # address do not exhaust the ephemeral port range (value from <linux/in.h>).
@@ -377,7 +384,12 @@ class OutboundConnection:
             if esmtp.requiretls:
                 mail_options.append("REQUIRETLS")
 
-        body = data_content(prepared.data)
+        bdat = (
+            len(prepared.data) >= BDAT_MIN_SIZE
+            and "chunking" in self._extensions
+            and crlf_only(prepared.data)
+        )
+        body = prepared.data if bdat else data_content(prepared.data)
         batch_size = max(1, settings.max_recipients_per_batch)
         try:
             for start in range(0, len(todo), batch_size):
@@ -393,6 +405,7 @@ class OutboundConnection:
                     utf8,
                     settle,
                     rcpt_options,
+                    bdat,
                 )
                 if mail_failed is not None:
                     # The sender was refused: the same answer holds for every batch left.
@@ -468,6 +481,7 @@ class OutboundConnection:
         utf8: bool,
         settle: Callable[[Iterable[int], Outcome, Reply, Phase], None],
         rcpt_options: list[list[str]] | None = None,
+        bdat: bool = False,
     ) -> Reply | None:
         """One MAIL/RCPT.../DATA transaction: with PIPELINING, MAIL, the RCPTs and DATA go
         out in one write; without it, one command per round trip. The replies are read in
@@ -498,15 +512,15 @@ class OutboundConnection:
                     lines.append(exc)
             sendable = [line for line in lines if isinstance(line, bytes)]
             if pipelined:
-                expected = 1 + len(sendable) + (1 if sendable else 0)
-                channel.write(envelope_block(mail, sendable), expected, Phase.MAIL)
+                expected = 1 + len(sendable) + (1 if sendable and not bdat else 0)
+                channel.write(envelope_block(mail, sendable, not bdat), expected, Phase.MAIL)
             else:
                 channel.write(mail, 1, Phase.MAIL)
             reply = await channel.reply(Phase.MAIL, settings.mailfrom_timeout)
             self._dirty = True
             if not reply.is_positive:
                 if pipelined:
-                    await self._drain(len(sendable), bool(sendable))
+                    await self._drain(len(sendable), bool(sendable) and not bdat)
                 return reply
             accepted: list[int] = []
             for i, line in zip(batch, lines, strict=True):
@@ -529,8 +543,16 @@ class OutboundConnection:
                     lost = Reply.make(451, "4.4.2", "connection closed by the server")
                     raise SessionFailed(FailureKind.NETWORK, Phase.RCPT, lost)
             if not accepted:
-                if pipelined and sendable:  # DATA went out too: read its reply
+                if pipelined and sendable and not bdat:  # DATA went out too: read its reply
                     await self._drain(0, True)
+                return None
+            if bdat:  # the content as it is, in one chunk; its reply is the message's
+                channel.write(bdat_line(len(body)), 1, Phase.DATA)
+                channel.write(body, 0, Phase.DATA)
+                reply = await channel.reply(Phase.DATA, settings.body_timeout)
+                settle(accepted, reply.outcome, reply, Phase.DATA)
+                if reply.outcome is Outcome.DELIVERED:
+                    self._dirty = False
                 return None
             if not pipelined:
                 channel.write(DATA_LINE, 1, Phase.DATA)

@@ -19,6 +19,8 @@ __all__ = [
     "DATA_LINE",
     "END_OF_DATA",
     "Unsendable",
+    "bdat_line",
+    "crlf_only",
     "data_content",
     "ehlo_extensions",
     "envelope_block",
@@ -99,11 +101,26 @@ def size_limit(extensions: dict[str, str]) -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def envelope_block(mail: bytes, rcpts: Sequence[bytes]) -> bytes:
-    """The pipelined group: MAIL, every RCPT, and DATA when there is a RCPT to send."""
+def envelope_block(mail: bytes, rcpts: Sequence[bytes], data: bool = True) -> bytes:
+    """The pipelined group: MAIL, every RCPT, and DATA when there is a RCPT to send (and
+    `data`: not when the content goes by BDAT, which is sent once a RCPT was accepted)."""
     if not rcpts:
         return mail
-    return b"".join((mail, *rcpts, DATA_LINE))
+    return b"".join((mail, *rcpts, DATA_LINE) if data else (mail, *rcpts))
+
+
+def bdat_line(size: int) -> bytes:
+    """`BDAT <size> LAST` (RFC 3030): the whole message in one chunk."""
+    return b"BDAT %d LAST\r\n" % size
+
+
+def crlf_only(content: bytes) -> bool:
+    """Every line ends with CRLF (no bare CR or LF) and the last one too: the content can
+    go by BDAT as it is."""
+    crlf = content.count(b"\r\n")
+    return (
+        content.endswith(b"\r\n") and content.count(b"\n") == crlf and content.count(b"\r") == crlf
+    )
 
 
 def data_content(content: bytes) -> bytes:

@@ -311,3 +311,19 @@ async def test_requiretls_goes_over_verified_tls_to_a_requiretls_server(
         await inject(relay, [("r@one.test", [])], mail_options=["REQUIRETLS"], tls=client)
         await relay.wait(lambda: len(mx.messages) == 1)
         assert mx.messages[0].tls and mx.messages[0].mail.endswith(" REQUIRETLS")
+
+
+async def test_large_messages_go_by_bdat_to_a_chunking_server(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory
+) -> None:
+    dns = await dns_server(ZONE)
+    large = MESSAGE + b".dot-started line\r\n" + (b"y" * 998 + b"\r\n") * 70  # over 64 kB
+    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING", "8BITMIME", "CHUNKING"]) as mx:
+        relay = await relay_factory(config(mx.port), dns=dns, listener='binding_group = "g"')
+        await inject(relay, [("r@one.test", [])])
+        await inject(relay, [("r@one.test", [])], content=large)
+        await relay.wait(lambda: len(mx.messages) == 2)
+        small, big = sorted(mx.messages, key=lambda m: len(m.content))
+        assert small.via == "DATA" and big.via == "BDAT"
+        assert big.content.endswith(large.split(b"\r\n\r\n", 1)[1])  # as spooled, no stuffing
+        assert any(line.startswith("BDAT ") and line.endswith(" LAST") for line in mx.lines)
