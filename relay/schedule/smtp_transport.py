@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
 from relay.deliver.connection import OutboundConnection, open_connection
-from relay.deliver.errors import ConnectError, RouteError
+from relay.deliver.errors import ConnectError, FailureKind, RouteError
 from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
 from relay.schedule.transport import ConnectFailed
@@ -79,6 +79,10 @@ class SmtpTransport:
             raise ConnectFailed(err.reply, permanent=err.permanent) from err
         except ConnectError as err:
             raise ConnectFailed(
-                err.reply, permanent=False, remote=err.failure.remote, local=err.local_only
+                err.reply,
+                permanent=False,
+                remote=err.failure.remote,
+                local=err.local_only,
+                tls=err.failure.kind is FailureKind.TLS,
             ) from err
         return connection

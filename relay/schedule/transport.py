@@ -33,12 +33,14 @@ class ConnectFailed(Exception):
         permanent: bool = False,
         remote: Remote | None = None,
         local: bool = False,
+        tls: bool = False,
     ) -> None:
         super().__init__(str(reply))
         self.reply = reply
         self.permanent = permanent
         self.remote = remote
         self.local = local  # only relay's own limits stopped it: not an attempt
+        self.tls = tls  # the TLS policy (tls = required, tls_verify) stopped it
 
 
 class Session(Protocol):

@@ -285,7 +285,11 @@ async def test_requiretls_with_tls_required_defers_at_a_server_without_starttls(
         relay = await relay_factory(
             config(mx.port, extra), dns=dns, listener='binding_group = "g"', clock=clock
         )
-        await inject(relay, [("r@one.test", [])], mail_options=["REQUIRETLS"], tls=client)
+        # TLS-Required: No does not weaken REQUIRETLS (RFC 8689 5: REQUIRETLS wins)
+        waiver = MESSAGE.replace(b"Subject: hi\r\n", b"Subject: hi\r\nTLS-Required: No\r\n")
+        await inject(
+            relay, [("r@one.test", [])], mail_options=["REQUIRETLS"], tls=client, content=waiver
+        )
         await relay.wait(lambda: relay.events("transient_failure") != [])
         assert "4.7.4" in str(relay.events("transient_failure")[0]["response"])
         assert mx.messages == [] and not any(line.startswith("MAIL") for line in mx.lines)
@@ -327,3 +331,21 @@ async def test_large_messages_go_by_bdat_to_a_chunking_server(
         assert small.via == "DATA" and big.via == "BDAT"
         assert big.content.endswith(large.split(b"\r\n\r\n", 1)[1])  # as spooled, no stuffing
         assert any(line.startswith("BDAT ") and line.endswith(" LAST") for line in mx.lines)
+
+
+async def test_tls_required_no_lets_a_message_past_the_domains_tls_policy(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, tmp_path: Path
+) -> None:
+    dns = await dns_server(ZONE)
+    ca = tmp_path / "sink-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    extra = f'domain "one.test" {{ tls = required tls_verify = host tls_ca = "{ca}" }}'
+    async with EsmtpSink("127.0.0.10", extensions=["PIPELINING"]) as mx:  # no STARTTLS
+        relay = await relay_factory(config(mx.port, extra), dns=dns, listener='binding_group = "g"')
+        waiver = MESSAGE.replace(b"Subject: hi\r\n", b"Subject: hi\r\nTLS-Required: No\r\n")
+        await inject(relay, [("waived@one.test", [])], content=waiver)
+        await inject(relay, [("kept@one.test", [])])
+        await relay.wait(lambda: len(mx.messages) == 1 and relay.events("transient_failure") != [])
+        assert mx.messages[0].recipients == ["waived@one.test"] and not mx.messages[0].tls
+        assert [e["recipient"] for e in relay.events("transient_failure")] == ["kept@one.test"]
+        assert relay.events("tls_policy_waived")[0]["domain"] == "one.test"
