@@ -7,9 +7,11 @@ relay's own mailer-daemon address.
 The sender's DSN parameters (RFC 3461) decide per recipient: NOTIFY=NEVER, or a NOTIFY
 without FAILURE / DELAY / SUCCESS, means no such notice (without NOTIFY: failures always,
 delays as generate_delay_dsn says, successes never); RET=HDRS returns the headers only,
-RET=FULL the whole message (without RET: bounces_inline_original); ENVID and ORCPT come
-back as Original-Envelope-Id and Original-Recipient. Success DSNs ("relayed") are asked
-for only for recipients whose next hop did not offer DSN (the scheduler decides that).
+RET=FULL the whole message (without RET: bounces_inline_original; a REQUIRETLS message's
+DSN returns its headers only, since the DSN itself does not travel with REQUIRETLS); ENVID
+and ORCPT come back as Original-Envelope-Id and Original-Recipient. Success DSNs
+("relayed") are asked for only for recipients whose next hop did not offer DSN (the
+scheduler decides that: a next hop given NOTIFY reports success itself, RFC 3461 4.1).
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ class Bouncer:
 def _inline(esmtp: Esmtp | None, policy: BounceOptions | None) -> str:
     """How much of the original the DSN returns: RET when the sender gave it, else the
     bounces_inline_original option."""
+    if esmtp is not None and esmtp.requiretls:
+        return "headers"  # RFC 8689 5: a DSN need not carry what had to travel encrypted
     if esmtp is not None and esmtp.ret in _RET:
         return _RET[esmtp.ret]
     return policy.bounces_inline_original if policy is not None else "headers"

@@ -232,7 +232,7 @@ class Extension:
 
 def _size_offered(session: Session) -> str | None:
     size = session.rules.settings.max_message_size
-    return f"SIZE {size}" if size else None
+    return f"SIZE {size}" if size else ""  # RFC 1870 4: no number, no announced limit
 
 
 def _size_value(session: Session, value: str | None) -> str | None:

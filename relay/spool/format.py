@@ -182,9 +182,7 @@ def _esmtp_json(esmtp: Esmtp) -> str:
     return ',"esmtp":' + json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
-def _esmtp_from(doc: object) -> Esmtp | None:
-    if doc is None:
-        return None
+def _esmtp_from(doc: object) -> Esmtp:
     if not isinstance(doc, dict):
         raise FormatError(f"bad esmtp parameters {doc!r}")
     try:
@@ -272,6 +270,7 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         recipients.append(recipient)
     binding = doc.get("binding")
     received_at = doc.get("received_at")
+    esmtp = doc.get("esmtp")  # only messages given DSN / SMTPUTF8 / REQUIRETLS parameters
     if not isinstance(received_at, (int, float)):
         raise FormatError("message record without reception time")
     envelope = Envelope(
@@ -282,7 +281,7 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         received_at=float(received_at),
         recipients=recipients,
         size=len(body) - start,
-        esmtp=_esmtp_from(doc.get("esmtp")),
+        esmtp=None if esmtp is None else _esmtp_from(esmtp),
     )
     return envelope, start
 
