@@ -349,3 +349,30 @@ async def test_tls_required_no_lets_a_message_past_the_domains_tls_policy(
         assert mx.messages[0].recipients == ["waived@one.test"] and not mx.messages[0].tls
         assert [e["recipient"] for e in relay.events("transient_failure")] == ["kept@one.test"]
         assert relay.events("tls_policy_waived")[0]["domain"] == "one.test"
+
+
+async def test_parameters_survive_injection_workers_and_a_restart(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory
+) -> None:
+    """From a worker's spool shard to the scheduler, and back from disk after a restart."""
+    dns = await dns_server(ZONE)
+    async with EsmtpSink("127.0.0.11") as senders:
+        relay = await relay_factory(
+            config(senders.port, "injection_workers = 2"), dns=dns, listener='binding_group = "g"'
+        )
+        # one.test's MX does not answer yet: the message waits in a worker's shard
+        await inject(
+            relay,
+            [("r@one.test", ["NOTIFY=SUCCESS", "ORCPT=rfc822;r+40one.test"])],
+            mail_options=["ENVID=kept+2Bsafe"],
+        )
+        await relay.wait(lambda: relay.events("transient_failure") != [])
+        relay = await relay_factory.restart(relay)
+        async with EsmtpSink("127.0.0.10", senders.port) as mx:
+            assert relay.daemon.scheduler is not None
+            relay.daemon.scheduler.flush()
+            await relay.wait(lambda: len(mx.messages) == 1 and len(senders.messages) == 1)
+        _, blocks = report(senders.messages[0])
+        assert blocks[0]["Original-Envelope-Id"] == "kept+safe"
+        assert blocks[1]["Original-Recipient"] == "rfc822;r@one.test"
+        assert blocks[1]["Action"] == "relayed"
