@@ -5,7 +5,9 @@ multipart/report bytes. relay spools the DSN as an ordinary message from `<>`.
 Actions: failed, delayed, and relayed (a success DSN for NOTIFY=SUCCESS when the next hop
 did not offer DSN: RFC 3461 4.1 says relay reports it, as "relayed", since nobody after it
 will). With ENVID / ORCPT given at injection the report carries Original-Envelope-Id and
-Original-Recipient (RFC 3464 2.2.1, 2.3.1).
+Original-Recipient (RFC 3464 2.2.1, 2.3.1). A UTF-8 address (SMTPUTF8) is reported as
+`utf-8; address` in a message/global-delivery-status part, and UTF-8 original headers as
+message/global-headers (RFC 6533); all-ASCII reports are as RFC 3464 has them.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def build_dsn(
             else [f"Original-Recipient: {failure.original_recipient}"]
         )
         block += [
-            f"Final-Recipient: rfc822; {failure.recipient}",
+            f"Final-Recipient: {_address_type(failure.recipient)}; {failure.recipient}",
             f"Action: {failure.action}",
             f"Status: {status}",
         ]
@@ -117,7 +119,8 @@ def build_dsn(
     parts = [
         "Content-Type: text/plain; charset=utf-8\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n" + human,
-        "Content-Type: message/delivery-status\r\n\r\n" + status_part + "\r\n",
+        f"Content-Type: message/{'' if status_part.isascii() else 'global-'}delivery-status"
+        "\r\n\r\n" + status_part + "\r\n",
     ]
     out = "\r\n".join(headers) + "\r\n\r\nThis is a MIME-encapsulated message.\r\n"
     for part in parts:
@@ -125,12 +128,13 @@ def build_dsn(
     body = out.encode("utf-8")
     mode = inline.lower()
     if mode in ("full", "all"):
-        body += f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n".encode() + original
+        kind = "rfc822" if _headers_of(original).isascii() else "global"
+        body += f"\r\n--{boundary}\r\nContent-Type: message/{kind}\r\n\r\n".encode() + original
         if not original.endswith(b"\r\n"):
             body += b"\r\n"
     elif mode == "headers":
         body += (
-            f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode()
+            f"\r\n--{boundary}\r\nContent-Type: {_headers_type(original)}\r\n\r\n".encode()
             + _headers_of(original)
         )
     body += f"\r\n--{boundary}--\r\n".encode()
@@ -162,3 +166,12 @@ def _human_text(failures: list[DsnRecipient], reporting_mta: str, action: str) -
         )
     lines = [f"<{f.recipient}>: {_one_line(str(f.reply))}" for f in failures]
     return lead + "\r\n".join(lines) + "\r\n"
+
+
+def _address_type(address: str) -> str:
+    """RFC 6533 3: an address with UTF-8 is of type utf-8, not rfc822."""
+    return "rfc822" if address.isascii() else "utf-8"
+
+
+def _headers_type(original: bytes) -> str:
+    return "text/rfc822-headers" if _headers_of(original).isascii() else "message/global-headers"
