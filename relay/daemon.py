@@ -148,6 +148,7 @@ class Daemon:
         )
         self.scheduler.outcomes.on_failed = self.bouncer
         self.scheduler.outcomes.on_delayed = functools.partial(self.bouncer, action="delayed")
+        self.scheduler.outcomes.on_relayed = functools.partial(self.bouncer, action="relayed")
         recovered = self.spool.scan()
         for envelope in recovered:
             self.scheduler.submit(envelope)

@@ -6,11 +6,13 @@ injection workers; only `announce` and `complain` differ."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
 
 from relay.dispose.feedback import Complaint, parse_arf
+from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, NewMessage
 
 log = logging.getLogger("relay")
@@ -54,7 +56,7 @@ class Handoff:
                     )
                 )
                 return done
-            message = message._replace(recipients=rest)
+            message = message._replace(recipients=rest, esmtp=_without(message, self.fbl_address))
         future = self._submit(message)
         future.add_done_callback(functools.partial(self._stored, message))
         return future
@@ -67,3 +69,17 @@ class Handoff:
             self.announce(envelope, message)
         except Exception:  # the client still gets its 250: the message is durable
             log.exception("message %s is spooled but not queued until restart", envelope.message_id)
+
+
+def _without(message: NewMessage, address: str) -> Esmtp | None:
+    """The message's ESMTP parameters for its recipients other than `address` (the
+    per-recipient ones follow the recipients' indexes)."""
+    esmtp = message.esmtp
+    if esmtp is None or not (esmtp.notify or esmtp.orcpt):
+        return esmtp
+    keep = [i for i, r in enumerate(message.recipients) if r.lower() != address]
+    return dataclasses.replace(
+        esmtp,
+        notify=tuple(esmtp.notify_of(i) for i in keep) if esmtp.notify else (),
+        orcpt=tuple(esmtp.orcpt_of(i) for i in keep) if esmtp.orcpt else (),
+    )

@@ -147,6 +147,9 @@ class RecipientResult:
     reply: Reply
     remote: Remote | None = None
     phase: Phase | None = None
+    # The next hop offers DSN and was given the recipient's NOTIFY: success is its to report
+    # (RFC 3461 4.1), relay sends no success DSN of its own.
+    dsn_passed: bool = False
 
     @property
     def local(self) -> bool:

@@ -23,12 +23,15 @@ from relay.deliver.pipeline import (
     DATA_LINE,
     END_OF_DATA,
     Unsendable,
+    bdat_line,
+    crlf_only,
     data_content,
     ehlo_extensions,
     envelope_block,
     hello_line,
     mail_line,
     rcpt_line,
+    size_limit,
 )
 from relay.deliver.route import Destination, is_ip_literal
 from relay.deliver.settings import DeliverySettings
@@ -42,6 +45,11 @@ HostGate = Callable[[str], AbstractAsyncContextManager[bool]]
 """`host_gate(ip)` is entered before connecting to `ip` and held until the connection
 closes; it yields False to veto the destination (e.g. host-scope max_outbound_connections
 reached), and may wait inside `__aenter__` to queue."""
+
+# A message at least this large goes by BDAT to a server that offers CHUNKING (RFC 3030):
+# it is sent as spooled, without DATA's dot-stuffing pass (measured: 1 ms per 100 kB, 13 ms
+# per MB of CPU on the event loop), in as many round trips.
+BDAT_MIN_SIZE = 64 * 1024
 
 # Linux: bind() reserves no port until connect(), so many connections from one source
 # address do not exhaust the ephemeral port range (value from <linux/in.h>).
@@ -341,10 +349,15 @@ class OutboundConnection:
         results: dict[int, RecipientResult] = {}
         settings = self.settings
 
+        esmtp = message.esmtp
+        dsn = esmtp is not None and "dsn" in self._extensions  # NOTIFY etc. passed on
+
         def settle(indexes: Iterable[int], outcome: Outcome, reply: Reply, phase: Phase) -> None:
             for i in indexes:
                 if i not in results:
-                    results[i] = RecipientResult(recipients[i], outcome, reply, self.remote, phase)
+                    results[i] = RecipientResult(
+                        recipients[i], outcome, reply, self.remote, phase, dsn
+                    )
 
         def finish() -> list[RecipientResult]:
             settle(range(len(recipients)), Outcome.NOT_ATTEMPTED, _NOT_ATTEMPTED, Phase.MAIL)
@@ -382,18 +395,34 @@ class OutboundConnection:
             reply = Reply.make(554, "5.6.3", prepared.refused)
             settle(todo, Outcome.PERMANENT, reply, Phase.CONTENT)
             return finish()
-        utf8 = not message.sender.isascii() or any(not recipients[i].isascii() for i in todo)
+        refusal = self._refusal(message, len(prepared.data))
+        if refusal is not None:
+            settle(todo, Outcome.PERMANENT, refusal, Phase.MAIL)
+            return finish()
         mail_options = list(prepared.mail_options)
+        todo, utf8 = self._smtputf8(message, todo, settle)
+        if not todo:
+            return finish()
         if utf8:
-            if "smtputf8" not in self._extensions:
-                reply = Reply.make(553, "5.6.7", "non-ASCII address and no SMTPUTF8 offered")
-                settle(todo, Outcome.PERMANENT, reply, Phase.MAIL)
-                return finish()
             mail_options.append("SMTPUTF8")
         if "size" in self._extensions:
             mail_options.insert(0, f"SIZE={len(prepared.data)}")
+        rcpt_options: list[list[str]] | None = None
+        if esmtp is not None:
+            if dsn:
+                mail_options += esmtp.mail_options(dsn=True)
+                indexes = message.indexes
+                rcpt_options = [esmtp.rcpt_options(indexes[i]) for i in range(len(recipients))]
+            if esmtp.requiretls:
+                mail_options.append("REQUIRETLS")
 
-        body = data_content(prepared.data)
+        bdat = (  # LMTP keeps DATA: its one reply per recipient is read after the dot
+            not self._lmtp
+            and len(prepared.data) >= BDAT_MIN_SIZE
+            and "chunking" in self._extensions
+            and crlf_only(prepared.data)
+        )
+        body = prepared.data if bdat else data_content(prepared.data)
         batch_size = max(1, settings.max_recipients_per_batch)
         try:
             for start in range(0, len(todo), batch_size):
@@ -401,7 +430,15 @@ class OutboundConnection:
                     break
                 batch = todo[start : start + batch_size]
                 mail_failed = await self._transaction(
-                    message.sender, recipients, batch, body, mail_options, utf8, settle
+                    message.sender,
+                    recipients,
+                    batch,
+                    body,
+                    mail_options,
+                    utf8,
+                    settle,
+                    rcpt_options,
+                    bdat,
                 )
                 if mail_failed is not None:
                     # The sender was refused: the same answer holds for every batch left.
@@ -412,6 +449,56 @@ class OutboundConnection:
             failed = broken.failed
             settle(broken.pending, failed.reply.outcome, failed.reply, failed.phase)
         return finish()
+
+    def _refusal(self, message: MessageLike, size: int) -> Reply | None:
+        """Why this message cannot go over this connection at all (a permanent failure for
+        each recipient): REQUIRETLS (RFC 8689) without verified TLS or a next hop that
+        offers REQUIRETLS, or more octets than the server's SIZE."""
+        esmtp = message.esmtp
+        if esmtp is not None and esmtp.requiretls:
+            if not self.tls or self.settings.tls_verify != "host":
+                return Reply.make(
+                    550,
+                    "5.7.10",
+                    f"REQUIRETLS: no verified TLS to {self.remote.mx_host} "
+                    "(delivery needs tls = required and tls_verify = host)",
+                )
+            if "requiretls" not in self._extensions:
+                return Reply.make(
+                    550, "5.7.30", f"REQUIRETLS support required: {self.remote} does not offer it"
+                )
+        limit = size_limit(self._extensions)
+        if limit is not None and size > limit:
+            return Reply.make(
+                552, "5.3.4", f"message of {size} octets exceeds {self.remote}'s SIZE {limit}"
+            )
+        return None
+
+    def _smtputf8(
+        self,
+        message: MessageLike,
+        todo: list[int],
+        settle: Callable[[Iterable[int], Outcome, Reply, Phase], None],
+    ) -> tuple[list[int], bool]:
+        """SMTPUTF8 (RFC 6531): (the recipients that can go, whether MAIL says SMTPUTF8).
+        A message that needs it (a UTF-8 address, or UTF-8 headers of a message injected
+        with SMTPUTF8) goes with it to a server that offers it; to one that does not, each
+        recipient that needs it fails (5.6.7): nothing is downgraded."""
+        recipients = message.recipients
+        offered = "smtputf8" in self._extensions
+        esmtp = message.esmtp
+        flagged = esmtp is not None and esmtp.smtputf8
+        if offered:
+            utf8 = flagged or not message.sender.isascii()
+            return todo, utf8 or any(not recipients[i].isascii() for i in todo)
+        whole = not message.sender.isascii() or (flagged and _utf8_headers(message.content))
+        refused = [i for i in todo if whole or not recipients[i].isascii()]
+        if refused:
+            reply = Reply.make(553, "5.6.7", "non-ASCII address or header and no SMTPUTF8 offered")
+            settle(refused, Outcome.PERMANENT, reply, Phase.MAIL)
+            gone = set(refused)
+            todo = [i for i in todo if i not in gone]
+        return todo, False
 
     @property
     def _can_transact(self) -> bool:
@@ -426,6 +513,8 @@ class OutboundConnection:
         mail_options: list[str],
         utf8: bool,
         settle: Callable[[Iterable[int], Outcome, Reply, Phase], None],
+        rcpt_options: list[list[str]] | None = None,
+        bdat: bool = False,
     ) -> Reply | None:
         """One MAIL/RCPT.../DATA transaction: with PIPELINING, MAIL, the RCPTs and DATA go
         out in one write; without it, one command per round trip. The replies are read in
@@ -444,20 +533,21 @@ class OutboundConnection:
             lines: list[bytes | Unsendable] = []
             for i in batch:
                 try:
-                    lines.append(rcpt_line(recipients[i], utf8))
+                    options = rcpt_options[i] if rcpt_options is not None else ()
+                    lines.append(rcpt_line(recipients[i], utf8, options))
                 except Unsendable as exc:
                     lines.append(exc)
             sendable = [line for line in lines if isinstance(line, bytes)]
             if pipelined:
-                expected = 1 + len(sendable) + (1 if sendable else 0)
-                channel.write(envelope_block(mail, sendable), expected, Phase.MAIL)
+                expected = 1 + len(sendable) + (1 if sendable and not bdat else 0)
+                channel.write(envelope_block(mail, sendable, not bdat), expected, Phase.MAIL)
             else:
                 channel.write(mail, 1, Phase.MAIL)
             reply = await channel.reply(Phase.MAIL, settings.mailfrom_timeout)
             self._dirty = True
             if not reply.is_positive:
                 if pipelined:
-                    await self._drain(len(sendable), bool(sendable))
+                    await self._drain(len(sendable), bool(sendable) and not bdat)
                 return reply
             accepted: list[int] = []
             for i, line in zip(batch, lines, strict=True):
@@ -480,8 +570,16 @@ class OutboundConnection:
                     lost = Reply.make(451, "4.4.2", "connection closed by the server")
                     raise SessionFailed(FailureKind.NETWORK, Phase.RCPT, lost)
             if not accepted:
-                if pipelined and sendable:  # DATA went out too: read its reply
+                if pipelined and sendable and not bdat:  # DATA went out too: read its reply
                     await self._drain(0, True)
+                return None
+            if bdat:  # the content as it is, in one chunk; its reply is the message's
+                channel.write(bdat_line(len(body)), 1, Phase.DATA)
+                channel.write(body, 0, Phase.DATA)
+                reply = await channel.reply(Phase.DATA, settings.body_timeout)
+                settle(accepted, reply.outcome, reply, Phase.DATA)
+                if reply.outcome is Outcome.DELIVERED:
+                    self._dirty = False
                 return None
             if not pipelined:
                 channel.write(DATA_LINE, 1, Phase.DATA)
@@ -585,6 +683,11 @@ class OutboundConnection:
                     await channel.read(Phase.DATA, settings.body_timeout)
         except SessionFailed:
             self._broken = True
+
+
+def _utf8_headers(content: bytes) -> bool:
+    end = content.find(b"\r\n\r\n")
+    return not (content if end < 0 else content[:end]).isascii()
 
 
 _START_MAIL_INPUT = 354

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from relay.esmtp import Esmtp
 from relay.outcome import Outcome, Phase, Remote, Reply
 
 __all__ = [
@@ -77,6 +78,17 @@ class MessageLike(Protocol):
     @property
     def client(self) -> tuple[str, str | None] | None:
         """The injecting client's (IP, HELO name), for XCLIENT; None when unknown."""
+        ...
+
+    @property
+    def esmtp(self) -> Esmtp | None:
+        """DSN / SMTPUTF8 / REQUIRETLS parameters given at injection (None: none)."""
+        ...
+
+    @property
+    def indexes(self) -> Sequence[int]:
+        """Each recipient's index in its envelope (what `esmtp`'s per-recipient values
+        are keyed by); may be empty when `esmtp` is None."""
         ...
 
 

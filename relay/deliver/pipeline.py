@@ -19,6 +19,8 @@ __all__ = [
     "DATA_LINE",
     "END_OF_DATA",
     "Unsendable",
+    "bdat_line",
+    "crlf_only",
     "data_content",
     "ehlo_extensions",
     "envelope_block",
@@ -81,16 +83,44 @@ def mail_line(sender: str, options: Sequence[str], utf8: bool) -> bytes:
     return b" ".join(parts) + b"\r\n"
 
 
-def rcpt_line(recipient: str, utf8: bool) -> bytes:
-    """`RCPT TO:<recipient>` with its CRLF; raises Unsendable."""
-    return b"RCPT " + _address(b"TO:", recipient, utf8) + b"\r\n"
+def rcpt_line(recipient: str, utf8: bool, options: Sequence[str] = ()) -> bytes:
+    """`RCPT TO:<recipient> OPTIONS...` with its CRLF; raises Unsendable."""
+    line = b"RCPT " + _address(b"TO:", recipient, utf8)
+    for option in options:
+        encoded = option.encode("ascii")
+        if _CONTROL.search(encoded) is not None:
+            raise Unsendable
+        line += b" " + encoded
+    return line + b"\r\n"
 
 
-def envelope_block(mail: bytes, rcpts: Sequence[bytes]) -> bytes:
-    """The pipelined group: MAIL, every RCPT, and DATA when there is a RCPT to send."""
+def size_limit(extensions: dict[str, str]) -> int | None:
+    """The largest message the server takes by its SIZE keyword (RFC 1870), or None when
+    it names no limit ("SIZE", "SIZE 0", no SIZE, or something that is not a number)."""
+    value = extensions.get("size", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def envelope_block(mail: bytes, rcpts: Sequence[bytes], data: bool = True) -> bytes:
+    """The pipelined group: MAIL, every RCPT, and DATA when there is a RCPT to send (and
+    `data`: not when the content goes by BDAT, which is sent once a RCPT was accepted)."""
     if not rcpts:
         return mail
-    return b"".join((mail, *rcpts, DATA_LINE))
+    return b"".join((mail, *rcpts, DATA_LINE) if data else (mail, *rcpts))
+
+
+def bdat_line(size: int) -> bytes:
+    """`BDAT <size> LAST` (RFC 3030): the whole message in one chunk."""
+    return b"BDAT %d LAST\r\n" % size
+
+
+def crlf_only(content: bytes) -> bool:
+    """Every line ends with CRLF (no bare CR or LF) and the last one too: the content can
+    go by BDAT as it is."""
+    crlf = content.count(b"\r\n")
+    return (
+        content.endswith(b"\r\n") and content.count(b"\n") == crlf and content.count(b"\r") == crlf
+    )
 
 
 def data_content(content: bytes) -> bytes:

@@ -3,6 +3,15 @@
 Never a DSN for mail from the null sender (no bounce of a bounce): those failures go to
 `mdn_failures_notify` when it is set, else they are only logged. Never a DSN addressed to
 relay's own mailer-daemon address.
+
+The sender's DSN parameters (RFC 3461) decide per recipient: NOTIFY=NEVER, or a NOTIFY
+without FAILURE / DELAY / SUCCESS, means no such notice (without NOTIFY: failures always,
+delays as generate_delay_dsn says, successes never); RET=HDRS returns the headers only,
+RET=FULL the whole message (without RET: bounces_inline_original; a REQUIRETLS message's
+DSN returns its headers only, since the DSN itself does not travel with REQUIRETLS); ENVID
+and ORCPT come back as Original-Envelope-Id and Original-Recipient. Success DSNs
+("relayed") are asked for only for recipients whose next hop did not offer DSN (the
+scheduler decides that: a next hop given NOTIFY reports success itself, RFC 3461 4.1).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import Protocol
 from relay.clock import Clock
 from relay.dispose.decide import EXPIRED, Failed
 from relay.dispose.dsn import DsnRecipient, build_dsn
+from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, NewMessage
 
 log = logging.getLogger("relay.dispose")
@@ -31,6 +41,14 @@ class BouncedMessage(Protocol):
 
     @property
     def received_at(self) -> float: ...
+
+    @property
+    def esmtp(self) -> Esmtp | None: ...
+
+
+# What NOTIFY keyword each DSN action needs, and whether it is wanted without NOTIFY.
+_NOTIFY = {"failed": ("FAILURE", True), "delayed": ("DELAY", True), "relayed": ("SUCCESS", False)}
+_RET = {"FULL": "full", "HDRS": "headers"}
 
 
 class BounceOptions(Protocol):
@@ -89,6 +107,13 @@ class Bouncer:
         if policy is not None and not policy.generate_bounces:
             self._suppress(job, "generate_bounces is off")
             return
+        esmtp = job.esmtp
+        if esmtp is not None:
+            keyword, default = _NOTIFY.get(action, ("FAILURE", True))
+            failures = [f for f in failures if esmtp.wants(f.index, keyword, default)]
+            if not failures:
+                self._suppress(job, f"NOTIFY asked for no {action} notice")
+                return
         to = job.sender
         if not to:
             notify = policy.mdn_failures_notify if policy is not None else None
@@ -112,13 +137,17 @@ class Bouncer:
                     f.reply,
                     action=action,
                     status=EXPIRED if f.expired and action == "failed" else None,
+                    original_recipient=(
+                        None if esmtp is None else esmtp.original_recipient(f.index)
+                    ),
                 )
                 for f in failures
             ],
             reporting_mta=self.hostname,
             from_address=sender_of_dsn,
-            inline=policy.bounces_inline_original if policy is not None else "headers",
+            inline=_inline(esmtp, policy),
             now=self.clock.now(),
+            envelope_id=None if esmtp is None else esmtp.envid_text,
         )
         envelope = await self.spool.store(
             NewMessage("", (to,), self.group, None, content, self.clock.now())
@@ -140,3 +169,13 @@ class Bouncer:
         self.suppressed += 1
         log.info("no DSN for %s: %s", job.message_id, why)
         self.events("dsn_suppressed", {"message_id": job.message_id, "reason": why})
+
+
+def _inline(esmtp: Esmtp | None, policy: BounceOptions | None) -> str:
+    """How much of the original the DSN returns: RET when the sender gave it, else the
+    bounces_inline_original option."""
+    if esmtp is not None and esmtp.requiretls:
+        return "headers"  # RFC 8689 5: a DSN need not carry what had to travel encrypted
+    if esmtp is not None and esmtp.ret in _RET:
+        return _RET[esmtp.ret]
+    return policy.bounces_inline_original if policy is not None else "headers"

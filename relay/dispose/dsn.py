@@ -2,6 +2,12 @@
 
 Pure: given the original message and what happened to which recipients, build the
 multipart/report bytes. relay spools the DSN as an ordinary message from `<>`.
+Actions: failed, delayed, and relayed (a success DSN for NOTIFY=SUCCESS when the next hop
+did not offer DSN: RFC 3461 4.1 says relay reports it, as "relayed", since nobody after it
+will). With ENVID / ORCPT given at injection the report carries Original-Envelope-Id and
+Original-Recipient (RFC 3464 2.2.1, 2.3.1). A UTF-8 address (SMTPUTF8) is reported as
+`utf-8; address` in a message/global-delivery-status part, and UTF-8 original headers as
+message/global-headers (RFC 6533); all-ASCII reports are as RFC 3464 has them.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ class DsnRecipient:
     recipient: str
     reply: Reply  # the remote reply or relay's own
     remote: Remote | None = None
-    action: str = "failed"  # failed | delayed
+    action: str = "failed"  # failed | delayed | relayed
     status: EnhancedStatus | None = None  # overrides the status the reply gives
+    original_recipient: str | None = None  # ORCPT decoded: "rfc822;address"
 
 
 def dsn_status(reply: Reply) -> EnhancedStatus:
@@ -48,6 +55,8 @@ def _headers_of(content: bytes) -> bytes:
 def _subject(action: str) -> str:
     if action == "delayed":
         return "Delivery delayed: message not yet delivered"
+    if action == "relayed":
+        return "Successful Mail Delivery Report (relayed)"
     return "Undelivered Mail Returned to Sender"
 
 
@@ -62,13 +71,16 @@ def build_dsn(
     from_address: str,
     inline: str = "headers",  # headers | full | all | none
     now: float | None = None,
+    envelope_id: str | None = None,  # ENVID decoded: Original-Envelope-Id
 ) -> bytes:
     """A complete RFC 5322 message (CRLF line ends) carrying a multipart/report DSN."""
     now = time.time() if now is None else now
-    action = "delayed" if all(f.action == "delayed" for f in failures) else "failed"
+    actions = {f.action for f in failures}
+    action = actions.pop() if len(actions) == 1 else "failed"
     boundary = f"=_relay_dsn_{original_id}_{int(now * 1000)}"
     human = _human_text(failures, reporting_mta, action)
-    per_message = [
+    per_message = [] if envelope_id is None else [f"Original-Envelope-Id: {envelope_id}"]
+    per_message += [
         f"Reporting-MTA: dns; {reporting_mta}",
         f"X-Relay-Queue-ID: {original_id}",
         f"Arrival-Date: {format_datetime(datetime.fromtimestamp(received_at, UTC))}",
@@ -78,8 +90,13 @@ def build_dsn(
         status = failure.status or dsn_status(failure.reply)
         if failure.action == "failed" and status.klass == 4:
             status = replace(status, klass=5)  # a final failure is permanent whatever it said
-        block = [
-            f"Final-Recipient: rfc822; {failure.recipient}",
+        block = (
+            []
+            if failure.original_recipient is None
+            else [f"Original-Recipient: {failure.original_recipient}"]
+        )
+        block += [
+            f"Final-Recipient: {_address_type(failure.recipient)}; {failure.recipient}",
             f"Action: {failure.action}",
             f"Status: {status}",
         ]
@@ -102,7 +119,8 @@ def build_dsn(
     parts = [
         "Content-Type: text/plain; charset=utf-8\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n" + human,
-        "Content-Type: message/delivery-status\r\n\r\n" + status_part + "\r\n",
+        f"Content-Type: message/{'' if status_part.isascii() else 'global-'}delivery-status"
+        "\r\n\r\n" + status_part + "\r\n",
     ]
     out = "\r\n".join(headers) + "\r\n\r\nThis is a MIME-encapsulated message.\r\n"
     for part in parts:
@@ -110,12 +128,13 @@ def build_dsn(
     body = out.encode("utf-8")
     mode = inline.lower()
     if mode in ("full", "all"):
-        body += f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n".encode() + original
+        kind = "rfc822" if _headers_of(original).isascii() else "global"
+        body += f"\r\n--{boundary}\r\nContent-Type: message/{kind}\r\n\r\n".encode() + original
         if not original.endswith(b"\r\n"):
             body += b"\r\n"
     elif mode == "headers":
         body += (
-            f"\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n".encode()
+            f"\r\n--{boundary}\r\nContent-Type: {_headers_type(original)}\r\n\r\n".encode()
             + _headers_of(original)
         )
     body += f"\r\n--{boundary}--\r\n".encode()
@@ -133,6 +152,12 @@ def _human_text(failures: list[DsnRecipient], reporting_mta: str, action: str) -
             "Your message could not be delivered yet. It will be retried; you do not need "
             "to send it again.\r\n\r\n"
         )
+    elif action == "relayed":
+        lead = (
+            f"This is the mail system at host {reporting_mta}.\r\n\r\n"
+            "Your message was delivered to the next mail server, which does not send "
+            "delivery notifications: no further notification will follow.\r\n\r\n"
+        )
     else:
         lead = (
             f"This is the mail system at host {reporting_mta}.\r\n\r\n"
@@ -141,3 +166,12 @@ def _human_text(failures: list[DsnRecipient], reporting_mta: str, action: str) -
         )
     lines = [f"<{f.recipient}>: {_one_line(str(f.reply))}" for f in failures]
     return lead + "\r\n".join(lines) + "\r\n"
+
+
+def _address_type(address: str) -> str:
+    """RFC 6533 3: an address with UTF-8 is of type utf-8, not rfc822."""
+    return "rfc822" if address.isascii() else "utf-8"
+
+
+def _headers_type(original: bytes) -> str:
+    return "text/rfc822-headers" if _headers_of(original).isascii() else "message/global-headers"

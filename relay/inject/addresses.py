@@ -9,6 +9,9 @@ other than the one it checked. Refused whoever the client is:
 - a local part over 64 octets, a domain over 255, a path over 256 (§4.5.3.1).
 `user%host@domain` and quoted local parts are valid syntax; `Mailbox.is_suspicious` says
 so the relay policy can refuse them from clients that may not relay.
+With `utf8` (the transaction said SMTPUTF8, RFC 6531) local parts may hold UTF-8 and
+domains U-labels; a domain is kept in its A-label form (IDNA 2008 with UTS 46 mapping, the
+`idna` package), the form every later comparison, route and DNS lookup uses.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import ipaddress
 import re
 import string
 from dataclasses import dataclass
+
+import idna
 
 from relay.inject import replies
 
@@ -70,8 +75,9 @@ class ParsedPath:
         return "<>" if self.mailbox is None else self.mailbox.address
 
 
-def parse_path(text: str) -> ParsedPath:
-    """Parse `<local@domain> [params]` (the argument after `FROM:` / `TO:`)."""
+def parse_path(text: str, utf8: bool = False) -> ParsedPath:
+    """Parse `<local@domain> [params]` (the argument after `FROM:` / `TO:`); `utf8`:
+    UTF-8 is allowed in the address (RFC 6531)."""
     text = text.strip()
     simple = _SIMPLE.match(text)
     if simple is not None:
@@ -85,10 +91,10 @@ def parse_path(text: str) -> ParsedPath:
     if text.startswith("<>"):
         return ParsedPath(None, _params(text[2:]))
     pos = 1
-    local, pos = _local_part(text, pos)
+    local, pos = _local_part(text, pos, utf8)
     if pos >= len(text) or text[pos] != "@":
         raise AddressError(replies.bad_address("Address must be local-part@domain"))
-    domain, pos = _domain(text, pos + 1)
+    domain, pos = _domain(text, pos + 1, utf8)
     if pos >= len(text) or text[pos] != ">":
         raise AddressError(replies.bad_address("Malformed address"))
     if len(local.encode()) > MAX_LOCAL_PART:
@@ -139,7 +145,7 @@ def _params(rest: str) -> str:
     return rest.strip()
 
 
-def _local_part(text: str, pos: int) -> tuple[str, int]:
+def _local_part(text: str, pos: int, utf8: bool = False) -> tuple[str, int]:
     start = pos
     if pos < len(text) and text[pos] == '"':
         pos += 1
@@ -152,11 +158,13 @@ def _local_part(text: str, pos: int) -> tuple[str, int]:
                 continue
             if char == '"':
                 return text[start : pos + 1], pos + 1
-            if not (32 <= ord(char) <= 126):
+            if not (32 <= ord(char) <= 126 or (utf8 and ord(char) > 127)):
                 raise AddressError(replies.bad_address("Malformed quoted local part"))
             pos += 1
         raise AddressError(replies.bad_address("Unterminated quoted local part"))
-    while pos < len(text) and (text[pos] in _ATEXT or text[pos] == "."):
+    while pos < len(text) and (
+        text[pos] in _ATEXT or text[pos] == "." or (utf8 and ord(text[pos]) > 127)
+    ):
         pos += 1
     local = text[start:pos]
     if not local or any(not atom for atom in local.split(".")):
@@ -164,7 +172,7 @@ def _local_part(text: str, pos: int) -> tuple[str, int]:
     return local, pos
 
 
-def _domain(text: str, pos: int) -> tuple[str, int]:
+def _domain(text: str, pos: int, utf8: bool = False) -> tuple[str, int]:
     start = pos
     if pos < len(text) and text[pos] == "[":
         end = text.find("]", pos)
@@ -179,11 +187,23 @@ def _domain(text: str, pos: int) -> tuple[str, int]:
         except ValueError as exc:
             raise AddressError(replies.bad_address("Malformed address literal")) from exc
         return text[start : end + 1], end + 1
-    while pos < len(text) and (text[pos] in _LDH or text[pos] == "."):
+    while pos < len(text) and (
+        text[pos] in _LDH or text[pos] == "." or (utf8 and ord(text[pos]) > 127)
+    ):
         pos += 1
     domain = text[start:pos]
+    if not domain.isascii():
+        domain = a_label_domain(domain)
     labels = domain.split(".")
     for label in labels:
         if not label or len(label) > 63 or label[0] == "-" or label[-1] == "-":
             raise AddressError(replies.bad_address("Malformed domain"))
     return domain, pos
+
+
+def a_label_domain(domain: str) -> str:
+    """A domain with U-labels in its A-label form; raises AddressError if it is none."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise AddressError(replies.BAD_IDN) from exc

@@ -276,6 +276,7 @@ class InjectConnection(asyncio.Protocol):
                 sender=event.sender,
                 settings=ctx.settings,
                 received_at=now,
+                esmtp=event.esmtp,
             )
         except Exception as error:  # a bug, not the client's fault: 451, and keep going
             log.exception("%s: message not spooled", self._client_text)

@@ -11,6 +11,10 @@
 Once refused, the rest of the data is read and discarded up to the terminator, and only
 then is the reply sent (RFC 5321 §4.2.5); memory stays bounded by the limits.
 
+BDAT (RFC 3030) content goes through the same reader: `ChunkFeeder` dot-stuffs each chunk
+as a DATA client would (so an embedded <CRLF>.<CRLF> is text, never an end) and ends the
+message with the terminator at the LAST chunk; every rule above applies to it unchanged.
+
 Speed: each chunk's complete lines are checked at once with C-level scans (`find`,
 `count`, `split`); only a chunk that breaks a rule (or any data after a refusal, or
 while normalizing bare line ends) goes through the line-by-line path, which decides the
@@ -173,3 +177,30 @@ class DataReader:
         if self._refusal is None:
             self._refusal = reply
             self._parts.clear()
+
+
+class ChunkFeeder:
+    """BDAT chunks into a DataReader as the equivalent DATA stream: lines starting with "."
+    get a second one (across chunk boundaries too), and `finish` adds the terminator (with
+    a CRLF first when the content does not end with one, as Postfix does)."""
+
+    def __init__(self, reader: DataReader) -> None:
+        self.reader = reader
+        self._tail = b"\r\n"  # the last two octets so far: the start counts as a line start
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        stuffed = chunk.replace(b"\r\n.", b"\r\n..")
+        tail = self._tail
+        if chunk[:1] == b"." and tail == b"\r\n":
+            stuffed = b"." + stuffed
+        elif chunk[:2] == b"\n." and tail[-1:] == b"\r":
+            stuffed = b"\n." + stuffed[1:]
+        self._tail = (tail + chunk[-2:])[-2:]
+        self.reader.feed(stuffed)
+
+    def finish(self) -> None:
+        """The LAST chunk was read: end the message."""
+        self.reader.feed(b".\r\n" if self._tail == b"\r\n" else b"\r\n.\r\n")
+        assert self.reader.done

@@ -9,8 +9,9 @@
 
 Bytes go in, replies (in `take_output`) and events come out. An event pauses the machine
 (what arrives meanwhile is kept, not read) until the driver answers it:
-- `MessageComplete` / `MessageRefused`: the content ended at <CRLF>.<CRLF>; the driver
-  spools it (or not) and calls `message_done(reply)`;
+- `MessageComplete` / `MessageRefused`: the content ended at <CRLF>.<CRLF> (or with the
+  BDAT ... LAST chunk, or a BDAT chunk broke a rule); the driver spools it (or not) and
+  calls `message_done(reply)`;
 - `CheckCredentials`: an AUTH dialog gave a login and a password; the driver checks them
   and calls `credentials_checked(ok, user)`;
 - `StartTLS`: 220 was said, input pipelined behind STARTTLS is dropped; the driver does the
@@ -27,6 +28,10 @@ Where things are decided, each in one place:
 - address syntax: `Session._path` (addresses.py); sender policy: `Session._check_sender`;
   recipient and relay policy: `Session._check_recipient` (checks.py);
 - message data (smuggling, line length, size): the `DataReader` made in `Session._data`;
+  BDAT chunks (RFC 3030) go through the same reader (data.ChunkFeeder), so they meet the
+  same rules; a BDAT's octets are read even when the command is refused (they are never
+  taken for commands);
+- the ESMTP parameters a message keeps (DSN, SMTPUTF8, REQUIRETLS): `Session._esmtp`;
 - AUTH mechanisms: `MECHANISMS` (their challenges and how the answers give credentials).
 Replies are aiosmtpd 1.4.6's where relay kept its behaviour, with enhanced status codes
 (replies.py), byte for byte what relay sent when aiosmtpd's command loop ran it.
@@ -41,16 +46,29 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from relay.esmtp import (
+    MAX_ENVID,
+    Esmtp,
+    XtextError,
+    notify_value,
+    orcpt_valid,
+    xtext_decode,
+)
 from relay.inject import addresses, checks, replies
-from relay.inject.data import DataReader
+from relay.inject.data import ChunkFeeder, DataReader
 from relay.inject.settings import InjectSettings, IPAddress, IPNetwork
 
 log = logging.getLogger("relay.inject")
 
 COMMAND_LINE_LIMIT = 510  # octets before CRLF: 512 with it (RFC 5321 §4.5.3.1.4)
 SIZE_PARAMETER_EXTRA = 26  # RFC 1870 §3: MAIL may grow by " SIZE=" and 20 digits
+DSN_MAIL_EXTRA = 115  # RFC 3461 §5: " RET=HDRS" and " ENVID=" with 100 characters
+DSN_RCPT_EXTRA = 535  # RFC 3461 §5: " NOTIFY=SUCCESS,FAILURE,DELAY" and " ORCPT=" with 500
+SMTPUTF8_EXTRA = 10  # RFC 6531 §3.4: " SMTPUTF8"
+REQUIRETLS_EXTRA = 11  # " REQUIRETLS"
+MAX_CHUNK_DIGITS = 18  # a BDAT size longer than this is not a size
 AUTH_LINE_LIMIT = 1000  # RFC 4954 allows 12288; relay has always taken 1000
-READ_LIMIT = 1001  # octets before LF past which a line is not even looked at
+READ_LIMIT = 1101  # octets before LF past which a line is not even looked at (> every limit)
 BOGUS_LIMIT = 5  # the 5th unknown command closes the connection
 
 
@@ -75,9 +93,15 @@ class MessageComplete:
     recipients: tuple[str, ...]
     content: bytes  # dot-unstuffed, CRLF line ends
     session: SessionFacts
+    esmtp: Esmtp | None  # DSN / SMTPUTF8 / REQUIRETLS parameters; None: none given
 
     def __init__(
-        self, sender: str, recipients: tuple[str, ...], content: bytes, session: SessionFacts
+        self,
+        sender: str,
+        recipients: tuple[str, ...],
+        content: bytes,
+        session: SessionFacts,
+        esmtp: Esmtp | None = None,
     ) -> None:
         # One per message: the slots are set through their descriptors, a third cheaper
         # than the object.__setattr__ calls of the generated frozen __init__.
@@ -85,11 +109,12 @@ class MessageComplete:
         _set_recipients(self, recipients)
         _set_content(self, content)
         _set_session(self, session)
+        _set_esmtp(self, esmtp)
 
 
-_set_sender, _set_recipients, _set_content, _set_session = (
+_set_sender, _set_recipients, _set_content, _set_session, _set_esmtp = (
     MessageComplete.__dict__[name].__set__
-    for name in ("sender", "recipients", "content", "session")
+    for name in ("sender", "recipients", "content", "session", "esmtp")
 )
 
 
@@ -136,8 +161,9 @@ class Rules(Protocol):
 # --- the command table -----------------------------------------------------------------
 
 # Phases of the conversation, the columns of the table.
-BEFORE_HELO, READY, HAVE_SENDER, HAVE_RECIPIENTS = range(4)
-PHASES = ("before HELO", "ready", "after MAIL", "after RCPT")
+BEFORE_HELO, READY, HAVE_SENDER, HAVE_RECIPIENTS, IN_CHUNKS = range(5)
+PHASES = ("before HELO", "ready", "after MAIL", "after RCPT", "between BDAT chunks")
+Refusals = tuple[str | None, str | None, str | None, str | None, str | None]
 
 _OK = None  # legal in that phase
 
@@ -147,42 +173,49 @@ class Command:
     """One row of the command table; `Session._<verb>` runs the command where it is legal."""
 
     verb: str
-    refusals: tuple[str | None, str | None, str | None, str | None]  # per phase: None = legal
+    refusals: Refusals  # per phase: None = legal
     usage: str | None  # for HELP and the 501 syntax reply; None: HELP does not list it
     esmtp_usage: str = ""  # added to `usage` in an EHLO session
     line_limit: int = COMMAND_LINE_LIMIT  # octets before CRLF after EHLO (510 after HELO)
     needs_tls_context: bool = False  # HELP lists it only where TLS can be had
+    payload: bool = False  # octets follow the line (BDAT): read even when it is refused
 
 
 _HELO, _EHLO = replies.SEND_HELO, replies.SEND_EHLO
 _MAIL, _RCPT, _NESTED = replies.NEED_MAIL, replies.NEED_RCPT, replies.NESTED_MAIL
+_BDAT = replies.IN_BDAT
 _PARAMS = " [SP <mail-parameters>]"
 
 # fmt: off
 COMMANDS: tuple[Command, ...] = (
-    #                   before HELO  ready  after MAIL  after RCPT
-    Command("HELO",     (_OK,        _OK,   _OK,        _OK),      "HELO hostname"),
-    Command("EHLO",     (_OK,        _OK,   _OK,        _OK),      "EHLO hostname"),
-    Command("MAIL",     (_HELO,      _OK,   _NESTED,    _NESTED),  "MAIL FROM: <address>", _PARAMS),
-    Command("RCPT",     (_HELO,      _MAIL, _OK,        _OK),      "RCPT TO: <address>", _PARAMS),
-    Command("DATA",     (_HELO,      _RCPT, _RCPT,      _OK),      "DATA"),
-    Command("AUTH",     (_EHLO,      _OK,   _OK,        _OK),      "AUTH <mechanism>",
+    #                   before HELO  ready  after MAIL  after RCPT  between BDAT chunks
+    Command("HELO",     (_OK,        _OK,   _OK,        _OK,        _OK),      "HELO hostname"),
+    Command("EHLO",     (_OK,        _OK,   _OK,        _OK,        _OK),      "EHLO hostname"),
+    Command("MAIL",     (_HELO,      _OK,   _NESTED,    _NESTED,    _NESTED),
+            "MAIL FROM: <address>", _PARAMS),
+    Command("RCPT",     (_HELO,      _MAIL, _OK,        _OK,        _BDAT),
+            "RCPT TO: <address>", _PARAMS),
+    Command("DATA",     (_HELO,      _RCPT, _RCPT,      _OK,        _BDAT),    "DATA"),
+    Command("BDAT",     (_HELO,      _MAIL, _RCPT,      _OK,        _OK),
+            "BDAT <size> [LAST]", payload=True),
+    Command("AUTH",     (_EHLO,      _OK,   _OK,        _OK,        _BDAT),    "AUTH <mechanism>",
             line_limit=AUTH_LINE_LIMIT),
-    Command("STARTTLS", (_OK,        _OK,   _OK,        _OK),      "STARTTLS",
+    Command("STARTTLS", (_OK,        _OK,   _OK,        _OK,        _BDAT),    "STARTTLS",
             needs_tls_context=True),
-    Command("RSET",     (_OK,        _OK,   _OK,        _OK),      "RSET"),
-    Command("NOOP",     (_OK,        _OK,   _OK,        _OK),      "NOOP [ignored]"),
-    Command("QUIT",     (_OK,        _OK,   _OK,        _OK),      "QUIT"),
-    Command("HELP",     (_OK,        _OK,   _OK,        _OK),      "HELP [command]"),
-    Command("VRFY",     (_OK,        _OK,   _OK,        _OK),      "VRFY <address>"),
-    Command("EXPN",     (_OK,        _OK,   _OK,        _OK),      None),
+    Command("RSET",     (_OK,        _OK,   _OK,        _OK,        _OK),      "RSET"),
+    Command("NOOP",     (_OK,        _OK,   _OK,        _OK,        _OK),      "NOOP [ignored]"),
+    Command("QUIT",     (_OK,        _OK,   _OK,        _OK,        _OK),      "QUIT"),
+    Command("HELP",     (_OK,        _OK,   _OK,        _OK,        _OK),      "HELP [command]"),
+    Command("VRFY",     (_OK,        _OK,   _OK,        _OK,        _OK),      "VRFY <address>"),
+    Command("EXPN",     (_OK,        _OK,   _OK,        _OK,        _OK),      None),
 )
 # fmt: on
 
 
 # --- the ESMTP extension table ---------------------------------------------------------
 
-ParameterCheck = Callable[[str | None], str | None]  # value (None: no "=") -> refusal or None
+# (session, value; None: no "=") -> the reply refusing it, or None
+ParameterCheck = Callable[["Session", str | None], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,22 +232,54 @@ class Extension:
 
 def _size_offered(session: Session) -> str | None:
     size = session.rules.settings.max_message_size
-    return f"SIZE {size}" if size else None
+    return f"SIZE {size}" if size else ""  # RFC 1870 4: no number, no announced limit
 
 
-def _size_value(value: str | None) -> str | None:
+def _size_value(session: Session, value: str | None) -> str | None:
     # The limit itself is sender policy (Session._check_sender), checked once all is parsed.
     return None if value is not None and value.isdigit() else replies.MAIL_USAGE_ESMTP
 
 
-def _body_value(value: str | None) -> str | None:
+def _body_value(session: Session, value: str | None) -> str | None:
     if value is not None and value.upper() in ("7BIT", "8BITMIME"):
         return None
     return replies.BODY_INVALID
 
 
-def _smtputf8_value(value: str | None) -> str | None:
-    return replies.SMTPUTF8_ARGUMENT if value is not None else replies.SMTPUTF8_DISABLED
+def _smtputf8_value(session: Session, value: str | None) -> str | None:
+    return replies.SMTPUTF8_ARGUMENT if value is not None else None
+
+
+def _ret_value(session: Session, value: str | None) -> str | None:
+    return None if value is not None and value.upper() in ("FULL", "HDRS") else replies.RET_INVALID
+
+
+def _envid_value(session: Session, value: str | None) -> str | None:
+    if value is None or len(value) > MAX_ENVID:
+        return replies.ENVID_INVALID
+    try:
+        xtext_decode(value)
+    except XtextError:
+        return replies.ENVID_INVALID
+    return None
+
+
+def _notify_value(session: Session, value: str | None) -> str | None:
+    return None if value is not None and notify_value(value) else replies.NOTIFY_INVALID
+
+
+def _orcpt_value(session: Session, value: str | None) -> str | None:
+    return None if value is not None and orcpt_valid(value) else replies.ORCPT_INVALID
+
+
+def _requiretls_value(session: Session, value: str | None) -> str | None:
+    if value is not None:
+        return replies.REQUIRETLS_ARGUMENT
+    return None if session.tls else replies.REQUIRETLS_NEEDS_TLS
+
+
+def _requiretls_offered(session: Session) -> str | None:
+    return "" if session.tls else None  # RFC 8689 §4.1: only once TLS is in place
 
 
 def _starttls_offered(session: Session) -> str | None:
@@ -225,10 +290,6 @@ def _auth_offered(session: Session) -> str | None:
     if not session.tls or not session.mechanisms:
         return None  # AUTH only over TLS (538 before), and only with a credentials file
     return "AUTH " + " ".join(session.mechanisms)
-
-
-def _never(session: Session) -> str | None:
-    return None
 
 
 # In EHLO order ("250 HELP" last, as aiosmtpd always ended it).
@@ -242,9 +303,26 @@ EXTENSIONS: tuple[Extension, ...] = (
     Extension("PIPELINING"),
     Extension("ENHANCEDSTATUSCODES"),
     Extension("8BITMIME", mail_parameters={"BODY": _body_value}),
+    Extension(
+        "DSN",
+        mail_parameters={"RET": _ret_value, "ENVID": _envid_value},
+        rcpt_parameters={"NOTIFY": _notify_value, "ORCPT": _orcpt_value},
+        line_extra={"MAIL": DSN_MAIL_EXTRA, "RCPT": DSN_RCPT_EXTRA},
+    ),
+    Extension("CHUNKING"),
     Extension("STARTTLS", _starttls_offered),
     Extension("AUTH", _auth_offered),
-    Extension("SMTPUTF8", _never, mail_parameters={"SMTPUTF8": _smtputf8_value}),
+    Extension(
+        "SMTPUTF8",
+        mail_parameters={"SMTPUTF8": _smtputf8_value},
+        line_extra={"MAIL": SMTPUTF8_EXTRA},
+    ),
+    Extension(
+        "REQUIRETLS",
+        _requiretls_offered,
+        mail_parameters={"REQUIRETLS": _requiretls_value},
+        line_extra={"MAIL": REQUIRETLS_EXTRA},
+    ),
     Extension("HELP"),
 )
 
@@ -317,8 +395,8 @@ _RECIPIENT_OK = wire(replies.RECIPIENT_OK)
 _START_DATA = wire(replies.START_DATA)
 _OK_WIRE = wire(replies.OK)
 
-# Input modes: what the next bytes are.
-_COMMAND, _CONTENT, _AUTH_ANSWER, _DISCARD, _PAUSED, _CLOSED = range(6)
+# Input modes: what the next bytes are (from _PAUSED on, none is read).
+_COMMAND, _CONTENT, _AUTH_ANSWER, _DISCARD, _CHUNK, _PAUSED, _CLOSED = range(7)
 
 
 class Session:
@@ -351,6 +429,10 @@ class Session:
         self._bogus = BOGUS_LIMIT
         self._relay_verdict: tuple[tuple[IPNetwork, ...], bool, bool] | None = None
         self._reader: DataReader | None = None
+        self._chunk_left = 0  # octets of the BDAT chunk being read, still to come
+        self._chunk_octets = 0  # its size
+        self._chunk_last = False  # it is the LAST one
+        self._chunk_refusal: str | None = None  # the BDAT was refused: its octets are dropped
         self._mechanism: str | None = None  # in an AUTH dialog
         self._answers: list[bytes] = []
         self._new_session()
@@ -370,6 +452,9 @@ class Session:
         self.sender: str | None = None  # "<>" for the null reverse-path
         self.mail_options: tuple[str, ...] = ()
         self.recipients: list[str] = []
+        # RCPT parameters by recipient; None until a recipient has some (the common case)
+        self.rcpt_options: list[tuple[str, ...]] | None = None
+        self._feeder: ChunkFeeder | None = None  # the BDAT chunks so far
         if self._phase > READY:
             self._phase = READY
 
@@ -385,6 +470,7 @@ class Session:
         return (
             self._phase >= HAVE_SENDER
             or self._mode == _CONTENT
+            or self._mode == _CHUNK
             or (self._awaiting is MessageComplete or self._awaiting is MessageRefused)
         )
 
@@ -429,6 +515,22 @@ class Session:
         end = len(data)
         while pos < end:
             mode = self._mode
+            if mode == _CHUNK:
+                take = min(self._chunk_left, end - pos)
+                if self._chunk_refusal is None:
+                    feeder = self._feeder
+                    assert feeder is not None
+                    feeder.feed(data[pos : pos + take])
+                pos += take
+                self._chunk_left -= take
+                if self._chunk_left:
+                    return None
+                event = self._chunk_done()
+                if event is not None:
+                    if pos < end:
+                        self._input, self._pos = data, pos
+                    return event
+                continue
             if mode == _CONTENT:
                 reader = self._reader
                 assert reader is not None
@@ -487,7 +589,13 @@ class Session:
         try:
             arg = arg_bytes.strip().decode("ascii")
         except UnicodeDecodeError:
-            return self._say(replies.STRICT_ASCII)
+            # UTF-8 addresses (RFC 6531), in MAIL and RCPT of an EHLO session only
+            if not self.esmtp or (verb != b"MAIL" and verb != b"RCPT"):
+                return self._say(replies.STRICT_ASCII)
+            try:
+                arg = arg_bytes.strip().decode("utf-8")
+            except UnicodeDecodeError:
+                return self._say(replies.STRICT_ASCII)
         if len(line) > COMMAND_LINE_LIMIT and len(line) > self._line_limits.get(
             verb, COMMAND_LINE_LIMIT
         ):
@@ -500,9 +608,11 @@ class Session:
                 return Close()
             return self._say(replies.unknown_command(verb.decode("ascii")))
         self.commands += 1
-        refusals, run = command
+        refusals, run, payload = command
         refusal = refusals[self._phase]
         if refusal is not None:
+            if payload:
+                return self._refuse_chunk(arg, refusal)
             return self._say(refusal)
         return run(self, arg)
 
@@ -597,16 +707,19 @@ class Session:
 
     # --- the transaction --------------------------------------------------------------------
 
-    def _path(self, text: str) -> tuple[str, str] | str:
+    def _path(self, text: str, utf8: bool = False) -> tuple[str, str] | str:
         """(address, parameters) of a MAIL/RCPT/VRFY path (`<>` for the null path), or the
-        reply refusing its syntax. The only place addresses are parsed."""
+        reply refusing its syntax. The only place addresses are parsed. `utf8`: the
+        address may hold UTF-8 (SMTPUTF8); its domain comes back as A-labels."""
         address = addresses.plain_address(text)  # the bulk shape, in one regex match
         if address is not None:
             return address, ""
         try:
-            path = addresses.parse_path(text)
+            path = addresses.parse_path(text, utf8)
         except addresses.AddressError as error:
             return error.reply
+        if not path.params.isascii():
+            return replies.NON_ASCII_PARAMETER
         return path.address, path.params
 
     def _parameters(
@@ -614,14 +727,19 @@ class Session:
     ) -> str | None:
         """Check ESMTP parameters (RFC 5321 §4.1.2 esmtp-param) against the extension
         table: None, or the reply refusing the first bad one."""
+        seen: set[str] = set()
         for option in options:
             name, equals, value = option.partition("=")
             if not name.isalnum() or (equals and not value):
                 return self._usage(verb)
-            check = known.get(name.upper())
+            upper = name.upper()
+            check = known.get(upper)
             if check is None:
                 return replies.unknown_parameters(verb)
-            refusal = check(value if equals else None)
+            if upper in seen:
+                return replies.parameter_twice(upper)
+            seen.add(upper)
+            refusal = check(self, value if equals else None)
             if refusal is not None:
                 return refusal
         return None
@@ -629,7 +747,8 @@ class Session:
     def _mail(self, arg: str) -> Event | None:
         if arg[:5].upper() != "FROM:":
             return self._say(self._usage("MAIL"))
-        path = self._path(arg[5:])
+        utf8 = not arg.isascii()
+        path = self._path(arg[5:], utf8)
         if isinstance(path, str):
             return self._say(path)
         address, params = path
@@ -641,6 +760,8 @@ class Session:
             refusal = self._parameters(options, MAIL_PARAMETERS, "MAIL")
             if refusal is not None:
                 return self._say(refusal)
+        if utf8 and not _has_option(options, "SMTPUTF8"):
+            return self._say(replies.UTF8_NEEDS_SMTPUTF8)
         refusal = self._check_sender(address, options)
         if refusal is not None:
             return self._say(refusal)
@@ -663,20 +784,29 @@ class Session:
     def _rcpt(self, arg: str) -> Event | None:
         if arg[:3].upper() != "TO:":
             return self._say(self._usage("RCPT"))
-        path = self._path(arg[3:])
+        utf8 = not arg.isascii()
+        if utf8 and not _has_option(self.mail_options, "SMTPUTF8"):
+            return self._say(replies.UTF8_NEEDS_SMTPUTF8)
+        path = self._path(arg[3:], utf8)
         if isinstance(path, str):
             return self._say(path)
         address, params = path
+        options: tuple[str, ...] = ()
         if params:
             if not self.esmtp:
                 return self._say(self._usage("RCPT"))
-            refusal = self._parameters(tuple(params.split()), RCPT_PARAMETERS, "RCPT")
+            options = tuple(params.split())
+            refusal = self._parameters(options, RCPT_PARAMETERS, "RCPT")
             if refusal is not None:
                 return self._say(refusal)
         refusal = self._check_recipient(address)
         if refusal is not None:
             log.info("%s: RCPT %s refused: %s", self.client, address, refusal)
             return self._say(refusal)
+        if options or self.rcpt_options is not None:
+            if self.rcpt_options is None:
+                self.rcpt_options = [()] * len(self.recipients)
+            self.rcpt_options.append(options)
         self.recipients.append(address)
         self._phase = HAVE_RECIPIENTS
         self._out.append(_RECIPIENT_OK)
@@ -714,6 +844,56 @@ class Session:
         self._out.append(_START_DATA)
         return None
 
+    # --- BDAT (RFC 3030) ------------------------------------------------------------------
+
+    def _bdat(self, arg: str) -> Event | None:
+        size = _chunk_size(arg)
+        if size is None:
+            return self._say(replies.BDAT_SYNTAX)
+        if self._feeder is None:
+            settings = self.rules.settings
+            self._feeder = ChunkFeeder(
+                DataReader(
+                    max_size=settings.max_message_size,
+                    normalize=settings.normalize_bare_line_endings,
+                )
+            )
+        self._chunk_left, self._chunk_last = size
+        self._chunk_octets = size[0]
+        self._chunk_refusal = None
+        self._mode = _CHUNK
+        self.reading_content = True
+        return self._chunk_done() if not self._chunk_left else None
+
+    def _refuse_chunk(self, arg: str, refusal: str) -> Event | None:
+        """A refused BDAT: its octets are read and dropped, then the refusal said."""
+        size = _chunk_size(arg)
+        if size is None:  # no size: nothing to read, only the refusal to say
+            return self._say(refusal)
+        self._chunk_left = size[0]
+        self._chunk_last = False
+        self._chunk_refusal = refusal
+        self._mode = _CHUNK
+        return self._chunk_done() if not self._chunk_left else None
+
+    def _chunk_done(self) -> Event | None:
+        """A chunk's octets are all read: its reply, or the message's event."""
+        self._mode = _COMMAND
+        self.reading_content = False
+        if self._chunk_refusal is not None:
+            refusal, self._chunk_refusal = self._chunk_refusal, None
+            return self._say(refusal)
+        feeder = self._feeder
+        assert feeder is not None
+        reader = feeder.reader
+        if reader.refusal is None and not self._chunk_last:
+            self._phase = IN_CHUNKS
+            return self._say(replies.chunk_received(self._chunk_octets))
+        if reader.refusal is None:
+            feeder.finish()
+        self._feeder = None
+        return self._content_done(reader)
+
     def _content_done(self, reader: DataReader) -> Event:
         self._reader = None
         self._mode = _PAUSED
@@ -731,7 +911,34 @@ class Session:
             tuple(self.recipients),
             reader.content(),
             facts,
+            self._esmtp() if self.mail_options or self.rcpt_options is not None else None,
         )
+
+    def _esmtp(self) -> Esmtp | None:
+        """The parameters the message keeps (DSN, SMTPUTF8, REQUIRETLS), or None."""
+        ret = envid = None
+        smtputf8 = requiretls = False
+        for option in self.mail_options:
+            name, _, value = option.partition("=")
+            name = name.upper()
+            if name == "RET":
+                ret = value.upper()
+            elif name == "ENVID":
+                envid = value
+            elif name == "SMTPUTF8":
+                smtputf8 = True
+            elif name == "REQUIRETLS":
+                requiretls = True
+        notify: tuple[str | None, ...] = ()
+        orcpt: tuple[str | None, ...] = ()
+        if self.rcpt_options is not None:
+            notify = tuple(_rcpt_value(o, "NOTIFY") for o in self.rcpt_options)
+            orcpt = tuple(_rcpt_value(o, "ORCPT") for o in self.rcpt_options)
+            notify = notify if any(n is not None for n in notify) else ()
+            orcpt = orcpt if any(o is not None for o in orcpt) else ()
+        if not (ret or envid or smtputf8 or requiretls or notify or orcpt):
+            return None
+        return Esmtp(ret, envid, smtputf8, requiretls, notify, orcpt)
 
     def message_done(self, reply: str) -> None:
         """The driver's answer to MessageComplete/MessageRefused: the reply to the data.
@@ -842,10 +1049,33 @@ class Session:
         self._mode = _COMMAND
 
 
+def _has_option(options: tuple[str, ...], name: str) -> bool:
+    return any(option.partition("=")[0].upper() == name for option in options)
+
+
+def _rcpt_value(options: tuple[str, ...], name: str) -> str | None:
+    """A RCPT parameter's value as kept (NOTIFY made canonical), or None."""
+    for option in options:
+        key, _, value = option.partition("=")
+        if key.upper() == name:
+            return notify_value(value) if name == "NOTIFY" else value
+    return None
+
+
+def _chunk_size(arg: str) -> tuple[int, bool] | None:
+    """BDAT's (size, LAST), or None when the argument is not `<size> [LAST]`."""
+    words = arg.split()
+    if not 1 <= len(words) <= 2 or not words[0].isdigit() or len(words[0]) > MAX_CHUNK_DIGITS:
+        return None
+    if len(words) == 2 and words[1].upper() != "LAST":
+        return None
+    return int(words[0]), len(words) == 2
+
+
 _ROWS: dict[str, Command] = {row.verb: row for row in COMMANDS}
-# What `_command` needs of each row: the refusals by phase and the handler.
-_DISPATCH: dict[
-    bytes, tuple[tuple[str | None, str | None, str | None, str | None], Callable[..., Event | None]]
-] = {
-    row.verb.encode(): (row.refusals, getattr(Session, f"_{row.verb.lower()}")) for row in COMMANDS
+# What `_command` needs of each row: the refusals by phase, the handler, and whether a
+# payload follows the line.
+_DISPATCH: dict[bytes, tuple[Refusals, Callable[..., Event | None], bool]] = {
+    row.verb.encode(): (row.refusals, getattr(Session, f"_{row.verb.lower()}"), row.payload)
+    for row in COMMANDS
 }

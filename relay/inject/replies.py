@@ -5,7 +5,12 @@ Choices worth knowing (RFC 5321, RFC 3463 enhanced codes):
 - source routes (`<@a:b@c>`): 553 5.1.3 whoever the client is
 - relaying by a client outside relay_hosts and not authenticated: 550 5.7.1
 - too many recipients: 452 4.5.3 (each RCPT past the limit)
-- message too big (SIZE= at MAIL, or during DATA): 552 5.3.4
+- message too big (SIZE= at MAIL, or during DATA / BDAT): 552 5.3.4
+- a bad DSN parameter (RET, ENVID, NOTIFY, ORCPT; xtext), or one given twice: 501 5.5.4
+- REQUIRETLS outside TLS: 530 5.7.10; a non-ASCII address without SMTPUTF8: 553 5.6.7;
+  a UTF-8 domain that is no IDNA 2008 name: 553 5.1.3
+- BDAT: bad syntax 501 5.5.4; RCPT/DATA between chunks 503 5.5.1; each chunk but the last
+  250 2.0.0 (the last one's 250 only once the message is durable, as for DATA)
 - command line longer than 512 octets: 500 5.5.2
 - text line longer than 1000 octets: 500 5.5.2 ("500 Line too long", RFC 5321 §4.5.3.1)
 - bare CR or LF, or NUL, in DATA: 550 5.5.2
@@ -47,6 +52,17 @@ MAIL_USAGE_ESMTP = "501 5.5.4 Syntax: MAIL FROM: <address> [SP <mail-parameters>
 BODY_INVALID = "501 5.5.4 Error: BODY can only be one of 7BIT, 8BITMIME"
 SMTPUTF8_ARGUMENT = "501 5.5.4 Error: SMTPUTF8 takes no arguments"
 SMTPUTF8_DISABLED = "501 5.5.4 Error: SMTPUTF8 disabled"
+RET_INVALID = "501 5.5.4 Error: RET can only be FULL or HDRS"
+ENVID_INVALID = "501 5.5.4 Error: ENVID must be xtext of at most 100 characters"
+NOTIFY_INVALID = "501 5.5.4 Error: NOTIFY can only be NEVER or a list of SUCCESS, FAILURE, DELAY"
+ORCPT_INVALID = "501 5.5.4 Error: ORCPT must be addr-type;xtext of at most 500 characters"
+REQUIRETLS_ARGUMENT = "501 5.5.4 Error: REQUIRETLS takes no arguments"
+REQUIRETLS_NEEDS_TLS = "530 5.7.10 REQUIRETLS needs a TLS session: STARTTLS first"
+UTF8_NEEDS_SMTPUTF8 = "553 5.6.7 Non-ASCII address needs SMTPUTF8 on MAIL FROM"
+NON_ASCII_PARAMETER = "501 5.5.4 Error: ESMTP parameters must be ASCII"
+BAD_IDN = "553 5.1.3 Domain is not a valid internationalized domain name (IDNA 2008)"
+BDAT_SYNTAX = "501 5.5.4 Syntax: BDAT <size> [LAST]"
+IN_BDAT = "503 5.5.1 Error: BDAT transaction in progress (only BDAT, RSET, NOOP, QUIT)"
 TLS_READY = "220 2.0.0 Ready to start TLS"
 TLS_NOT_AVAILABLE = "454 4.7.0 TLS not available"
 TLS_ALREADY_ACTIVE = "554 5.5.1 Error: TLS already active"
@@ -79,6 +95,14 @@ SPOOL_FULL = "452 4.3.1 Insufficient system storage"
 SPOOL_FAILED = "451 4.3.0 Local error in processing, try again later"
 QUEUED = "250 2.0.0 OK queued as {id}"
 QUEUED_PREFIX = QUEUED.partition("{")[0]
+
+
+def parameter_twice(name: str) -> str:
+    return f"501 5.5.4 Error: {name} given more than once"
+
+
+def chunk_received(octets: int) -> str:
+    return f"250 2.0.0 {octets} octets received"
 
 
 def usage(syntax: str) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Protocol
 
+from relay.esmtp import Esmtp
 from relay.inject import replies
 from relay.inject.message import Prepared, Reception, prepare
 from relay.inject.settings import InjectSettings
@@ -54,6 +55,7 @@ def accept(
     sender: str,
     settings: InjectSettings,
     received_at: float,
+    esmtp: Esmtp | None = None,
 ) -> str | asyncio.Future[Envelope]:
     """Prepare and submit one message: the reply refusing it, or the future of its
     envelope (give it to `stored_reply` once done)."""
@@ -75,6 +77,7 @@ def accept(
         content=prepared.content,
         received_at=received_at,
         client=(reception.client_ip, reception.helo),
+        esmtp=esmtp,
     )
     try:
         return submit(store, message)

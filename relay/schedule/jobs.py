@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, RecipientState
 
 
@@ -21,6 +22,7 @@ class Job:
     # Delay DSNs sent, by recipient; None (the common case) saves a dict per queued job.
     notices: dict[str, int] | None = None
     client: tuple[str, str | None] | None = None  # the injecting client, for XCLIENT
+    esmtp: Esmtp | None = None  # the message's DSN / SMTPUTF8 / REQUIRETLS parameters
 
     @property
     def key(self) -> tuple[str, str]:
@@ -53,6 +55,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
                 [],
                 due=rcpt.next_attempt,
                 client=envelope.client,
+                esmtp=envelope.esmtp,
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))

@@ -39,6 +39,7 @@ class OutcomeRecorder:
         self.events = events
         self.on_failed = on_failed  # makes the DSN for failed recipients
         self.on_delayed = on_delayed  # makes delay DSNs
+        self.on_relayed: FailureHandler | None = None  # makes success DSNs (NOTIFY=SUCCESS)
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
 
     async def record(
@@ -51,6 +52,8 @@ class OutcomeRecorder:
         """Returns (the retry job for deferred recipients, the job to requeue now)."""
         remote = {r.recipient: r.remote for r in results}
         updates: list[Recipient] = []
+        if decision.delivered and job.esmtp is not None and self.on_relayed is not None:
+            await self._success_notices(job, decision, results, policy)
         for d in decision.delivered:
             updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, str(d.reply)))
             self.counts["delivered"] += 1
@@ -127,6 +130,23 @@ class OutcomeRecorder:
             self.events("deleted", self._fields(job, policy, update.address, reply, {}))
         if updates:
             await self.spool.update_recipients(job.message_id, updates)
+
+    async def _success_notices(
+        self, job: Job, decision: Decision, results: list[RecipientResult], policy: RouteSettings
+    ) -> None:
+        """NOTIFY=SUCCESS: a "relayed" DSN for each delivered recipient whose next hop was
+        not given the NOTIFY (it offers no DSN); one that was reports success itself
+        (RFC 3461 4.1). Spooled before the recipients are marked delivered."""
+        esmtp, handler = job.esmtp, self.on_relayed
+        assert esmtp is not None and handler is not None
+        passed = {r.recipient for r in results if r.dsn_passed}
+        relayed = [
+            Failed(d.index, d.address, d.reply, 0)
+            for d in decision.delivered
+            if esmtp.wants(d.index, "SUCCESS", False) and d.address not in passed
+        ]
+        if relayed:
+            await handler(job, relayed, policy)
 
     @staticmethod
     def _fields(

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
+import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
@@ -50,6 +52,14 @@ log = logging.getLogger("relay.schedule")
 
 EventSink = Callable[[str, dict[str, object]], None]
 FollowUp = tuple[Job | None, Job | None]  # (retry later, requeue now)
+# RFC 8689 5: the sender asks that recipient-side TLS policy not stop the message.
+_TLS_REQUIRED_NO = re.compile(rb"(?:^|\r\n)tls-required[ \t]*:[ \t]*no[ \t]*\r\n", re.IGNORECASE)
+
+
+def tls_policy_waived(content: bytes) -> bool:
+    """Does the message's header section say `TLS-Required: No`?"""
+    end = content.find(b"\r\n\r\n")
+    return _TLS_REQUIRED_NO.search(content, 0, len(content) if end < 0 else end + 2) is not None
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -335,21 +345,72 @@ class Scheduler:
                 job.due = self.clock.now() + SPOOL_RETRY
                 retry = job
                 return
-            if policy.fbl_header:
-                content = fbl_header(conn.binding, conn.domain, job.message_id) + content
-            message = OutboundMessage(
-                job.message_id,
-                job.sender,
-                tuple(a for _, a, _ in job.recipients),
-                content,
-                job.client,
-            )
-            try:
-                results = await session.send(message)
-            except Exception as err:
-                log.exception("sending %s through %s failed", job.message_id, conn.binding)
-                results = local_results(Local.SEND_ERROR, job, str(err))
+            results = await self._send_over(session, conn, job, policy, content)
             retry, requeue = await self._dispose(job, results, policy)
+        finally:
+            self.core.job_finished(job, retry, requeue)
+
+    async def _send_over(
+        self, session: Session, conn: Connection, job: Job, policy: RouteSettings, content: bytes
+    ) -> list[RecipientResult]:
+        if policy.fbl_header:
+            content = fbl_header(conn.binding, conn.domain, job.message_id) + content
+        message = OutboundMessage(
+            job.message_id,
+            job.sender,
+            tuple(a for _, a, _ in job.recipients),
+            content,
+            job.client,
+            job.esmtp,
+            tuple(i for i, _, _ in job.recipients) if job.esmtp is not None else (),
+        )
+        try:
+            return await session.send(message)
+        except Exception as err:
+            log.exception("sending %s through %s failed", job.message_id, conn.binding)
+            return local_results(Local.SEND_ERROR, job, str(err))
+
+    async def _waives_tls_policy(self, job: Job) -> bool:
+        """`TLS-Required: No` (RFC 8689 5) on a message without REQUIRETLS (which wins)."""
+        if job.esmtp is not None and job.esmtp.requiretls:
+            return False
+        try:
+            return tls_policy_waived(await self.spool.load(job.message_id))
+        except SpoolError:
+            return False
+
+    async def _send_without_tls_policy(self, conn: Connection, job: Job) -> None:
+        """A message whose sender waived TLS policy (`TLS-Required: No`), after the policy
+        stopped the connection: once more on a connection of its own with opportunistic
+        TLS (tried, not required, not verified, plain text after a TLS failure)."""
+        policy = conn.route_policy
+        relaxed = dataclasses.replace(
+            conn.policy.delivery, tls="ifavailable", tls_verify="no", tls_ifavailable_fallback=True
+        )
+        retry = requeue = None
+        try:
+            try:
+                session = await self.transport.open(conn.binding, conn.domain, relaxed)
+            except ConnectFailed as err:
+                outcome = Outcome.PERMANENT if err.permanent else Outcome.TEMPORARY
+                results = [
+                    RecipientResult(a, outcome, err.reply, err.remote) for _, a, _ in job.recipients
+                ]
+                retry, requeue = await self._dispose(job, results, policy, record=False)
+                return
+            try:
+                content = await self.spool.load(job.message_id)
+                results = await self._send_over(session, conn, job, policy, content)
+            finally:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(5.0):
+                        await session.close()
+            self.events("tls_policy_waived", {"message_id": job.message_id, "domain": conn.domain})
+            retry, requeue = await self._dispose(job, results, policy)
+        except Exception:
+            log.exception("delivering %s without TLS policy failed", job.message_id)
+            job.due = self.clock.now() + policy.retry.retry_interval
+            retry = job
         finally:
             self.core.job_finished(job, retry, requeue)
 
@@ -375,6 +436,9 @@ class Scheduler:
         )
         outcome = Outcome.PERMANENT if err.permanent else Outcome.TEMPORARY
         for job in jobs:
+            if err.tls and await self._waives_tls_policy(job):
+                await self._send_without_tls_policy(conn, job)
+                continue
             results = [
                 RecipientResult(a, outcome, err.reply, err.remote) for _, a, _ in job.recipients
             ]

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 
-from relay.deliver.connection import OutboundConnection, open_connection
-from relay.deliver.errors import ConnectError, RouteError
-from relay.deliver.http_post import HttpSession, open_http_session
+from relay.deliver.connection import open_connection
+from relay.deliver.errors import ConnectError, FailureKind, RouteError
+from relay.deliver.http_post import open_http_session
 from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
 from relay.outcome import Reply
-from relay.schedule.transport import ConnectFailed
+from relay.schedule.transport import ConnectFailed, Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +66,7 @@ class SmtpTransport:
         self.router = router
         self.gates = gates
 
-    async def open(
-        self, binding: str, domain: str, settings: DeliverySettings
-    ) -> OutboundConnection | HttpSession:
+    async def open(self, binding: str, domain: str, settings: DeliverySettings) -> Session:
         """An open connection: it is the scheduler's `Session` (send, usable, close).
         delivery_method HTTP: a session to the web endpoint (no route, no SMTP)."""
         if settings.method == "HTTP":
@@ -88,6 +86,10 @@ class SmtpTransport:
             raise ConnectFailed(err.reply, permanent=err.permanent) from err
         except ConnectError as err:
             raise ConnectFailed(
-                err.reply, permanent=False, remote=err.failure.remote, local=err.local_only
+                err.reply,
+                permanent=False,
+                remote=err.failure.remote,
+                local=err.local_only,
+                tls=err.failure.kind is FailureKind.TLS,
             ) from err
         return connection

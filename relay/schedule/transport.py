@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from relay.deliver.settings import DeliverySettings
+from relay.esmtp import Esmtp
 from relay.outcome import RecipientResult, Remote, Reply
 
 
@@ -20,6 +21,8 @@ class OutboundMessage:
     recipients: tuple[str, ...]
     content: bytes
     client: tuple[str, str | None] | None = None  # (IP, HELO) of the injecting client
+    esmtp: Esmtp | None = None  # the message's ESMTP parameters
+    indexes: tuple[int, ...] = ()  # each recipient's index in the envelope (for `esmtp`)
 
 
 class ConnectFailed(Exception):
@@ -31,12 +34,14 @@ class ConnectFailed(Exception):
         permanent: bool = False,
         remote: Remote | None = None,
         local: bool = False,
+        tls: bool = False,
     ) -> None:
         super().__init__(str(reply))
         self.reply = reply
         self.permanent = permanent
         self.remote = remote
         self.local = local  # only relay's own limits stopped it: not an attempt
+        self.tls = tls  # the TLS policy (tls = required, tls_verify) stopped it
 
 
 class Session(Protocol):

@@ -13,6 +13,10 @@ was never acknowledged. Neither is a message.
 Record bodies:
   MESSAGE  u32 envelope length | envelope JSON | content bytes
            (the JSON's "client": [ip, helo] is optional: older records have none)
+           (the envelope JSON has an "esmtp" object only for a message given DSN, SMTPUTF8
+           or REQUIRETLS parameters: {"ret", "envid", "utf8": 1, "rtls": 1, "notify": [...],
+           "orcpt": [...]}, each key only when set, lists by recipient index; records
+           written before it existed read back with no parameters)
   UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
                                     (, delay_notices when > 0)], ...]}
   REMOVE   JSON {"id": ...}
@@ -29,6 +33,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from relay.esmtp import Esmtp
 from relay.spool.model import Client, Envelope, Recipient, RecipientState
 
 SEGMENT_MAGIC = b"RLYSPOOL"
@@ -156,11 +161,48 @@ def _envelope_json(envelope: Envelope) -> bytes:
     if envelope.client is not None:
         ip, helo = envelope.client
         client = f',"client":[{_STRING(ip)},{"null" if helo is None else _STRING(helo)}]'
+    esmtp = "" if envelope.esmtp is None else _esmtp_json(envelope.esmtp)
     return (
         f'{{"id":{_STRING(envelope.message_id)},"from":{_STRING(envelope.sender)},'
         f'"group":{_STRING(envelope.binding_group)},"binding":{binding},'
-        f'"received_at":{_json_float(envelope.received_at)},"rcpt":[{rows}]{client}}}'
+        f'"received_at":{_json_float(envelope.received_at)},"rcpt":[{rows}]{client}{esmtp}}}'
     ).encode()
+
+
+def _esmtp_json(esmtp: Esmtp) -> str:
+    """`,"esmtp":{...}` with only the parameters given (rare: not the bulk path)."""
+    doc: dict[str, object] = {}
+    if esmtp.ret is not None:
+        doc["ret"] = esmtp.ret
+    if esmtp.envid is not None:
+        doc["envid"] = esmtp.envid
+    if esmtp.smtputf8:
+        doc["utf8"] = 1
+    if esmtp.requiretls:
+        doc["rtls"] = 1
+    if esmtp.notify:
+        doc["notify"] = list(esmtp.notify)
+    if esmtp.orcpt:
+        doc["orcpt"] = list(esmtp.orcpt)
+    return ',"esmtp":' + json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+def _esmtp_from(doc: object) -> Esmtp:
+    if not isinstance(doc, dict):
+        raise FormatError(f"bad esmtp parameters {doc!r}")
+    try:
+        ret, envid = doc.get("ret"), doc.get("envid")
+        notify, orcpt = doc.get("notify", []), doc.get("orcpt", [])
+        return Esmtp(
+            ret=None if ret is None else str(ret),
+            envid=None if envid is None else str(envid),
+            smtputf8=bool(doc.get("utf8")),
+            requiretls=bool(doc.get("rtls")),
+            notify=tuple(None if n is None else str(n) for n in notify),
+            orcpt=tuple(None if o is None else str(o) for o in orcpt),
+        )
+    except TypeError as exc:
+        raise FormatError(f"bad esmtp parameters {doc!r}: {exc}") from None
 
 
 def encode_message(envelope: Envelope, content: bytes) -> bytes:
@@ -233,6 +275,7 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         recipients.append(recipient)
     binding = doc.get("binding")
     received_at = doc.get("received_at")
+    esmtp = doc.get("esmtp")  # only messages given DSN / SMTPUTF8 / REQUIRETLS parameters
     if not isinstance(received_at, (int, float)):
         raise FormatError("message record without reception time")
     envelope = Envelope(
@@ -244,6 +287,7 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         recipients=recipients,
         size=len(body) - start,
         client=_client(doc.get("client")),
+        esmtp=None if esmtp is None else _esmtp_from(esmtp),
     )
     return envelope, start
 

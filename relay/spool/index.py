@@ -53,6 +53,7 @@ def copy_envelope(envelope: Envelope) -> Envelope:
         [r.copy() for r in envelope.recipients],
         envelope.size,
         envelope.client,
+        envelope.esmtp,
     )
 
 

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from relay.esmtp import Esmtp
+
 # The injecting client, kept for XCLIENT at delivery: (IP address, HELO name or None).
 Client = tuple[str, str | None]
 
@@ -26,6 +28,7 @@ class NewMessage(NamedTuple):  # immutable, and built per message: a tuple is ch
     content: bytes  # the full message as it will be delivered (CRLF line ends)
     received_at: float  # unix time of reception
     client: Client | None = None  # None: relay's own mail (DSNs, alerts)
+    esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters, if any were given
 
 
 @dataclass(slots=True)
@@ -61,3 +64,4 @@ class Envelope:
     recipients: list[Recipient] = field(default_factory=list)
     size: int = 0
     client: Client | None = None  # who injected it; None in spools written before it was kept
+    esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters (None: none given)

@@ -229,6 +229,7 @@ class Spool:
             recipients=[Recipient(address) for address in message.recipients],
             size=len(message.content),
             client=message.client,
+            esmtp=message.esmtp,
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:

@@ -20,6 +20,7 @@ import struct
 from collections import deque
 from typing import Any
 
+from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, Recipient, RecipientState
 
 HEADER = struct.Struct("!I")
@@ -29,7 +30,15 @@ READ_SIZE = 256 << 10
 Frame = tuple[str, int, Any]
 RecipientTuple = tuple[str, str, int, float, str, int]
 EnvelopeTuple = tuple[
-    str, str, str, str | None, float, list[RecipientTuple], int, tuple[str, str | None] | None
+    str,
+    str,
+    str,
+    str | None,
+    float,
+    list[RecipientTuple],
+    int,
+    tuple[str, str | None] | None,
+    Esmtp | None,
 ]
 
 
@@ -90,9 +99,10 @@ def envelope_tuple(e: Envelope) -> EnvelopeTuple:
         [recipient_tuple(r) for r in e.recipients],
         e.size,
         e.client,
+        e.esmtp,
     )
 
 
 def envelope_from(t: EnvelopeTuple) -> Envelope:
     recipients = [recipient_from(r) for r in t[5]]
-    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7])
+    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from relay.esmtp import Esmtp
+
 DEFAULT_CONTENT = b"From: a@sender.test\r\nSubject: test\r\n\r\nHello.\r\n"
 
 
@@ -17,6 +19,8 @@ class TestMessage:
     recipients: Sequence[str]
     content: bytes
     client: tuple[str, str | None] | None = None
+    esmtp: Esmtp | None = None
+    indexes: Sequence[int] = ()
 
 
 def make_message(
@@ -25,5 +29,14 @@ def make_message(
     sender: str = "a@sender.test",
     message_id: str = "m1",
     client: tuple[str, str | None] | None = None,
+    esmtp: Esmtp | None = None,
 ) -> TestMessage:
-    return TestMessage(message_id, sender, tuple(recipients), content, client)
+    return TestMessage(
+        message_id,
+        sender,
+        tuple(recipients),
+        content,
+        client,
+        esmtp,
+        tuple(range(len(recipients))),
+    )

@@ -80,3 +80,16 @@ def test_hello_line_refuses_control_characters() -> None:
     assert hello_line(b"EHLO", "relay.test") == b"EHLO relay.test\r\n"
     with pytest.raises(Unsendable):
         hello_line(b"HELO", "relay.test\r\nRCPT TO:<x@y>")
+
+
+def test_rcpt_parameters_and_the_servers_size() -> None:
+    from relay.deliver.pipeline import Unsendable, rcpt_line, size_limit
+
+    assert rcpt_line("a@x.test", False, ["NOTIFY=NEVER", "ORCPT=rfc822;a+40x.test"]) == (
+        b"RCPT TO:<a@x.test> NOTIFY=NEVER ORCPT=rfc822;a+40x.test\r\n"
+    )
+    with pytest.raises(Unsendable):
+        rcpt_line("a@x.test", False, ["NOTIFY=NEVER\r\nRSET"])
+    assert size_limit({"size": "1000"}) == 1000
+    assert size_limit({"size": "0"}) is None and size_limit({"size": ""}) is None
+    assert size_limit({}) is None and size_limit({"size": "big"}) is None

@@ -105,3 +105,34 @@ def test_delay_dsn() -> None:
 )
 def test_dsn_status(reply: Reply, status: str) -> None:
     assert str(dsn_status(reply)) == status
+
+
+def test_original_envelope_id_and_original_recipient_and_relayed() -> None:
+    raw = build_dsn(
+        original=ORIGINAL,
+        original_sender="sender@example.test",
+        original_id="M1",
+        received_at=1_700_000_000.0,
+        failures=[
+            DsnRecipient(
+                "a@x.test",
+                Reply.parse(250, "2.0.0 queued"),
+                action="relayed",
+                original_recipient="rfc822;A@x.test",
+            )
+        ],
+        reporting_mta="relay.example.test",
+        from_address="MAILER-DAEMON@relay.example.test",
+        now=1_700_000_100.0,
+        envelope_id="QQ+1",
+    )
+    msg = email.message_from_bytes(raw)
+    assert "relayed" in msg["Subject"]
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    blocks = parts[1].get_payload()
+    assert isinstance(blocks, list)
+    assert blocks[0]["Original-Envelope-Id"] == "QQ+1"
+    assert list(blocks[1].keys())[:2] == ["Original-Recipient", "Final-Recipient"]
+    assert blocks[1]["Original-Recipient"] == "rfc822;A@x.test"
+    assert blocks[1]["Action"] == "relayed" and blocks[1]["Status"] == "2.0.0"

@@ -229,3 +229,13 @@ async def test_stop_cancels_sessions_after_the_deadline() -> None:
     assert world.transport.sent == [] and world.spool.states == {}  # still spooled
     stats = world.scheduler.statistics()
     assert (stats.in_flight, stats.connections) == (0, 0)
+
+
+def test_tls_required_no_is_read_from_the_header_section_only() -> None:
+    from relay.schedule.scheduler import tls_policy_waived
+
+    assert tls_policy_waived(b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n")
+    assert tls_policy_waived(b"tls-required:no\r\nSubject: x\r\n\r\nbody\r\n")
+    assert not tls_policy_waived(b"Subject: x\r\nTLS-Required: Yes\r\n\r\nbody\r\n")
+    assert not tls_policy_waived(b"Subject: x\r\nX-TLS-Required: No\r\n\r\nbody\r\n")
+    assert not tls_policy_waived(b"Subject: x\r\n\r\nTLS-Required: No\r\n")  # in the body

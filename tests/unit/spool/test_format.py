@@ -179,3 +179,39 @@ def test_a_bad_client_is_a_format_error() -> None:
     body = struct.pack("<I", len(meta)) + meta + b"x"
     with pytest.raises(FormatError, match="bad client"):
         decode_message(body)
+
+
+def test_esmtp_parameters_round_trip() -> None:
+    from relay.esmtp import Esmtp
+
+    envelope = _envelope()
+    envelope.esmtp = Esmtp(
+        ret="HDRS",
+        envid="QQ+2Bid",
+        smtputf8=True,
+        requiretls=True,
+        notify=("SUCCESS,FAILURE", None),
+        orcpt=("rfc822;a+40x", None),
+    )
+    body = parse_record(encode_message(envelope, b"hello"), 0).body
+    assert decode_message(body)[0] == envelope
+    # reencoding (a state change) keeps them
+    assert decode_message(parse_record(reencode_message(envelope, body), 0).body)[0] == envelope
+
+
+def test_a_record_written_before_esmtp_parameters_still_loads() -> None:
+    # A MESSAGE body exactly as relay wrote it before the "esmtp" key existed.
+    meta = (
+        b'{"id":"m1","from":"","group":"g","binding":"b","received_at":12.5,'
+        b'"rcpt":[["a@x","pending",3,99.0,"451 later"],["b@x","delivered",0,0.0,""]]}'
+    )
+    body = len(meta).to_bytes(4, "little") + meta + b"hello"
+    envelope, start = decode_message(body)
+    assert envelope == _envelope() and envelope.esmtp is None
+    assert body[start:] == b"hello"
+
+
+def test_bad_esmtp_parameters_are_a_format_error() -> None:
+    meta = b'{"id":"m1","from":"","group":"g","binding":null,"received_at":1,"rcpt":[],"esmtp":3}'
+    with pytest.raises(FormatError, match="esmtp"):
+        decode_message(len(meta).to_bytes(4, "little") + meta)
