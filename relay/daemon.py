@@ -108,6 +108,7 @@ class Daemon:
                 self.queue,
                 self.count_complaint,
                 options.max_resident_messages,
+                on_event=self.events,
             )
             spool_access = self.shards
         self.scheduler = Scheduler(
@@ -149,7 +150,13 @@ class Daemon:
             return
         self.listeners = await start_listeners(
             settings.inject,
-            Handoff(self.spool.submit, self.announce, self.complaint, options.fbl_address),
+            Handoff(
+                self.spool.submit,
+                self.announce,
+                self.complaint,
+                options.fbl_address,
+                note=self.events,
+            ),
             clock=self.clock.now,
         )
 
@@ -366,6 +373,7 @@ async def _main(config: Config, path: str) -> int:
     def reload() -> None:
         try:
             new = load(path)
+            compile_settings(new)  # key files too: a bad one keeps the running configuration
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return

@@ -1,8 +1,8 @@
 """The header section as DKIM sees it, and which fields a signature covers (pure).
 
-    fields, body = split(content)        # [(b"From", b" a@example.com\r\n"), ...], body bytes
-    names = signed_names(fields, headerlist, oversign)   # the h= list, lower case
-    selected = select(fields, names)     # the instances the h= list means (RFC 6376 5.4.2)
+fields, body = split(content)        # [(b"From", b" a@example.com\r\n"), ...], body bytes
+names = signed_names(fields, headerlist, oversign)   # the h= list, lower case
+selected = select(fields, names)     # the instances the h= list means (RFC 6376 5.4.2)
 """
 
 from __future__ import annotations

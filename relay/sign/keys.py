@@ -83,9 +83,9 @@ def load_key(path: str | Path, algorithm: str | None = None) -> SigningKey:
             f"key file {name} is encrypted; relay needs an unencrypted key "
             "(openssl pkey -in KEY -out PLAIN)"
         ) from None
-    except (ValueError, UnsupportedAlgorithm) as err:
+    except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(
-            f"key file {name} is not a PEM private key ({err}); make one with "
+            f"key file {name} is not a PEM private key (or it is damaged); make one with "
             "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
             "(or -algorithm ed25519)"
         ) from None

@@ -33,7 +33,5 @@ def sign_in_pool(
     content: bytes, profiles: Sequence[Profile], *, authenticated: bool, now: float
 ) -> asyncio.Future[Signed]:
     """The future of `sign_message(...)`, computed in a signing thread."""
-    job = functools.partial(
-        sign_message, content, profiles, authenticated=authenticated, now=now
-    )
+    job = functools.partial(sign_message, content, profiles, authenticated=authenticated, now=now)
     return asyncio.get_running_loop().run_in_executor(executor(), job)

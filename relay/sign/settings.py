@@ -69,11 +69,11 @@ class DkimSettings:
     wants: Callable[[str, str | None, str], bool] = _always
 
     def keys(self) -> list[tuple[str, str, SigningSpec]]:
-        """(profile, domain, spec) for every key-holding entry, for `config check`."""
+        """(profile, From: domain or "*", spec) for every key, for `config check`."""
         found: list[tuple[str, str, SigningSpec]] = []
         for profile in self.profiles:
             for domain, spec in profile.domains.items():
-                found.append((profile.name, spec.domain or domain, spec))
+                found.append((profile.name, domain, spec))
             if profile.fallback is not None:
                 found.append((profile.name, "*", profile.fallback))
         return found

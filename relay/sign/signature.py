@@ -72,7 +72,9 @@ def fold_signature(head: bytes, signature: bytes) -> bytes:
     return b"".join(parts)
 
 
-def signing_input(spec: SigningSpec, fields: Sequence[Field], head: bytes, names: Sequence[str]) -> bytes:
+def signing_input(
+    spec: SigningSpec, fields: Sequence[Field], head: bytes, names: Sequence[str]
+) -> bytes:
     """What the key signs: the fields `names` selects, then `head`, canonicalized."""
     header = canon.HEADER[spec.header_canon]
     parts = [header(name, value) for name, value in select(fields, names)]
