@@ -108,7 +108,7 @@ def _common(name: str, block: Block, problems: list[Problem]) -> dict[str, Any]:
                 skip_setting.location,
                 f'opendkim "{name}": From is always signed and cannot be skipped',
                 "skip_headerlist",
-                hint="remove from from skip_headerlist",
+                hint="take from out of skip_headerlist",
             )
         )
     oversign_setting = block.settings.get("oversign_headerlist")
@@ -178,7 +178,7 @@ def _profile(name: str, block: Block, problems: list[Problem]) -> Profile:
                 key_setting.location,
                 f'opendkim "{name}" has a key but no selector',
                 "selector",
-                hint='set selector = "..." (the key is published at SELECTOR._domainkey.DOMAIN)',
+                hint='set selector = "..."; the key is published at SELECTOR._domainkey.DOMAIN',
             )
         )
     elif key_setting is not None and selector is not None:
