@@ -13,6 +13,11 @@ from collections.abc import Iterable, Sequence
 
 Field = tuple[bytes, bytes]  # (name as written, raw value after the colon, CRLF included)
 
+# The usual From: values, read without the email package: `<local@domain>` or a bare
+# `local@domain`. Anything else (comments, groups, quoted strings) goes the general way.
+_ANGLE_ADDRESS = re.compile(r'^[^<>"(),;:@]*<[^<>"()\s@]+@([^<>"()\s@]+)>\s*$')
+_BARE_ADDRESS = re.compile(r'^\s*[^<>"()\s@,;:]+@([^<>"()\s@,;:]+)\s*$')
+
 # A field: a first line (not white space) and its continuation lines.
 _FIELD = re.compile(rb"[^ \t\r\n][^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
 
@@ -116,6 +121,9 @@ def from_domain(fields: Sequence[Field]) -> str | None:
         if name.strip().lower() != b"from":
             continue
         text = value.decode("utf-8", "replace").replace("\r\n", "")
+        quick = _ANGLE_ADDRESS.match(text) or _BARE_ADDRESS.match(text)
+        if quick is not None:
+            return quick.group(1).rstrip(".").lower() or None
         for _, address in email.utils.getaddresses([text]):
             _, at, domain = address.rpartition("@")
             domain = domain.strip().strip("<>").rstrip(".").lower()

@@ -129,6 +129,7 @@ class Relay:
     fsync: bool = True
     connections_per_binding: int = 5
     workers: int = 0  # injection_workers
+    dkim: str | None = None  # sign every message: "rsa" (RSA-2048) or "ed25519"
     name: str = "relay"
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -160,6 +161,17 @@ class Relay:
         for i, address in enumerate(binding_addresses(self.bindings)):
             lines.append(f'  binding "b{i + 1}" {{ bind_address = {address} }}')
         lines.append("}")
+        if self.dkim is not None:
+            digest = "ed25519-sha256" if self.dkim == "ed25519" else "rsa-sha256"
+            lines += [
+                'opendkim "bench" {',
+                '  header_canon = "relaxed"',
+                '  body_canon = "relaxed"',
+                f'  digest = "{digest}"',
+                f'  key = "{self.directory / "dkim.pem"}"',
+                '  selector = "bench"',
+                "}",
+            ]
         return "\n".join(lines) + "\n"
 
     def start(self, within: float = 30.0) -> None:
@@ -167,6 +179,10 @@ class Relay:
         self.directory.mkdir(parents=True)
         self.port = free_port()
         conf = self.directory / "relay.conf"
+        if self.dkim is not None:
+            from tests.support.dkim_tools import write_key
+
+            write_key(self.directory / "dkim.pem", self.dkim)
         conf.write_text(self.config_text())
         self.log = self.directory / "relay.log"
         with open(self.log, "wb") as log:

@@ -55,6 +55,10 @@ def test_from_domain() -> None:
     assert from_domain(fields) == "example.com"
     assert from_domain(split(b"From: undisclosed\r\n\r\n")[0]) is None
     assert from_domain(split(b"To: a@b.test\r\n\r\n")[0]) is None
+    assert from_domain(split(b"From: a@B.test\r\n\r\n")[0]) == "b.test"
+    assert from_domain(split(b"From: <a@b.test>\r\n\r\n")[0]) == "b.test"
+    assert from_domain(split(b"From: a@b.test (Comment <x@y.test>)\r\n\r\n")[0]) == "b.test"
+    assert from_domain(split(b'From: "x@y.test" <a@b.test>\r\n\r\n')[0]) == "b.test"
     folded = b'From: "A, B"\r\n <a@Sub.Example.org.>\r\n\r\n'
     assert from_domain(split(folded)[0]) == "sub.example.org"
 
