@@ -123,11 +123,24 @@ def from_domain(fields: Sequence[Field]) -> str | None:
         text = value.decode("utf-8", "replace").replace("\r\n", "")
         quick = _ANGLE_ADDRESS.match(text) or _BARE_ADDRESS.match(text)
         if quick is not None:
-            return quick.group(1).rstrip(".").lower() or None
+            return _ascii_domain(quick.group(1))
         for _, address in email.utils.getaddresses([text]):
             _, at, domain = address.rpartition("@")
-            domain = domain.strip().strip("<>").rstrip(".").lower()
-            if at and domain:
-                return domain
+            if at:
+                return _ascii_domain(domain.strip().strip("<>"))
         return None
     return None
+
+
+def _ascii_domain(domain: str) -> str | None:
+    """The domain in lower case, an internationalized one as its A-labels (d= is ASCII);
+    None when it is not a domain name."""
+    name = domain.rstrip(".").lower()
+    if not name:
+        return None
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None

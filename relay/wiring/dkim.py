@@ -87,8 +87,42 @@ class _Spec:
         )
 
 
+_FIELD_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 field names
+_DNS_LABELS = re.compile(
+    r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*"
+)
+
+
+def _check_names(blocks: tuple[Block, ...], problems: list[Problem]) -> None:
+    """Values that go into the signature as they are: field names, selector, domain."""
+    for block in blocks:
+        for option in ("headerlist", "oversign_headerlist", "skip_headerlist"):
+            setting = block.settings.get(option)
+            bad = (
+                [n for n in _names(setting.value) if not _FIELD_NAME.fullmatch(n)]
+                if setting
+                else []
+            )
+            if setting is not None and bad:
+                problems.append(
+                    Problem(setting.location, f"not a header field name: {bad[0]!r}", option)
+                )
+        for option in ("selector", "base_domain"):
+            setting = block.settings.get(option)
+            if setting is not None and not _DNS_LABELS.fullmatch(str(setting.value)):
+                problems.append(
+                    Problem(
+                        setting.location,
+                        f"{setting.value!r} is not a DNS name (ASCII labels: letters, digits, "
+                        "- and _; an internationalized domain as its xn-- form)",
+                        option,
+                    )
+                )
+
+
 def _common(name: str, block: Block, problems: list[Problem]) -> dict[str, Any]:
     """The stanza-wide parts: header lists and lifetime."""
+    _check_names((block, *block.dkim_domains.values()), problems)
     headerlist = block.settings.get("headerlist")
     skip_setting = block.settings.get("skip_headerlist")
     skip = set(_names(skip_setting.value)) if skip_setting is not None else set()

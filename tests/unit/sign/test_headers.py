@@ -59,6 +59,10 @@ def test_from_domain() -> None:
     assert from_domain(split(b"From: <a@b.test>\r\n\r\n")[0]) == "b.test"
     assert from_domain(split(b"From: a@b.test (Comment <x@y.test>)\r\n\r\n")[0]) == "b.test"
     assert from_domain(split(b'From: "x@y.test" <a@b.test>\r\n\r\n')[0]) == "b.test"
+    assert from_domain(split("From: a@Bücher.example\r\n\r\n".encode())[0]) == (
+        "xn--bcher-kva.example"
+    )
+    assert from_domain(split("From: a@\u3002\r\n\r\n".encode())[0]) is None
     folded = b'From: "A, B"\r\n <a@Sub.Example.org.>\r\n\r\n'
     assert from_domain(split(folded)[0]) == "sub.example.org"
 

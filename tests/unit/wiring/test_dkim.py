@@ -163,3 +163,15 @@ binding_group "on" {{ domain "unsigned.test" {{ dkim = disabled }} }}
     assert not wants("off", None, "any.test")
     assert wants("on", None, "any.test") and not wants("on", None, "unsigned.test")
     assert wants("on", None, "any.test")  # cached answers are the same
+
+
+def test_names_that_go_into_the_signature_are_checked(tmp_path: Path) -> None:
+    root = keys(tmp_path)
+    found = errors(
+        f'opendkim "a" {{\n  key = "{root}/ed.pem" digest = ed25519-sha256\n'
+        '  selector = "sél"\n  headerlist = ( "from" "bäd" )\n'
+        '  dkim_domain "x.test" { base_domain = "-x.test" }\n}\n'
+    )
+    assert found[0].startswith("relay.conf:3:3: selector: 'sél' is not a DNS name")
+    assert found[1] == "relay.conf:4:3: headerlist: not a header field name: 'bäd'"
+    assert found[2].startswith("relay.conf:5:26: base_domain: '-x.test' is not a DNS name")
