@@ -201,3 +201,34 @@ async def test_signing_runs_off_the_event_loop_thread(keys: dict[str, Path]) -> 
     )
     task.cancel()
     assert all(r.signatures for r in results) and ticks > 50
+
+
+async def test_one_turns_jobs_go_as_one_chunk_per_thread(
+    keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.sign import pool
+
+    calls: list[int] = []
+    real = pool.sign_all
+
+    def counting(jobs: list[pool.Job]) -> list[object]:
+        calls.append(len(jobs))
+        return real(jobs)  # type: ignore[return-value]
+
+    monkeypatch.setattr(pool, "sign_all", counting)
+    key = load_key(keys["ed25519"])
+
+    class Failing(Profile):
+        def spec_for(self, from_domain: str) -> SigningSpec | None:
+            raise RuntimeError("broken profile")
+
+    good = Profile("p", fallback=spec(key, "s", ("relaxed", "relaxed")))
+    message = HEADERS + b"\r\nbody\r\n"
+    futures = [
+        sign_in_pool(message, [good] if i != 3 else [Failing("f")], authenticated=False, now=1)
+        for i in range(10)
+    ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert len(calls) == min(pool.THREADS, 10) and sum(calls) == 10  # one chunk per thread
+    assert isinstance(results[3], RuntimeError)
+    assert all(r.signatures for i, r in enumerate(results) if i != 3)  # type: ignore[union-attr]
