@@ -13,7 +13,11 @@ from tests.integration.relay_harness import RelayFactory
 from tests.support.dkim_tools import signature_tags, txt_records, verify_all, write_key
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 
-ZONE = {"one.test": {"MX": ["10 mx.one.test."]}, "mx.one.test": {"A": ["127.0.0.10"]}}
+ZONE = {
+    "one.test": {"MX": ["10 mx.one.test."]},
+    "two.test": {"MX": ["10 mx.one.test."]},
+    "mx.one.test": {"A": ["127.0.0.10"]},
+}
 
 
 def signing_config(tmp_path: Path, port: int, extra: str = "") -> str:
@@ -24,6 +28,7 @@ binding_group "news" {{ binding "n1" {{ bind_address = 127.0.0.2 }} }}
 binding_group "plain" {{
   opendkim_sign = false
   binding "p1" {{ bind_address = 127.0.0.3 }}
+  domain "two.test" {{ opendkim_sign = true }}
 }}
 opendkim "rsa" {{
   header_canon = "relaxed"
@@ -64,8 +69,16 @@ async def test_injected_mail_arrives_signed_and_verifies(
     )
     await relay.send("news@nokey.test", ["b@one.test"], headers={"X-Binding-Group": "news"})
     await relay.send("news@sender.test", ["c@one.test"], headers={"X-Binding-Group": "plain"})
-    await relay.wait(lambda: len(sink.messages) == 3)
-    by_rcpt = {m.rcpt_tos[0]: m.content for m in sink.messages}
+    # Signed once for all recipients when any recipient domain asks for it.
+    await relay.send(
+        "news@sender.test", ["d@one.test", "e@two.test"], headers={"X-Binding-Group": "plain"}
+    )
+    await relay.wait(
+        lambda: len(sink.messages) >= 4 and sum(len(m.rcpt_tos) for m in sink.messages) == 5
+    )
+    by_rcpt = {r: m.content for m in sink.messages for r in m.rcpt_tos}
+    assert by_rcpt["d@one.test"] == by_rcpt["e@two.test"]
+    assert await verify_all(by_rcpt["e@two.test"], dns) == [True, True]
 
     signed = by_rcpt["a@one.test"]
     assert signed.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
