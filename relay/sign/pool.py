@@ -4,6 +4,12 @@ The key operation is OpenSSL's and releases the GIL (an RSA-2048 signature is ab
 millisecond), so threads use every core without a process hop. The messages to sign that
 one turn of the event loop produces go over together, split into one chunk per thread: the
 loop pays for one hand-over and one wake-up per chunk, not per message.
+
+A signing thread coming back from OpenSSL needs the GIL while the event loop runs Python;
+by default it waits up to the interpreter's 5 ms switch interval for it, once per
+signature. Measured with a busy loop on this project's VM, RSA-2048 signatures/s went from
+335 and 232 at 5 ms to 548 and 524 at 0.5 ms, so the first use of the pool lowers the
+process's switch interval to 0.5 ms (only a thread waiting for the GIL makes it matter).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import sys
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +27,7 @@ from relay.sign.settings import Profile
 from relay.sign.signer import Signed, sign_message
 
 THREADS = max(2, os.cpu_count() or 2)
+SWITCH_INTERVAL = 0.0005  # seconds; see the module docstring
 Job = tuple[bytes, Sequence[Profile], bool, float]  # content, profiles, authenticated, now
 
 _executor: ThreadPoolExecutor | None = None
@@ -29,6 +37,7 @@ def executor() -> ThreadPoolExecutor:
     """The process's signing threads (made on first use)."""
     global _executor
     if _executor is None:
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         _executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="dkim")
     return _executor
 
