@@ -126,6 +126,7 @@ class Daemon:
                 self.queue,
                 self.count_complaint,
                 options.max_resident_messages,
+                on_event=self.events,
             )
             spool_access = self.shards
         self.scheduler = Scheduler(
@@ -159,7 +160,11 @@ class Daemon:
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
         )
         self.handoff = Handoff(
-            self.spool.submit, self.announce, self.complaint, options.fbl_address
+            self.spool.submit,
+            self.announce,
+            self.complaint,
+            options.fbl_address,
+            note=self.events,
         )
         admin = options.admin_listen
         if admin is not None:
@@ -483,7 +488,7 @@ async def _main(config: Config, path: str) -> int:
     def reload() -> None:
         try:
             new = load(path)
-            compile_settings(new)  # the checks across options, before anything changes
+            compile_settings(new)  # key files too: a bad one keeps the running configuration
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return

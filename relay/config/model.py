@@ -41,6 +41,7 @@ class Block:
     sweep_rules: dict[str, Block] = field(default_factory=dict)
     reply_rules: dict[str, Block] = field(default_factory=dict)
     webhooks: dict[str, Block] = field(default_factory=dict)  # global only
+    dkim_domains: dict[str, Block] = field(default_factory=dict)
     locations: list[Location] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -100,6 +101,7 @@ class Config:
     listener_peers: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Block]]
     warnings: list[Problem]
     files: list[str] = field(default_factory=list)
+    opendkim: dict[str, Block] = field(default_factory=dict)  # in declaration order
 
     def group_members(self, group: str) -> list[Binding]:
         return [b for b in self.bindings.values() if b.group == group]
@@ -131,6 +133,7 @@ class _Builder:
         self.listens: dict[v.HostPort, Listen] = {}
         self.listener_peers: dict[str, tuple[Any, Block]] = {}
         self.inactive_seen: dict[str, Location] = {}
+        self.opendkim: dict[str, Block] = {}
 
     def error(
         self, location: Location, message: str, option: str | None = None, hint: str | None = None
@@ -344,6 +347,14 @@ class _Builder:
         if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
+        if kind in (o.OPENDKIM, o.DKIM_DOMAIN):
+            assert label is not None
+            table = self.opendkim if kind == o.OPENDKIM else parent.dkim_domains
+            name = label if kind == o.OPENDKIM else label.lower().rstrip(".")
+            block = table.get(name) or Block(kind, name, (*parent.path, kind, name))
+            table[name] = block
+            block.locations.append(loc)
+            return block
         if kind == o.ESMTP_LISTENER:
             if self.listener is None:
                 self.listener = Block(o.ESMTP_LISTENER, None, (o.ESMTP_LISTENER,))
@@ -413,7 +424,10 @@ class _Builder:
                 entry.blocks.insert(0, block)
         for name, loc in self.inactive_seen.items():
             option = o.OPTIONS[name]
-            if option.status == "ignored":
+            reason = o.not_supported(name)
+            if reason is not None:
+                text = f"accepted for compatibility but ignored: not supported ({reason})"
+            elif option.status == "ignored":
                 text = "accepted for compatibility but ignored by relay"
             else:
                 text = "parsed and validated, but relay does not act on it yet"
@@ -427,6 +441,7 @@ class _Builder:
             list(self.listener_peers.values()),
             self.warnings,
             files,
+            self.opendkim,
         )
 
 

@@ -29,6 +29,8 @@ PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
 WEBHOOK = "webhook"
+OPENDKIM = "opendkim"
+DKIM_DOMAIN = "dkim_domain"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -432,6 +434,62 @@ for _name, _type, _default, _description in (
 ):
     _opt(_name, _type, _default, OUTBOUND, _description, "ignored")
 
+# --- opendkim stanzas and their dkim_domain sub-stanzas (modules.opendkim.md) -----------
+DK = frozenset({OPENDKIM, DKIM_DOMAIN})
+DK_TOP = frozenset({OPENDKIM})
+CANON = v.enum("simple", "relaxed")
+_opt("header_canon", CANON, "simple", DK, "Header canonicalization: simple or relaxed")
+_opt("body_canon", CANON, "simple", DK, "Body canonicalization: simple or relaxed")
+_opt(
+    "digest",
+    v.enum("rsa-sha256", "ed25519-sha256"),
+    "rsa-sha256",
+    DK,
+    "Signing algorithm: rsa-sha256, or ed25519-sha256 (RFC 8463)",
+)
+_opt("key", v.STRING, None, DK, "PEM private key file; %{d} = signing domain, %{s} = selector")
+_opt("selector", v.STRING, None, DK, "DKIM selector (the key is at SELECTOR._domainkey.DOMAIN)")
+_opt("base_domain", v.STRING, None, frozenset({DKIM_DOMAIN}), "Sign for this parent domain")
+_opt("headerlist", v.STRING_LIST, None, DK_TOP, "Header fields signed (default: RFC 6376's)")
+_opt("oversign_headerlist", v.STRING_LIST, None, DK_TOP, "Fields signed once more than present")
+_opt("skip_headerlist", v.STRING_LIST, None, DK_TOP, "Fields never signed")
+_opt("lifetime", v.number(0), 0.0, DK_TOP, "Signature lifetime in hours (x= tag; 0 = none)")
+_opt(
+    "sign_condition",
+    v.enum("auth_user", "can_relay"),
+    None,
+    DK,
+    "Sign only mail from authenticated sessions (auth_user) or relaying clients (can_relay)",
+)
+for _name, _type, _default in (
+    ("body_length_limit", v.BOOLEAN, False),
+    ("copy_headers", v.BOOLEAN, False),
+    ("keycache_size", v.integer(0), 2048),
+    ("key_cache_size", v.integer(0), 2048),
+    ("neg_keycache_ttl", v.integer(0), 3600),
+    ("pos_keycache_ttl", v.integer(0), 300),
+    ("testing", v.BOOLEAN, False),
+):
+    _opt(_name, _type, _default, DK, "OpenDKIM tuning (relay loads every key at start)", "ignored")
+
+# Options relay accepts but will not act on, and why (config check says so).
+NOT_SUPPORTED = {
+    "ecstream_": "ECStream is Momentum's proprietary protocol",
+    "gcm_": "Google Cloud Messaging is a retired service",
+    "apn_expiry": "Apple's binary push protocol is a retired service",
+    "domainkeys": "DomainKeys (RFC 4870) is an obsolete standard, replaced by DKIM",
+    "exclude_vctx": "validation contexts are Momentum internals",
+}
+
+
+def not_supported(name: str) -> str | None:
+    """Why relay will never act on option `name`, or None."""
+    for prefix, reason in NOT_SUPPORTED.items():
+        if name.startswith(prefix):
+            return reason
+    return None
+
+
 # --- global: the daemon ----------------------------------------------------------------
 G = frozenset({GLOBAL})
 _opt("hostname", v.STRING, system_hostname, G, "This host's name (greeting, Received, DSNs)")
@@ -656,6 +714,20 @@ ACTIVE = frozenset(
         "options",
         "replies",
         "enabled",
+        # DKIM signing (opendkim stanzas)
+        "base_domain",
+        "body_canon",
+        "digest",
+        "dkim",
+        "header_canon",
+        "headerlist",
+        "key",
+        "lifetime",
+        "opendkim_sign",
+        "oversign_headerlist",
+        "selector",
+        "sign_condition",
+        "skip_headerlist",
         # delivery
         "bind_address",
         "binding_weight",
@@ -788,6 +860,8 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
         StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
         StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
+        StanzaKind(OPENDKIM, True, frozenset({GLOBAL}), "DKIM signing: one signature"),
+        StanzaKind(DKIM_DOMAIN, True, frozenset({OPENDKIM}), "DKIM settings for a From: domain"),
     )
 }
 

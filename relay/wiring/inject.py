@@ -10,6 +10,7 @@ from relay.config.model import Config
 from relay.config.resolve import resolve_listener
 from relay.config.values import HostPort
 from relay.inject.settings import InjectSettings, ListenerSettings, PeerSettings
+from relay.wiring.dkim import dkim_settings
 
 
 def listen_text(address: HostPort) -> str:
@@ -81,6 +82,7 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
         normalize_bare_line_endings=bool(
             _listener_value(config, "normalize_bare_line_endings", None)
         ),
+        dkim=dkim_settings(config),
     )
 
 
