@@ -24,6 +24,7 @@ from relay.admin.http import start_admin
 from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock, SystemClock
+from relay.cluster.node import ClusterNode, read_password
 from relay.config import ConfigError, Location, Problem, load
 from relay.config.model import Config
 from relay.control import DaemonControl
@@ -63,6 +64,7 @@ class Daemon:
         self.bouncer: Bouncer | None = None
         self.adaptive: AdaptiveLink | None = None
         self.gates: HostGates | None = None
+        self.cluster: ClusterNode | None = None
         self._background: list[asyncio.Task[None]] = []
         self.admin: asyncio.Server | None = None
         self.shards: ShardedSpool | None = None
@@ -110,6 +112,11 @@ class Daemon:
                 options.max_resident_messages,
             )
             spool_access = self.shards
+        if settings.cluster is not None:
+            self.cluster = ClusterNode(
+                settings.cluster, self._queue_size, read_password(settings.cluster)
+            )
+            await self.cluster.start()
         self.scheduler = Scheduler(
             spool_access,
             settings.routes,
@@ -118,6 +125,7 @@ class Daemon:
             self.clock,
             events=self.events,
             adaptive=self.adaptive,
+            shared=self.cluster.limits if self.cluster is not None else None,
         )
         self.adaptive.send_alert = self._send_own_mail
         self.bouncer = Bouncer(
@@ -211,6 +219,13 @@ class Daemon:
         )
         self.scheduler.submit(envelope)
 
+    def _queue_size(self) -> int:
+        """Jobs waiting or in flight here (the cluster heartbeat reports it)."""
+        if self.scheduler is None:
+            return 0
+        stats = self.scheduler.statistics()
+        return stats.scheduled + stats.due + stats.ready + stats.in_flight
+
     async def spool_statistics(self) -> dict[str, SpoolStatistics]:
         """The daemon's own spool ("local") and, with injection workers, each shard; the
         last figures are kept for the metrics collector (which cannot wait)."""
@@ -294,6 +309,8 @@ class Daemon:
             self.admin.close()
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
+        if self.cluster is not None:
+            await self.cluster.stop()  # after the scheduler: its leases are released
         for task in self._background:
             task.cancel()
         if self.shards is not None:

@@ -99,6 +99,7 @@ class Config:
     listener_peers: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Block]]
     warnings: list[Problem]
     files: list[str] = field(default_factory=list)
+    cluster: Block | None = None  # the cluster { } stanza, if any
 
     def group_members(self, group: str) -> list[Binding]:
         return [b for b in self.bindings.values() if b.group == group]
@@ -127,6 +128,7 @@ class _Builder:
         self.binding_blocks: dict[tuple[str | None, str], Block] = {}
         self.binding_groups: dict[str, tuple[str, Location]] = {}
         self.listener: Block | None = None
+        self.cluster: Block | None = None
         self.listens: dict[v.HostPort, Listen] = {}
         self.listener_peers: dict[str, tuple[Any, Block]] = {}
         self.inactive_seen: dict[str, Location] = {}
@@ -341,6 +343,11 @@ class _Builder:
                 self.listener = Block(o.ESMTP_LISTENER, None, (o.ESMTP_LISTENER,))
             self.listener.locations.append(loc)
             return self.listener
+        if kind == o.CLUSTER:
+            if self.cluster is None:
+                self.cluster = Block(o.CLUSTER, None, (o.CLUSTER,))
+            self.cluster.locations.append(loc)
+            return self.cluster
         if kind == o.LISTEN:
             assert label is not None
             try:
@@ -419,6 +426,7 @@ class _Builder:
             list(self.listener_peers.values()),
             self.warnings,
             files,
+            self.cluster,
         )
 
 
