@@ -108,7 +108,9 @@ class ClusterLimits:
             if granted:
                 pool.tokens += granted
                 pool.lapse = now + TOKEN_LIFETIME
-                pool.empty_until = 0.0
+                # Less than a batch: the bucket is at its rate. Ask again when a whole batch
+                # has accrued, not as soon as these are spent (one round trip per batch).
+                pool.empty_until = now + (want - granted) * emission
             else:
                 pool.empty_until = now + wait
 
@@ -194,6 +196,10 @@ class ClusterLimits:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        await self.drain()
+        await self.store.close()
+
+    async def drain(self) -> None:
         """Let releases in flight finish (each has the command timeout), then cancel."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.store.timeout * 2)

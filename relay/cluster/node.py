@@ -123,4 +123,3 @@ class ClusterNode:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.limits.close()
-        await self.store.close()
