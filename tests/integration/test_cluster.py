@@ -1,0 +1,127 @@
+"""Two relay nodes in separate processes sharing one real redis-server: a cluster throttle
+and a cluster connection cap hold across both; with Redis killed each node goes on at its
+share, and a restarted Redis restores sharing; a SIGKILLed node's leases lapse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest_asyncio
+
+from tests.integration.cluster_nodes import ClusterNodes
+from tests.support.redis_server import RedisServer
+from tests.support.sinks import SmtpSink
+
+
+@pytest_asyncio.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    async with SmtpSink("127.0.0.1") as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def nodes(
+    tmp_path: Path, redis_server: RedisServer, sink: SmtpSink
+) -> AsyncIterator[ClusterNodes]:
+    cluster = ClusterNodes(tmp_path, redis_server.url, sink.port)
+    yield cluster
+    await asyncio.to_thread(cluster.stop_all)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def rate(arrivals: list[float]) -> float:
+    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+
+
+def by_node(sink: SmtpSink, name: str) -> list[float]:
+    return [
+        at
+        for at, msg in zip(sink.arrivals, sink.messages, strict=True)
+        if msg.ehlo == f"{name}.relay.test"
+    ]
+
+
+THROTTLE = 'cluster_outbound_throttle_messages = "10/1"'
+
+
+async def test_a_cluster_throttle_holds_across_two_nodes(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    n1 = await nodes.start("n1", THROTTLE)
+    n2 = await nodes.start("n2", THROTTLE)
+    await asyncio.gather(n1.send(20), n2.send(20))
+    await wait_for(lambda: len(sink.messages) == 40, within=15)
+    # A burst of 10 (the bucket's size), then 10/s across both nodes: 30 more in ~3 s.
+    steady = sink.arrivals[10:]
+    assert 9.0 <= rate(steady) <= 10.8, rate(steady)
+    assert by_node(sink, "n1") and by_node(sink, "n2")
+
+
+async def test_a_cluster_connection_cap_holds_across_two_nodes(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    sink.script.data_delay = 0.3
+    cap = (
+        'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
+    )
+    n1 = await nodes.start("n1", cap)
+    n2 = await nodes.start("n2", cap)
+    await asyncio.gather(n1.send(12), n2.send(12))
+    await wait_for(lambda: len(sink.messages) == 24, within=20)
+    assert sink.max_active == 3  # reached, never passed, with both nodes sending
+    assert by_node(sink, "n1") and by_node(sink, "n2")
+
+
+async def test_redis_down_each_node_goes_on_at_its_share_and_back(
+    nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    n1 = await nodes.start("n1", THROTTLE)
+    n2 = await nodes.start("n2", THROTTLE)
+    await asyncio.sleep(0.5)  # both have seen 2 live nodes
+    redis_server.kill()
+    await asyncio.sleep(0.5)  # the heartbeats notice
+    await asyncio.gather(n1.send(12), n2.send(12))
+    await wait_for(lambda: len(sink.messages) == 24, within=15)
+    # Each at its share, 5/s (after its own burst of 5): the cluster rate still holds.
+    for name in ("n1", "n2"):
+        assert 4.5 <= rate(by_node(sink, name)[5:]) <= 5.6, name
+    assert "is unavailable" in nodes.log("n1")
+    assert nodes.log("n1").count("is unavailable") == 1  # logged once
+    redis_server.start()
+    await wait_for(lambda: "shared again" in nodes.log("n1"), within=5)
+    sink.arrivals.clear()
+    sink.messages.clear()
+    await n1.send(25)  # n1 alone, sharing again: the whole 10/s is its
+    await wait_for(lambda: len(sink.messages) == 25, within=15)
+    assert 9.0 <= rate(sink.arrivals[10:]) <= 10.8, rate(sink.arrivals[10:])
+
+
+async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    sink.script.data_delay = 30.0  # n1's connections hang in DATA
+    cap = (
+        'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
+    )
+    n1 = await nodes.start("n1", cap)
+    n2 = await nodes.start("n2", cap)
+    await n1.send(6)  # more than the cap: three wait in n1's ready queue
+    await wait_for(lambda: sink.active == 3, within=5)
+    await n2.send(3)
+    await asyncio.sleep(1.5)  # longer than a lease period: n1 renews its leases
+    assert sink.active == 3 and sink.connections == 3  # n2 got none
+    sink.script.data_delay = 0.0
+    n1.kill()
+    killed = time.monotonic()
+    await wait_for(lambda: len(by_node(sink, "n2")) == 3, within=5)
+    # n1's leases lapsed within their period (renewed every third of it), then n2 sent.
+    assert by_node(sink, "n2")[0] - killed <= 1.5
