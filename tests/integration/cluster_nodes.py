@@ -54,6 +54,16 @@ class Node:
                 self.kill()
 
 
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "relay.cli", "serve", "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
 class ClusterNodes:
     def __init__(self, directory: Path, redis_url: str, sink_port: int) -> None:
         self.directory = directory
@@ -98,13 +108,7 @@ domain "x.test" {{
 """
         path = folder / "relay.conf"
         path.write_text(text)
-        log = (folder / "relay.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "relay.cli", "serve", "-c", str(path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        process = _spawn(path, folder / "relay.log")
         node = Node(name, process, port, admin)
         self.nodes.append(node)
         deadline = time.monotonic() + 15

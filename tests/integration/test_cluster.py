@@ -51,13 +51,14 @@ def by_node(sink: SmtpSink, name: str) -> list[float]:
 
 
 THROTTLE = 'cluster_outbound_throttle_messages = "10/1"'
+# One connection per waiting message, so the cap is what stops them.
+CAP = 'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
 
 
 async def test_a_cluster_throttle_holds_across_two_nodes(
     nodes: ClusterNodes, sink: SmtpSink
 ) -> None:
-    n1 = await nodes.start("n1", THROTTLE)
-    n2 = await nodes.start("n2", THROTTLE)
+    n1, n2 = await asyncio.gather(nodes.start("n1", THROTTLE), nodes.start("n2", THROTTLE))
     await asyncio.gather(n1.send(20), n2.send(20))
     await wait_for(lambda: len(sink.messages) == 40, within=15)
     # A burst of 10 (the bucket's size), then 10/s across both nodes: 30 more in ~3 s.
@@ -70,11 +71,7 @@ async def test_a_cluster_connection_cap_holds_across_two_nodes(
     nodes: ClusterNodes, sink: SmtpSink
 ) -> None:
     sink.script.data_delay = 0.3
-    cap = (
-        'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
-    )
-    n1 = await nodes.start("n1", cap)
-    n2 = await nodes.start("n2", cap)
+    n1, n2 = await asyncio.gather(nodes.start("n1", CAP), nodes.start("n2", CAP))
     await asyncio.gather(n1.send(12), n2.send(12))
     await wait_for(lambda: len(sink.messages) == 24, within=20)
     assert sink.max_active == 3  # reached, never passed, with both nodes sending
@@ -84,8 +81,7 @@ async def test_a_cluster_connection_cap_holds_across_two_nodes(
 async def test_redis_down_each_node_goes_on_at_its_share_and_back(
     nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
 ) -> None:
-    n1 = await nodes.start("n1", THROTTLE)
-    n2 = await nodes.start("n2", THROTTLE)
+    n1, n2 = await asyncio.gather(nodes.start("n1", THROTTLE), nodes.start("n2", THROTTLE))
     await asyncio.sleep(0.5)  # both have seen 2 live nodes
     redis_server.kill()
     await asyncio.sleep(0.5)  # the heartbeats notice
@@ -109,11 +105,7 @@ async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(
     nodes: ClusterNodes, sink: SmtpSink
 ) -> None:
     sink.script.data_delay = 30.0  # n1's connections hang in DATA
-    cap = (
-        'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
-    )
-    n1 = await nodes.start("n1", cap)
-    n2 = await nodes.start("n2", cap)
+    n1, n2 = await asyncio.gather(nodes.start("n1", CAP), nodes.start("n2", CAP))
     await n1.send(6)  # more than the cap: three wait in n1's ready queue
     await wait_for(lambda: sink.active == 3, within=5)
     await n2.send(3)

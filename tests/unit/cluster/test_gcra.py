@@ -3,8 +3,6 @@ real redis-server) against the reference on the same times."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import redis.asyncio as aioredis
 
 from relay.clock import ManualClock
@@ -72,4 +70,3 @@ async def test_the_script_uses_redis_time_by_default(redis_server: RedisServer) 
     await client.aclose()
     await store.close()
     assert scripts.GCRA_TAKE.count("TIME") == 1
-    assert Path(__file__).exists()
