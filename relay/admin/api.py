@@ -10,6 +10,7 @@ POST /api/v1/adaptive/override  {"binding", "domain", "option", "value"}
 POST /api/v1/adaptive/reset     {"binding", "domain"}
 POST /api/v1/flush              {"domain"?}: delayed mail becomes due now
 POST /api/v1/reload             re-read the configuration file (refused if invalid)
+GET  /api/v1/nodes              the cluster's live nodes (404 without a cluster stanza)
 GET  /metrics                   Prometheus text format
 """
 
@@ -19,7 +20,13 @@ from dataclasses import asdict
 
 from relay.admin.http import BadRequest, Request, Response, Routes
 from relay.admin.metrics import render_metrics
-from relay.admin.view import DaemonView, NotFromFile, NotRunning
+from relay.admin.view import (
+    ClusterUnavailable,
+    DaemonView,
+    NoCluster,
+    NotFromFile,
+    NotRunning,
+)
 from relay.config import ConfigError
 from relay.config import options as config_options
 from relay.config.errors import ValueProblem
@@ -150,6 +157,16 @@ def routes(daemon: DaemonView) -> Routes:
             )
         return Response(200, {"reloaded": path})
 
+    async def nodes(request: Request) -> Response:
+        status = daemon.cluster_status()
+        try:
+            rows = await daemon.cluster_nodes()
+        except NoCluster as err:
+            return Response(404, {"error": str(err)})
+        except ClusterUnavailable as err:
+            return Response(503, {"error": str(err), "cluster": asdict(status) if status else None})
+        return Response(200, {"cluster": asdict(status) if status else None, "nodes": list(rows)})
+
     async def metrics(request: Request) -> Response:
         await daemon.spool_statistics()  # the workers' shards, asked now
         return Response(200, render_metrics(daemon), "text/plain; version=0.0.4")
@@ -165,5 +182,6 @@ def routes(daemon: DaemonView) -> Routes:
         ("POST", "/api/v1/adaptive/reset"): reset,
         ("POST", "/api/v1/flush"): flush,
         ("POST", "/api/v1/reload"): reload,
+        ("GET", "/api/v1/nodes"): nodes,
         ("GET", "/metrics"): metrics,
     }

@@ -29,6 +29,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         ("bindings", "binding groups and their bindings, with suspensions"),
         ("queues", "ready queues per binding x domain, scheduled mail per group x domain"),
         ("adaptive", "adaptive delivery's view of every binding x domain"),
+        ("nodes", "the cluster's live nodes: versions, queue sizes, last seen"),
         ("reload", "re-read the configuration (refused if invalid)"),
         ("metrics", "Prometheus metrics"),
     ):
@@ -58,7 +59,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     name: str = args.admin
-    gets = {"summary", "bindings", "queues", "adaptive", "metrics"}
+    gets = {"summary", "bindings", "queues", "adaptive", "metrics", "nodes"}
     try:
         if name in gets:
             path = "/metrics" if name == "metrics" else f"/api/v1/{name}"

@@ -42,6 +42,22 @@ class BindingView:
     suspended: tuple[SuspendedDomain, ...]
 
 
+class NoCluster(Exception):
+    """This daemon has no cluster stanza: a single node."""
+
+
+class ClusterUnavailable(Exception):
+    """Redis cannot be asked now (the node runs on its local shares)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    node: str
+    redis_up: bool
+    fallbacks: int  # times Redis became unavailable since start
+    live_nodes: int  # at the last heartbeat (the fallback shares divide by it)
+
+
 class DaemonView(Protocol):
     def now(self) -> float:
         """The daemon's clock (a test's manual clock, else the system's)."""
@@ -77,6 +93,15 @@ class DaemonView(Protocol):
 
     def adaptive_pairs(self) -> Sequence[PairSnapshot]:
         """Raises NotRunning."""
+        ...
+
+    def cluster_status(self) -> ClusterStatus | None:
+        """None without a cluster stanza."""
+        ...
+
+    async def cluster_nodes(self) -> Sequence[Mapping[str, object]]:
+        """The live nodes (name, version, queue size, last seen). Raises NoCluster or
+        ClusterUnavailable."""
         ...
 
     # --- changes (each raises NotRunning before the daemon has started) -----------------

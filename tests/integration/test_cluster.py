@@ -5,10 +5,14 @@ share, and a restarted Redis restores sharing; a SIGKILLed node's leases lapse."
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest_asyncio
 
 from tests.integration.cluster_nodes import ClusterNodes
@@ -50,6 +54,18 @@ def by_node(sink: SmtpSink, name: str) -> list[float]:
     ]
 
 
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as reply:
+        return reply.status, await reply.text()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
 THROTTLE = 'cluster_outbound_throttle_messages = "10/1"'
 # One connection per waiting message, so the cap is what stops them.
 CAP = 'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
@@ -65,6 +81,22 @@ async def test_a_cluster_throttle_holds_across_two_nodes(
     steady = sink.arrivals[10:]
     assert 9.0 <= rate(steady) <= 10.8, rate(steady)
     assert by_node(sink, "n1") and by_node(sink, "n2")
+    # Membership: each node sees both, through the API and `relay admin nodes`.
+    status, text = await get(n2.admin_url + "/api/v1/nodes")
+    assert status == 200
+    view = json.loads(text)
+    assert view["cluster"]["node"] == "n2" and view["cluster"]["redis_up"]
+    assert [row["node"] for row in view["nodes"]] == ["n1", "n2"]
+    assert all(row["version"] and time.time() - row["last_seen"] < 2 for row in view["nodes"])
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relay.cli", "admin", "--url", n1.admin_url, "nodes"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert {row["node"] for row in json.loads(shown.stdout)["nodes"]} == {"n1", "n2"}
 
 
 async def test_a_cluster_connection_cap_holds_across_two_nodes(
@@ -92,8 +124,16 @@ async def test_redis_down_each_node_goes_on_at_its_share_and_back(
         assert 4.5 <= rate(by_node(sink, name)[5:]) <= 5.6, name
     assert "is unavailable" in nodes.log("n1")
     assert nodes.log("n1").count("is unavailable") == 1  # logged once
+    _, text = await get(n1.admin_url + "/metrics")
+    assert metric(text, "relay_cluster_redis_up") == 0
+    assert metric(text, "relay_cluster_fallbacks_total") == 1
+    assert metric(text, "relay_cluster_live_nodes") == 2  # the last count: shares divide by it
+    status, _ = await get(n1.admin_url + "/api/v1/nodes")
+    assert status == 503
     redis_server.start()
     await wait_for(lambda: "shared again" in nodes.log("n1"), within=5)
+    _, text = await get(n1.admin_url + "/metrics")
+    assert metric(text, "relay_cluster_redis_up") == 1
     sink.arrivals.clear()
     sink.messages.clear()
     await n1.send(25)  # n1 alone, sharing again: the whole 10/s is its
