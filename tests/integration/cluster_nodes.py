@@ -71,12 +71,20 @@ class ClusterNodes:
         self.sink_port = sink_port
         self.nodes: list[Node] = []
 
-    async def start(self, name: str, domain_options: str, cluster_options: str = "") -> Node:
+    async def start(
+        self,
+        name: str,
+        domain_options: str,
+        cluster_options: str = "",
+        *,
+        port: int | None = None,
+        listen_options: str = "",
+    ) -> Node:
         folder = self.directory / name
         folder.mkdir()
         nowhere = folder / "resolv.conf"
         nowhere.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-        port, admin = free_port(), free_port()
+        port, admin = port or free_port(), free_port()
         text = f"""
 hostname = "{name}.relay.test"
 spoolbase = "{folder / "spool"}"
@@ -99,7 +107,7 @@ cluster {{
 }}
 esmtp_listener {{
   relay_hosts = ( "127.0.0.0/8" )
-  listen "127.0.0.1:{port}" {{ }}
+  listen "127.0.0.1:{port}" {{ {listen_options} }}
 }}
 domain "x.test" {{
   gateway = "127.0.0.1:{self.sink_port}"

@@ -16,6 +16,7 @@ import aiohttp
 import pytest_asyncio
 
 from tests.integration.cluster_nodes import ClusterNodes
+from tests.integration.relay_harness import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.sinks import SmtpSink
 
@@ -157,3 +158,18 @@ async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(
     await wait_for(lambda: len(by_node(sink, "n2")) == 3, within=5)
     # n1's leases lapsed within their period (renewed every third of it), then n2 sent.
     assert by_node(sink, "n2")[0] - killed <= 1.5
+
+
+async def test_nodes_share_one_listening_address_with_reuse_port(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    port = free_port()
+    n1, n2 = await asyncio.gather(
+        nodes.start("n1", "", port=port, listen_options="reuse_port = true"),
+        nodes.start("n2", "", port=port, listen_options="reuse_port = true"),
+    )
+    assert n1.port == n2.port == port
+    for _ in range(24):  # one connection each: the kernel spreads them over both nodes
+        await n1.send(1)
+    await wait_for(lambda: len(sink.messages) == 24, within=10)
+    assert by_node(sink, "n1") and by_node(sink, "n2")
