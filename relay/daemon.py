@@ -128,6 +128,8 @@ class Daemon:
             shared=self.cluster.limits if self.cluster is not None else None,
         )
         self.adaptive.send_alert = self._send_own_mail
+        if self.cluster is not None:
+            await self.cluster.share_holds(self.adaptive, self.clock.now, self.scheduler.wake)
         self.bouncer = Bouncer(
             spool_access,
             self.scheduler.submit,

@@ -1,6 +1,7 @@
-"""`ClusterNode`: this node's part of the cluster. Heartbeats (name, version, queue size, last
-seen) every heartbeat_interval, learns how many nodes are live (the fallback share divides by
-that last count), renews its leases, and notices Redis coming back.
+"""`ClusterNode`: this node's part of the cluster (limits.py, holds.py). Heartbeats (name,
+version, queue size, last seen) every heartbeat_interval, learns how many nodes are live
+(the fallback share divides by that last count), renews its leases, and notices Redis coming
+back.
 
     node = ClusterNode(settings, queue_size=lambda: scheduler.statistics().scheduled)
     await node.start()        # never fails for want of Redis: it starts in fallback
@@ -19,9 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay import __version__
+from relay.cluster.holds import ClusterHolds
 from relay.cluster.limits import ClusterLimits
 from relay.cluster.settings import ClusterSettings
 from relay.cluster.store import RedisUnavailable, Store
+from relay.schedule.adaptive_link import AdaptiveLink
 
 log = logging.getLogger("relay.cluster")
 LIVE_INTERVALS = 3  # a node unseen for this many heartbeat intervals is not live
@@ -65,6 +68,7 @@ class ClusterNode:
         self.live = 1  # live nodes at the last heartbeat (this one included)
         self.limits = ClusterLimits(self.store, self.name, lambda: self.live)
         self._task: asyncio.Task[None] | None = None
+        self.holds: ClusterHolds | None = None
         self._last_renew = 0.0
         self.store.on_change = self._redis_changed
 
@@ -105,6 +109,15 @@ class ClusterNode:
         except RedisUnavailable:
             return  # logged once by the store; the next beat tries again
 
+    async def share_holds(
+        self, adaptive: AdaptiveLink, now: Callable[[], float], wake: Callable[[], None]
+    ) -> None:
+        """Share suspensions of adaptive_scope = global pairs with the other nodes."""
+        self.holds = ClusterHolds(
+            self.store, self.name, adaptive, now, wake, self.settings.heartbeat_interval
+        )
+        await self.holds.start()
+
     async def nodes(self) -> list[NodeRow]:
         """The live nodes as Redis knows them (RedisUnavailable when it cannot be asked)."""
         return [
@@ -118,6 +131,8 @@ class ClusterNode:
         ]
 
     async def stop(self) -> None:
+        if self.holds is not None:
+            await self.holds.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

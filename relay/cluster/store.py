@@ -141,6 +141,46 @@ class Store:
 
         return await self._call("nodes", run)
 
+    # --- holds (adaptive_scope = global): state in a hash, changes pushed by pub/sub --------
+    async def publish_hold(self, field: str, message: str, until: float | None) -> None:
+        """Record (until: a suspension) or clear (None: a resume) one hold, and push it."""
+
+        async def run() -> None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if until is None:
+                    pipe.hdel(self.key("holds"), field)
+                else:
+                    pipe.hset(self.key("holds"), field, message)
+                pipe.publish(self.key("holds"), message)
+                await pipe.execute()
+
+        await self._call("publish", run)
+
+    async def holds(self) -> list[str]:
+        """Every recorded hold (for a node that joins, or comes back, later)."""
+
+        async def run() -> list[str]:
+            found = await self._redis.hvals(self.key("holds"))
+            return [str(value) for value in found]
+
+        return await self._call("holds", run)
+
+    async def subscribe(self) -> Any:
+        """A pub/sub connection listening to the holds channel."""
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        await self._call("subscribe", lambda: pubsub.subscribe(self.key("holds")))
+        return pubsub
+
+    async def next_message(self, pubsub: Any, wait: float) -> str | None:
+        """The next pushed message, or None after `wait` seconds."""
+        try:
+            message = await pubsub.get_message(timeout=wait)
+        except (RedisError, OSError, TimeoutError) as err:
+            raise RedisUnavailable(str(err) or type(err).__name__) from err
+        if message is None or message.get("type") != "message":
+            return None
+        return str(message["data"])
+
     async def close(self) -> None:
         try:
             async with asyncio.timeout(self.timeout):

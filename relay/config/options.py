@@ -137,7 +137,7 @@ _opt(
 _opt("adaptive_retry_fuzz", SECONDS, 4096.0, OUTBOUND, "Spread of bulk retries")
 _opt(
     "adaptive_scope",
-    v.enum("auto", "global", "binding", "domain"),
+    v.enum("auto", "local", "global", "binding", "domain"),
     "auto",
     OUTBOUND,
     "Where adaptive state is kept",

@@ -1,6 +1,7 @@
-"""Two relay nodes in separate processes sharing one real redis-server: a cluster throttle
-and a cluster connection cap hold across both; with Redis killed each node goes on at its
-share, and a restarted Redis restores sharing; a SIGKILLed node's leases lapse."""
+"""Relay nodes in separate processes sharing one real redis-server: a cluster throttle and a
+cluster connection cap hold across two; with Redis killed each node goes on at its share,
+and a restarted Redis restores sharing; a SIGKILLed node's leases lapse; a global-scope
+suspension on one node holds mail on the others (and on one that joins later)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
+from relay.admin.client import request
 from tests.integration.cluster_nodes import ClusterNodes
 from tests.integration.relay_harness import free_port
 from tests.support.redis_server import RedisServer
@@ -173,3 +175,22 @@ async def test_nodes_share_one_listening_address_with_reuse_port(
         await n1.send(1)
     await wait_for(lambda: len(sink.messages) == 24, within=10)
     assert by_node(sink, "n1") and by_node(sink, "n2")
+
+
+async def test_a_global_suspension_on_one_node_stops_delivery_on_every_node(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    scope = 'adaptive_scope = "global"'
+    n1, n2 = await asyncio.gather(nodes.start("n1", scope), nodes.start("n2", scope))
+    body = {"binding": "default", "domain": "x.test", "duration": "1 hour", "reason": "ops"}
+    await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/suspend", body)
+    await asyncio.sleep(1.0)  # "within a second" (pushed by pub/sub)
+    await n2.send(3)
+    n3 = await nodes.start("n3", scope)  # joins later: finds the suspension in Redis
+    await n3.send(2)
+    await asyncio.sleep(1.0)
+    assert sink.messages == []  # n2 and n3 hold their mail
+    pair = {"binding": "default", "domain": "x.test"}
+    await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/resume", pair)
+    await wait_for(lambda: len(sink.messages) == 5, within=5)  # the resume applies too
+    assert {m.ehlo for m in sink.messages} == {"n2.relay.test", "n3.relay.test"}
