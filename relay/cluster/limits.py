@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ log = logging.getLogger("relay.cluster")
 REFILL_WAIT = 0.005  # a connection waiting for a batch in flight asks again after this
 TOKEN_LIFETIME = 1.0  # tokens unused this long lapse
 LEASE_RETRY = 0.1  # a refused lease is asked for again after this
+SPARE_LIFETIME = 1.0  # a lease fetched but not used this long goes back
 
 
 @dataclass(slots=True)
@@ -60,7 +62,8 @@ class ClusterLimits:
         self.live_nodes = live_nodes  # nodes seen lately (membership), this one included
         self._pools: dict[Hashable, _Pool] = {}
         self._fallback = Buckets()  # while Redis is down: this node's share
-        self._spare: dict[tuple[Cap, ...], list[str]] = {}  # leases held, not in use
+        # Leases held, not in use yet: (lease, time.monotonic() when granted).
+        self._spare: dict[tuple[Cap, ...], list[tuple[str, float]]] = {}
         self._held: dict[tuple[Cap, ...], list[str]] = {}  # leases of open connections
         self._asking: dict[tuple[Cap, ...], float] = {}  # a lease fetch runs, or refused until
         self._open = Counter[Hashable]()  # connections open per cap key (Redis or not)
@@ -128,7 +131,7 @@ class ClusterLimits:
             return True
         spare = self._spare.get(combo)
         if spare:
-            self._held.setdefault(combo, []).append(spare.pop())
+            self._held.setdefault(combo, []).append(spare.pop()[0])
             self._opened(combo)
             return True
         if self._asking.get(combo, 0.0) <= now:
@@ -148,7 +151,7 @@ class ClusterLimits:
                 return
             self.round_trips += 1
             if got:
-                self._spare.setdefault(combo, []).append(lease)
+                self._spare.setdefault(combo, []).append((lease, time.monotonic()))
                 self._asking.pop(combo, None)
             else:
                 self._asking[combo] = now + LEASE_RETRY
@@ -174,13 +177,27 @@ class ClusterLimits:
             await self.store.release(keys, lease)
 
     async def renew(self) -> None:
-        """Move on the expiry of every lease this node holds (spare ones included); after a
-        Redis restart this registers them again."""
-        for table in (self._held, self._spare):
-            for combo, leases in list(table.items()):
-                if leases:
-                    keys = [self.store.key("lease", redis_name(key)) for key, _ in combo]
-                    await self.store.renew(keys, list(leases))
+        """Move on the expiry of every lease in use; after a Redis restart this registers
+        them again. Spare leases unused for SPARE_LIFETIME go back (the queue that asked
+        for them found another connection, or emptied)."""
+        now = time.monotonic()
+        for combo, spares in list(self._spare.items()):
+            keys = [self.store.key("lease", redis_name(key)) for key, _ in combo]
+            for lease, at in list(spares):
+                if now - at >= SPARE_LIFETIME:
+                    spares.remove((lease, at))
+                    await self.store.release(keys, lease)
+            if not spares:
+                del self._spare[combo]
+        for combo, leases in list(self._held.items()):
+            if leases:
+                keys = [self.store.key("lease", redis_name(key)) for key, _ in combo]
+                await self.store.renew(keys, list(leases))
+            else:
+                del self._held[combo]
+        for combo, spares in self._spare.items():
+            keys = [self.store.key("lease", redis_name(key)) for key, _ in combo]
+            await self.store.renew(keys, [lease for lease, _ in spares])
 
     def _opened(self, combo: tuple[Cap, ...]) -> None:
         for key, _ in combo:
@@ -200,7 +217,8 @@ class ClusterLimits:
         await self.store.close()
 
     async def drain(self) -> None:
-        """Let releases in flight finish (each has the command timeout), then cancel."""
+        """Let fetches and releases in flight finish (each has the command timeout), then
+        cancel what is left."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.store.timeout * 2)
         for task in list(self._tasks):

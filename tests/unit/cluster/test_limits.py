@@ -101,3 +101,21 @@ async def test_redis_down_each_node_uses_its_share_then_shares_again(
     a.release(CAPS)
     await a.close()
     await b.close()
+
+
+async def test_a_lease_fetched_but_never_used_goes_back(redis_server: RedisServer) -> None:
+    one = ((("cluster_scope", ("domain", "z.test")), 1),)
+    a, b = node(redis_server.url, "a"), node(redis_server.url, "b")
+    assert not a.acquire(one, time.time())  # fetching; then a's queue needs it no more
+    await a.drain()
+    assert not b.acquire(one, time.time())
+    await b.drain()
+    assert not b.acquire(one, time.time() + 1)  # a holds the only lease, unused
+    await b.drain()
+    await asyncio.sleep(1.0)
+    await a.renew()  # unused for SPARE_LIFETIME: released
+    assert not b.acquire(one, time.time() + 2)
+    await b.drain()
+    assert b.acquire(one, time.time() + 2)
+    await a.close()
+    await b.close()
