@@ -2,8 +2,8 @@
 
 Throttles: per shared bucket the node holds a few tokens (share.batch_size) taken from Redis
 in one round trip (store.gcra); `take` spends one at once, and fetches the next batch in the
-background as the last one goes, so a busy node makes one round trip per batch, not per
-message. When Redis says the bucket is empty, its wait is kept and no more is asked until
+background when half the batch is left (so a busy node rarely waits for one), making one
+round trip per batch, not per message. When Redis says the bucket is empty, its wait is kept and no more is asked until
 then. Unused tokens lapse after TOKEN_LIFETIME, so none are hoarded into a later burst.
 
 Leases: `acquire` uses a lease fetched earlier for the same caps, or starts fetching one and
@@ -44,6 +44,7 @@ SPARE_LIFETIME = 1.0  # a lease fetched but not used this long goes back
 
 @dataclass(slots=True)
 class _Pool:
+    want: int  # tokens per round trip (share.batch_size)
     tokens: int = 0
     lapse: float = 0.0  # the tokens held lapse then
     empty_until: float = 0.0  # Redis said the bucket is empty until then
@@ -78,14 +79,14 @@ class ClusterLimits:
             share = throttle_share(rate, self.live_nodes())
             return self._fallback.get(("share", key), share).take(now)
         pool = self._pools.get(key)
-        if pool is None:
-            pool = self._pools[key] = _Pool()
+        if pool is None or pool.want != batch_size(rate):
+            pool = self._pools[key] = _Pool(batch_size(rate))
         if pool.tokens and now >= pool.lapse:
             pool.tokens = 0
         if pool.tokens:
             pool.tokens -= 1
-            if not pool.tokens and not pool.fetching:
-                self._fetch(key, throttle, pool, now)  # the next batch, ahead of need
+            if pool.tokens <= pool.want // 2 and not pool.fetching and now >= pool.empty_until:
+                self._fetch(key, throttle, pool, now)  # the next batch, before it is needed
             return 0.0
         if now < pool.empty_until:
             return pool.empty_until - now
@@ -98,7 +99,7 @@ class ClusterLimits:
         rate = throttle[1]
         emission = rate.period / rate.count
         name = self.store.key("gcra", redis_name(key))
-        want = batch_size(rate)
+        want = pool.want
 
         async def run() -> None:
             try:
