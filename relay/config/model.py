@@ -497,6 +497,14 @@ def build(
     syntax problems found while parsing it (`syntax`)."""
     builder = _Builder()
     builder.walk(document.body, builder.global_block)
+    cluster = builder.cluster
+    if cluster is not None and "redis_url" not in cluster.settings:
+        builder.error(
+            cluster.locations[0],
+            "the cluster stanza needs redis_url",
+            o.CLUSTER,
+            hint='e.g. redis_url = "redis://127.0.0.1:6379/0"',
+        )
     problems = [*(syntax or []), *builder.problems]
     if problems:
         raise ConfigError(sorted_problems(problems))

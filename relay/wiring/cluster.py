@@ -8,7 +8,6 @@ from typing import Any
 
 from relay.cluster.settings import ClusterSettings
 from relay.config import options as o
-from relay.config.errors import ConfigError, Problem
 from relay.config.model import Config
 from relay.wiring.daemon import DaemonSettings
 
@@ -22,11 +21,7 @@ def cluster_settings(config: Config, daemon: DaemonSettings) -> ClusterSettings 
         setting = block.settings.get(option)
         return o.OPTIONS[option].default_value() if setting is None else setting.value
 
-    url = get("redis_url")
-    if not url:
-        raise ConfigError(
-            [Problem(block.locations[0], "the cluster stanza needs redis_url", "cluster")]
-        )
+    url = get("redis_url")  # required (the configuration model checks it)
     password_file = get("redis_password_file")
     name = get("node_name") or f"{daemon.hostname}:{daemon.spoolbase}"
     return ClusterSettings(
