@@ -4,7 +4,8 @@ Throttles: per shared bucket the node holds a few tokens (share.batch_size) take
 in one round trip (store.gcra); `take` spends one at once, and fetches the next batch in the
 background when half the batch is left (so a busy node rarely waits for one), making one
 round trip per batch, not per message. When Redis says the bucket is empty, its wait is kept
-and no more is asked until then. Unused tokens lapse after TOKEN_LIFETIME, so none are hoarded into a later burst.
+and no more is asked until then. Unused tokens lapse after TOKEN_LIFETIME, so none are
+hoarded into a later burst.
 
 Leases: `acquire` uses a lease fetched earlier for the same caps, or starts fetching one and
 says "not now"; each held lease is renewed every lease_period / 3 and removed from Redis when
