@@ -129,6 +129,7 @@ class _Builder:
         self.binding_groups: dict[str, tuple[str, Location]] = {}
         self.listener: Block | None = None
         self.cluster: Block | None = None
+        self.cluster_seen: dict[str, Location] = {}  # cluster_* limits set, first place each
         self.listens: dict[v.HostPort, Listen] = {}
         self.listener_peers: dict[str, tuple[Any, Block]] = {}
         self.inactive_seen: dict[str, Location] = {}
@@ -273,6 +274,8 @@ class _Builder:
         block.settings[name] = Setting(value, loc)
         if option.status != "active":
             self.inactive_seen.setdefault(name, loc)
+        if name.startswith("cluster_"):
+            self.cluster_seen.setdefault(name, loc)
 
     def stanza(self, node: Stanza, parent: Block) -> None:
         kind = node.kind.lower()
@@ -417,6 +420,10 @@ class _Builder:
             else:
                 text = "parsed and validated, but relay does not act on it yet"
             self.warnings.append(Problem(loc, text, name))
+        if self.cluster is None:
+            for name, loc in self.cluster_seen.items():
+                text = "acts only with a cluster stanza (a single node ignores it)"
+                self.warnings.append(Problem(loc, text, name))
         return Config(
             self.global_block,
             self.groups,

@@ -194,3 +194,21 @@ async def test_a_global_suspension_on_one_node_stops_delivery_on_every_node(
     await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/resume", pair)
     await wait_for(lambda: len(sink.messages) == 5, within=5)  # the resume applies too
     assert {m.ehlo for m in sink.messages} == {"n2.relay.test", "n3.relay.test"}
+
+
+async def test_a_redis_that_does_not_answer_never_blocks_injection_or_delivery(
+    nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    n1 = await nodes.start("n1", THROTTLE)
+    await asyncio.sleep(0.3)
+    redis_server.pause()  # connections stay open; every command times out (0.3 s)
+    try:
+        started = time.monotonic()
+        await n1.send(10)  # each 250 comes back at once: injection never asks Redis
+        assert time.monotonic() - started < 2.0
+        # Delivery goes on at n1's share (the only live node: all 10/s).
+        await wait_for(lambda: len(sink.messages) == 10, within=5)
+        assert nodes.log("n1").count("is unavailable") == 1
+    finally:
+        redis_server.resume()
+    await wait_for(lambda: "shared again" in nodes.log("n1"), within=5)

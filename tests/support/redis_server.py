@@ -3,6 +3,7 @@
     server = RedisServer(tmp_path).start()   # a free port on 127.0.0.1, no persistence
     server.url                               # "redis://127.0.0.1:PORT/0"
     server.kill(); server.start()            # down and back on the same port
+    server.pause(); server.resume()          # SIGSTOP / SIGCONT: a Redis that does not answer
 
 `make test` installs redis-server (the test-deps target); a missing one fails the tests (it
 never skips them), naming the fix.
@@ -11,6 +12,7 @@ never skips them), naming the fix.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -75,8 +77,18 @@ class RedisServer:
             time.sleep(0.02)
         raise RuntimeError("redis-server did not answer within 10 s")
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open, nothing answers (a slow Redis)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused one too
             self.process.kill()
             self.process.wait(5)
         self.process = None

@@ -81,3 +81,12 @@ def test_cluster_options_belong_in_the_cluster_stanza() -> None:
     with pytest.raises(ConfigError) as info:
         loads('binding "b" {\n  cluster { }\n}\n', "relay.conf")
     assert info.value.problems[0].location.line == 2
+
+
+def test_a_cluster_limit_without_a_cluster_stanza_is_warned_about() -> None:
+    config = loads(
+        'domain "x.test" {\n  cluster_outbound_throttle_messages = "10/1"\n}\n', "r.conf"
+    )
+    (warning,) = config.warnings
+    assert warning.option == "cluster_outbound_throttle_messages"
+    assert warning.location.line == 2 and "cluster stanza" in warning.message
