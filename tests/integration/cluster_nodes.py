@@ -18,6 +18,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import aiohttp
 import aiosmtplib
 
 from tests.integration.relay_harness import free_port
@@ -119,17 +120,21 @@ domain "x.test" {{
         process = _spawn(path, folder / "relay.log")
         node = Node(name, process, port, admin)
         self.nodes.append(node)
+        # Listening: its own admin API says so (with reuse_port, the shared address may
+        # already answer through another node).
         deadline = time.monotonic() + 15
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(node.admin_url + "/api/v1/summary") as reply:
+                        if reply.status == 200 and (await reply.json())["listeners"]:
+                            break
+                except aiohttp.ClientError:
+                    pass
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"node {name} did not start:\n{(folder / 'relay.log').read_text()}"
-                    ) from None
+                    )
                 await asyncio.sleep(0.05)
         return node
 
