@@ -102,6 +102,7 @@ class Config:
     warnings: list[Problem]
     files: list[str] = field(default_factory=list)
     opendkim: dict[str, Block] = field(default_factory=dict)  # in declaration order
+    cluster: Block | None = None  # the cluster { } stanza, if any
 
     def group_members(self, group: str) -> list[Binding]:
         return [b for b in self.bindings.values() if b.group == group]
@@ -130,6 +131,8 @@ class _Builder:
         self.binding_blocks: dict[tuple[str | None, str], Block] = {}
         self.binding_groups: dict[str, tuple[str, Location]] = {}
         self.listener: Block | None = None
+        self.cluster: Block | None = None
+        self.cluster_seen: dict[str, Location] = {}  # cluster_* limits set, first place each
         self.listens: dict[v.HostPort, Listen] = {}
         self.listener_peers: dict[str, tuple[Any, Block]] = {}
         self.inactive_seen: dict[str, Location] = {}
@@ -278,6 +281,8 @@ class _Builder:
         block.settings[name] = Setting(value, loc)
         if option.status != "active":
             self.inactive_seen.setdefault(name, loc)
+        if name.startswith("cluster_"):
+            self.cluster_seen.setdefault(name, loc)
 
     def stanza(self, node: Stanza, parent: Block) -> None:
         kind = node.kind.lower()
@@ -360,6 +365,11 @@ class _Builder:
                 self.listener = Block(o.ESMTP_LISTENER, None, (o.ESMTP_LISTENER,))
             self.listener.locations.append(loc)
             return self.listener
+        if kind == o.CLUSTER:
+            if self.cluster is None:
+                self.cluster = Block(o.CLUSTER, None, (o.CLUSTER,))
+            self.cluster.locations.append(loc)
+            return self.cluster
         if kind == o.LISTEN:
             assert label is not None
             try:
@@ -432,6 +442,10 @@ class _Builder:
             else:
                 text = "parsed and validated, but relay does not act on it yet"
             self.warnings.append(Problem(loc, text, name))
+        if self.cluster is None:
+            for name, loc in self.cluster_seen.items():
+                text = "acts only with a cluster stanza (a single node ignores it)"
+                self.warnings.append(Problem(loc, text, name))
         return Config(
             self.global_block,
             self.groups,
@@ -442,6 +456,7 @@ class _Builder:
             self.warnings,
             files,
             self.opendkim,
+            self.cluster,
         )
 
 
@@ -512,6 +527,14 @@ def build(
     syntax problems found while parsing it (`syntax`)."""
     builder = _Builder()
     builder.walk(document.body, builder.global_block)
+    cluster = builder.cluster
+    if cluster is not None and "redis_url" not in cluster.settings:
+        builder.error(
+            cluster.locations[0],
+            "the cluster stanza needs redis_url",
+            o.CLUSTER,
+            hint='e.g. redis_url = "redis://127.0.0.1:6379/0"',
+        )
     problems = [*(syntax or []), *builder.problems]
     if problems:
         raise ConfigError(sorted_problems(problems))

@@ -31,6 +31,7 @@ REPLY_RULE = "adaptive_reply_rule"
 WEBHOOK = "webhook"
 OPENDKIM = "opendkim"
 DKIM_DOMAIN = "dkim_domain"
+CLUSTER = "cluster"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -139,7 +140,7 @@ _opt(
 _opt("adaptive_retry_fuzz", SECONDS, 4096.0, OUTBOUND, "Spread of bulk retries")
 _opt(
     "adaptive_scope",
-    v.enum("auto", "global", "binding", "domain"),
+    v.enum("auto", "local", "global", "binding", "domain"),
     "auto",
     OUTBOUND,
     "Where adaptive state is kept",
@@ -621,6 +622,13 @@ _opt(
     LG,
     "Concurrent sessions per client address (0 = unlimited)",
 )
+_opt(
+    "reuse_port",
+    v.BOOLEAN,
+    False,
+    frozenset({ESMTP_LISTENER, LISTEN}),
+    "SO_REUSEPORT: several nodes on one host share this address (relay extension)",
+)
 _opt("inbound_idle_timeout", SECONDS, 300.0, LG, "Idle time allowed between client commands")
 _opt("inbound_data_timeout", SECONDS, 600.0, LG, "Time allowed for a whole DATA transfer")
 _opt(
@@ -817,8 +825,31 @@ ACTIVE = frozenset(
         "max_recipients_per_message",
         "normalize_bare_line_endings",
         "relay_hosts",
+        "reuse_port",
+        # cluster
+        "cluster_outbound_throttle_connections",
+        "cluster_outbound_throttle_messages",
+        "cluster_scope_max_outbound_connections",
+        "cluster_server_max_outbound_connections",
+        "heartbeat_interval",
+        "key_prefix",
+        "lease_period",
+        "node_name",
+        "redis_password_file",
+        "redis_timeout",
+        "redis_url",
     }
 )
+
+# --- cluster (relay extension): nodes sharing limits through Redis ----------------------
+CL = frozenset({CLUSTER})
+_opt("redis_url", v.STRING, None, CL, 'Redis to share limits through: "redis://host:port/db"')
+_opt("redis_password_file", v.STRING, None, CL, "File holding the Redis password")
+_opt("node_name", v.STRING, None, CL, "This node's name (default: hostname:spoolbase)")
+_opt("key_prefix", v.STRING, "relay:", CL, "Prefix of every Redis key relay writes")
+_opt("redis_timeout", SECONDS, 0.5, CL, "Timeout of each Redis command")
+_opt("lease_period", SECONDS, 10.0, CL, "A dead node's connection leases free after this")
+_opt("heartbeat_interval", SECONDS, 1.0, CL, "How often a node says it is alive")
 
 # --- adaptive_reply_rule scope (relay extension): act on what receivers say in words -----
 RR = frozenset({REPLY_RULE})
@@ -862,6 +893,7 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
         StanzaKind(OPENDKIM, True, frozenset({GLOBAL}), "DKIM signing: one signature"),
         StanzaKind(DKIM_DOMAIN, True, frozenset({OPENDKIM}), "DKIM settings for a From: domain"),
+        StanzaKind(CLUSTER, False, frozenset({GLOBAL}), "nodes sharing limits through Redis"),
     )
 }
 

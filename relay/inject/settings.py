@@ -85,6 +85,7 @@ class ListenerSettings:
     peers: tuple[PeerSettings, ...] = ()
     relay_hosts: tuple[IPNetwork, ...] | None = None
     max_connections: int | None = None
+    reuse_port: bool = False  # SO_REUSEPORT: several relay nodes on one host share it
 
     def __post_init__(self) -> None:
         parse_listen_address(self.listen)
