@@ -40,6 +40,8 @@ from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.errors import MessageNotFound
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
+from relay.suppress.entries import Entry
+from relay.suppress.service import SuppressionList
 from relay.wiring import Settings
 
 
@@ -60,6 +62,7 @@ class RunningDaemon(Protocol):
     listeners: Listeners | None
     events: EventLog
     suspensions: SuspensionTable
+    suppression: SuppressionList | None  # None: suppression_enabled = false
     last_spool_statistics: dict[str, SpoolStatistics]
 
     async def spool_statistics(self) -> dict[str, SpoolStatistics]: ...
@@ -288,6 +291,7 @@ class DaemonControl:
                 received_at=self.now(),
                 tenant=tenant,
                 campaign=campaign,
+                suppression=None if daemon.suppression is None else daemon.suppression.memory,
             )
         except submission.Refused as err:
             raise SubmissionRefused(err.field, err.reply) from None
@@ -296,7 +300,42 @@ class DaemonControl:
         if future.cancelled() or future.exception() is not None:
             raise SubmissionRefused(None, reply)
         envelope = future.result()
-        return Submitted(envelope.message_id, len(envelope.recipients))
+        kept = len(envelope.recipients)
+        return Submitted(envelope.message_id, kept, len(recipients) - kept)
+
+    def _suppression(self) -> SuppressionList:
+        found = self._daemon.suppression
+        if found is None:
+            raise NotRunning("the suppression list is off (suppression_enabled = false)")
+        return found
+
+    async def suppressions(
+        self, tenant: str | None, address: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Entry], int]:
+        store = self._suppression().store
+        return await store.entries(tenant, address, limit, offset)
+
+    async def suppress(self, entries: Sequence[Entry]) -> Sequence[Entry]:
+        added = await self._suppression().add(entries)
+        for e in added:
+            self._daemon.events(
+                "suppression_added",
+                {
+                    "tenant": e.tenant or None,
+                    "recipient": e.address,
+                    "source": e.source,
+                    "reason": e.reason,
+                },
+            )
+        return added
+
+    async def unsuppress(self, tenant: str | None, address: str) -> bool:
+        removed = await self._suppression().remove(tenant, address)
+        if removed:
+            self._daemon.events(
+                "suppression_removed", {"tenant": tenant, "recipient": address.lower()}
+            )
+        return removed
 
     def suspend(self, binding: str, domain: str, duration: float, reason: str) -> Suspend:
         event = self._adaptive().suspend(binding, domain, self.now(), duration, reason)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from relay.adaptive import Event, PairSnapshot, Suspend
 from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.statistics import SpoolStatistics
+from relay.suppress.entries import Entry
 
 
 class NotRunning(Exception):
@@ -38,8 +39,9 @@ class SubmissionRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    message_id: str
+    message_id: str  # "" when every recipient was suppressed (dropped): nothing queued
     recipients: int
+    suppressed: int = 0  # recipients dropped as on the suppression list
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,21 @@ class DaemonView(Protocol):
 
     def state_directory(self) -> str:
         """Where the API keeps its own state (the spool directory)."""
+        ...
+
+    async def suppressions(
+        self, tenant: str | None, address: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Entry], int]:
+        """A page of the suppression list and how many entries match in all. Raises
+        NotRunning when the list is off (suppression_enabled = false)."""
+        ...
+
+    async def suppress(self, entries: Sequence[Entry]) -> Sequence[Entry]:
+        """Add entries (durable on return); the ones that were new."""
+        ...
+
+    async def unsuppress(self, tenant: str | None, address: str) -> bool:
+        """Remove an entry; False if there was none."""
         ...
 
     def webhooks(self) -> Mapping[str, Mapping[str, int]]:

@@ -495,6 +495,20 @@ _opt(
     "/metrics needs a read token too (relay extension; /healthz stays open)",
 )
 _opt(
+    "suppression_enabled",
+    v.BOOLEAN,
+    True,
+    G,
+    "Keep a suppression list: hard bounces and complaints refused at injection (relay ext.)",
+)
+_opt(
+    "suppression_action",
+    v.enum("reject", "drop"),
+    "reject",
+    G,
+    "Suppressed recipients: reject (550 5.7.1) or drop (accept, an event; relay extension)",
+)
+_opt(
     "injection_workers",
     v.integer(0, 64),
     0,
@@ -629,6 +643,8 @@ ACTIVE = frozenset(
         "event_log_max_size",
         "admin_token_file",
         "metrics_require_token",
+        "suppression_action",
+        "suppression_enabled",
         # adaptive delivery (adaptive_scope = global and FBL volume rules wait for later work)
         "adaptive_adjustment_interval",
         "adaptive_alert_email_destination",

@@ -20,6 +20,7 @@ from relay.inject.message import CAMPAIGN_HEADER, TENANT_HEADER, Reception, chec
 from relay.inject.settings import InjectSettings
 from relay.inject.spooling import MessageStore, accept
 from relay.spool.model import Envelope
+from relay.suppress.entries import Suppressions
 
 
 class Refused(Exception):
@@ -90,6 +91,7 @@ def submit(
     received_at: float,
     tenant: str | None = None,
     campaign: str | None = None,
+    suppression: Suppressions | None = None,
 ) -> asyncio.Future[Envelope]:
     """Check and hand one message to the store: the future of its envelope (give it to
     `stored_reply`), or Refused. `sender` "" is the null sender; `content` may have any
@@ -114,6 +116,10 @@ def submit(
         )
         if isinstance(assigned, str):
             raise Refused("binding" if binding else "binding_group", assigned)
+    for index, address in enumerate(checked):  # as at RCPT; X-Tenant is seen in `accept`
+        refusal = checks.suppressed_recipient(suppression, tenant, address)
+        if refusal is not None:
+            raise Refused(f"to[{index}]", refusal)
     data = normalized(raw, settings)
     reception = Reception(
         client_ip=client_ip,
@@ -130,8 +136,14 @@ def submit(
         listener_campaign=campaign,
     )
     result = accept(
-        store, data, reception, sender=checked_sender, settings=settings, received_at=received_at
+        store,
+        data,
+        reception,
+        sender=checked_sender,
+        settings=settings,
+        received_at=received_at,
+        suppression=suppression,
     )
     if isinstance(result, str):  # the content's own X-Binding(-Group), a mail loop, the spool
-        raise Refused("content", result)
+        raise Refused("to" if replies.is_suppressed(result) else "content", result)
     return result

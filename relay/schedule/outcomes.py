@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from relay.adaptive.classify import BounceClass, classify
 from relay.clock import Clock
 from relay.dispose.decide import Decision, Failed, delay_notice_due
 from relay.outcome import RecipientResult, Remote, Reply
@@ -17,6 +18,16 @@ from relay.spool.model import Recipient, RecipientState
 
 FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
+InvalidRecipient = Callable[[Job, str, Reply], None]
+
+
+def no_such_user(reply: Reply) -> bool:
+    """A permanent failure the bounce classifier calls an invalid recipient (5.1.1,
+    5.1.10, "no such user", ...), from the receiver (not one relay made up)."""
+    if reply.local or reply.code is None or reply.code // 100 != 5:
+        return False
+    enhanced = None if reply.enhanced is None else str(reply.enhanced)
+    return classify(reply.code, enhanced, reply.text).bounce_class is BounceClass.INVALID_RECIPIENT
 
 
 class SpoolJournal(Protocol):
@@ -40,6 +51,8 @@ class OutcomeRecorder:
         self.on_failed = on_failed  # makes the DSN for failed recipients
         self.on_delayed = on_delayed  # makes delay DSNs
         self.on_relayed: FailureHandler | None = None  # makes success DSNs (NOTIFY=SUCCESS)
+        # told of each recipient that failed for good as "no such user" (the suppression list)
+        self.on_invalid_recipient: InvalidRecipient | None = None
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
 
     async def record(
@@ -68,6 +81,12 @@ class OutcomeRecorder:
                 self.counts["failed"] += 1
                 kind = "expiration" if f.expired else "bounce"
                 self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
+                if (
+                    not f.expired
+                    and self.on_invalid_recipient is not None
+                    and no_such_user(f.reply)
+                ):
+                    self.on_invalid_recipient(job, f.address, f.reply)
         notices = dict(job.notices) if job.notices else {}
         if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
             now = self.clock.now()

@@ -354,7 +354,10 @@ class Scheduler:
         self, session: Session, conn: Connection, job: Job, policy: RouteSettings, content: bytes
     ) -> list[RecipientResult]:
         if policy.fbl_header:
-            content = fbl_header(conn.binding, conn.domain, job.message_id) + content
+            only = job.recipients[0][1] if len(job.recipients) == 1 else None
+            content = (
+                fbl_header(conn.binding, conn.domain, job.message_id, only, job.tenant) + content
+            )
         message = OutboundMessage(
             job.message_id,
             job.sender,

@@ -31,7 +31,8 @@ from relay.workers.wire import (
 
 log = logging.getLogger("relay.workers")
 OnNew = Callable[..., None]  # (envelope, *, new: bool)
-OnComplaint = Callable[[str, str, str, str], None]
+# (binding, domain, feedback type, message id, recipient or None, tenant or None)
+OnComplaint = Callable[[str, str, str, str, str | None, str | None], None]
 ERRORS: dict[str, type[SpoolError]] = {"MessageNotFound": MessageNotFound}
 
 
@@ -101,6 +102,7 @@ class ShardedSpool:
         self.bodies = BodyCache(max_resident_messages)
         self.on_new = on_new
         self.on_complaint = on_complaint
+        self.on_event: Callable[[str, dict[str, object]], None] | None = None  # a worker's
         self.owners: dict[str, str] = {}  # message id -> worker shard (absent: local)
         self.links: dict[str, WorkerLink] = {}  # shard -> its connection, while connected
         self._server: asyncio.Server | None = None
@@ -231,6 +233,8 @@ class ShardedSpool:
                     self._announce(link, envelope, new=True)
                 elif kind == "complaint":
                     self.on_complaint(*payload)
+                elif kind == "event" and self.on_event is not None:
+                    self.on_event(*payload)  # (kind, fields) for the event log
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
             if link is not None:
                 log.warning("injection worker %s disconnected: %s", link.shard, err or "EOF")

@@ -4,7 +4,8 @@ plain tuples, over a unix socket only our own processes can open (mode 0600).
 Frames: (kind, request_id, payload). Requests from the scheduler get a reply frame with the
 same id: ("ok", id, result) or ("error", id, (error type name, message)). Workers send
 notifications with id 0: ("hello", 0, shard), ("new", 0, (envelope tuple, content)),
-("complaint", 0, (binding, domain, feedback type, message id)).
+("complaint", 0, (binding, domain, feedback type, message id, recipient, tenant)),
+("event", 0, (kind, fields)) for the event log (a suppressed recipient dropped).
 
 Envelopes and recipients cross as tuples (`envelope_tuple`, `recipient_tuple`): pickling
 the slotted dataclasses goes through Python-level __getstate__/__setstate__, 16 + 15 us
