@@ -43,6 +43,7 @@ from relay.spool.store import Spool
 from relay.suppress.entries import Entry
 from relay.suppress.service import SuppressionList
 from relay.wiring import Settings
+from relay.workers.shards import ShardedSpool
 
 
 class RunningDaemon(Protocol):
@@ -63,6 +64,7 @@ class RunningDaemon(Protocol):
     events: EventLog
     suspensions: SuspensionTable
     suppression: SuppressionList | None  # None: suppression_enabled = false
+    shards: ShardedSpool | None  # with injection workers: every shard's spool
     last_spool_statistics: dict[str, SpoolStatistics]
 
     async def spool_statistics(self) -> dict[str, SpoolStatistics]: ...
@@ -187,9 +189,14 @@ class DaemonControl:
             envelope = spool.get(message_id)
         except MessageNotFound:
             return None
+        scheduler = self._daemon.scheduler
+        last = None if scheduler is None else scheduler.outcomes.last_attempts.get(message_id)
         return {
             "id": envelope.message_id,
             "sender": envelope.sender,
+            "last_attempt": None
+            if last is None
+            else {"binding_group": last[0], "binding": last[1], "at": last[2]},
             "binding_group": envelope.binding_group,
             "binding": envelope.binding,
             "tenant": envelope.tenant,
@@ -239,8 +246,14 @@ class DaemonControl:
     async def delete(self, selection: MessageFilter) -> Taken:
         return self._taken(await self._scheduler().delete(self._matcher(selection)))
 
-    def rebind(self, selection: MessageFilter, group: str) -> Taken:
-        return self._taken(self._scheduler().rebind(self._matcher(selection), group))
+    async def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        jobs = self._scheduler().rebind(self._matcher(selection), group)
+        daemon = self._daemon
+        spool = daemon.shards if daemon.shards is not None else daemon.spool
+        if spool is not None:
+            for message_id in dict.fromkeys(j.message_id for j in jobs):
+                await spool.regroup(message_id, group)  # for good: a restart keeps it
+        return self._taken(jobs)
 
     def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
         adaptive, now = self._adaptive(), self.now()

@@ -330,7 +330,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
             raise BadRequest(f'no binding_group "{target}"', field="target")
         selection = read_filter(request.body, also=("target",))
         try:
-            return Response(200, {"rebound": taken(daemon.rebind(selection, target))})
+            return Response(200, {"rebound": taken(await daemon.rebind(selection, target))})
         except NotRunning:
             raise BadRequest(NOT_RUNNING, status=503) from None
 

@@ -170,8 +170,9 @@ class DaemonView(Protocol):
         """Drop the queued mail `selection` matches: no delivery, no DSN."""
         ...
 
-    def rebind(self, selection: MessageFilter, group: str) -> Taken:
-        """Move the queued mail `selection` matches to binding group `group`."""
+    async def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        """Move the queued mail `selection` matches to binding group `group`, for good
+        (journalled in the spool: a restart keeps the new group)."""
         ...
 
     def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:

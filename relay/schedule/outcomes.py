@@ -19,6 +19,7 @@ from relay.spool.model import Recipient, RecipientState
 FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
 InvalidRecipient = Callable[[Job, str, Reply], None]
+LAST_ATTEMPTS = 100_000  # messages whose last attempt's binding is remembered
 
 
 def no_such_user(reply: Reply) -> bool:
@@ -54,6 +55,9 @@ class OutcomeRecorder:
         # told of each recipient that failed for good as "no such user" (the suppression list)
         self.on_invalid_recipient: InvalidRecipient | None = None
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
+        # message id -> (binding group, binding, time) of its last attempt, for the admin's
+        # message lookup: in memory only (lost at a restart), the newest LAST_ATTEMPTS kept
+        self.last_attempts: dict[str, tuple[str, str, float]] = {}
 
     async def record(
         self,
@@ -64,6 +68,7 @@ class OutcomeRecorder:
     ) -> tuple[Job | None, Job | None]:
         """Returns (the retry job for deferred recipients, the job to requeue now)."""
         remote = {r.recipient: r.remote for r in results}
+        self._attempted(job, policy)
         updates: list[Recipient] = []
         if decision.delivered and job.esmtp is not None and self.on_relayed is not None:
             await self._success_notices(job, decision, results, policy)
@@ -136,6 +141,13 @@ class OutcomeRecorder:
         if decision.requeue:
             again = replace(job, recipients=list(decision.requeue), due=self.clock.now())
         return retry, again
+
+    def _attempted(self, job: Job, policy: RouteSettings) -> None:
+        attempts = self.last_attempts
+        attempts.pop(job.message_id, None)  # to the end: the oldest go first
+        attempts[job.message_id] = (job.group, policy.binding, self.clock.now())
+        if len(attempts) > LAST_ATTEMPTS:
+            del attempts[next(iter(attempts))]
 
     async def discard(self, job: Job, reply: Reply, policy: RouteSettings) -> None:
         """The job's recipients end here without a delivery and without a DSN (an

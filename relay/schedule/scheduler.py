@@ -224,8 +224,8 @@ class Scheduler:
 
     def rebind(self, matches: Callable[[Job], bool], group: str) -> list[Job]:
         """Move the queued jobs `matches` selects to binding group `group` (any binding
-        of it), due as they were. In memory: the spool keeps the group the message came
-        with, which a restart goes back to."""
+        of it), due as they were. In memory: the caller journals the new group in the spool
+        (Spool.regroup) so that a restart keeps it."""
         jobs = self.core.take(matches)
         for job in jobs:
             moved = replace(job, group=sys.intern(group), binding=None)

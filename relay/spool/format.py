@@ -21,6 +21,8 @@ Record bodies:
            and messages without them have none)
   UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
                                     (, delay_notices when > 0)], ...]}
+           (and "group": a new binding group, for an operator's rebind: older relays
+           ignore the key)
   REMOVE   JSON {"id": ...}
 """
 
@@ -227,6 +229,20 @@ def reencode_message(envelope: Envelope, old_body: bytes) -> bytes:
 def encode_update(message_id: str, updates: Sequence[tuple[int, Recipient]]) -> bytes:
     doc = {"id": message_id, "rcpt": [_recipient_row(i, r) for i, r in updates]}
     return encode_record(RecordKind.UPDATE, _ENCODE_ASCII(doc).encode())
+
+
+def encode_regroup(message_id: str, group: str) -> bytes:
+    """An UPDATE record that moves the message to binding group `group` (no binding)."""
+    doc = {"id": message_id, "rcpt": [], "group": group}
+    return encode_record(RecordKind.UPDATE, _ENCODE_ASCII(doc).encode())
+
+
+def update_group(body: bytes) -> str | None:
+    """The new binding group an UPDATE record carries, if any (cheap for those without)."""
+    if b'"group":' not in body:
+        return None
+    group = _load_json(body).get("group")
+    return None if group is None else str(group)
 
 
 def encode_remove(message_id: str) -> bytes:

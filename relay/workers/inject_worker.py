@@ -105,6 +105,8 @@ class SchedulerLink:
                 result = await self.spool.update_recipients(
                     message_id, [recipient_from(u) for u in updates]
                 )
+            elif kind == "regroup":
+                result = await self.spool.regroup(*payload)
             elif kind == "statistics":
                 result = asdict(self.spool.statistics())
             elif kind == "evict":

@@ -145,6 +145,13 @@ class ShardedSpool:
             self.bodies.discard(message_id)
         return removed
 
+    async def regroup(self, message_id: str, group: str) -> bool:
+        shard = self.owners.get(message_id)
+        if shard is None:
+            return await self.local.regroup(message_id, group)
+        moved: bool = await self._link(shard).call("regroup", (message_id, group))
+        return moved
+
     def evict(self, message_id: str) -> None:
         shard = self.owners.get(message_id)
         if shard is None:

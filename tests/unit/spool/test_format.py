@@ -233,3 +233,14 @@ def test_tenant_and_campaign_round_trip_and_older_records_load() -> None:
     meta = b'{"id":"m","from":"","group":"g","binding":null,"received_at":1,"rcpt":[],"tenant":3}'
     with pytest.raises(FormatError, match="bad tenant"):
         decode_message(len(meta).to_bytes(4, "little") + meta)
+
+
+def test_a_regroup_is_an_update_record_older_readers_can_skip() -> None:
+    from relay.spool.format import encode_regroup, update_group
+
+    record = parse_record(encode_regroup("m1", "other"), 0)
+    assert record.kind is RecordKind.UPDATE
+    assert decode_update(record.body) == ("m1", [])  # what an older relay reads: no change
+    assert update_group(record.body) == "other"
+    plain = parse_record(encode_update("m1", [(0, Recipient("a@x"))]), 0)
+    assert update_group(plain.body) is None
