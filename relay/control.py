@@ -181,12 +181,18 @@ class DaemonControl:
     def webhooks(self) -> Mapping[str, Mapping[str, int]]:
         return {w.settings.name: asdict(w.statistics) for w in self._daemon.webhooks}
 
-    def message(self, message_id: str) -> Mapping[str, object] | None:
-        spool = self._daemon.spool
-        if spool is None:
+    async def message(self, message_id: str) -> Mapping[str, object] | None:
+        daemon = self._daemon
+        if daemon.spool is None:
             raise NotRunning("the spool has not started")
         try:
-            envelope = spool.get(message_id)
+            if daemon.shards is not None:
+                found = await daemon.shards.get(message_id)  # the owning worker's shard
+                if found is None:
+                    return None
+                envelope = found
+            else:
+                envelope = daemon.spool.get(message_id)
         except MessageNotFound:
             return None
         scheduler = self._daemon.scheduler

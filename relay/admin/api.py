@@ -303,7 +303,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
 
     async def message(request: Request) -> Response:
         try:
-            found = daemon.message(request.match["id"])
+            found = await daemon.message(request.match["id"])
         except NotRunning:
             raise BadRequest(NOT_RUNNING, status=503) from None
         if found is None:

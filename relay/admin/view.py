@@ -156,9 +156,9 @@ class DaemonView(Protocol):
         """Each webhook's counts: sent, posts, failures, lag_bytes, lost."""
         ...
 
-    def message(self, message_id: str) -> Mapping[str, object] | None:
+    async def message(self, message_id: str) -> Mapping[str, object] | None:
         """A spooled message: envelope, recipients with their states, attempts, next
-        attempt and last reply; None when the spool does not hold it."""
+        attempt and last reply; None when the spool (no shard of it) holds it."""
         ...
 
     # --- changes (each raises NotRunning before the daemon has started) -----------------

@@ -25,7 +25,7 @@ from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import start_listeners
-from relay.spool.errors import SpoolError
+from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.store import Spool
 from relay.suppress.service import SuppressionList, action_of
@@ -105,6 +105,11 @@ class SchedulerLink:
                 result = await self.spool.update_recipients(
                     message_id, [recipient_from(u) for u in updates]
                 )
+            elif kind == "get":
+                try:
+                    result = envelope_tuple(self.spool.get(payload))
+                except MessageNotFound:
+                    result = None
             elif kind == "regroup":
                 result = await self.spool.regroup(*payload)
             elif kind == "statistics":

@@ -145,6 +145,17 @@ class ShardedSpool:
             self.bodies.discard(message_id)
         return removed
 
+    async def get(self, message_id: str) -> Envelope | None:
+        """A spooled message's envelope as its shard has it, None if no shard holds it."""
+        shard = self.owners.get(message_id)
+        if shard is None:
+            try:
+                return self.local.get(message_id)
+            except MessageNotFound:
+                return None
+        found = await self._link(shard).call("get", message_id)
+        return None if found is None else envelope_from(found)
+
     async def regroup(self, message_id: str, group: str) -> bool:
         shard = self.owners.get(message_id)
         if shard is None:

@@ -330,3 +330,65 @@ async def test_suppression_can_be_turned_off(
     assert not (relay.directory / "spool" / "suppression.sqlite").exists()
     status, answer = await admin(relay, "/api/v1/suppressions", {"address": "a@one.test"})
     assert status == 409 and "suppression_enabled = false" in answer["error"]
+
+
+async def test_workers_drop_with_an_event_and_their_mail_can_be_looked_up_and_rebound(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(ZONE)
+    await smtp_sink("127.0.0.10")
+    relay = await relay_factory(
+        config(
+            smtp_sink.port,
+            "injection_workers = 2\nsuppression_action = drop\n"
+            'domain "one.test" { suspend_delivery = true }\n'
+            'binding_group "other" { binding "o1" { bind_address = 127.0.0.3 } }',
+        ),
+        dns=dns,
+        admin=True,
+        listener='binding_group = "g"',
+    )
+    await admin(relay, "/api/v1/suppressions", {"address": "x@one.test", "tenant": "t"})
+    await admin(relay, "/api/v1/suppressions", {"address": "probe@one.test"})
+    for _ in range(50):  # until both workers have looked at the file (every 0.25 s)
+        answers = [
+            (
+                await aiosmtplib.send(
+                    b"Subject: p\r\n\r\np\r\n",
+                    sender="s@sender.test",
+                    recipients=["probe@one.test"],
+                    hostname="127.0.0.1",
+                    port=relay.port,
+                )
+            )[1]
+            for _ in range(6)
+        ]
+        if all("suppression list" in a for a in answers):
+            break
+        await asyncio.sleep(0.1)
+    dropped_before = len(relay.events("suppressed"))
+    await relay.send("s@sender.test", ["x@one.test", "y@one.test"], headers={"X-Tenant": "t"})
+    await relay.wait(lambda: len(relay.events("suppressed")) == dropped_before + 1)
+    dropped = relay.events("suppressed")[-1]
+    assert (dropped["recipient"], dropped["tenant"]) == ("x@one.test", "t")
+
+    def receptions() -> list[dict[str, object]]:
+        return [e for e in relay.events("reception") if e.get("tenant") == "t"]
+
+    await relay.wait(lambda: len(receptions()) == 1)
+    (reception,) = receptions()
+    status, found, _ = await call(
+        relay, "GET", f"/api/v1/messages/{reception['message_id']}", token=relay.tokens["read"]
+    )
+    assert status == 200 and [r["recipient"] for r in found["recipients"]] == ["y@one.test"]
+    assert found["tenant"] == "t"
+    status, moved = await admin(relay, "/api/v1/rebind", {"tenant": "t", "target": "other"})
+    assert moved == {"rebound": {"messages": 1, "recipients": 1}}
+    relay = await relay_factory.restart(relay)
+    shards = relay.daemon.shards
+    assert shards is not None
+    await relay.wait(lambda: reception["message_id"] in shards.owners)  # recovered
+    status, found, _ = await call(
+        relay, "GET", f"/api/v1/messages/{reception['message_id']}", token=relay.tokens["read"]
+    )
+    assert status == 200 and found["binding_group"] == "other"
