@@ -45,7 +45,10 @@ from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.errors import MessageNotFound
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
+from relay.suppress.entries import Entry
+from relay.suppress.service import SuppressionList
 from relay.wiring import Settings
+from relay.workers.shards import ShardedSpool
 
 
 class RunningDaemon(Protocol):
@@ -65,6 +68,8 @@ class RunningDaemon(Protocol):
     listeners: Listeners | None
     events: EventLog
     suspensions: SuspensionTable
+    suppression: SuppressionList | None  # None: suppression_enabled = false
+    shards: ShardedSpool | None  # with injection workers: every shard's spool
     last_spool_statistics: dict[str, SpoolStatistics]
     cluster: ClusterNode | None
 
@@ -198,19 +203,32 @@ class DaemonControl:
     def webhooks(self) -> Mapping[str, Mapping[str, int]]:
         return {w.settings.name: asdict(w.statistics) for w in self._daemon.webhooks}
 
-    def message(self, message_id: str) -> Mapping[str, object] | None:
-        spool = self._daemon.spool
-        if spool is None:
+    async def message(self, message_id: str) -> Mapping[str, object] | None:
+        daemon = self._daemon
+        if daemon.spool is None:
             raise NotRunning("the spool has not started")
         try:
-            envelope = spool.get(message_id)
+            if daemon.shards is not None:
+                found = await daemon.shards.get(message_id)  # the owning worker's shard
+                if found is None:
+                    return None
+                envelope = found
+            else:
+                envelope = daemon.spool.get(message_id)
         except MessageNotFound:
             return None
+        scheduler = self._daemon.scheduler
+        last = None if scheduler is None else scheduler.outcomes.last_attempts.get(message_id)
         return {
             "id": envelope.message_id,
             "sender": envelope.sender,
+            "last_attempt": None
+            if last is None
+            else {"binding_group": last[0], "binding": last[1], "at": last[2]},
             "binding_group": envelope.binding_group,
             "binding": envelope.binding,
+            "tenant": envelope.tenant,
+            "campaign": envelope.campaign,
             "received_at": envelope.received_at,
             "size": envelope.size,
             "recipients": [
@@ -231,12 +249,15 @@ class DaemonControl:
         sender = selection.sender.lower() if selection.sender is not None else None
         before = None if selection.older_than is None else self.now() - selection.older_than
         group, binding = selection.binding_group, selection.binding
+        tenant, campaign = selection.tenant, selection.campaign
 
         def matches(job: Job) -> bool:
             return (
                 (domain is None or job.domain == domain)
                 and (group is None or job.group == group)
                 and (binding is None or job.binding == binding)
+                and (tenant is None or job.tenant == tenant)
+                and (campaign is None or job.campaign == campaign)
                 and (sender is None or job.sender.lower() == sender)
                 and (before is None or job.received_at < before)
             )
@@ -253,8 +274,14 @@ class DaemonControl:
     async def delete(self, selection: MessageFilter) -> Taken:
         return self._taken(await self._scheduler().delete(self._matcher(selection)))
 
-    def rebind(self, selection: MessageFilter, group: str) -> Taken:
-        return self._taken(self._scheduler().rebind(self._matcher(selection), group))
+    async def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        jobs = self._scheduler().rebind(self._matcher(selection), group)
+        daemon = self._daemon
+        spool = daemon.shards if daemon.shards is not None else daemon.spool
+        if spool is not None:
+            for message_id in dict.fromkeys(j.message_id for j in jobs):
+                await spool.regroup(message_id, group)  # for good: a restart keeps it
+        return self._taken(jobs)
 
     def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
         adaptive, now = self._adaptive(), self.now()
@@ -285,6 +312,8 @@ class DaemonControl:
         binding: str | None,
         client_ip: str,
         tls: bool,
+        tenant: str | None = None,
+        campaign: str | None = None,
     ) -> Submitted:
         daemon = self._daemon
         if daemon.handoff is None or not daemon.ready:
@@ -301,6 +330,9 @@ class DaemonControl:
                 client_ip=client_ip,
                 tls=tls,
                 received_at=self.now(),
+                tenant=tenant,
+                campaign=campaign,
+                suppression=None if daemon.suppression is None else daemon.suppression.memory,
             )
         except submission.Refused as err:
             raise SubmissionRefused(err.field, err.reply) from None
@@ -309,7 +341,42 @@ class DaemonControl:
         if future.cancelled() or future.exception() is not None:
             raise SubmissionRefused(None, reply)
         envelope = future.result()
-        return Submitted(envelope.message_id, len(envelope.recipients))
+        kept = len(envelope.recipients)
+        return Submitted(envelope.message_id, kept, len(recipients) - kept)
+
+    def _suppression(self) -> SuppressionList:
+        found = self._daemon.suppression
+        if found is None:
+            raise NotRunning("the suppression list is off (suppression_enabled = false)")
+        return found
+
+    async def suppressions(
+        self, tenant: str | None, address: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Entry], int]:
+        store = self._suppression().store
+        return await store.entries(tenant, address, limit, offset)
+
+    async def suppress(self, entries: Sequence[Entry]) -> Sequence[Entry]:
+        added = await self._suppression().add(entries)
+        for e in added:
+            self._daemon.events(
+                "suppression_added",
+                {
+                    "tenant": e.tenant or None,
+                    "recipient": e.address,
+                    "source": e.source,
+                    "reason": e.reason,
+                },
+            )
+        return added
+
+    async def unsuppress(self, tenant: str | None, address: str) -> bool:
+        removed = await self._suppression().remove(tenant, address)
+        if removed:
+            self._daemon.events(
+                "suppression_removed", {"tenant": tenant, "recipient": address.lower()}
+            )
+        return removed
 
     def suspend(self, binding: str, domain: str, duration: float, reason: str) -> Suspend:
         event = self._adaptive().suspend(binding, domain, self.now(), duration, reason)

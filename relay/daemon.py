@@ -43,12 +43,15 @@ from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
 from relay.notify.settings import WebhookSettings
 from relay.notify.webhook import Webhook
+from relay.outcome import Reply
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.jobs import Job
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
+from relay.suppress.service import SuppressionList, action_of
 from relay.wiring import DaemonSettings, Settings, compile_settings
 from relay.workers.shards import ShardedSpool
 
@@ -81,6 +84,7 @@ class Daemon:
         self.shards: ShardedSpool | None = None
         self.last_spool_statistics: dict[str, SpoolStatistics] = {}
         self.workers: list[asyncio.subprocess.Process] = []
+        self.suppression: SuppressionList | None = None  # None: suppression_enabled = false
         self._stopping = False
 
     async def start(self) -> None:
@@ -102,6 +106,12 @@ class Daemon:
             max_resident_messages=options.max_resident_messages,
             clock=self.clock.now,
         )
+        if options.suppression_enabled:
+            self.suppression = SuppressionList(
+                spoolbase, action=action_of(options.suppression_action), clock=self.clock.now
+            )
+            await self.suppression.open(writer=True)
+            self.suppression.memory.on_drop = functools.partial(self.events, "suppressed")
         selector, unplumbed = build_selector(
             settings.groups, settings.bindings.values(), self.suspensions
         )
@@ -160,6 +170,7 @@ class Daemon:
         self.scheduler.outcomes.on_failed = self.bouncer
         self.scheduler.outcomes.on_delayed = functools.partial(self.bouncer, action="delayed")
         self.scheduler.outcomes.on_relayed = functools.partial(self.bouncer, action="relayed")
+        self.scheduler.outcomes.on_invalid_recipient = self._invalid_recipient
         recovered = self.spool.scan()
         for envelope in recovered:
             self.scheduler.submit(envelope)
@@ -196,7 +207,10 @@ class Daemon:
             await self._start_workers(worker_count, spoolbase)
         else:
             self.listeners = await start_listeners(
-                settings.inject, self.handoff, clock=self.clock.now
+                settings.inject,
+                self.handoff,
+                clock=self.clock.now,
+                suppression=None if self.suppression is None else self.suppression.memory,
             )
         log_path = Path(options.event_log) if options.event_log else None
         for hook in hooks:
@@ -308,18 +322,54 @@ class Daemon:
             self.events("fbl_unattributed", {"sender": message.sender})
             return
         self.count_complaint(
-            complaint.binding, complaint.domain, complaint.feedback_type, complaint.message_id
+            complaint.binding,
+            complaint.domain,
+            complaint.feedback_type,
+            complaint.message_id,
+            complaint.recipient,
+            complaint.tenant,
         )
 
-    def count_complaint(self, binding: str, domain: str, kind: str, message_id: str) -> None:
+    def count_complaint(
+        self,
+        binding: str,
+        domain: str,
+        kind: str,
+        message_id: str,
+        recipient: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
         if self.adaptive is not None:
             self.adaptive.record_complaint(binding, domain, kind, self.clock.now())
         if self.scheduler is not None:
             self.scheduler.wake()  # apply what the engine decided
         self.events(
             "fbl_complaint",
-            {"binding": binding, "domain": domain, "feedback_type": kind, "message_id": message_id},
+            {
+                "binding": binding,
+                "domain": domain,
+                "feedback_type": kind,
+                "message_id": message_id,
+                "recipient": recipient,
+                "tenant": tenant,
+            },
         )
+        if recipient is not None:
+            self.suppress(tenant, recipient, f"complaint: {kind}", "complaint")
+
+    def _invalid_recipient(self, job: Job, address: str, reply: Reply) -> None:
+        self.suppress(job.tenant, address, str(reply), "bounce")
+
+    def suppress(self, tenant: str | None, address: str, reason: str, source: str) -> None:
+        """A hard bounce or a complaint puts the recipient on the suppression list (the
+        message's tenant's, else the global one)."""
+        if self.suppression is not None and self.suppression.record(
+            tenant, address, reason, source
+        ):
+            self.events(
+                "suppression_added",
+                {"tenant": tenant, "recipient": address, "source": source, "reason": reason},
+            )
 
     def binding_address(self, binding: str) -> str | None:
         found = self.settings.bindings.get(binding)
@@ -333,6 +383,8 @@ class Daemon:
         settings = compile_settings(config)
         self.config = config
         self.settings = settings
+        if self.suppression is not None:  # suppression_enabled itself: at restart
+            self.suppression.memory.action = action_of(settings.daemon.suppression_action)
         self.events.max_size = settings.daemon.event_log_max_size
         self.events.keep = settings.daemon.event_log_keep
         if self.gates is not None:
@@ -384,6 +436,8 @@ class Daemon:
             await self.adaptive.save()
         if self.spool is not None:
             await self.spool.close()
+        if self.suppression is not None:
+            await self.suppression.close()
         self.events.close()
 
     async def _stop_workers(self, grace: float) -> None:

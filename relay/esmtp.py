@@ -9,7 +9,9 @@ ENVID and ORCPT are kept as received (xtext), so they are passed on byte for byt
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -94,6 +96,16 @@ class Esmtp:
     def orcpt_of(self, index: int) -> str | None:
         orcpt = self.orcpt
         return orcpt[index] if index < len(orcpt) else None
+
+    def keeping(self, indexes: Sequence[int]) -> Esmtp:
+        """The parameters for only the recipients at `indexes` (renumbered in that order)."""
+        if not (self.notify or self.orcpt):
+            return self
+        return dataclasses.replace(
+            self,
+            notify=tuple(self.notify_of(i) for i in indexes) if self.notify else (),
+            orcpt=tuple(self.orcpt_of(i) for i in indexes) if self.orcpt else (),
+        )
 
     def wants(self, index: int, what: str, default: bool) -> bool:
         """Does the sender want a `what` ("SUCCESS", "FAILURE", "DELAY") notice for this

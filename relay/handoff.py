@@ -6,7 +6,6 @@ injection workers; only `announce` and `complain` differ."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -81,12 +80,8 @@ class Handoff:
 def _without(message: NewMessage, address: str) -> Esmtp | None:
     """The message's ESMTP parameters for its recipients other than `address` (the
     per-recipient ones follow the recipients' indexes)."""
-    esmtp = message.esmtp
-    if esmtp is None or not (esmtp.notify or esmtp.orcpt):
-        return esmtp
-    keep = [i for i, r in enumerate(message.recipients) if r.lower() != address]
-    return dataclasses.replace(
-        esmtp,
-        notify=tuple(esmtp.notify_of(i) for i in keep) if esmtp.notify else (),
-        orcpt=tuple(esmtp.orcpt_of(i) for i in keep) if esmtp.orcpt else (),
+    if message.esmtp is None:
+        return None
+    return message.esmtp.keeping(
+        [i for i, r in enumerate(message.recipients) if r.lower() != address]
     )

@@ -17,9 +17,12 @@ POST /api/v1/delete             {filter}: drop matching queued mail, no DSN
 POST /api/v1/rebind             {filter, "target"}: queued mail moves to binding group target
 POST /api/v1/suspend            {"domain", "duration", "reason"}: every binding, for a domain
 POST /api/v1/resume             {"domain"}: lift every binding's suspension for a domain
-  a filter: any of "domain", "binding_group", "binding", "sender", "older_than" (seconds
-  or "4 hours"); at least one; every field given must match
+  a filter: any of "domain", "binding_group", "binding", "sender", "tenant", "campaign",
+  "older_than" (seconds or "4 hours"); at least one; every field given must match
 GET  /api/v1/nodes              the cluster's live nodes (404 without a cluster stanza)
+GET  /api/v1/suppressions        ?tenant=&address=&limit=&offset=: the suppression list
+POST /api/v1/suppressions        {"address" or "addresses", "tenant"?, "reason"?}: add
+POST /api/v1/suppressions/remove {"address", "tenant"?}: remove (no tenant: the global entry)
 GET  /metrics                   Prometheus text format (open unless metrics_require_token)
 GET  /healthz                   200 when the spool is writable and the listeners are up (open)
 GET  /readyz                    200 once recovery has finished (open)
@@ -53,6 +56,7 @@ from relay.config.errors import ValueProblem
 from relay.config.tree import Scalar
 from relay.config.values import parse_duration
 from relay.spool.statistics import combine
+from relay.suppress.entries import Entry
 
 NOT_RUNNING = "the daemon is not running"
 
@@ -72,7 +76,7 @@ def reply_status(reply: str) -> int:
     return 422
 
 
-FILTER_FIELDS = ("domain", "binding_group", "binding", "sender", "older_than")
+FILTER_FIELDS = ("domain", "binding_group", "binding", "sender", "tenant", "campaign", "older_than")
 
 
 def duration_of(raw: object, name: str) -> float:
@@ -88,16 +92,10 @@ def duration_of(raw: object, name: str) -> float:
 def read_filter(body: dict[str, object], also: tuple[str, ...] = ()) -> MessageFilter:
     """The filter of a bounce, delete or rebind; refuses an empty one (it would take all)."""
     for name in body:
-        if name in ("tenant", "campaign"):
-            raise BadRequest(
-                f"filter field {name!r} is not supported yet (the spool does not keep it)",
-                field=name,
-                status=422,
-            )
         if name not in FILTER_FIELDS and name not in also:
             raise BadRequest(f"unknown field {name!r}", field=name)
     values: dict[str, str] = {}
-    for name in FILTER_FIELDS[:4]:
+    for name in FILTER_FIELDS[:-1]:
         value = body.get(name)
         if value is None:
             continue
@@ -264,13 +262,21 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                 binding=injection.binding,
                 client_ip=request.peer,
                 tls=request.tls,
+                tenant=injection.tenant,
+                campaign=injection.campaign,
             )
         except SubmissionRefused as err:
             body = error(reply_status(err.reply), err.reply, err.field)
             return Answer(body.status, {**body.body, "smtp_reply": err.reply})
         except NotRunning as err:
             return Answer(503, {"error": str(err)})
-        return Answer(201, {"id": stored.message_id, "recipients": stored.recipients})
+        answer: dict[str, object] = {
+            "id": stored.message_id or None,  # None: every recipient suppressed, none queued
+            "recipients": stored.recipients,
+        }
+        if stored.suppressed:
+            answer["suppressed"] = stored.suppressed
+        return Answer(201, answer)
 
     async def messages(request: Request) -> Response:
         key = request.headers.get("Idempotency-Key")
@@ -310,7 +316,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
 
     async def message(request: Request) -> Response:
         try:
-            found = daemon.message(request.match["id"])
+            found = await daemon.message(request.match["id"])
         except NotRunning:
             raise BadRequest(NOT_RUNNING, status=503) from None
         if found is None:
@@ -337,7 +343,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
             raise BadRequest(f'no binding_group "{target}"', field="target")
         selection = read_filter(request.body, also=("target",))
         try:
-            return Response(200, {"rebound": taken(daemon.rebind(selection, target))})
+            return Response(200, {"rebound": taken(await daemon.rebind(selection, target))})
         except NotRunning:
             raise BadRequest(NOT_RUNNING, status=503) from None
 
@@ -360,6 +366,71 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
             raise BadRequest(NOT_RUNNING, status=503) from None
         return Response(200, {"resumed": [e.describe() for e in events]})
 
+    def suppression_key(source: dict[str, object]) -> tuple[str | None, str]:
+        tenant = source.get("tenant")
+        if tenant is not None and (not isinstance(tenant, str) or not 0 < len(tenant) <= 128):
+            raise BadRequest(
+                "field 'tenant' must be a string of 1 to 128 characters", field="tenant"
+            )
+        address = source.get("address")
+        if not isinstance(address, str) or "@" not in address.strip("@") or " " in address:
+            raise BadRequest("field 'address' must be an email address", field="address")
+        return tenant, address.lower()
+
+    async def suppressions(request: Request) -> Response:
+        query = request.query
+        try:
+            limit = int(query.get("limit", "100"))
+            offset = int(query.get("offset", "0"))
+        except ValueError:
+            raise BadRequest("limit and offset must be whole numbers", field="limit") from None
+        if not 1 <= limit <= 10000 or offset < 0:
+            raise BadRequest("limit must be 1 to 10000, offset not negative", field="limit")
+        address = query.get("address")
+        try:
+            entries, total = await daemon.suppressions(
+                query.get("tenant"), address.lower() if address else None, limit, offset
+            )
+        except NotRunning as err:
+            raise BadRequest(str(err), status=409) from None
+        return Response(
+            200,
+            {"entries": [e.describe() for e in entries], "total": total, "offset": offset},
+        )
+
+    async def suppress(request: Request) -> Response:
+        body = request.body
+        for name in body:
+            if name not in ("address", "addresses", "tenant", "reason"):
+                raise BadRequest(f"unknown field {name!r}", field=name)
+        listed = body.get("addresses", [body.get("address")] if "address" in body else None)
+        if not isinstance(listed, list) or not listed or len(listed) > 10000:
+            raise BadRequest("give 'address' or 'addresses' (1 to 10000)", field="address")
+        reason = body.get("reason", "")
+        if not isinstance(reason, str):
+            raise BadRequest("field 'reason' must be a string", field="reason")
+        now = daemon.now()
+        entries = []
+        for item in listed:
+            tenant, address = suppression_key({"tenant": body.get("tenant"), "address": item})
+            entries.append(Entry(tenant or "", address, reason, "operator", now))
+        try:
+            added = await daemon.suppress(entries)
+        except NotRunning as err:
+            raise BadRequest(str(err), status=409) from None
+        return Response(200, {"added": len(added), "entries": [e.describe() for e in added]})
+
+    async def unsuppress(request: Request) -> Response:
+        for name in request.body:
+            if name not in ("address", "tenant"):
+                raise BadRequest(f"unknown field {name!r}", field=name)
+        tenant, address = suppression_key(request.body)
+        try:
+            removed = await daemon.unsuppress(tenant, address)
+        except NotRunning as err:
+            raise BadRequest(str(err), status=409) from None
+        return Response(200, {"removed": 1 if removed else 0})
+
     table: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/summary"): summary,
         ("GET", "/api/v1/bindings"): bindings,
@@ -379,6 +450,9 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("POST", "/api/v1/suspend"): suspend_domain,
         ("POST", "/api/v1/resume"): resume_domain,
         ("GET", "/api/v1/nodes"): nodes,
+        ("GET", "/api/v1/suppressions"): suppressions,
+        ("POST", "/api/v1/suppressions"): suppress,
+        ("POST", "/api/v1/suppressions/remove"): unsuppress,
         ("GET", "/metrics"): metrics,
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): readyz,

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from relay.admin.auth import TokenFileError, parse_tokens
 
@@ -134,8 +134,29 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--binding-group")
         sub.add_argument("--binding", help="the message's explicit binding")
         sub.add_argument("--sender")
+        sub.add_argument("--tenant")
+        sub.add_argument("--campaign")
         sub.add_argument("--older-than", help='received before: e.g. 3600 or "2 hours"')
         sub.set_defaults(admin=name)
+    suppression = commands.add_parser(
+        "suppression", help="the suppression list: list, add, remove entries"
+    )
+    actions = suppression.add_subparsers(metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="entries, by tenant then address")
+    listing.add_argument("--tenant", help="only this tenant's entries")
+    listing.add_argument("--address", help="only this address")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.set_defaults(admin="suppression-list")
+    adding = actions.add_parser("add", help="suppress addresses (globally or for a tenant)")
+    adding.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    adding.add_argument("--tenant", help="for this tenant's mail only (default: all mail)")
+    adding.add_argument("--reason", default="")
+    adding.set_defaults(admin="suppression-add")
+    removing = actions.add_parser("remove", help="take an address off the list")
+    removing.add_argument("address")
+    removing.add_argument("--tenant", help="the tenant's entry (default: the global one)")
+    removing.set_defaults(admin="suppression-remove")
     for name, text in (
         ("suspend-domain", "suspend every binding for a destination domain"),
         ("resume-domain", "lift every binding's suspension for a destination domain"),
@@ -175,6 +196,8 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
                 ("binding_group", args.binding_group),
                 ("binding", args.binding),
                 ("sender", args.sender),
+                ("tenant", args.tenant),
+                ("campaign", args.campaign),
                 ("older_than", args.older_than),
             )
             if value is not None
@@ -182,6 +205,8 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
         if name == "rebind":
             body["target"] = args.target
         return request(url, "POST", f"/api/v1/{name}", body, token=token, cafile=cafile)
+    if name.startswith("suppression-"):
+        return _suppression(args, token)
     if name in ("suspend-domain", "resume-domain"):
         body = {"domain": args.domain}
         if name == "suspend-domain":
@@ -197,6 +222,21 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
     if name == "override":
         body.update(option=args.option, value=args.value)
     return request(url, "POST", f"/api/v1/adaptive/{name}", body, token=token, cafile=cafile)
+
+
+def _suppression(args: argparse.Namespace, token: str | None) -> Any:
+    url, cafile, name = args.url, getattr(args, "cafile", None), args.admin
+    if name == "suppression-list":
+        query = {"limit": args.limit, "offset": args.offset, "tenant": args.tenant}
+        query["address"] = args.address
+        text = urlencode({k: v for k, v in query.items() if v is not None})
+        return request(url, "GET", f"/api/v1/suppressions?{text}", token=token, cafile=cafile)
+    body: dict[str, Any] = {} if args.tenant is None else {"tenant": args.tenant}
+    if name == "suppression-add":
+        body.update(addresses=args.addresses, reason=args.reason)
+        return request(url, "POST", "/api/v1/suppressions", body, token=token, cafile=cafile)
+    body["address"] = args.address
+    return request(url, "POST", "/api/v1/suppressions/remove", body, token=token, cafile=cafile)
 
 
 def refusal(err: urllib.error.HTTPError, token: str | None) -> str:

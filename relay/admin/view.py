@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from relay.adaptive import Event, PairSnapshot, Suspend
 from relay.schedule.statistics import SchedulerStatistics
 from relay.spool.statistics import SpoolStatistics
+from relay.suppress.entries import Entry
 
 
 class NotRunning(Exception):
@@ -38,8 +39,9 @@ class SubmissionRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Submitted:
-    message_id: str
+    message_id: str  # "" when every recipient was suppressed (dropped): nothing queued
     recipients: int
+    suppressed: int = 0  # recipients dropped as on the suppression list
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,8 @@ class MessageFilter:
     binding: str | None = None  # the message's explicit binding (X-Binding / "binding")
     sender: str | None = None
     older_than: float | None = None  # seconds since reception
+    tenant: str | None = None
+    campaign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +153,28 @@ class DaemonView(Protocol):
         """Where the API keeps its own state (the spool directory)."""
         ...
 
+    async def suppressions(
+        self, tenant: str | None, address: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Entry], int]:
+        """A page of the suppression list and how many entries match in all. Raises
+        NotRunning when the list is off (suppression_enabled = false)."""
+        ...
+
+    async def suppress(self, entries: Sequence[Entry]) -> Sequence[Entry]:
+        """Add entries (durable on return); the ones that were new."""
+        ...
+
+    async def unsuppress(self, tenant: str | None, address: str) -> bool:
+        """Remove an entry; False if there was none."""
+        ...
+
     def webhooks(self) -> Mapping[str, Mapping[str, int]]:
         """Each webhook's counts: sent, posts, failures, lag_bytes, lost."""
         ...
 
-    def message(self, message_id: str) -> Mapping[str, object] | None:
+    async def message(self, message_id: str) -> Mapping[str, object] | None:
         """A spooled message: envelope, recipients with their states, attempts, next
-        attempt and last reply; None when the spool does not hold it."""
+        attempt and last reply; None when the spool (no shard of it) holds it."""
 
     def cluster_status(self) -> ClusterStatus | None:
         """None without a cluster stanza."""
@@ -175,8 +194,9 @@ class DaemonView(Protocol):
         """Drop the queued mail `selection` matches: no delivery, no DSN."""
         ...
 
-    def rebind(self, selection: MessageFilter, group: str) -> Taken:
-        """Move the queued mail `selection` matches to binding group `group`."""
+    async def rebind(self, selection: MessageFilter, group: str) -> Taken:
+        """Move the queued mail `selection` matches to binding group `group`, for good
+        (journalled in the spool: a restart keeps the new group)."""
         ...
 
     def suspend_domain(self, domain: str, duration: float, reason: str) -> Sequence[Suspend]:
@@ -197,6 +217,8 @@ class DaemonView(Protocol):
         binding: str | None,
         client_ip: str,
         tls: bool,
+        tenant: str | None = None,
+        campaign: str | None = None,
     ) -> Submitted:
         """Inject one message as SMTP injection would (the same checks and limits);
         returns once it is durable in the spool. Raises SubmissionRefused (nothing

@@ -554,6 +554,20 @@ _opt(
     "/metrics needs a read token too (relay extension; /healthz stays open)",
 )
 _opt(
+    "suppression_enabled",
+    v.BOOLEAN,
+    True,
+    G,
+    "Keep a suppression list: hard bounces and complaints refused at injection (relay ext.)",
+)
+_opt(
+    "suppression_action",
+    v.enum("reject", "drop"),
+    "reject",
+    G,
+    "Suppressed recipients: reject (550 5.7.1) or drop (accept, an event; relay extension)",
+)
+_opt(
     "injection_workers",
     v.integer(0, 64),
     0,
@@ -607,6 +621,20 @@ _opt(
     "Binding group for mail injected here (relay extension)",
 )
 _opt("binding", v.STRING, None, LISTENER, "Binding for mail injected here (relay extension)")
+_opt(
+    "tenant",
+    v.STRING,
+    None,
+    LISTENER,
+    "Tenant of mail injected here without X-Tenant (relay extension)",
+)
+_opt(
+    "campaign",
+    v.STRING,
+    None,
+    LISTENER,
+    "Campaign of mail injected here without X-Campaign (relay extension)",
+)
 _opt(
     "auth_credentials_file",
     v.STRING,
@@ -681,6 +709,8 @@ ACTIVE = frozenset(
         "event_log_max_size",
         "admin_token_file",
         "metrics_require_token",
+        "suppression_action",
+        "suppression_enabled",
         # adaptive delivery (adaptive_scope = global and FBL volume rules wait for later work)
         "adaptive_adjustment_interval",
         "adaptive_alert_email_destination",
@@ -816,6 +846,8 @@ ACTIVE = frozenset(
         "auth_credentials_file",
         "binding",
         "binding_group",
+        "campaign",
+        "tenant",
         "enable",
         "inbound_data_timeout",
         "inbound_idle_timeout",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from relay.inject import replies
 from relay.inject.settings import DEFAULT_GROUP, IPAddress, IPNetwork
+from relay.suppress.entries import Suppressions
 
 
 def client_address(peername: object) -> IPAddress | None:
@@ -55,6 +56,17 @@ def check_recipient(
     if accepted >= max_recipients:
         return replies.TOO_MANY_RECIPIENTS
     return None
+
+
+def suppressed_recipient(
+    suppressions: Suppressions | None, tenant: str | None, address: str
+) -> str | None:
+    """The refusal of a recipient on the suppression list (for a message of `tenant`),
+    or None: accepted, also when the list drops instead of refusing (at the end of
+    DATA, spooling.py)."""
+    if suppressions is None or not suppressions.refuses(tenant, address):
+        return None
+    return replies.suppressed(address)
 
 
 def declared_size(mail_options: Iterable[str]) -> int | None:

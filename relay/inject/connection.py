@@ -41,6 +41,7 @@ from relay.inject.protocol import (
 from relay.inject.settings import InjectSettings, IPAddress, IPNetwork, ListenerSettings
 from relay.inject.spooling import MessageStore, accept, failure_reply, stored_reply
 from relay.spool.model import Envelope
+from relay.suppress.entries import Suppressions
 
 log = logging.getLogger("relay.inject")
 
@@ -62,12 +63,29 @@ class ListenerContext:
     clock: Callable[[], float]
     sessions: set[InjectConnection] = field(default_factory=set)
     draining: bool = False
+    suppression: Suppressions | None = None  # None: no suppression list (turned off)
 
     @property
     def relay_hosts(self) -> tuple[IPNetwork, ...]:
         if self.listener.relay_hosts is not None:
             return self.listener.relay_hosts
         return self.settings.relay_hosts
+
+    def labels(self, client: IPAddress | None) -> tuple[str | None, str | None]:
+        """The tenant and campaign of mail without X-Tenant / X-Campaign from `client`:
+        its peer stanza's, else the listener's."""
+        listener = self.listener
+        peer = listener.peer_for(client) if client is not None and listener.peers else None
+        if peer is None:
+            return listener.tenant, listener.campaign
+        return peer.tenant or listener.tenant, peer.campaign or listener.campaign
+
+    def suppressed(self, client: IPAddress | None, address: str) -> str | None:
+        """At RCPT: refused if suppressed globally or for the listener's (peer's) tenant
+        (a tenant named by X-Tenant is known only at the end of DATA: spooling.py)."""
+        if self.suppression is None:
+            return None
+        return checks.suppressed_recipient(self.suppression, self.labels(client)[0], address)
 
 
 class InjectConnection(asyncio.Protocol):
@@ -255,6 +273,7 @@ class InjectConnection(asyncio.Protocol):
         ctx = self._ctx
         now = ctx.clock()
         group, binding = self._listener_assignment()
+        tenant, campaign = ctx.labels(self._client_ip)
         session = event.session
         reception = Reception(
             client_ip=self._client_text,
@@ -267,6 +286,8 @@ class InjectConnection(asyncio.Protocol):
             received_at=datetime.datetime.fromtimestamp(now, datetime.UTC),
             listener_group=group,
             listener_binding=binding,
+            listener_tenant=tenant,
+            listener_campaign=campaign,
         )
         try:
             return accept(
@@ -277,6 +298,7 @@ class InjectConnection(asyncio.Protocol):
                 settings=ctx.settings,
                 received_at=now,
                 esmtp=event.esmtp,
+                suppression=ctx.suppression,
             )
         except Exception as error:  # a bug, not the client's fault: 451, and keep going
             log.exception("%s: message not spooled", self._client_text)
@@ -288,6 +310,8 @@ class InjectConnection(asyncio.Protocol):
         if peer is not None and (peer.binding_group is not None or peer.binding is not None):
             return peer.binding_group, peer.binding
         return listener.binding_group, listener.binding
+
+        return peer.tenant or listener.tenant, peer.campaign or listener.campaign
 
     def _stored(self, future: asyncio.Future[Envelope]) -> None:
         self._waiting = False

@@ -26,7 +26,8 @@ Where things are decided, each in one place:
   command line may be: `EXTENSIONS`, one row per ESMTP extension;
 - command lines (length, ASCII, unknown commands): `Session._command`;
 - address syntax: `Session._path` (addresses.py); sender policy: `Session._check_sender`;
-  recipient and relay policy: `Session._check_recipient` (checks.py);
+  recipient and relay policy: `Session._check_recipient` (checks.py; the suppression
+  list through `Rules.suppressed`);
 - message data (smuggling, line length, size): the `DataReader` made in `Session._data`;
   BDAT chunks (RFC 3030) go through the same reader (data.ChunkFeeder), so they meet the
   same rules; a BDAT's octets are read even when the command is refused (they are never
@@ -156,6 +157,10 @@ class Rules(Protocol):
 
     @property
     def relay_hosts(self) -> tuple[IPNetwork, ...]: ...
+
+    def suppressed(self, client: IPAddress | None, address: str) -> str | None:
+        """The refusal of a recipient on the suppression list, or None."""
+        ...
 
 
 # --- the command table -----------------------------------------------------------------
@@ -814,12 +819,13 @@ class Session:
 
     def _check_recipient(self, address: str) -> str | None:
         """Recipient and relay policy, for every RCPT: None to accept, or the reply."""
-        return checks.check_recipient(
+        refusal = checks.check_recipient(
             address == "<>",
             may_relay=self._may_relay(),
             accepted=len(self.recipients),
             max_recipients=self.rules.settings.max_recipients,
         )
+        return refusal if refusal is not None else self.rules.suppressed(self.client, address)
 
     def _may_relay(self) -> bool:
         """checks.may_relay for this client, kept until AUTH or a reload changes its inputs

@@ -94,6 +94,7 @@ SHUTTING_DOWN = "421 4.3.2 {host} Service shutting down"
 SPOOL_FULL = "452 4.3.1 Insufficient system storage"
 SPOOL_FAILED = "451 4.3.0 Local error in processing, try again later"
 QUEUED = "250 2.0.0 OK queued as {id}"
+ALL_SUPPRESSED = "250 2.0.0 OK, but every recipient is on the suppression list: nothing queued"
 QUEUED_PREFIX = QUEUED.partition("{")[0]
 
 
@@ -142,6 +143,21 @@ def binding_not_in_group(binding: str, group: str) -> str:
     return (
         f'550 5.7.1 Binding "{_printable(binding)}" is not in binding group "{_printable(group)}"'
     )
+
+
+_SUPPRESSED = " is on the suppression list (an earlier hard bounce or complaint); not accepted"
+
+
+def suppressed(address: str) -> str:
+    return f"550 5.7.1 <{_printable(address)}>{_SUPPRESSED}"
+
+
+def is_suppressed(reply: str) -> bool:
+    return reply.endswith(_SUPPRESSED)
+
+
+def bad_label(name: str) -> str:
+    return f"550 5.6.0 {name}: give 1 to 128 printable characters"
 
 
 def bad_address(reason: str) -> str:

@@ -23,6 +23,7 @@ from relay.inject.connection import InjectConnection, ListenerContext
 from relay.inject.limits import ConnectionLimits
 from relay.inject.settings import InjectSettings, ListenerSettings
 from relay.inject.spooling import MessageStore
+from relay.suppress.entries import Suppressions
 
 log = logging.getLogger("relay.inject")
 
@@ -47,7 +48,9 @@ class Listeners:
         spool: MessageStore,
         clock: Callable[[], float],
         reuse_port: bool = False,
+        suppression: Suppressions | None = None,
     ) -> None:
+        self._suppression = suppression
         self._servers: list[tuple[ListenerContext, asyncio.Server]] = []
         self._spool = spool
         self._clock = clock
@@ -116,6 +119,7 @@ class Listeners:
             tls_context=tls_context,
             limits=self._limits,
             clock=self._clock,
+            suppression=self._suppression,
         )
         self._servers.append((ctx, await _serve(ctx, self._reuse_port)))
 
@@ -169,16 +173,20 @@ async def start_listeners(
     *,
     clock: Callable[[], float] = time.time,
     reuse_port: bool = False,
+    suppression: Suppressions | None = None,
 ) -> Listeners:
     """Open every configured listener in the running loop and start serving.
 
-    `reuse_port` sets SO_REUSEPORT so several worker processes can share the addresses.
+    `reuse_port` sets SO_REUSEPORT so several worker processes can share the addresses;
+    `suppression`: the suppression list every RCPT and message is checked against.
     Raises ListenError (nothing left listening) if any listener cannot be opened, and
     CredentialsError / ssl.SSLError / OSError for a bad credentials file or certificate.
     """
     credentials, tls_context = await _load_security(settings)
     limits = ConnectionLimits(per_ip=settings.max_connections_per_ip)
-    listeners = Listeners(limits, spool=spool, clock=clock, reuse_port=reuse_port)
+    listeners = Listeners(
+        limits, spool=spool, clock=clock, reuse_port=reuse_port, suppression=suppression
+    )
     try:
         for listener in settings.listeners:
             await listeners._open(settings, listener, credentials, tls_context)

@@ -25,6 +25,7 @@ from relay.sign.settings import DkimSettings
 from relay.sign.signer import Signed
 from relay.spool.errors import SpoolError, SpoolFullError
 from relay.spool.model import Envelope, NewMessage
+from relay.suppress.entries import Suppressions
 
 log = logging.getLogger("relay.inject")
 
@@ -63,9 +64,13 @@ def accept(
     settings: InjectSettings,
     received_at: float,
     esmtp: Esmtp | None = None,
+    suppression: Suppressions | None = None,
 ) -> str | asyncio.Future[Envelope]:
     """Prepare and submit one message: the reply refusing it, or the future of its
-    envelope (give it to `stored_reply` once done)."""
+    envelope (give it to `stored_reply` once done). Recipients on the suppression list
+    for the message's tenant are dropped (each reported to `suppression.on_drop`); a
+    message left with none is refused (action reject) or answered without being queued
+    (action drop: an envelope without id)."""
     prepared = prepare(
         content,
         reception,
@@ -76,15 +81,34 @@ def accept(
     if not isinstance(prepared, Prepared):
         log.info("%s: message refused: %s", reception.client_ip, prepared)
         return prepared
+    recipients = reception.recipients
+    if suppression is not None:
+        dropped = suppression.split(prepared.tenant, recipients)
+        if dropped:
+            kept = [i for i in range(len(recipients)) if i not in dropped]
+            if not kept and suppression.action == "reject":
+                log.info("%s: every recipient suppressed", reception.client_ip)
+                return replies.suppressed(recipients[dropped[0]])
+            _report_drops(suppression, sender, prepared, reception, dropped)
+            if not kept:
+                done: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+                done.set_result(
+                    Envelope("", sender, prepared.binding_group, None, received_at, [], 0)
+                )
+                return done
+            recipients = tuple(recipients[i] for i in kept)
+            esmtp = None if esmtp is None else esmtp.keeping(kept)
     message = NewMessage(
         sender=sender,
-        recipients=reception.recipients,
+        recipients=recipients,
         binding_group=prepared.binding_group,
         binding=prepared.binding,
         content=prepared.content,
         received_at=received_at,
         client=(reception.client_ip, reception.helo),
         esmtp=esmtp,
+        tenant=prepared.tenant,
+        campaign=prepared.campaign,
     )
     dkim = settings.dkim
     if dkim is not None and _wants_signing(dkim, message):
@@ -179,6 +203,30 @@ def _stored(
     done.set_result(envelope)
 
 
+def _report_drops(
+    suppression: Suppressions,
+    sender: str,
+    prepared: Prepared,
+    reception: Reception,
+    dropped: list[int],
+) -> None:
+    report = suppression.on_drop
+    for index in dropped:
+        address = reception.recipients[index]
+        log.info("%s: suppressed recipient %s dropped", reception.client_ip, address)
+        if report is not None:
+            report(
+                {
+                    "sender": sender,
+                    "recipient": address,
+                    "tenant": prepared.tenant,
+                    "campaign": prepared.campaign,
+                    "client": reception.client_ip,
+                    "action": "dropped",
+                }
+            )
+
+
 def stored_reply(future: asyncio.Future[Envelope], client: str) -> str:
     """The reply for a finished hand-off: 250 with the id, or why not (never a 2xx)."""
     if future.cancelled():
@@ -189,6 +237,8 @@ def stored_reply(future: asyncio.Future[Envelope], client: str) -> str:
         log.warning("%s: spool refused message: %r", client, error)
         return failure_reply(error)
     stored = future.result()
+    if not stored.message_id:
+        return replies.ALL_SUPPRESSED
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "received %s from %s group=%s binding=%s rcpts=%d size=%d",

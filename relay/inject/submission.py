@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 from relay.inject import addresses, checks, replies
 from relay.inject.data import DataReader
-from relay.inject.message import Reception
+from relay.inject.message import CAMPAIGN_HEADER, TENANT_HEADER, Reception, check_label
 from relay.inject.settings import InjectSettings
 from relay.inject.spooling import MessageStore, accept
 from relay.spool.model import Envelope
+from relay.suppress.entries import Suppressions
 
 
 class Refused(Exception):
@@ -88,12 +89,23 @@ def submit(
     client_ip: str,
     tls: bool,
     received_at: float,
+    tenant: str | None = None,
+    campaign: str | None = None,
+    suppression: Suppressions | None = None,
 ) -> asyncio.Future[Envelope]:
     """Check and hand one message to the store: the future of its envelope (give it to
     `stored_reply`), or Refused. `sender` "" is the null sender; `content` may have any
-    line ends (each bare LF or CR becomes CRLF)."""
+    line ends (each bare LF or CR becomes CRLF). `tenant` / `campaign` are defaults, as a
+    listener's: the content's own X-Tenant / X-Campaign win."""
     raw = content
     checked_sender, checked = envelope(sender, recipients, settings)
+    for name, header, value in (
+        ("tenant", TENANT_HEADER, tenant),
+        ("campaign", CAMPAIGN_HEADER, campaign),
+    ):
+        refusal = None if value is None else check_label(value, header)
+        if refusal is not None:
+            raise Refused(name, refusal)
     if binding_group is not None or binding is not None:
         assigned = checks.assign(
             header_group=None,
@@ -104,6 +116,10 @@ def submit(
         )
         if isinstance(assigned, str):
             raise Refused("binding" if binding else "binding_group", assigned)
+    for index, address in enumerate(checked):  # as at RCPT; X-Tenant is seen in `accept`
+        refusal = checks.suppressed_recipient(suppression, tenant, address)
+        if refusal is not None:
+            raise Refused(f"to[{index}]", refusal)
     data = normalized(raw, settings)
     reception = Reception(
         client_ip=client_ip,
@@ -116,10 +132,18 @@ def submit(
         received_at=datetime.datetime.fromtimestamp(received_at, datetime.UTC),
         listener_group=binding_group,
         listener_binding=binding,
+        listener_tenant=tenant,
+        listener_campaign=campaign,
     )
     result = accept(
-        store, data, reception, sender=checked_sender, settings=settings, received_at=received_at
+        store,
+        data,
+        reception,
+        sender=checked_sender,
+        settings=settings,
+        received_at=received_at,
+        suppression=suppression,
     )
     if isinstance(result, str):  # the content's own X-Binding(-Group), a mail loop, the spool
-        raise Refused("content", result)
+        raise Refused("to" if replies.is_suppressed(result) else "content", result)
     return result

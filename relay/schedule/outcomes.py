@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
 
+from relay.adaptive.classify import BounceClass, classify
 from relay.clock import Clock
 from relay.dispose.decide import Decision, Failed, delay_notice_due
 from relay.outcome import RecipientResult, Remote, Reply
@@ -17,6 +18,17 @@ from relay.spool.model import Recipient, RecipientState
 
 FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
 EventSink = Callable[[str, dict[str, object]], None]
+InvalidRecipient = Callable[[Job, str, Reply], None]
+LAST_ATTEMPTS = 100_000  # messages whose last attempt's binding is remembered
+
+
+def no_such_user(reply: Reply) -> bool:
+    """A permanent failure the bounce classifier calls an invalid recipient (5.1.1,
+    5.1.10, "no such user", ...), from the receiver (not one relay made up)."""
+    if reply.local or reply.code is None or reply.code // 100 != 5:
+        return False
+    enhanced = None if reply.enhanced is None else str(reply.enhanced)
+    return classify(reply.code, enhanced, reply.text).bounce_class is BounceClass.INVALID_RECIPIENT
 
 
 class SpoolJournal(Protocol):
@@ -40,7 +52,12 @@ class OutcomeRecorder:
         self.on_failed = on_failed  # makes the DSN for failed recipients
         self.on_delayed = on_delayed  # makes delay DSNs
         self.on_relayed: FailureHandler | None = None  # makes success DSNs (NOTIFY=SUCCESS)
+        # told of each recipient that failed for good as "no such user" (the suppression list)
+        self.on_invalid_recipient: InvalidRecipient | None = None
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
+        # message id -> (binding group, binding, time) of its last attempt, for the admin's
+        # message lookup: in memory only (lost at a restart), the newest LAST_ATTEMPTS kept
+        self.last_attempts: dict[str, tuple[str, str, float]] = {}
 
     async def record(
         self,
@@ -51,6 +68,7 @@ class OutcomeRecorder:
     ) -> tuple[Job | None, Job | None]:
         """Returns (the retry job for deferred recipients, the job to requeue now)."""
         remote = {r.recipient: r.remote for r in results}
+        self._attempted(job, policy)
         updates: list[Recipient] = []
         if decision.delivered and job.esmtp is not None and self.on_relayed is not None:
             await self._success_notices(job, decision, results, policy)
@@ -68,6 +86,12 @@ class OutcomeRecorder:
                 self.counts["failed"] += 1
                 kind = "expiration" if f.expired else "bounce"
                 self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
+                if (
+                    not f.expired
+                    and self.on_invalid_recipient is not None
+                    and no_such_user(f.reply)
+                ):
+                    self.on_invalid_recipient(job, f.address, f.reply)
         notices = dict(job.notices) if job.notices else {}
         if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
             now = self.clock.now()
@@ -118,6 +142,13 @@ class OutcomeRecorder:
             again = replace(job, recipients=list(decision.requeue), due=self.clock.now())
         return retry, again
 
+    def _attempted(self, job: Job, policy: RouteSettings) -> None:
+        attempts = self.last_attempts
+        attempts.pop(job.message_id, None)  # to the end: the oldest go first
+        attempts[job.message_id] = (job.group, policy.binding, self.clock.now())
+        if len(attempts) > LAST_ATTEMPTS:
+            del attempts[next(iter(attempts))]
+
     async def discard(self, job: Job, reply: Reply, policy: RouteSettings) -> None:
         """The job's recipients end here without a delivery and without a DSN (an
         operator's delete): journalled final, one `deleted` event each."""
@@ -157,7 +188,7 @@ class OutcomeRecorder:
         remote: dict[str, Remote | None],
     ) -> dict[str, object]:
         where = remote.get(address)
-        return {
+        fields: dict[str, object] = {
             "message_id": job.message_id,
             "recipient": address,
             "binding_group": job.group,
@@ -166,3 +197,8 @@ class OutcomeRecorder:
             "response": str(reply),
             "remote": "" if where is None else str(where),
         }
+        if job.tenant is not None:
+            fields["tenant"] = job.tenant
+        if job.campaign is not None:
+            fields["campaign"] = job.campaign
+        return fields

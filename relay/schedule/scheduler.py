@@ -232,8 +232,8 @@ class Scheduler:
 
     def rebind(self, matches: Callable[[Job], bool], group: str) -> list[Job]:
         """Move the queued jobs `matches` selects to binding group `group` (any binding
-        of it), due as they were. In memory: the spool keeps the group the message came
-        with, which a restart goes back to."""
+        of it), due as they were. In memory: the caller journals the new group in the spool
+        (Spool.regroup) so that a restart keeps it."""
         jobs = self.core.take(matches)
         for job in jobs:
             moved = replace(job, group=sys.intern(group), binding=None)
@@ -362,7 +362,10 @@ class Scheduler:
         self, session: Session, conn: Connection, job: Job, policy: RouteSettings, content: bytes
     ) -> list[RecipientResult]:
         if policy.fbl_header:
-            content = fbl_header(conn.binding, conn.domain, job.message_id) + content
+            only = job.recipients[0][1] if len(job.recipients) == 1 else None
+            content = (
+                fbl_header(conn.binding, conn.domain, job.message_id, only, job.tenant) + content
+            )
         message = OutboundMessage(
             job.message_id,
             job.sender,

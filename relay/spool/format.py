@@ -17,8 +17,12 @@ Record bodies:
            or REQUIRETLS parameters: {"ret", "envid", "utf8": 1, "rtls": 1, "notify": [...],
            "orcpt": [...]}, each key only when set, lists by recipient index; records
            written before it existed read back with no parameters)
+           ("tenant" and "campaign" strings only when the message has them: older records
+           and messages without them have none)
   UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
                                     (, delay_notices when > 0)], ...]}
+           (and "group": a new binding group, for an operator's rebind: older relays
+           ignore the key)
   REMOVE   JSON {"id": ...}
 """
 
@@ -162,6 +166,10 @@ def _envelope_json(envelope: Envelope) -> bytes:
         ip, helo = envelope.client
         client = f',"client":[{_STRING(ip)},{"null" if helo is None else _STRING(helo)}]'
     esmtp = "" if envelope.esmtp is None else _esmtp_json(envelope.esmtp)
+    if envelope.tenant is not None:
+        esmtp += f',"tenant":{_STRING(envelope.tenant)}'
+    if envelope.campaign is not None:
+        esmtp += f',"campaign":{_STRING(envelope.campaign)}'
     return (
         f'{{"id":{_STRING(envelope.message_id)},"from":{_STRING(envelope.sender)},'
         f'"group":{_STRING(envelope.binding_group)},"binding":{binding},'
@@ -221,6 +229,20 @@ def reencode_message(envelope: Envelope, old_body: bytes) -> bytes:
 def encode_update(message_id: str, updates: Sequence[tuple[int, Recipient]]) -> bytes:
     doc = {"id": message_id, "rcpt": [_recipient_row(i, r) for i, r in updates]}
     return encode_record(RecordKind.UPDATE, _ENCODE_ASCII(doc).encode())
+
+
+def encode_regroup(message_id: str, group: str) -> bytes:
+    """An UPDATE record that moves the message to binding group `group` (no binding)."""
+    doc = {"id": message_id, "rcpt": [], "group": group}
+    return encode_record(RecordKind.UPDATE, _ENCODE_ASCII(doc).encode())
+
+
+def update_group(body: bytes) -> str | None:
+    """The new binding group an UPDATE record carries, if any (cheap for those without)."""
+    if b'"group":' not in body:
+        return None
+    group = _load_json(body).get("group")
+    return None if group is None else str(group)
 
 
 def encode_remove(message_id: str) -> bytes:
@@ -288,8 +310,18 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         size=len(body) - start,
         client=_client(doc.get("client")),
         esmtp=None if esmtp is None else _esmtp_from(esmtp),
+        tenant=_label(doc.get("tenant"), "tenant"),
+        campaign=_label(doc.get("campaign"), "campaign"),
     )
     return envelope, start
+
+
+def _label(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FormatError(f"bad {name} {value!r}")
+    return sys.intern(value)  # a few tenants and campaigns, many messages
 
 
 def _client(value: object) -> Client | None:

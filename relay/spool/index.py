@@ -5,6 +5,7 @@ Built by recovery, then changed by the store only after the matching record is d
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,6 +55,8 @@ def copy_envelope(envelope: Envelope) -> Envelope:
         envelope.size,
         envelope.client,
         envelope.esmtp,
+        envelope.tenant,
+        envelope.campaign,
     )
 
 
@@ -115,6 +118,16 @@ class SpoolIndex:
             self.forget(message_id)
             return True
         return False
+
+    def regroup(self, message_id: str, group: str) -> bool:
+        """Move a message to another binding group (its explicit binding dropped); False
+        if it is unknown."""
+        entry = self.messages.get(message_id)
+        if entry is None:
+            return False
+        entry.envelope.binding_group = sys.intern(group)
+        entry.envelope.binding = None
+        return True
 
     def sync_segments(self, sizes: dict[int, int]) -> None:
         """Adopt the segment log's view of which segments exist and how big they are."""

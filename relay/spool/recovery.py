@@ -31,6 +31,7 @@ from relay.spool.format import (
     decode_remove,
     decode_update,
     scan_records,
+    update_group,
 )
 from relay.spool.index import Location, SpoolIndex, all_final
 from relay.spool.segments import TEMP_SUFFIX, segment_name, segment_number
@@ -201,6 +202,9 @@ def _replay(index: SpoolIndex, number: int, record: Record, path: str) -> None:
             index.place(envelope, Location(number, record.offset, record.length))
         elif record.kind is RecordKind.UPDATE:
             message_id, updates = decode_update(record.body)
+            group = update_group(record.body)
+            if group is not None:
+                index.regroup(message_id, group)
             index.apply_updates(message_id, updates)
         else:
             index.forget(decode_remove(record.body))

@@ -43,6 +43,7 @@ from relay.spool.format import (
     FormatError,
     RecordKind,
     encode_message,
+    encode_regroup,
     encode_remove,
     encode_update,
     message_content,
@@ -230,6 +231,8 @@ class Spool:
             size=len(message.content),
             client=message.client,
             esmtp=message.esmtp,
+            tenant=message.tenant,
+            campaign=message.campaign,
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:
@@ -311,6 +314,19 @@ class Spool:
             return result
 
         return await self._committer.submit(record, apply)
+
+    async def regroup(self, message_id: str, group: str) -> bool:
+        """Move a queued message to binding group `group` for good (an operator's rebind;
+        its explicit binding is dropped); durable when it returns. False if it is gone."""
+        self._check_open()
+        if self._index.get(message_id) is None:
+            return False
+
+        def apply(_: Location) -> bool:
+            return self._index.regroup(message_id, group)
+
+        result: bool = await self._committer.submit(encode_regroup(message_id, group), apply)
+        return result
 
     def evict(self, message_id: str) -> None:
         """Free a message body from memory (it stays on disk; `load` reads it back)."""

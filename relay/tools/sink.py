@@ -60,6 +60,9 @@ class SinkRules:
     def relay_hosts(self) -> tuple[IPNetwork, ...]:
         return ANYONE
 
+    def suppressed(self, client: object, address: str) -> str | None:
+        return None  # a sink takes every recipient
+
 
 @dataclass(frozen=True, slots=True)
 class Received:

@@ -37,6 +37,8 @@ class DaemonSettings:
     dns_port: int
     mx_failures_fallback_to_a: int | None
     webhooks: tuple[WebhookSettings, ...] = ()
+    suppression_enabled: bool = True
+    suppression_action: str = "reject"  # or "drop"
 
 
 def daemon_settings(config: Config) -> DaemonSettings:
@@ -66,6 +68,8 @@ def daemon_settings(config: Config) -> DaemonSettings:
         dns_port=int(get("dns_port")),
         mx_failures_fallback_to_a=None if fallback is None else int(fallback),
         webhooks=_webhooks(config, Path(str(get("spoolbase"))), get("event_log")),
+        suppression_enabled=bool(get("suppression_enabled")),
+        suppression_action=str(get("suppression_action")),
     )
 
 

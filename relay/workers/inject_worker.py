@@ -16,6 +16,7 @@ import logging
 import signal
 import ssl
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -24,9 +25,10 @@ from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import start_listeners
-from relay.spool.errors import SpoolError
+from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.store import Spool
+from relay.suppress.service import SuppressionList, action_of
 from relay.wiring import compile_settings
 from relay.workers.wire import (
     FrameReader,
@@ -103,6 +105,13 @@ class SchedulerLink:
                 result = await self.spool.update_recipients(
                     message_id, [recipient_from(u) for u in updates]
                 )
+            elif kind == "get":
+                try:
+                    result = envelope_tuple(self.spool.get(payload))
+                except MessageNotFound:
+                    result = None
+            elif kind == "regroup":
+                result = await self.spool.regroup(*payload)
             elif kind == "statistics":
                 result = asdict(self.spool.statistics())
             elif kind == "evict":
@@ -149,9 +158,25 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
             return
         link.notify(
             "complaint",
-            (complaint.binding, complaint.domain, complaint.feedback_type, complaint.message_id),
+            (
+                complaint.binding,
+                complaint.domain,
+                complaint.feedback_type,
+                complaint.message_id,
+                complaint.recipient,
+                complaint.tenant,
+            ),
         )
 
+    suppression: SuppressionList | None = None
+    follow: asyncio.Task[None] | None = None
+    if options.suppression_enabled:  # the daemon's list, followed (it opened the file first)
+        suppression = SuppressionList(
+            options.spoolbase, action=action_of(options.suppression_action), clock=time.time
+        )
+        await suppression.open(writer=False)
+        suppression.memory.on_drop = lambda fields: link.notify("event", ("suppressed", fields))
+        follow = asyncio.create_task(suppression.follow())
     listeners = await start_listeners(
         settings.inject,
         Handoff(
@@ -162,6 +187,7 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
             note=lambda kind, fields: link.notify("event", (kind, fields)),
         ),
         reuse_port=True,
+        suppression=None if suppression is None else suppression.memory,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -175,6 +201,8 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
         try:
             new = compile_settings(await asyncio.to_thread(load, config_path))
             await listeners.reconfigure(new.inject)
+            if suppression is not None:
+                suppression.memory.action = action_of(new.daemon.suppression_action)
         except (ConfigError, OSError, ssl.SSLError, CredentialsError) as err:
             log.error("worker %s: injection settings not reloaded: %s", shard, err)
 
@@ -190,6 +218,11 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await link_task
     await spool.close()
+    if suppression is not None and follow is not None:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
+        await suppression.close()
     return 0
 
 

@@ -31,7 +31,8 @@ from relay.workers.wire import (
 
 log = logging.getLogger("relay.workers")
 OnNew = Callable[..., None]  # (envelope, *, new: bool)
-OnComplaint = Callable[[str, str, str, str], None]
+# (binding, domain, feedback type, message id, recipient or None, tenant or None)
+OnComplaint = Callable[[str, str, str, str, str | None, str | None], None]
 ERRORS: dict[str, type[SpoolError]] = {"MessageNotFound": MessageNotFound}
 
 
@@ -145,6 +146,24 @@ class ShardedSpool:
             self.bodies.discard(message_id)
         return removed
 
+    async def get(self, message_id: str) -> Envelope | None:
+        """A spooled message's envelope as its shard has it, None if no shard holds it."""
+        shard = self.owners.get(message_id)
+        if shard is None:
+            try:
+                return self.local.get(message_id)
+            except MessageNotFound:
+                return None
+        found = await self._link(shard).call("get", message_id)
+        return None if found is None else envelope_from(found)
+
+    async def regroup(self, message_id: str, group: str) -> bool:
+        shard = self.owners.get(message_id)
+        if shard is None:
+            return await self.local.regroup(message_id, group)
+        moved: bool = await self._link(shard).call("regroup", (message_id, group))
+        return moved
+
     def evict(self, message_id: str) -> None:
         shard = self.owners.get(message_id)
         if shard is None:
@@ -234,7 +253,7 @@ class ShardedSpool:
                 elif kind == "complaint":
                     self.on_complaint(*payload)
                 elif kind == "event" and self.on_event is not None:
-                    self.on_event(*payload)
+                    self.on_event(*payload)  # (kind, fields) for the event log
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
             if link is not None:
                 log.warning("injection worker %s disconnected: %s", link.shard, err or "EOF")

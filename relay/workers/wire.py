@@ -4,7 +4,8 @@ plain tuples, over a unix socket only our own processes can open (mode 0600).
 Frames: (kind, request_id, payload). Requests from the scheduler get a reply frame with the
 same id: ("ok", id, result) or ("error", id, (error type name, message)). Workers send
 notifications with id 0: ("hello", 0, shard), ("new", 0, (envelope tuple, content)),
-("complaint", 0, (binding, domain, feedback type, message id)).
+("complaint", 0, (binding, domain, feedback type, message id, recipient, tenant)),
+("event", 0, (kind, fields)) for the event log (a suppressed recipient dropped).
 
 Envelopes and recipients cross as tuples (`envelope_tuple`, `recipient_tuple`): pickling
 the slotted dataclasses goes through Python-level __getstate__/__setstate__, 16 + 15 us
@@ -39,6 +40,8 @@ EnvelopeTuple = tuple[
     int,
     tuple[str, str | None] | None,
     Esmtp | None,
+    str | None,
+    str | None,
 ]
 
 
@@ -100,9 +103,11 @@ def envelope_tuple(e: Envelope) -> EnvelopeTuple:
         e.size,
         e.client,
         e.esmtp,
+        e.tenant,
+        e.campaign,
     )
 
 
 def envelope_from(t: EnvelopeTuple) -> Envelope:
     recipients = [recipient_from(r) for r in t[5]]
-    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8])
+    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8], t[9], t[10])

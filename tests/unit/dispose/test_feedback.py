@@ -45,3 +45,24 @@ def test_not_an_arf_report() -> None:
 
 def test_header_values_are_made_safe() -> None:
     assert fbl_header("b 1", "d;x", "id\r\n") == b"X-Relay-FBL: b=b_1; d=d_x; i=id__\r\n"
+
+
+@pytest.mark.parametrize("part", ["message/rfc822", "text/rfc822-headers"])
+def test_the_recipient_and_tenant_come_back_from_the_header(part: str) -> None:
+    marked = fbl_header("b1", "example.com", "M7", "a+b@example.com", "shop; co")
+    assert marked == (
+        b"X-Relay-FBL: b=b1; d=example.com; i=M7; r=a+b@example.com; t=shop%3B%20co\r\n"
+    )
+    report = arf(part).replace(fbl_header("mkt-1", "example.com", "M42"), marked)
+    assert parse_arf(report) == Complaint(
+        "b1", "example.com", "abuse", "M7", "a+b@example.com", "shop; co"
+    )
+
+
+def test_the_reports_original_rcpt_to_is_preferred() -> None:
+    report = arf("message/rfc822").replace(
+        b"Version: 1\r\n", b"Version: 1\r\nOriginal-Rcpt-To: <user@example.com>\r\n"
+    )
+    complaint = parse_arf(report)
+    assert complaint is not None and complaint.recipient == "user@example.com"
+    assert complaint.tenant is None

@@ -44,6 +44,10 @@ GREETING = b"220 relay.test ESMTP relay\r\n"
 class Rules:
     settings: InjectSettings
     relay_hosts: tuple[IPNetwork, ...]
+    refused: frozenset[str] = frozenset()  # recipients "on the suppression list"
+
+    def suppressed(self, client: object, address: str) -> str | None:
+        return replies.suppressed(address) if address in self.refused else None
 
 
 def rules(**overrides: object) -> Rules:
@@ -977,3 +981,23 @@ def test_bdat_is_data_however_the_content_is_chunked_and_the_bytes_cut(
     )
     if isinstance(events[0], MessageComplete):
         assert via_bdat[0].endswith(b"250 2.0.0 OK queued as m1\r\n")
+
+
+def test_rcpt_refuses_a_suppressed_recipient_and_takes_the_others() -> None:
+    machine = Session(
+        dataclasses.replace(rules(), refused=frozenset({"gone@x.test"})),
+        hostname="relay.test",
+        client=INSIDE,
+        tls_available=False,
+        mechanisms=(),
+    )
+    machine.take_output()
+    out, events = converse(
+        machine,
+        lines("EHLO c", "MAIL FROM:<s@y.test>", "RCPT TO:<gone@x.test>", "RCPT TO:<ok@x.test>")
+        + lines("DATA")
+        + [b"Subject: s\r\n\r\nbody\r\n.\r\n"],
+    )
+    assert replies.suppressed("gone@x.test").encode() + b"\r\n" in out
+    (done,) = [e for e in events if isinstance(e, MessageComplete)]
+    assert done.recipients == ("ok@x.test",)
