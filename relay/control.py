@@ -27,6 +27,7 @@ from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock
 from relay.config import load
 from relay.config.model import Config
+from relay.deliver.tls_report_send import TlsReports
 from relay.dispose.events import EventLog
 from relay.handoff import Handoff
 from relay.inject import submission
@@ -61,6 +62,7 @@ class RunningDaemon(Protocol):
     events: EventLog
     suspensions: SuspensionTable
     last_spool_statistics: dict[str, SpoolStatistics]
+    tls_reports: TlsReports | None
 
     async def spool_statistics(self) -> dict[str, SpoolStatistics]: ...
 
@@ -175,6 +177,21 @@ class DaemonControl:
 
     def webhooks(self) -> Mapping[str, Mapping[str, int]]:
         return {w.settings.name: asdict(w.statistics) for w in self._daemon.webhooks}
+
+    def tls_counts(self) -> Sequence[Mapping[str, object]]:
+        reports = self._daemon.tls_reports
+        if reports is None:
+            raise NotRunning("delivery has not started")
+        return [
+            {
+                "day": b.day,
+                "domain": b.domain,
+                "policy_type": b.policy_type,
+                "successes": b.successes,
+                "failures": b.by_result(),
+            }
+            for b in sorted(reports.counts.day(self.now()), key=lambda b: (b.domain, b.policy_type))
+        ]
 
     def message(self, message_id: str) -> Mapping[str, object] | None:
         spool = self._daemon.spool

@@ -6,7 +6,7 @@ of each MX host that has usable TLSA records; each session is counted for TLS re
 `DeliveryTlsPolicy` is what `open_connection` asks per destination (`for_host`) and tells
 about each session (`succeeded` / `failed`). The decisions are pure functions:
 `sts_settings` (the stricter of the configuration and the policy's mode), `sts_hosts`
-(enforce: only matching MX hosts), `testing_result` (what enforce would have said) and
+(enforce: only matching MX hosts), `enforce_verdict` (what enforce would have said) and
 `classify_tls_failure` (an RFC 8460 result type for a failed STARTTLS).
 """
 
@@ -31,10 +31,10 @@ __all__ = [
     "HostRequirement",
     "OutboundTls",
     "classify_tls_failure",
+    "enforce_verdict",
     "policy_lines",
     "sts_hosts",
     "sts_settings",
-    "testing_result",
 ]
 
 
@@ -76,7 +76,7 @@ def sts_hosts(route: Route, policy: Policy | None) -> Route:
     return replace(route, hosts=hosts, destinations=destinations)
 
 
-def testing_result(
+def enforce_verdict(
     policy: Policy, mx_host: str, tls: bool, leaf: bytes | None, now: datetime.datetime
 ) -> str | None:
     """What enforce would have said of a session that went ahead (mode testing): None if
@@ -192,7 +192,7 @@ class DeliveryTlsPolicy:
             and not self._is_dane(destination)
         ):
             now = datetime.datetime.fromtimestamp(self.now(), datetime.UTC)
-            result = testing_result(self.sts, destination.mx_host, tls, leaf, now)
+            result = enforce_verdict(self.sts, destination.mx_host, tls, leaf, now)
         self._count(destination, result)
 
     def failed(self, destination: Destination, result: str) -> None:
