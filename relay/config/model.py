@@ -344,6 +344,8 @@ class _Builder:
         if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
+        if kind == o.DANE_MODULE:  # Momentum loads the module so; relay needs only use_dane
+            return Block(o.DANE_MODULE, None, (o.DANE_MODULE,))
         if kind == o.ESMTP_LISTENER:
             if self.listener is None:
                 self.listener = Block(o.ESMTP_LISTENER, None, (o.ESMTP_LISTENER,))

@@ -29,6 +29,7 @@ PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
 WEBHOOK = "webhook"
+DANE_MODULE = "dane"  # Momentum's `dane {}` module stanza: accepted, holds no options
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -825,6 +826,9 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
         StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
         StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
+        StanzaKind(
+            DANE_MODULE, False, frozenset({GLOBAL}), "the DANE module (use_dane turns DANE on)"
+        ),
     )
 }
 

@@ -288,11 +288,13 @@ async def _starttls(
         return
     if settings.tls_verify == "host":
         cert = channel.peer_certificate() or {}
-        if not peer_matches(cert, (destination.mx_host, domain)):
+        names: tuple[str, ...] = (destination.mx_host, domain)
+        if tls_policy is not None:
+            names = tls_policy.certificate_names(destination)
+        if not peer_matches(cert, names):
             channel.close()
-            reply = Reply.make(
-                451, "4.7.5", f"certificate does not name {destination.mx_host} or {domain}"
-            )
+            wanted = " or ".join(names)
+            reply = Reply.make(451, "4.7.5", f"certificate does not name {wanted}")
             raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "host name mismatch")
 
 

@@ -172,6 +172,13 @@ class DeliveryTlsPolicy:
             self._count(destination, found.failure, "tlsa")
         return HostRequirement()
 
+    def certificate_names(self, destination: Destination) -> tuple[str, ...]:
+        """The names a verified certificate must carry one of: an enforced MTA-STS policy
+        allows the MX host name only (RFC 8461 4.2); else the MX host or the domain."""
+        if self.sts is not None and self.sts_enabled and self.sts.mode is Mode.ENFORCE:
+            return (destination.mx_host,)
+        return (destination.mx_host, self.domain)
+
     def check_dane(
         self, records: Sequence[TlsaRecord], chain: Sequence[bytes], destination: Destination
     ) -> str | None:

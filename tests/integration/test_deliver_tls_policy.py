@@ -212,7 +212,7 @@ async def test_enforce_with_no_matching_mx_defers(
     assert today(s) == {"sts": (0, {"validation-failure": 1})}
 
 
-@pytest.mark.parametrize("problem", ["no-starttls", "wrong-name", "untrusted"])
+@pytest.mark.parametrize("problem", ["no-starttls", "wrong-name", "domain-name", "untrusted"])
 async def test_enforce_without_verified_tls_defers_and_never_sends_in_clear(
     problem: str,
     dns_server: DnsServerFactory,
@@ -225,6 +225,7 @@ async def test_enforce_without_verified_tls_defers_and_never_sends_in_clear(
     context = {
         "no-starttls": None,
         "wrong-name": sink_tls("mx9.example.test"),
+        "domain-name": sink_tls(DOMAIN),  # RFC 8461 4.2: the MX name, not the domain's
         "untrusted": server_tls_context(trustme.CA().issue_cert("mx1.example.test")),
     }[problem]
     sink = await smtp_sink("127.0.0.2", tls_context=context)
@@ -245,6 +246,7 @@ async def test_enforce_without_verified_tls_defers_and_never_sends_in_clear(
     expected = {
         "no-starttls": "starttls-not-supported",
         "wrong-name": "certificate-host-mismatch",
+        "domain-name": "certificate-host-mismatch",
         "untrusted": "certificate-not-trusted",
     }[problem]
     assert today(s) == {"sts": (0, {expected: 1})}
