@@ -19,7 +19,7 @@ import trustme
 from relay.admin.client import request
 from relay.clock import ManualClock
 from tests.integration.relay_harness import RelayFactory
-from tests.integration.test_deliver_tls_policy import DOMAIN, POLICY_HOST, PolicyServer
+from tests.integration.test_deliver_tls_policy import DOMAIN, POLICY_HOST, PolicyServer, sts_policy
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.unit.deliver.test_tls_report import check_rfc8460
 
@@ -106,5 +106,50 @@ binding_group "g" {{
         assert entry["policy"]["policy-domain"] == DOMAIN
         assert entry["policy"]["mx-host"] == ["*.example.test"]
         assert entry["summary"]["total-successful-session-count"] == 1
+    finally:
+        await policy.stop()
+
+
+async def test_enforce_defers_but_tls_required_no_waives_the_policy(
+    relay_factory: RelayFactory,
+    dns_server: DnsServerFactory,
+    smtp_sink: SinkFactory,
+    tls_ca: trustme.CA,
+    tls_ca_file: str,
+) -> None:
+    policy = await PolicyServer(text=sts_policy(mx="*.nowhere.test")).start(tls_ca)
+    try:
+        sink = await smtp_sink("127.0.0.12")  # no STARTTLS, and not an MX the policy names
+        dns = await dns_server(
+            {
+                DOMAIN: {"MX": ["10 mx1.example.test."]},
+                "mx1.example.test": {"A": ["127.0.0.12"]},
+                f"mta-sts.{DOMAIN}": {"A": [POLICY_HOST]},
+                f"_mta-sts.{DOMAIN}": {"TXT": ['"v=STSv1; id=1;"']},
+            }
+        )
+        relay = await relay_factory(
+            f"""
+remote_smtp_port = {sink.port}
+use_mta_sts = true
+tls_ca = "{tls_ca_file}"
+mta_sts_https_port = {policy.port}
+binding_group "g" {{
+  binding "b1" {{ bind_address = 127.0.0.13 }}
+}}
+""",
+            dns=dns,
+            listener='binding_group = "g"',
+        )
+        await relay.send("a@sender.test", ["kept@example.test"], subject="held")
+        await relay.wait(lambda: len(relay.events("transient_failure")) >= 1)
+        failure = relay.events("transient_failure")[0]
+        assert "MTA-STS" in str(failure)
+        assert sink.messages == []
+        # RFC 8689 5: TLS-Required: No sends regardless of MTA-STS (and DANE)
+        await relay.send("a@sender.test", ["waived@example.test"], headers={"TLS-Required": "No"})
+        await relay.wait(lambda: len(sink.messages) == 1)
+        assert sink.messages[0].rcpt_tos == ["waived@example.test"]
+        assert sink.messages[0].tls is False
     finally:
         await policy.stop()
