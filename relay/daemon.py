@@ -277,6 +277,16 @@ class Daemon:
         )
         return OutboundTls(resolver, sts, reports.counts, self.clock.now), reports
 
+    def _reload_outbound_tls(
+        self, options: DaemonSettings, tls: OutboundTls, reports: TlsReports
+    ) -> None:
+        """The TLS policy options a reload changes at once (the policy store stays)."""
+        tls.sts.https_port = options.mta_sts_https_port
+        reports.enabled = options.tls_reporting
+        reports.organization = options.tls_report_organization or options.hostname
+        reports.contact = options.tls_report_contact or f"postmaster@{options.hostname}"
+        reports.ca_file = options.tls_ca
+
     async def _send_own_mail(
         self, sender: str, recipients: tuple[str, ...], content: bytes
     ) -> None:
@@ -354,6 +364,8 @@ class Daemon:
         self.events.keep = settings.daemon.event_log_keep
         if self.gates is not None:
             self.gates.limits = settings.host_limits
+        if self.outbound_tls is not None and self.tls_reports is not None:
+            self._reload_outbound_tls(settings.daemon, self.outbound_tls, self.tls_reports)
         if self.scheduler is not None:
             selector, _ = build_selector(
                 settings.groups, settings.bindings.values(), self.suspensions

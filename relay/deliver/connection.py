@@ -189,6 +189,7 @@ async def _open_one(
         connection = OutboundConnection(
             settings, domain, channel, extensions, remote, tls_active, stack
         )
+        connection.dane_verified = tls_active and bool(dane)
         if tls_policy is not None:
             chain = channel.peer_chain() if tls_active else []
             tls_policy.succeeded(destination, tls_active, chain[0] if chain else None)
@@ -315,6 +316,7 @@ class OutboundConnection:
         self.domain = domain
         self.remote = remote
         self.tls = tls
+        self.dane_verified = False  # the certificate matched the MX host's TLSA records
         self._channel = channel
         self._extensions = extensions  # from the last EHLO, lower-case names
         self._pipelining = "pipelining" in extensions  # RFC 2920
@@ -493,11 +495,13 @@ class OutboundConnection:
 
     def _refusal(self, message: MessageLike, size: int) -> Reply | None:
         """Why this message cannot go over this connection at all (a permanent failure for
-        each recipient): REQUIRETLS (RFC 8689) without verified TLS or a next hop that
-        offers REQUIRETLS, or more octets than the server's SIZE."""
+        each recipient): REQUIRETLS (RFC 8689) without verified TLS (tls_verify = host,
+        or DANE) or a next hop that offers REQUIRETLS, or more octets than the server's
+        SIZE."""
         esmtp = message.esmtp
         if esmtp is not None and esmtp.requiretls:
-            if not self.tls or self.settings.tls_verify != "host":
+            verified = self.settings.tls_verify == "host" or self.dane_verified
+            if not self.tls or not verified:
                 return Reply.make(
                     550,
                     "5.7.10",

@@ -27,10 +27,12 @@ from relay.deliver.sts_fetch import PolicyStore, StsPolicies
 from relay.deliver.tls_policy import OutboundTls
 from relay.deliver.tls_report import Session, TlsCounts
 from relay.deliver.tls_report_send import TlsReports
+from relay.esmtp import Esmtp
 from relay.schedule.smtp_transport import SmtpTransport
 from relay.schedule.transport import ConnectFailed
 from tests.support.dns_server import DnsServer
 from tests.support.fixtures import DnsServerFactory, SinkFactory
+from tests.support.esmtp_sink import EsmtpSink
 from tests.support.http_sink import HttpSink
 from tests.support.messages import make_message
 from tests.support.sinks import server_tls_context
@@ -610,3 +612,28 @@ async def test_daily_report_is_posted_and_mailed_as_rfc8460_json(
         assert json.loads(state.read_text())["buckets"] == []
     finally:
         await endpoint.stop()
+
+
+async def test_requiretls_goes_over_a_dane_verified_session(
+    dns_server: DnsServerFactory, tmp_path: Path
+) -> None:
+    leaf = trustme.CA().issue_cert("mx1.example.test")
+    async with EsmtpSink(
+        "127.0.0.2", extensions=["PIPELINING", "REQUIRETLS"], tls_context=server_tls_context(leaf)
+    ) as sink:
+        s = await setup(
+            dns_server,
+            dane_zone(sink.port, tlsa_for(leaf)),
+            sink.port,
+            1,
+            tmp_path,
+            use_dane=True,
+        )  # tls_verify = no: DANE is the verification REQUIRETLS needs (RFC 8689 2)
+        session = await s.transport.open("default", DOMAIN, s.settings)
+        try:
+            message = make_message("rcpt@example.test", esmtp=Esmtp(requiretls=True))
+            results = await session.send(message)
+        finally:
+            await session.close()
+        assert [r.outcome for r in results] == [Outcome.DELIVERED]
+        assert sink.messages[0].tls and "REQUIRETLS" in sink.messages[0].mail
