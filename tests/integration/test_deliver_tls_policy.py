@@ -31,8 +31,8 @@ from relay.esmtp import Esmtp
 from relay.schedule.smtp_transport import SmtpTransport
 from relay.schedule.transport import ConnectFailed
 from tests.support.dns_server import DnsServer
-from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.esmtp_sink import EsmtpSink
+from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.http_sink import HttpSink
 from tests.support.messages import make_message
 from tests.support.sinks import server_tls_context
