@@ -30,7 +30,7 @@ from relay.deliver.tls_report_send import TlsReports
 from relay.esmtp import Esmtp
 from relay.schedule.smtp_transport import SmtpTransport
 from relay.schedule.transport import ConnectFailed
-from tests.support.dns_server import DnsServer
+from tests.support.dns_server import SERVFAIL, DnsServer
 from tests.support.esmtp_sink import EsmtpSink
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.http_sink import HttpSink
@@ -637,3 +637,37 @@ async def test_requiretls_goes_over_a_dane_verified_session(
             await session.close()
         assert [r.outcome for r in results] == [Outcome.DELIVERED]
         assert sink.messages[0].tls and "REQUIRETLS" in sink.messages[0].mail
+
+
+async def test_dane_tlsa_lookup_failure_of_a_signed_host_defers(
+    dns_server: DnsServerFactory, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    sink = await smtp_sink("127.0.0.2")
+    names = dane_zone(sink.port, "3 1 1 00")
+    names[f"_{sink.port}._tcp.mx1.example.test"] = {"TLSA": SERVFAIL, "ad": True}
+    s = await setup(dns_server, names, sink.port, 1, tmp_path, use_dane=True)
+    with pytest.raises(ConnectFailed) as failed:
+        await deliver(s)
+    assert "TLSA" in failed.value.reply.text and not failed.value.permanent
+    assert sink.messages == []
+    assert today(s) == {"tlsa": (0, {"dnssec-invalid": 1})}
+
+
+async def test_only_unusable_tlsa_records_mean_opportunistic_tls(
+    dns_server: DnsServerFactory, smtp_sink: SinkFactory, tmp_path: Path
+) -> None:
+    leaf = trustme.CA().issue_cert("mx1.example.test")
+    sink = await smtp_sink("127.0.0.2", tls_context=server_tls_context(leaf))
+    pkix_ee = tlsa_for(leaf).replace("3 ", "1 ", 1)  # PKIX-EE: unusable for SMTP
+    s = await setup(
+        dns_server,
+        dane_zone(sink.port, pkix_ee),
+        sink.port,
+        1,
+        tmp_path,
+        use_dane=True,
+        tls="ifavailable",
+    )
+    assert [r.outcome for r in await deliver(s)] == [Outcome.DELIVERED]
+    assert sink.messages[0].tls is True
+    assert today(s) == {"tlsa": (0, {"tlsa-invalid": 1}), "no-policy-found": (1, {})}
