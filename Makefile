@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/relay.conf
 
-.PHONY: run test lint bench bench-quick bench-deps check-config clean docker docker-test
+.PHONY: run test test-deps lint bench bench-quick bench-deps check-config clean docker docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/relay serve -c $(CONFIG)
 
-test: $(STAMP)
+# The cluster tests run a real redis-server (Debian's package) on a loopback port.
+test-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server || { \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }; }
+
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -15,6 +15,7 @@ from relay.config.model import Config
 from relay.config.printer import quote
 from relay.tools.commands import add_commands as add_tool_commands
 from relay.wiring import compile_settings
+from relay.wiring.dkim import dkim_settings
 
 DEFAULT_CONFIG = "config/relay.conf"
 EXIT_CONFIG = 2
@@ -89,13 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=cmd_eval)
 
     add_tool_commands(commands)  # sink, health
+    dkim = commands.add_parser("dkim", help="DKIM signing tools", description="DKIM signing tools.")
+    dkim_commands = dkim.add_subparsers(title="dkim commands", metavar="COMMAND")
+    record = dkim_commands.add_parser(
+        "record",
+        help="print the DNS TXT records to publish for a domain's signing keys",
+        description="Print, as zone-file lines, the TXT record of every key relay signs "
+        "DOMAIN's mail with (one per opendkim stanza that has a key for it).",
+    )
+    record.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="configuration file")
+    record.add_argument("domain", metavar="DOMAIN", help="the From: domain")
+    record.set_defaults(handler=cmd_dkim_record)
     return parser
 
 
 def load_or_report(path: str) -> Config | None:
+    """The configuration, with every DKIM key loaded once to prove it loads; None (the
+    errors printed) when something is wrong."""
     try:
         config = load(path)
         compile_settings(config)  # the checks across options (e.g. admin_listen's)
+        dkim_settings(config)
         return config
     except ConfigError as err:
         report(path, err)
@@ -129,6 +144,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{args.file}: OK: {summary(config)}")
+    dkim = dkim_settings(config)
+    for profile, domain, spec in dkim.keys() if dkim is not None else ():
+        print(
+            f'dkim: opendkim "{profile}": {domain} d={spec.domain or domain} s={spec.selector} '
+            f"{spec.algorithm}: "
+            f"{spec.key.kind} {spec.key.bits}-bit key {spec.key.path} loads "
+            f"(publish: relay dkim record -c {args.file} {'DOMAIN' if domain == '*' else domain})"
+        )
+    return 0
+
+
+def cmd_dkim_record(args: argparse.Namespace) -> int:
+    from relay.sign.keys import txt_record
+
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    dkim = dkim_settings(config)
+    domain = args.domain.lower().rstrip(".")
+    lines = []
+    for profile in dkim.profiles if dkim is not None else ():
+        spec = profile.spec_for(domain)
+        if spec is not None:
+            lines.append(f'; opendkim "{profile.name}" ({spec.algorithm})')
+            lines.append(txt_record(spec.selector, spec.domain or domain, spec.key))
+    if not lines:
+        print(f"error: no opendkim stanza in {args.config} has a key for {domain}", file=sys.stderr)
+        return EXIT_CONFIG
+    print("\n".join(lines))
     return 0
 
 

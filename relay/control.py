@@ -14,8 +14,11 @@ from typing import Any, Protocol
 from relay.adaptive import Event, PairSnapshot, Suspend
 from relay.admin.view import (
     BindingView,
+    ClusterStatus,
+    ClusterUnavailable,
     Health,
     MessageFilter,
+    NoCluster,
     NotFromFile,
     NotRunning,
     SubmissionRefused,
@@ -25,6 +28,8 @@ from relay.admin.view import (
 )
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock
+from relay.cluster.node import ClusterNode
+from relay.cluster.store import RedisUnavailable
 from relay.config import load
 from relay.config.model import Config
 from relay.deliver.tls_report_send import TlsReports
@@ -62,6 +67,7 @@ class RunningDaemon(Protocol):
     events: EventLog
     suspensions: SuspensionTable
     last_spool_statistics: dict[str, SpoolStatistics]
+    cluster: ClusterNode | None
     tls_reports: TlsReports | None
 
     async def spool_statistics(self) -> dict[str, SpoolStatistics]: ...
@@ -143,6 +149,22 @@ class DaemonControl:
             ]
             for group in daemon.config.groups
         }
+
+    def cluster_status(self) -> ClusterStatus | None:
+        node = self._daemon.cluster
+        if node is None:
+            return None
+        return ClusterStatus(node.name, node.store.up, node.store.fallbacks, node.live)
+
+    async def cluster_nodes(self) -> Sequence[Mapping[str, object]]:
+        node = self._daemon.cluster
+        if node is None:
+            raise NoCluster("this node has no cluster stanza")
+        try:
+            rows = await node.nodes()
+        except RedisUnavailable as err:
+            raise ClusterUnavailable(f"Redis cannot be asked now: {err}") from None
+        return [asdict(row) for row in rows]
 
     def suspended_counts(self) -> Mapping[str, int]:
         return {binding: len(domains) for binding, domains in self._suspended_now().items()}

@@ -29,6 +29,7 @@ from relay.admin.idempotency import IdempotencyStore
 from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock, SystemClock
+from relay.cluster.node import ClusterNode, read_password
 from relay.config import ConfigError, Location, Problem, load
 from relay.config.model import Config
 from relay.control import DaemonControl
@@ -77,6 +78,7 @@ class Daemon:
         self.bouncer: Bouncer | None = None
         self.adaptive: AdaptiveLink | None = None
         self.gates: HostGates | None = None
+        self.cluster: ClusterNode | None = None
         self.outbound_tls: OutboundTls | None = None
         self.tls_reports: TlsReports | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -137,8 +139,14 @@ class Daemon:
                 self.queue,
                 self.count_complaint,
                 options.max_resident_messages,
+                on_event=self.events,
             )
             spool_access = self.shards
+        if settings.cluster is not None:
+            self.cluster = ClusterNode(
+                settings.cluster, self._queue_size, read_password(settings.cluster)
+            )
+            await self.cluster.start()
         self.scheduler = Scheduler(
             spool_access,
             settings.routes,
@@ -147,8 +155,11 @@ class Daemon:
             self.clock,
             events=self.events,
             adaptive=self.adaptive,
+            shared=self.cluster.limits if self.cluster is not None else None,
         )
         self.adaptive.send_alert = self._send_own_mail
+        if self.cluster is not None:
+            await self.cluster.share_holds(self.adaptive, self.clock.now, self.scheduler.wake)
         self.bouncer = Bouncer(
             spool_access,
             self.scheduler.submit,
@@ -173,7 +184,11 @@ class Daemon:
             asyncio.create_task(tls_reports.run(self.clock.sleep, TLS_REPORT_INTERVAL))
         )
         self.handoff = Handoff(
-            self.spool.submit, self.announce, self.complaint, options.fbl_address
+            self.spool.submit,
+            self.announce,
+            self.complaint,
+            options.fbl_address,
+            note=self.events,
         )
         admin = options.admin_listen
         if admin is not None:
@@ -304,6 +319,13 @@ class Daemon:
         )
         self.scheduler.submit(envelope)
 
+    def _queue_size(self) -> int:
+        """Jobs waiting or in flight here (the cluster heartbeat reports it)."""
+        if self.scheduler is None:
+            return 0
+        stats = self.scheduler.statistics()
+        return stats.scheduled + stats.due + stats.ready + stats.in_flight
+
     async def spool_statistics(self) -> dict[str, SpoolStatistics]:
         """The daemon's own spool ("local") and, with injection workers, each shard; the
         last figures are kept for the metrics collector (which cannot wait)."""
@@ -403,6 +425,8 @@ class Daemon:
             await self.idempotency.close()
         if self.scheduler is not None:
             await self.scheduler.stop(deadline=grace)
+        if self.cluster is not None:
+            await self.cluster.stop()  # after the scheduler: its leases are released
         for task in self._background:
             task.cancel()
         if self.shards is not None:
@@ -536,7 +560,7 @@ async def _main(config: Config, path: str) -> int:
     def reload() -> None:
         try:
             new = load(path)
-            compile_settings(new)  # the checks across options, before anything changes
+            compile_settings(new)  # key files too: a bad one keeps the running configuration
         except ConfigError as err:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return

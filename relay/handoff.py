@@ -18,6 +18,11 @@ from relay.spool.model import Envelope, NewMessage
 log = logging.getLogger("relay")
 Announce = Callable[[Envelope, NewMessage], None]
 Complain = Callable[[Complaint | None, NewMessage], None]
+Note = Callable[[str, dict[str, object]], None]  # an event-log record: kind and fields
+
+
+def _no_note(kind: str, fields: dict[str, object]) -> None:
+    return None
 
 
 class Handoff:
@@ -27,8 +32,10 @@ class Handoff:
         announce: Announce,
         complain: Complain,
         fbl_address: str | None = None,
+        note: Note = _no_note,
     ) -> None:
         self._submit = submit
+        self.note = note  # what injection says about a message (e.g. dkim_unsigned)
         self.announce = announce
         self.complain = complain
         self.fbl_address = fbl_address.lower() if fbl_address else None

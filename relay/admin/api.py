@@ -19,6 +19,7 @@ POST /api/v1/suspend            {"domain", "duration", "reason"}: every binding,
 POST /api/v1/resume             {"domain"}: lift every binding's suspension for a domain
   a filter: any of "domain", "binding_group", "binding", "sender", "older_than" (seconds
   or "4 hours"); at least one; every field given must match
+GET  /api/v1/nodes              the cluster's live nodes (404 without a cluster stanza)
 GET  /metrics                   Prometheus text format (open unless metrics_require_token)
 GET  /healthz                   200 when the spool is writable and the listeners are up (open)
 GET  /readyz                    200 once recovery has finished (open)
@@ -37,8 +38,10 @@ from relay.admin.http import BadRequest, Endpoint, Handler, Request, Response, R
 from relay.admin.idempotency import MAX_KEY, Answer, IdempotencyStore, KeyReused
 from relay.admin.metrics import render_metrics
 from relay.admin.view import (
+    ClusterUnavailable,
     DaemonView,
     MessageFilter,
+    NoCluster,
     NotFromFile,
     NotRunning,
     SubmissionRefused,
@@ -242,6 +245,16 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
             )
         return Response(200, {"reloaded": path})
 
+    async def nodes(request: Request) -> Response:
+        status = daemon.cluster_status()
+        try:
+            rows = await daemon.cluster_nodes()
+        except NoCluster as err:
+            return Response(404, {"error": str(err)})
+        except ClusterUnavailable as err:
+            return Response(503, {"error": str(err), "cluster": asdict(status) if status else None})
+        return Response(200, {"cluster": asdict(status) if status else None, "nodes": list(rows)})
+
     async def metrics(request: Request) -> Response:
         await daemon.spool_statistics()  # the workers' shards, asked now
         return Response(200, render_metrics(daemon), "text/plain; version=0.0.4")
@@ -372,6 +385,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("POST", "/api/v1/rebind"): rebind,
         ("POST", "/api/v1/suspend"): suspend_domain,
         ("POST", "/api/v1/resume"): resume_domain,
+        ("GET", "/api/v1/nodes"): nodes,
         ("GET", "/metrics"): metrics,
         ("GET", "/healthz"): healthz,
         ("GET", "/readyz"): readyz,

@@ -96,6 +96,23 @@ class RelayCollector(Collector):
         for binding, count in sorted(daemon.suspended_counts().items()):
             suspended.add_metric([binding], count)
         yield suspended
+        cluster = daemon.cluster_status()
+        if cluster is not None:
+            yield GaugeMetricFamily(
+                "relay_cluster_redis_up",
+                "1 while Redis answers (cluster limits shared), 0 on local shares",
+                value=int(cluster.redis_up),
+            )
+            yield CounterMetricFamily(
+                "relay_cluster_fallbacks",
+                "Times Redis became unavailable and this node fell back to its local shares",
+                value=cluster.fallbacks,
+            )
+            yield GaugeMetricFamily(
+                "relay_cluster_live_nodes",
+                "Live nodes at the last heartbeat (local shares divide by it)",
+                value=cluster.live_nodes,
+            )
 
 
 def render_metrics(daemon: DaemonView) -> str:

@@ -84,6 +84,22 @@ class BindingView:
     suspended: tuple[SuspendedDomain, ...]
 
 
+class NoCluster(Exception):
+    """This daemon has no cluster stanza: a single node."""
+
+
+class ClusterUnavailable(Exception):
+    """Redis cannot be asked now (the node runs on its local shares)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    node: str
+    redis_up: bool
+    fallbacks: int  # times Redis became unavailable since start
+    live_nodes: int  # at the last heartbeat (the fallback shares divide by it)
+
+
 class DaemonView(Protocol):
     def now(self) -> float:
         """The daemon's clock (a test's manual clock, else the system's)."""
@@ -146,6 +162,14 @@ class DaemonView(Protocol):
     def message(self, message_id: str) -> Mapping[str, object] | None:
         """A spooled message: envelope, recipients with their states, attempts, next
         attempt and last reply; None when the spool does not hold it."""
+
+    def cluster_status(self) -> ClusterStatus | None:
+        """None without a cluster stanza."""
+        ...
+
+    async def cluster_nodes(self) -> Sequence[Mapping[str, object]]:
+        """The live nodes (name, version, queue size, last seen). Raises NoCluster or
+        ClusterUnavailable."""
         ...
 
     # --- changes (each raises NotRunning before the daemon has started) -----------------

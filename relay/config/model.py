@@ -41,6 +41,7 @@ class Block:
     sweep_rules: dict[str, Block] = field(default_factory=dict)
     reply_rules: dict[str, Block] = field(default_factory=dict)
     webhooks: dict[str, Block] = field(default_factory=dict)  # global only
+    dkim_domains: dict[str, Block] = field(default_factory=dict)
     locations: list[Location] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -100,6 +101,8 @@ class Config:
     listener_peers: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Block]]
     warnings: list[Problem]
     files: list[str] = field(default_factory=list)
+    opendkim: dict[str, Block] = field(default_factory=dict)  # in declaration order
+    cluster: Block | None = None  # the cluster { } stanza, if any
 
     def group_members(self, group: str) -> list[Binding]:
         return [b for b in self.bindings.values() if b.group == group]
@@ -128,9 +131,12 @@ class _Builder:
         self.binding_blocks: dict[tuple[str | None, str], Block] = {}
         self.binding_groups: dict[str, tuple[str, Location]] = {}
         self.listener: Block | None = None
+        self.cluster: Block | None = None
+        self.cluster_seen: dict[str, Location] = {}  # cluster_* limits set, first place each
         self.listens: dict[v.HostPort, Listen] = {}
         self.listener_peers: dict[str, tuple[Any, Block]] = {}
         self.inactive_seen: dict[str, Location] = {}
+        self.opendkim: dict[str, Block] = {}
 
     def error(
         self, location: Location, message: str, option: str | None = None, hint: str | None = None
@@ -275,6 +281,8 @@ class _Builder:
         block.settings[name] = Setting(value, loc)
         if option.status != "active":
             self.inactive_seen.setdefault(name, loc)
+        if name.startswith("cluster_"):
+            self.cluster_seen.setdefault(name, loc)
 
     def stanza(self, node: Stanza, parent: Block) -> None:
         kind = node.kind.lower()
@@ -344,6 +352,14 @@ class _Builder:
         if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
+        if kind in (o.OPENDKIM, o.DKIM_DOMAIN):
+            assert label is not None
+            table = self.opendkim if kind == o.OPENDKIM else parent.dkim_domains
+            name = label if kind == o.OPENDKIM else label.lower().rstrip(".")
+            block = table.get(name) or Block(kind, name, (*parent.path, kind, name))
+            table[name] = block
+            block.locations.append(loc)
+            return block
         if kind == o.DANE_MODULE:  # Momentum loads the module so; relay needs only use_dane
             return Block(o.DANE_MODULE, None, (o.DANE_MODULE,))
         if kind == o.ESMTP_LISTENER:
@@ -351,6 +367,11 @@ class _Builder:
                 self.listener = Block(o.ESMTP_LISTENER, None, (o.ESMTP_LISTENER,))
             self.listener.locations.append(loc)
             return self.listener
+        if kind == o.CLUSTER:
+            if self.cluster is None:
+                self.cluster = Block(o.CLUSTER, None, (o.CLUSTER,))
+            self.cluster.locations.append(loc)
+            return self.cluster
         if kind == o.LISTEN:
             assert label is not None
             try:
@@ -415,11 +436,18 @@ class _Builder:
                 entry.blocks.insert(0, block)
         for name, loc in self.inactive_seen.items():
             option = o.OPTIONS[name]
-            if option.status == "ignored":
+            reason = o.not_supported(name)
+            if reason is not None:
+                text = f"accepted for compatibility but ignored: not supported ({reason})"
+            elif option.status == "ignored":
                 text = "accepted for compatibility but ignored by relay"
             else:
                 text = "parsed and validated, but relay does not act on it yet"
             self.warnings.append(Problem(loc, text, name))
+        if self.cluster is None:
+            for name, loc in self.cluster_seen.items():
+                text = "acts only with a cluster stanza (a single node ignores it)"
+                self.warnings.append(Problem(loc, text, name))
         return Config(
             self.global_block,
             self.groups,
@@ -429,6 +457,8 @@ class _Builder:
             list(self.listener_peers.values()),
             self.warnings,
             files,
+            self.opendkim,
+            self.cluster,
         )
 
 
@@ -499,6 +529,14 @@ def build(
     syntax problems found while parsing it (`syntax`)."""
     builder = _Builder()
     builder.walk(document.body, builder.global_block)
+    cluster = builder.cluster
+    if cluster is not None and "redis_url" not in cluster.settings:
+        builder.error(
+            cluster.locations[0],
+            "the cluster stanza needs redis_url",
+            o.CLUSTER,
+            hint='e.g. redis_url = "redis://127.0.0.1:6379/0"',
+        )
     problems = [*(syntax or []), *builder.problems]
     if problems:
         raise ConfigError(sorted_problems(problems))

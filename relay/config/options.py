@@ -29,6 +29,9 @@ PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
 WEBHOOK = "webhook"
+OPENDKIM = "opendkim"
+DKIM_DOMAIN = "dkim_domain"
+CLUSTER = "cluster"
 DANE_MODULE = "dane"  # Momentum's `dane {}` module stanza: accepted, holds no options
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
@@ -138,7 +141,7 @@ _opt(
 _opt("adaptive_retry_fuzz", SECONDS, 4096.0, OUTBOUND, "Spread of bulk retries")
 _opt(
     "adaptive_scope",
-    v.enum("auto", "global", "binding", "domain"),
+    v.enum("auto", "local", "global", "binding", "domain"),
     "auto",
     OUTBOUND,
     "Where adaptive state is kept",
@@ -438,6 +441,62 @@ for _name, _type, _default, _description in (
 ):
     _opt(_name, _type, _default, OUTBOUND, _description, "ignored")
 
+# --- opendkim stanzas and their dkim_domain sub-stanzas (modules.opendkim.md) -----------
+DK = frozenset({OPENDKIM, DKIM_DOMAIN})
+DK_TOP = frozenset({OPENDKIM})
+CANON = v.enum("simple", "relaxed")
+_opt("header_canon", CANON, "simple", DK, "Header canonicalization: simple or relaxed")
+_opt("body_canon", CANON, "simple", DK, "Body canonicalization: simple or relaxed")
+_opt(
+    "digest",
+    v.enum("rsa-sha256", "ed25519-sha256"),
+    "rsa-sha256",
+    DK,
+    "Signing algorithm: rsa-sha256, or ed25519-sha256 (RFC 8463)",
+)
+_opt("key", v.STRING, None, DK, "PEM private key file; %{d} = signing domain, %{s} = selector")
+_opt("selector", v.STRING, None, DK, "DKIM selector (the key is at SELECTOR._domainkey.DOMAIN)")
+_opt("base_domain", v.STRING, None, frozenset({DKIM_DOMAIN}), "Sign for this parent domain")
+_opt("headerlist", v.STRING_LIST, None, DK_TOP, "Header fields signed (default: RFC 6376's)")
+_opt("oversign_headerlist", v.STRING_LIST, None, DK_TOP, "Fields signed once more than present")
+_opt("skip_headerlist", v.STRING_LIST, None, DK_TOP, "Fields never signed")
+_opt("lifetime", v.number(0), 0.0, DK_TOP, "Signature lifetime in hours (x= tag; 0 = none)")
+_opt(
+    "sign_condition",
+    v.enum("auth_user", "can_relay"),
+    None,
+    DK,
+    "Sign only mail from authenticated sessions (auth_user) or relaying clients (can_relay)",
+)
+for _name, _type, _default in (
+    ("body_length_limit", v.BOOLEAN, False),
+    ("copy_headers", v.BOOLEAN, False),
+    ("keycache_size", v.integer(0), 2048),
+    ("key_cache_size", v.integer(0), 2048),
+    ("neg_keycache_ttl", v.integer(0), 3600),
+    ("pos_keycache_ttl", v.integer(0), 300),
+    ("testing", v.BOOLEAN, False),
+):
+    _opt(_name, _type, _default, DK, "OpenDKIM tuning (relay loads every key at start)", "ignored")
+
+# Options relay accepts but will not act on, and why (config check says so).
+NOT_SUPPORTED = {
+    "ecstream_": "ECStream is Momentum's proprietary protocol",
+    "gcm_": "Google Cloud Messaging is a retired service",
+    "apn_expiry": "Apple's binary push protocol is a retired service",
+    "domainkeys": "DomainKeys (RFC 4870) is an obsolete standard, replaced by DKIM",
+    "exclude_vctx": "validation contexts are Momentum internals",
+}
+
+
+def not_supported(name: str) -> str | None:
+    """Why relay will never act on option `name`, or None."""
+    for prefix, reason in NOT_SUPPORTED.items():
+        if name.startswith(prefix):
+            return reason
+    return None
+
+
 # --- global: the daemon ----------------------------------------------------------------
 G = frozenset({GLOBAL})
 _opt("hostname", v.STRING, system_hostname, G, "This host's name (greeting, Received, DSNs)")
@@ -592,6 +651,13 @@ _opt(
     LG,
     "Concurrent sessions per client address (0 = unlimited)",
 )
+_opt(
+    "reuse_port",
+    v.BOOLEAN,
+    False,
+    frozenset({ESMTP_LISTENER, LISTEN}),
+    "SO_REUSEPORT: several nodes on one host share this address (relay extension)",
+)
 _opt("inbound_idle_timeout", SECONDS, 300.0, LG, "Idle time allowed between client commands")
 _opt("inbound_data_timeout", SECONDS, 600.0, LG, "Time allowed for a whole DATA transfer")
 _opt(
@@ -694,6 +760,20 @@ ACTIVE = frozenset(
         "options",
         "replies",
         "enabled",
+        # DKIM signing (opendkim stanzas)
+        "base_domain",
+        "body_canon",
+        "digest",
+        "dkim",
+        "header_canon",
+        "headerlist",
+        "key",
+        "lifetime",
+        "opendkim_sign",
+        "oversign_headerlist",
+        "selector",
+        "sign_condition",
+        "skip_headerlist",
         # delivery
         "bind_address",
         "binding_weight",
@@ -783,8 +863,31 @@ ACTIVE = frozenset(
         "max_recipients_per_message",
         "normalize_bare_line_endings",
         "relay_hosts",
+        "reuse_port",
+        # cluster
+        "cluster_outbound_throttle_connections",
+        "cluster_outbound_throttle_messages",
+        "cluster_scope_max_outbound_connections",
+        "cluster_server_max_outbound_connections",
+        "heartbeat_interval",
+        "key_prefix",
+        "lease_period",
+        "node_name",
+        "redis_password_file",
+        "redis_timeout",
+        "redis_url",
     }
 )
+
+# --- cluster (relay extension): nodes sharing limits through Redis ----------------------
+CL = frozenset({CLUSTER})
+_opt("redis_url", v.STRING, None, CL, 'Redis to share limits through: "redis://host:port/db"')
+_opt("redis_password_file", v.STRING, None, CL, "File holding the Redis password")
+_opt("node_name", v.STRING, None, CL, "This node's name (default: hostname:spoolbase)")
+_opt("key_prefix", v.STRING, "relay:", CL, "Prefix of every Redis key relay writes")
+_opt("redis_timeout", SECONDS, 0.5, CL, "Timeout of each Redis command")
+_opt("lease_period", SECONDS, 10.0, CL, "A dead node's connection leases free after this")
+_opt("heartbeat_interval", SECONDS, 1.0, CL, "How often a node says it is alive")
 
 # --- adaptive_reply_rule scope (relay extension): act on what receivers say in words -----
 RR = frozenset({REPLY_RULE})
@@ -826,6 +929,9 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
         StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
         StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
+        StanzaKind(OPENDKIM, True, frozenset({GLOBAL}), "DKIM signing: one signature"),
+        StanzaKind(DKIM_DOMAIN, True, frozenset({OPENDKIM}), "DKIM settings for a From: domain"),
+        StanzaKind(CLUSTER, False, frozenset({GLOBAL}), "nodes sharing limits through Redis"),
         StanzaKind(
             DANE_MODULE, False, frozenset({GLOBAL}), "the DANE module (use_dane turns DANE on)"
         ),

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from relay.sign.settings import DkimSettings
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -83,6 +85,7 @@ class ListenerSettings:
     peers: tuple[PeerSettings, ...] = ()
     relay_hosts: tuple[IPNetwork, ...] | None = None
     max_connections: int | None = None
+    reuse_port: bool = False  # SO_REUSEPORT: several relay nodes on one host share it
 
     def __post_init__(self) -> None:
         parse_listen_address(self.listen)
@@ -125,6 +128,8 @@ class InjectSettings:
         turns each bare CR or LF into CRLF in the stored content; the message still ends
         only at <CRLF>.<CRLF>. A NUL octet is refused either way.
     max_received_headers: more `Received:` headers than this is a mail loop: 554 5.4.0.
+    dkim: the DKIM signing profiles; each accepted message is signed (in a thread) after
+        relay's header changes and before it is spooled.
     """
 
     listeners: tuple[ListenerSettings, ...]
@@ -144,6 +149,7 @@ class InjectSettings:
     )
     normalize_bare_line_endings: bool = False
     max_received_headers: int = 50
+    dkim: DkimSettings | None = None  # signing before spooling (None: no opendkim stanza)
 
     def __post_init__(self) -> None:
         if (self.tls_certificate is None) != (self.tls_key is None):

@@ -3,19 +3,26 @@
 `accept` is the acceptance step after the SMTP conversation: the message is prepared
 (message.py: loop check, group assignment, trace fields) and submitted to the store; the
 reply comes from `stored_reply` once the store's future is done (a 250 only after the
-store says the message is durable). No I/O here besides the store's own.
+store says the message is durable). With DKIM profiles configured the message is signed
+first, in a signing thread (relay.sign.pool), and the signed bytes are what is spooled, so
+every attempt sends the same message. No I/O here besides the store's own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from relay.esmtp import Esmtp
 from relay.inject import replies
 from relay.inject.message import Prepared, Reception, prepare
 from relay.inject.settings import InjectSettings
+from relay.sign.pool import sign_in_pool
+from relay.sign.settings import DkimSettings
+from relay.sign.signer import Signed
 from relay.spool.errors import SpoolError, SpoolFullError
 from relay.spool.model import Envelope, NewMessage
 
@@ -79,11 +86,97 @@ def accept(
         client=(reception.client_ip, reception.helo),
         esmtp=esmtp,
     )
+    dkim = settings.dkim
+    if dkim is not None and _wants_signing(dkim, message):
+        return _sign_then_submit(store, message, dkim, reception)
     try:
         return submit(store, message)
     except Exception as error:
         log.warning("%s: spool refused message: %r", reception.client_ip, error)
         return failure_reply(error)
+
+
+Note = Callable[[str, dict[str, object]], None]  # an event for the event log
+
+
+def _wants_signing(dkim: DkimSettings, message: NewMessage) -> bool:
+    """opendkim_sign / dkim for the message's scopes: signed if any recipient domain says so
+    (a message is signed once, for all its recipients)."""
+    wants = dkim.wants
+    domains = {recipient.rpartition("@")[2].lower() for recipient in message.recipients}
+    return any(wants(message.binding_group, message.binding, domain) for domain in domains)
+
+
+def _sign_then_submit(
+    store: MessageStore, message: NewMessage, dkim: DkimSettings, reception: Reception
+) -> asyncio.Future[Envelope]:
+    """Sign in a thread, then submit the signed message: the future of its envelope."""
+    done: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+    signing = sign_in_pool(
+        message.content,
+        dkim.profiles,
+        authenticated=reception.authenticated,
+        now=message.received_at,
+    )
+    signing.add_done_callback(functools.partial(_signed, store, message, done, reception.client_ip))
+    return done
+
+
+def _signed(
+    store: MessageStore,
+    message: NewMessage,
+    done: asyncio.Future[Envelope],
+    client: str,
+    signing: asyncio.Future[Signed],
+) -> None:
+    if done.cancelled():
+        return
+    if signing.cancelled():
+        done.cancel()
+        return
+    error = signing.exception()
+    if error is not None:  # a bug or an OpenSSL failure: 451, the client tries again
+        log.error("%s: DKIM signing failed, message not accepted: %r", client, error)
+        done.set_exception(error)
+        return
+    signed = signing.result()
+    try:
+        stored = submit(store, message._replace(content=signed.content))
+    except Exception as failure:
+        done.set_exception(failure)
+        return
+    stored.add_done_callback(functools.partial(_stored, store, signed, done))
+
+
+def _stored(
+    store: MessageStore,
+    signed: Signed,
+    done: asyncio.Future[Envelope],
+    stored: asyncio.Future[Envelope],
+) -> None:
+    if done.cancelled():
+        return
+    if stored.cancelled():
+        done.cancel()
+        return
+    error = stored.exception()
+    if error is not None:
+        done.set_exception(error)
+        return
+    envelope = stored.result()
+    if signed.unsigned is not None:
+        log.info("%s: sent unsigned: %s", envelope.message_id, signed.unsigned)
+        note: Note | None = getattr(store, "note", None)
+        if note is not None:
+            note(
+                "dkim_unsigned",
+                {
+                    "message_id": envelope.message_id,
+                    "domain": signed.domain,
+                    "reason": signed.unsigned,
+                },
+            )
+    done.set_result(envelope)
 
 
 def stored_reply(future: asyncio.Future[Envelope], client: str) -> str:

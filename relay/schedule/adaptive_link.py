@@ -54,6 +54,8 @@ class AdaptiveLink:
         self.state_path = state_path
         self.send_alert: AlertSender | None = None
         self.on_change: Callable[[str, str], None] = lambda binding, domain: None
+        # Every applied event, after it took effect (relay/cluster shares global-scope holds).
+        self.on_event: Callable[[Event], None] = lambda event: None
         self._versions: dict[tuple[str, str], int] = {}
         self._dirty = False
 
@@ -181,6 +183,7 @@ class AdaptiveLink:
         log.info("adaptive: %s", event.describe())
         self.events(f"adaptive_{event.kind}", fields)
         self.on_change(event.binding, event.domain)
+        self.on_event(event)
 
     async def _alert(self, alert: Notification) -> None:
         if not alert.recipients or self.send_alert is None:

@@ -51,6 +51,7 @@ from relay.schedule.limits import ConnectionCaps
 from relay.schedule.local_replies import Local
 from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
 from relay.schedule.route_settings import RouteSettings
+from relay.schedule.shared import SHARED_RETRY, SharedLimits
 from relay.schedule.throttle import Buckets
 
 log = logging.getLogger("relay.schedule")
@@ -108,8 +109,10 @@ class Queues:
         *,
         max_in_flight: int = 20000,
         on_work: Callable[[], None] = lambda: None,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.selector = selector
+        self.shared = shared  # limits shared across relay nodes (a cluster stanza), or None
         self.policies = policies
         self.max_in_flight = max_in_flight
         self.on_work = on_work  # step() has something to do before the last WakeAt
@@ -304,18 +307,40 @@ class Queues:
                 self._starved.add(rq)
                 self._release_idle(out)
                 return
-            if policy.connection_throttle is not None:
-                key, throttle = policy.connection_throttle
-                wait = self.buckets.get(key, throttle).take(now)
-                if wait > 0:
-                    at = now + wait
-                    if at < self._reopen.get(rq, math.inf):
-                        self._reopen[rq] = at
-                        if at < self._wake_at:
-                            self.on_work()
-                    return
+            wait = self._connection_wait(policy, now)
+            if wait > 0:
+                self._reopen_at(rq, now + wait)
+                return
             self._open(rq, policy, out)
             needed -= 1
+
+    def _connection_wait(self, policy: RouteSettings, now: float) -> float:
+        """0 when the connection throttles (local, then shared) and the shared leases allow
+        one more connection now (all taken); else the seconds to wait (nothing taken)."""
+        local = None
+        if policy.connection_throttle is not None:
+            key, throttle = policy.connection_throttle
+            local = self.buckets.get(key, throttle)
+            wait = local.delay(now)
+            if wait > 0:
+                return wait
+        shared = self.shared
+        if shared is not None:
+            if policy.cluster_connection_throttle is not None:
+                wait = shared.take(policy.cluster_connection_throttle, now)
+                if wait > 0:
+                    return wait
+            if policy.cluster_caps and not shared.acquire(policy.cluster_caps, now):
+                return SHARED_RETRY
+        if local is not None:
+            local.take(now)
+        return 0.0
+
+    def _reopen_at(self, rq: ReadyQueue, at: float) -> None:
+        if at < self._reopen.get(rq, math.inf):
+            self._reopen[rq] = at
+            if at < self._wake_at:
+                self.on_work()
 
     def _open(self, rq: ReadyQueue, policy: RouteSettings, out: list[Action]) -> None:
         conn = Connection(rq, policy)
@@ -383,8 +408,20 @@ class Queues:
             conn.held = None
         policy = rq.policy
         throttle = policy.message_throttle
+        shared = self.shared
         if throttle is not None:
-            wait = self.buckets.get(throttle[0], throttle[1]).take(now)
+            bucket = self.buckets.get(throttle[0], throttle[1])
+            if shared is None or policy.cluster_message_throttle is None:
+                wait = bucket.take(now)
+            else:  # both: the local one is only taken when the shared one allows
+                wait = bucket.delay(now) or shared.take(policy.cluster_message_throttle, now)
+                if wait <= 0:
+                    bucket.take(now)
+            if wait > 0:
+                conn.held = job
+                return Wait(now + wait)
+        elif shared is not None and policy.cluster_message_throttle is not None:
+            wait = shared.take(policy.cluster_message_throttle, now)
             if wait > 0:
                 conn.held = job
                 return Wait(now + wait)
@@ -423,6 +460,8 @@ class Queues:
         rq.connections.remove(conn)
         self._connections.remove(conn)
         self.caps.closed(conn.policy.caps)
+        if self.shared is not None and conn.policy.cluster_caps:
+            self.shared.release(conn.policy.cluster_caps)
         out: list[Action] = []
         starved, self._starved = self._starved, set()
         for other in starved:

@@ -49,6 +49,10 @@ class RouteSettings:
     drop_body_after_trans_fail: int
     fbl_header: bool  # enable_fbl_header_insertion
     connection_depth: int  # queued messages per connection before another one opens
+    # Shared across relay nodes (relay/cluster; acted on only with a cluster stanza).
+    cluster_message_throttle: ThrottleRef | None = None
+    cluster_connection_throttle: ThrottleRef | None = None
+    cluster_caps: tuple[Cap, ...] = ()  # cluster_{scope,server}_max_outbound_connections
 
 
 class RouteSettingsSource(Protocol):

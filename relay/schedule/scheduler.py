@@ -43,6 +43,7 @@ from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
+from relay.schedule.shared import SharedLimits
 from relay.schedule.statistics import SchedulerStatistics
 from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
 from relay.spool.errors import MessageNotFound, SpoolError
@@ -89,6 +90,7 @@ class Scheduler:
         events: EventSink | None = None,
         max_in_flight: int = 20000,
         adaptive: AdaptiveLink | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.spool = spool
         self.transport = transport
@@ -98,7 +100,13 @@ class Scheduler:
         self.adaptive = adaptive
         self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
-        self.core = Queues(selector, self.live, max_in_flight=max_in_flight, on_work=self._wake.set)
+        self.core = Queues(
+            selector,
+            self.live,
+            max_in_flight=max_in_flight,
+            on_work=self._wake.set,
+            shared=shared,
+        )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
         self._parked: dict[Connection, asyncio.Future[None]] = {}

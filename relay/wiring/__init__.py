@@ -20,11 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay.bind.build import BindingSettings
+from relay.cluster.settings import ClusterSettings
 from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import chain
 from relay.inject.settings import InjectSettings
 from relay.schedule.smtp_transport import HostLimits
+from relay.wiring.cluster import cluster_settings
 from relay.wiring.daemon import DaemonSettings, daemon_settings
 from relay.wiring.inject import inject_settings
 from relay.wiring.routes import RouteTable
@@ -42,6 +44,7 @@ class Settings:
     bindings: Mapping[str, BindingSettings]
     host_limits: HostLimits
     routes: RouteTable
+    cluster: ClusterSettings | None = None  # the cluster stanza; None: a single node
 
 
 def compile_settings(config: Config) -> Settings:
@@ -53,6 +56,7 @@ def compile_settings(config: Config) -> Settings:
         bindings={name: _binding(config, name) for name in config.bindings},
         host_limits=_host_limits(config),
         routes=RouteTable(config, daemon.hostname),
+        cluster=cluster_settings(config, daemon),
     )
 
 

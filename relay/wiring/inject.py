@@ -10,6 +10,7 @@ from relay.config.model import Config
 from relay.config.resolve import resolve_listener
 from relay.config.values import HostPort
 from relay.inject.settings import InjectSettings, ListenerSettings, PeerSettings
+from relay.wiring.dkim import dkim_settings
 
 
 def listen_text(address: HostPort) -> str:
@@ -56,6 +57,7 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
                 peers=tuple(peers),
                 relay_hosts=tuple(relay_hosts) if relay_hosts is not None else None,
                 max_connections=_limit(max_connections) if max_connections is not None else None,
+                reuse_port=bool(_listener_value(config, "reuse_port", index)),
             )
         )
     cert = _listener_value(config, "tls_certificate", None)
@@ -81,6 +83,7 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
         normalize_bare_line_endings=bool(
             _listener_value(config, "normalize_bare_line_endings", None)
         ),
+        dkim=dkim_settings(config),
     )
 
 

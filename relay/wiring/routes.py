@@ -108,6 +108,14 @@ def route_settings(config: Config, binding: str, domain: str, hostname: str) -> 
         caps.append((("scope", scope_max.scope or ()), int(scope_max.value)))
     server_max = lookup("server_max_outbound_connections")
     caps.append((("server", server_max.scope or ()), int(server_max.value)))
+    cluster_caps: list[Cap] = []
+    for option, kind in (
+        ("cluster_scope_max_outbound_connections", "cluster_scope"),
+        ("cluster_server_max_outbound_connections", "cluster_server"),
+    ):
+        found = lookup(option)
+        if found.value is not None:
+            cluster_caps.append(((kind, found.scope or ()), int(found.value)))
     retry = RetryPolicy(
         retry_interval=float(get("retry_interval")),
         max_retry_interval=float(get("max_retry_interval")),
@@ -146,6 +154,13 @@ def route_settings(config: Config, binding: str, domain: str, hostname: str) -> 
         connection_depth=(
             1 if get("connection_allocation_aggressiveness") == "high" else NORMAL_DEPTH
         ),
+        cluster_message_throttle=_throttle(
+            "cluster_messages", lookup("cluster_outbound_throttle_messages")
+        ),
+        cluster_connection_throttle=_throttle(
+            "cluster_connections", lookup("cluster_outbound_throttle_connections")
+        ),
+        cluster_caps=tuple(cluster_caps),
     )
 
 

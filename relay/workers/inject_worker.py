@@ -154,7 +154,13 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
 
     listeners = await start_listeners(
         settings.inject,
-        Handoff(spool.submit, announce, complain, options.fbl_address),
+        Handoff(
+            spool.submit,
+            announce,
+            complain,
+            options.fbl_address,
+            note=lambda kind, fields: link.notify("event", (kind, fields)),
+        ),
         reuse_port=True,
     )
     stop = asyncio.Event()

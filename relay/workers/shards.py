@@ -94,8 +94,10 @@ class ShardedSpool:
         on_new: OnNew,
         on_complaint: OnComplaint,
         max_resident_messages: int = 32768,
+        on_event: Callable[[str, dict[str, object]], None] | None = None,
     ) -> None:
         self.local = local
+        self.on_event = on_event  # event-log records a worker sends (e.g. dkim_unsigned)
         # Workers send each new message's content with its announcement: the common path
         # needs no load request. Bounded like the spool's own body cache.
         self.bodies = BodyCache(max_resident_messages)
@@ -231,6 +233,8 @@ class ShardedSpool:
                     self._announce(link, envelope, new=True)
                 elif kind == "complaint":
                     self.on_complaint(*payload)
+                elif kind == "event" and self.on_event is not None:
+                    self.on_event(*payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as err:
             if link is not None:
                 log.warning("injection worker %s disconnected: %s", link.shard, err or "EOF")

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.inject_cpu [--messages N] [--sessions S] [--size BYTES]
         [--fsync on|off|both] [--client auto|smtp-source|python] [--connect-per-message]
-        [--repeat R] [--profile FILE.pstats]
+        [--repeat R] [--profile FILE.pstats] [--dkim rsa|ed25519]
 
 Starts `start_listeners` on 127.0.0.1:0 with a real `Spool` (in a temporary directory,
 fsync on and/or off) under uvloop, then drives it from a subprocess: Postfix's
@@ -98,6 +98,16 @@ def client_command(args: argparse.Namespace, port: int, messages: int) -> list[s
     ]
 
 
+def dkim_settings(kind: str | None, directory: Path) -> object:
+    """--dkim rsa|ed25519: every message signed (relaxed/relaxed) before it is spooled."""
+    if kind is None:
+        return None
+    from relay.sign.settings import DkimSettings
+    from tests.bench.dkim_sign import profile
+
+    return DkimSettings((profile(kind, directory),))
+
+
 async def one_run(
     args: argparse.Namespace, fsync: bool, messages: int, profile: cProfile.Profile | None
 ) -> Result:
@@ -113,6 +123,7 @@ async def one_run(
             listeners=(ListenerSettings("127.0.0.1:0"),),
             hostname="relay.bench.test",
             relay_hosts=(parse_network("127.0.0.0/8"),),
+            dkim=dkim_settings(args.dkim, Path(directory)),
         )
         listeners = await start_listeners(settings, store)  # type: ignore[arg-type]
         port = listeners.bound[0].sockets[0][1]
@@ -282,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--dir", default=None, help="where the temporary spools go")
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--dkim", choices=("rsa", "ed25519"), default=None, help="sign each")
     parser.add_argument("--log", default=None, help="log file (default: /dev/null)")
     parser.add_argument("--no-log", action="store_true", help="leave logging unconfigured")
     parser.add_argument("--client-only", type=int, default=None, metavar="PORT")

@@ -12,6 +12,9 @@ Scenarios (issue 8):
   e  100,000 messages queued for an unreachable destination (relay only): RSS, injection
   h  HTTP injection only (relay only; POST /api/v1/messages, 20 keep-alive clients, the
      same 2 KB messages as (a), delivery suspended): next to (a)'s SMTP rate
+  k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
+     and thread pool (tests/bench/dkim_sign.py) with the event loop's longest gap, and (b)
+     again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
 Every run is bounded by its message count and by --timeout seconds; a run that hits the
 timeout reports what it got. Prints one table and writes it to var/bench/last-run.md.
 """
@@ -414,6 +417,7 @@ def build_table(
     postfix_note: str | None,
     extra: list[str],
     d_ratios: list[float] | None = None,
+    dkim: dict[str, float] | None = None,
 ) -> str:
     def g(key: str) -> Result | None:
         return res.get(key)
@@ -524,6 +528,34 @@ def build_table(
         row(s, "RSS at end (MB)", "e", "rss_kb", 1 / 1024, 0, note="target < 300 MB")
         row(s, "peak RSS (MB)", "e", "peak_rss_kb", 1 / 1024, 0)
         row(s, "CPU ms/msg", "e", "cpu_per_msg", 1000, 3)
+
+    if dkim:
+        threads = int(dkim.get("threads", 2))
+        s = f"(k) DKIM signing, {int(dkim.get('size', 0)):,} B message, relaxed/relaxed"
+        for kind, label in (("rsa", "RSA-2048"), ("ed25519", "Ed25519")):
+            pool = fmt(dkim.get(f"{kind}_pool"))
+            one = fmt(dkim.get(f"{kind}_one_thread"))
+            gap = dkim.get(f"{kind}_loop_gap")
+            note = f"1 thread: {one}/s; event loop longest gap {fmt(gap, 1000, 1)} ms"
+            if kind == "rsa":
+                note += "; target >= 2,000"
+            metric = f"{label} signatures/s ({threads} threads)"
+            rows.append([s, metric, pool, "n/a", "n/a", "-", "-", note])
+    base = g("kb-relay")
+    for key, label in (("kr", "RSA-2048"), ("ke", "Ed25519")):
+        signed = g(f"{key}-relay")
+        if signed is None:
+            continue
+        note = f"vs unsigned (b): {ratio(signed.e2e_rate, base.e2e_rate if base else None)}"
+        s = f"(k) as (b), every message DKIM-signed ({label})"
+        row(s, "end-to-end msgs/s", key, "e2e_rate", note=note)
+        row(s, "injection msgs/s", key, "inject_rate")
+        row(s, "DATA end -> 250 p99 (ms)", key, "data_p99", 1000, 2)
+        row(s, "CPU ms/msg", key, "cpu_per_msg", 1000, 3)
+    if g("kb-relay"):
+        s = "(k) the unsigned (b) run beside them"
+        row(s, "end-to-end msgs/s", "kb", "e2e_rate")
+        row(s, "CPU ms/msg", "kb", "cpu_per_msg", 1000, 3)
 
     head = ["scenario", "metric", "relay", "Postfix", "loopback", "relay/Postfix"]
     head += ["relay/loopback", "note"]
@@ -741,7 +773,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
-    p.add_argument("--only", default="a,h,b,c,d,e", help="scenarios to run")
+    p.add_argument("--only", default="a,h,b,c,d,e,k", help="scenarios to run")
     p.add_argument("--no-postfix", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
     p.add_argument("--profile", action="store_true", help="extra relay (b) run under py-spy")
@@ -852,6 +884,26 @@ def main(argv: list[str] | None = None) -> int:
             slow.terminate()
             slow.wait(10)
 
+    dkim: dict[str, float] | None = None
+    if "k" in only:
+        bench.log("k: DKIM signatures/s (tests/bench/dkim_sign.py)")
+        signing = subprocess.run(
+            [PY, "-m", "tests.bench.dkim_sign", "--size", str(args.size)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if signing.returncode == 0:
+            dkim = json.loads(signing.stdout)
+        else:
+            bench.log(f"k: dkim_sign failed: {signing.stderr[-500:]}")
+        # Signed runs next to an unsigned one of their own (this VM drifts).
+        res["kb-relay"] = bench.case("kb", relay(), messages=n)
+        res["kr-relay"] = bench.case("kr", relay(dkim="rsa"), messages=n)
+        res["ke-relay"] = bench.case("ke", relay(dkim="ed25519"), messages=n)
+
     extra: list[str] = []
     if args.profile:
         raw = work / "profile-b.txt"
@@ -873,7 +925,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             extra += ["", f"Profile: py-spy wrote nothing; see {raw.with_suffix('.log')}"]
 
-    table = build_table(args, res, postfix_note, extra, d_ratios)
+    table = build_table(args, res, postfix_note, extra, d_ratios, dkim)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(table)
     print(table)

@@ -130,6 +130,7 @@ class Relay:
     connections_per_binding: int = 5
     workers: int = 0  # injection_workers
     http: bool = False  # the admin API on, with an inject token (HTTP injection)
+    dkim: str | None = None  # sign every message: "rsa" (RSA-2048) or "ed25519"
     name: str = "relay"
     port: int = 0
     admin_port: int = 0
@@ -165,6 +166,17 @@ class Relay:
         for i, address in enumerate(binding_addresses(self.bindings)):
             lines.append(f'  binding "b{i + 1}" {{ bind_address = {address} }}')
         lines.append("}")
+        if self.dkim is not None:
+            digest = "ed25519-sha256" if self.dkim == "ed25519" else "rsa-sha256"
+            lines += [
+                'opendkim "bench" {',
+                '  header_canon = "relaxed"',
+                '  body_canon = "relaxed"',
+                f'  digest = "{digest}"',
+                f'  key = "{self.directory / "dkim.pem"}"',
+                '  selector = "bench"',
+                "}",
+            ]
         return "\n".join(lines) + "\n"
 
     def start(self, within: float = 30.0) -> None:
@@ -178,6 +190,10 @@ class Relay:
                 "bench:inject:bench-token-0123456789abcdef\n"
             )
         conf = self.directory / "relay.conf"
+        if self.dkim is not None:
+            from tests.support.dkim_tools import write_key
+
+            write_key(self.directory / "dkim.pem", self.dkim)
         conf.write_text(self.config_text())
         self.log = self.directory / "relay.log"
         with open(self.log, "wb") as log:

@@ -12,11 +12,12 @@ smtp_sink(host, **kwargs)   -> started SmtpSink (tests/support/sinks.py); kwargs
                                tls_context, hostname; `smtp_sink.port` is the shared port
 tls_ca                      -> trustme.CA; `tls_ca_file` is its PEM path (for tls_ca)
 sink_tls(name)              -> server SSLContext with a tls_ca certificate for `name`
+redis_server                -> started RedisServer (tests/support/redis_server.py), killed after
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest_asyncio
 import trustme
 
 from tests.support.dns_server import DnsServer, Zone
+from tests.support.redis_server import RedisServer
 from tests.support.sinks import SmtpSink, server_tls_context
 
 
@@ -87,3 +89,14 @@ def sink_tls(tls_ca: trustme.CA) -> Callable[..., Any]:
         return server_tls_context(tls_ca.issue_cert(*names))
 
     return make
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RedisServer(folder).start()
+    try:
+        yield server
+    finally:
+        server.kill()

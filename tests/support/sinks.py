@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -65,6 +66,7 @@ class Script:
     pipelining: bool = False
     xclient: str | None = None
     xclient_replies: list[str | None] = field(default_factory=list)  # None: accept that one
+    data_delay: float = 0.0  # seconds before answering DATA (holds connections busy)
 
 
 def server_tls_context(cert: Any) -> ssl.SSLContext:
@@ -94,6 +96,7 @@ class SmtpSink:
         self.commands: list[str] = []  # MAIL/RCPT/DATA/RSET/... in order, as seen
         self.xclient_lines: list[str] = []  # the XCLIENT arguments, as received
         self.connections = 0
+        self.arrivals: list[float] = []  # time.monotonic() of each message accepted
         self.active = 0
         self.max_active = 0
         self._server: asyncio.Server | None = None
@@ -288,10 +291,13 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         await self._maybe_stall("DATA")
+        if self.sink.script.data_delay:
+            await asyncio.sleep(self.sink.script.data_delay)
         scripted = self.sink._next(self.sink.script.data)
         if scripted is not None:
             return scripted
         content = envelope.original_content or b""
+        self.sink.arrivals.append(time.monotonic())
         self.sink.messages.append(
             Received(
                 peer_ip=str(session.peer[0]) if session.peer else "",

@@ -1,0 +1,214 @@
+"""Relay nodes in separate processes sharing one real redis-server: a cluster throttle and a
+cluster connection cap hold across two; with Redis killed each node goes on at its share,
+and a restarted Redis restores sharing; a SIGKILLed node's leases lapse; a global-scope
+suspension on one node holds mail on the others (and on one that joins later)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest_asyncio
+
+from relay.admin.client import request
+from tests.integration.cluster_nodes import ClusterNodes
+from tests.integration.relay_harness import free_port
+from tests.support.redis_server import RedisServer
+from tests.support.sinks import SmtpSink
+
+
+@pytest_asyncio.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    async with SmtpSink("127.0.0.1") as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def nodes(
+    tmp_path: Path, redis_server: RedisServer, sink: SmtpSink
+) -> AsyncIterator[ClusterNodes]:
+    cluster = ClusterNodes(tmp_path, redis_server.url, sink.port)
+    yield cluster
+    await asyncio.to_thread(cluster.stop_all)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+def rate(arrivals: list[float]) -> float:
+    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+
+
+def by_node(sink: SmtpSink, name: str) -> list[float]:
+    return [
+        at
+        for at, msg in zip(sink.arrivals, sink.messages, strict=True)
+        if msg.ehlo == f"{name}.relay.test"
+    ]
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as reply:
+        return reply.status, await reply.text()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
+THROTTLE = 'cluster_outbound_throttle_messages = "10/1"'
+# One connection per waiting message, so the cap is what stops them.
+CAP = 'cluster_scope_max_outbound_connections = 3\nconnection_allocation_aggressiveness = "high"'
+
+
+async def test_a_cluster_throttle_holds_across_two_nodes(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    n1, n2 = await asyncio.gather(nodes.start("n1", THROTTLE), nodes.start("n2", THROTTLE))
+    await asyncio.gather(n1.send(20), n2.send(20))
+    await wait_for(lambda: len(sink.messages) == 40, within=15)
+    # A burst of 10 (the bucket's size), then 10/s across both nodes: 30 more in ~3 s.
+    steady = sink.arrivals[10:]
+    assert 9.0 <= rate(steady) <= 10.8, rate(steady)
+    assert by_node(sink, "n1") and by_node(sink, "n2")
+    # Membership: each node sees both, through the API and `relay admin nodes`.
+    status, text = await get(n2.admin_url + "/api/v1/nodes")
+    assert status == 200
+    view = json.loads(text)
+    assert view["cluster"]["node"] == "n2" and view["cluster"]["redis_up"]
+    assert [row["node"] for row in view["nodes"]] == ["n1", "n2"]
+    assert all(row["version"] and time.time() - row["last_seen"] < 2 for row in view["nodes"])
+    shown = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "relay.cli", "admin", "--url", n1.admin_url, "nodes"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert {row["node"] for row in json.loads(shown.stdout)["nodes"]} == {"n1", "n2"}
+
+
+async def test_a_cluster_connection_cap_holds_across_two_nodes(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    sink.script.data_delay = 0.3
+    n1, n2 = await asyncio.gather(nodes.start("n1", CAP), nodes.start("n2", CAP))
+    await asyncio.gather(n1.send(12), n2.send(12))
+    await wait_for(lambda: len(sink.messages) == 24, within=20)
+    assert sink.max_active == 3  # reached, never passed, with both nodes sending
+    assert by_node(sink, "n1") and by_node(sink, "n2")
+
+
+async def test_redis_down_each_node_goes_on_at_its_share_and_back(
+    nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    n1, n2 = await asyncio.gather(nodes.start("n1", THROTTLE), nodes.start("n2", THROTTLE))
+    await asyncio.sleep(0.5)  # both have seen 2 live nodes
+    redis_server.kill()
+    await asyncio.sleep(0.5)  # the heartbeats notice
+    await asyncio.gather(n1.send(12), n2.send(12))
+    await wait_for(lambda: len(sink.messages) == 24, within=15)
+    # Each at its share, 5/s (after its own burst of 5): the cluster rate still holds.
+    for name in ("n1", "n2"):  # (the lower bound is loose: a loaded CI machine is slow)
+        assert 4.0 <= rate(by_node(sink, name)[5:]) <= 5.6, name
+    assert "is unavailable" in nodes.log("n1")
+    assert nodes.log("n1").count("is unavailable") == 1  # logged once
+    _, text = await get(n1.admin_url + "/metrics")
+    assert metric(text, "relay_cluster_redis_up") == 0
+    assert metric(text, "relay_cluster_fallbacks_total") == 1
+    assert metric(text, "relay_cluster_live_nodes") == 2  # the last count: shares divide by it
+    status, _ = await get(n1.admin_url + "/api/v1/nodes")
+    assert status == 503
+    redis_server.start()
+    await wait_for(lambda: "shared again" in nodes.log("n1"), within=5)
+    _, text = await get(n1.admin_url + "/metrics")
+    assert metric(text, "relay_cluster_redis_up") == 1
+    sink.arrivals.clear()
+    sink.messages.clear()
+    await n1.send(25)  # n1 alone, sharing again: the whole 10/s is its, not its 5/s share
+    await wait_for(lambda: len(sink.messages) == 25, within=15)
+    assert 7.5 <= rate(sink.arrivals[10:]) <= 10.8, rate(sink.arrivals[10:])
+
+
+async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    sink.script.data_delay = 30.0  # n1's connections hang in DATA
+    n1, n2 = await asyncio.gather(nodes.start("n1", CAP), nodes.start("n2", CAP))
+    await n1.send(6)  # more than the cap: three wait in n1's ready queue
+    await wait_for(lambda: sink.active == 3, within=5)
+    await n2.send(3)
+    await asyncio.sleep(1.5)  # longer than a lease period: n1 renews its leases
+    assert sink.active == 3 and sink.connections == 3  # n2 got none
+    sink.script.data_delay = 0.0
+    n1.kill()
+    killed = time.monotonic()
+    await wait_for(lambda: len(by_node(sink, "n2")) == 3, within=5)
+    # n1's leases lapsed within their period (renewed every third of it), then n2 sent.
+    assert by_node(sink, "n2")[0] - killed <= 1.5
+
+
+async def test_nodes_share_one_listening_address_with_reuse_port(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    port = free_port()
+    n1, n2 = await asyncio.gather(
+        nodes.start("n1", "", port=port, listen_options="reuse_port = true"),
+        nodes.start("n2", "", port=port, listen_options="reuse_port = true"),
+    )
+    assert n1.port == n2.port == port
+    for _ in range(24):  # one connection each: the kernel spreads them over both nodes
+        await n1.send(1)
+    await wait_for(lambda: len(sink.messages) == 24, within=10)
+    assert by_node(sink, "n1") and by_node(sink, "n2")
+
+
+async def test_a_global_suspension_on_one_node_stops_delivery_on_every_node(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    scope = 'adaptive_scope = "global"'
+    n1, n2 = await asyncio.gather(nodes.start("n1", scope), nodes.start("n2", scope))
+    body = {"binding": "default", "domain": "x.test", "duration": "1 hour", "reason": "ops"}
+    await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/suspend", body)
+    await asyncio.sleep(1.0)  # "within a second" (pushed by pub/sub)
+    await n2.send(3)
+    n3 = await nodes.start("n3", scope)  # joins later: finds the suspension in Redis
+    await n3.send(2)
+    await asyncio.sleep(1.0)
+    assert sink.messages == []  # n2 and n3 hold their mail
+    pair = {"binding": "default", "domain": "x.test"}
+    await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/resume", pair)
+    await wait_for(lambda: len(sink.messages) == 5, within=5)  # the resume applies too
+    assert {m.ehlo for m in sink.messages} == {"n2.relay.test", "n3.relay.test"}
+
+
+async def test_a_redis_that_does_not_answer_never_blocks_injection_or_delivery(
+    nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    n1 = await nodes.start("n1", THROTTLE)
+    await asyncio.sleep(0.3)
+    redis_server.pause()  # connections stay open; every command times out (0.3 s)
+    try:
+        started = time.monotonic()
+        await n1.send(10)  # each 250 comes back at once: injection never asks Redis
+        assert time.monotonic() - started < 2.0
+        # Delivery goes on at n1's share (the only live node: all 10/s).
+        await wait_for(lambda: len(sink.messages) == 10, within=5)
+        assert nodes.log("n1").count("is unavailable") == 1
+    finally:
+        redis_server.resume()
+    await wait_for(lambda: "shared again" in nodes.log("n1"), within=5)

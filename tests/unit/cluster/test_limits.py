@@ -1,0 +1,121 @@
+"""ClusterLimits against a real redis-server: batches, leases that lapse, the fallback share
+while Redis is down and sharing again when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from relay.cluster.limits import ClusterLimits
+from relay.cluster.settings import ClusterSettings
+from relay.cluster.store import Store
+from relay.config.values import Throttle
+from tests.support.redis_server import RedisServer
+
+FAST = (("cluster_messages", ("domain", "x.test")), Throttle(1000, 1.0))
+CAPS = ((("cluster_scope", ("domain", "x.test")), 2),)
+
+
+def node(url: str, name: str, lease_period: float = 10.0) -> ClusterLimits:
+    settings = ClusterSettings(url, name, "t:", None, 0.3, lease_period, 0.2)
+    return ClusterLimits(Store(settings), name, lambda: 2)
+
+
+async def drive(limits: ClusterLimits, throttle: object, seconds: float) -> int:
+    """Take as fast as allowed for `seconds` (real time, bounded); returns events taken."""
+    taken = 0
+    deadline = time.time() + seconds
+    while (now := time.time()) < deadline:
+        wait = limits.take(throttle, now)  # type: ignore[arg-type]
+        if wait <= 0:
+            taken += 1
+        else:
+            await asyncio.sleep(min(wait, 0.01))
+    return taken
+
+
+async def test_tokens_come_in_batches_and_two_nodes_share_one_rate(
+    redis_server: RedisServer,
+) -> None:
+    a, b = node(redis_server.url, "a"), node(redis_server.url, "b")
+    taken = await asyncio.gather(drive(a, FAST, 1.5), drive(b, FAST, 1.5))
+    total = sum(taken)
+    # 1000/s for 1.5 s plus a burst of 1000: within a few percent, and both nodes got some.
+    assert 2300 <= total <= 2560, taken
+    assert min(taken) > 500
+    # Batches, not one round trip per event (two nodes at the rate split each batch window).
+    assert a.round_trips + b.round_trips < total / 4
+    await a.close()
+    await b.close()
+
+
+async def test_a_lease_of_a_node_that_stops_renewing_lapses(redis_server: RedisServer) -> None:
+    a, b = node(redis_server.url, "a", lease_period=1.0), node(redis_server.url, "b", 1.0)
+    got = 0
+    for _ in range(50):  # the first answer is "not now": a lease is being fetched
+        if a.acquire(CAPS, time.time()):
+            got += 1
+            if got == 2:
+                break
+        await asyncio.sleep(0.02)
+    assert got == 2
+    for _ in range(10):
+        assert not b.acquire(CAPS, time.time())  # the cap of 2 is full across nodes
+        await asyncio.sleep(0.03)
+    # a "crashes": it renews nothing. Within its lease period b gets the capacity.
+    started = time.monotonic()
+    while not b.acquire(CAPS, time.time()):
+        assert time.monotonic() - started < 3.0
+        await asyncio.sleep(0.05)
+    assert time.monotonic() - started > 0.4
+    b.release(CAPS)
+    await a.close()
+    await b.close()
+
+
+async def test_redis_down_each_node_uses_its_share_then_shares_again(
+    redis_server: RedisServer,
+) -> None:
+    slow = (("cluster_messages", ("domain", "y.test")), Throttle(10, 1.0))
+    a = node(redis_server.url, "a")
+    assert a.store.up
+    redis_server.kill()
+    await drive(a, slow, 0.3)  # the first failed command marks Redis down
+    assert not a.store.up and a.store.fallbacks == 1
+    # Its share with 2 live nodes: 5/s (its burst of 5 went in the first 0.3 s).
+    taken = await drive(a, slow, 1.0)
+    assert 4 <= taken <= 6, taken
+    # Leases: the share of a cap of 2 on 2 nodes is 1, counted locally.
+    assert a.acquire(CAPS, time.time())
+    assert not a.acquire(CAPS, time.time())
+    redis_server.start()
+    await a.store.ping()
+    assert a.store.up and a.store.fallbacks == 1
+    await a.renew()  # the lease taken while Redis was down is registered again
+    b = node(redis_server.url, "b")
+    granted = 0
+    for _ in range(30):
+        granted += b.acquire(CAPS, time.time())
+        await asyncio.sleep(0.02)
+    assert granted == 1  # 2 in all: a's one, b's one
+    a.release(CAPS)
+    await a.close()
+    await b.close()
+
+
+async def test_a_lease_fetched_but_never_used_goes_back(redis_server: RedisServer) -> None:
+    one = ((("cluster_scope", ("domain", "z.test")), 1),)
+    a, b = node(redis_server.url, "a"), node(redis_server.url, "b")
+    assert not a.acquire(one, time.time())  # fetching; then a's queue needs it no more
+    await a.drain()
+    assert not b.acquire(one, time.time())
+    await b.drain()
+    assert not b.acquire(one, time.time() + 1)  # a holds the only lease, unused
+    await b.drain()
+    await asyncio.sleep(1.0)
+    await a.renew()  # unused for SPARE_LIFETIME: released
+    assert not b.acquire(one, time.time() + 2)
+    await b.drain()
+    assert b.acquire(one, time.time() + 2)
+    await a.close()
+    await b.close()
