@@ -23,6 +23,9 @@ import aiosmtplib
 
 from tests.integration.relay_harness import free_port
 
+ADMIN_TOKEN = "cluster-test-admin-token"  # every node's admin_token_file holds it (scope admin)
+AUTHORIZATION = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 class Node:
     def __init__(self, name: str, process: subprocess.Popen[bytes], port: int, admin: int):
@@ -86,6 +89,8 @@ class ClusterNodes:
         nowhere = folder / "resolv.conf"
         nowhere.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
         port, admin = port or free_port(), free_port()
+        tokens = folder / "tokens"
+        tokens.write_text(f"ops:admin:{ADMIN_TOKEN}\n")
         text = f"""
 hostname = "{name}.relay.test"
 spoolbase = "{folder / "spool"}"
@@ -93,6 +98,7 @@ event_log = "{folder / "events.jsonl"}"
 force_fsync = false
 shutdown_timeout = 2
 admin_listen = "127.0.0.1:{admin}"
+admin_token_file = "{tokens}"
 resolv_conf = "{nowhere}"
 dns_port = 9
 ehlo_hostname = "{name}.relay.test"
@@ -123,7 +129,7 @@ domain "x.test" {{
         # Listening: its own admin API says so (with reuse_port, the shared address may
         # already answer through another node).
         deadline = time.monotonic() + 15
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=AUTHORIZATION) as session:
             while True:
                 try:
                     async with session.get(node.admin_url + "/api/v1/summary") as reply:

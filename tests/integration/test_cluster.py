@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import aiohttp
 import pytest_asyncio
 
 from relay.admin.client import request
-from tests.integration.cluster_nodes import ClusterNodes
+from tests.integration.cluster_nodes import ADMIN_TOKEN, AUTHORIZATION, ClusterNodes
 from tests.integration.relay_harness import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.sinks import SmtpSink
@@ -58,7 +59,7 @@ def by_node(sink: SmtpSink, name: str) -> list[float]:
 
 
 async def get(url: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as session, session.get(url) as reply:
+    async with aiohttp.ClientSession(headers=AUTHORIZATION) as session, session.get(url) as reply:
         return reply.status, await reply.text()
 
 
@@ -93,7 +94,8 @@ async def test_a_cluster_throttle_holds_across_two_nodes(
     assert all(row["version"] and time.time() - row["last_seen"] < 2 for row in view["nodes"])
     shown = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "relay.cli", "admin", "--url", n1.admin_url, "nodes"],
+        [sys.executable, "-m", "relay.cli", "admin", "--url", n1.admin_url, "--json", "nodes"],
+        env={**os.environ, "RELAY_ADMIN_TOKEN": ADMIN_TOKEN},
         capture_output=True,
         text=True,
         timeout=10,
@@ -183,7 +185,9 @@ async def test_a_global_suspension_on_one_node_stops_delivery_on_every_node(
     scope = 'adaptive_scope = "global"'
     n1, n2 = await asyncio.gather(nodes.start("n1", scope), nodes.start("n2", scope))
     body = {"binding": "default", "domain": "x.test", "duration": "1 hour", "reason": "ops"}
-    await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/suspend", body)
+    await asyncio.to_thread(
+        request, n1.admin_url, "POST", "/api/v1/adaptive/suspend", body, token=ADMIN_TOKEN
+    )
     await asyncio.sleep(1.0)  # "within a second" (pushed by pub/sub)
     await n2.send(3)
     n3 = await nodes.start("n3", scope)  # joins later: finds the suspension in Redis
@@ -191,7 +195,9 @@ async def test_a_global_suspension_on_one_node_stops_delivery_on_every_node(
     await asyncio.sleep(1.0)
     assert sink.messages == []  # n2 and n3 hold their mail
     pair = {"binding": "default", "domain": "x.test"}
-    await asyncio.to_thread(request, n1.admin_url, "POST", "/api/v1/adaptive/resume", pair)
+    await asyncio.to_thread(
+        request, n1.admin_url, "POST", "/api/v1/adaptive/resume", pair, token=ADMIN_TOKEN
+    )
     await wait_for(lambda: len(sink.messages) == 5, within=5)  # the resume applies too
     assert {m.ehlo for m in sink.messages} == {"n2.relay.test", "n3.relay.test"}
 
