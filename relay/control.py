@@ -32,6 +32,7 @@ from relay.cluster.node import ClusterNode
 from relay.cluster.store import RedisUnavailable
 from relay.config import load
 from relay.config.model import Config
+from relay.deliver.tls_report_send import TlsReports
 from relay.dispose.events import EventLog
 from relay.handoff import Handoff
 from relay.inject import submission
@@ -72,6 +73,7 @@ class RunningDaemon(Protocol):
     shards: ShardedSpool | None  # with injection workers: every shard's spool
     last_spool_statistics: dict[str, SpoolStatistics]
     cluster: ClusterNode | None
+    tls_reports: TlsReports | None
 
     async def spool_statistics(self) -> dict[str, SpoolStatistics]: ...
 
@@ -202,6 +204,21 @@ class DaemonControl:
 
     def webhooks(self) -> Mapping[str, Mapping[str, int]]:
         return {w.settings.name: asdict(w.statistics) for w in self._daemon.webhooks}
+
+    def tls_counts(self) -> Sequence[Mapping[str, object]]:
+        reports = self._daemon.tls_reports
+        if reports is None:
+            raise NotRunning("delivery has not started")
+        return [
+            {
+                "day": b.day,
+                "domain": b.domain,
+                "policy_type": b.policy_type,
+                "successes": b.successes,
+                "failures": b.by_result(),
+            }
+            for b in sorted(reports.counts.day(self.now()), key=lambda b: (b.domain, b.policy_type))
+        ]
 
     async def message(self, message_id: str) -> Mapping[str, object] | None:
         daemon = self._daemon

@@ -35,6 +35,9 @@ from relay.config.model import Config
 from relay.control import DaemonControl
 from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
+from relay.deliver.sts_fetch import PolicyStore, StsPolicies
+from relay.deliver.tls_policy import OutboundTls
+from relay.deliver.tls_report_send import TlsReports
 from relay.dispose.bounce import Bouncer
 from relay.dispose.events import EventLog
 from relay.dispose.feedback import Complaint
@@ -58,6 +61,10 @@ from relay.workers.shards import ShardedSpool
 log = logging.getLogger("relay")
 ADAPTIVE_STATE = "adaptive-state.json"
 STATE_SAVE_INTERVAL = 10.0
+MTA_STS_STORE = "mtasts"  # directory in the spool (mta_sts_policy_store unset)
+MTA_STS_FILE = "policies.json"
+TLS_REPORT_STATE = "tls-report-counts.json"
+TLS_REPORT_INTERVAL = 600.0  # save the TLS counts / send finished days' reports
 
 
 class Daemon:
@@ -75,6 +82,8 @@ class Daemon:
         self.adaptive: AdaptiveLink | None = None
         self.gates: HostGates | None = None
         self.cluster: ClusterNode | None = None
+        self.outbound_tls: OutboundTls | None = None
+        self.tls_reports: TlsReports | None = None
         self._background: list[asyncio.Task[None]] = []
         self.admin: AdminServer | None = None
         self.idempotency: IdempotencyStore | None = None
@@ -123,6 +132,8 @@ class Daemon:
         resolver = DnsResolver(options.resolv_conf, port=options.dns_port)
         router = Router(resolver, mx_failures_fallback_to_a=options.mx_failures_fallback_to_a)
         self.gates = HostGates(settings.host_limits)
+        self.outbound_tls, tls_reports = await self._outbound_tls(resolver, spoolbase)
+        self.tls_reports = tls_reports
         self.adaptive = AdaptiveLink(
             settings.routes,
             self.suspensions,
@@ -150,7 +161,7 @@ class Daemon:
             spool_access,
             settings.routes,
             selector,
-            SmtpTransport(router, self.gates),
+            SmtpTransport(router, self.gates, self.outbound_tls),
             self.clock,
             events=self.events,
             adaptive=self.adaptive,
@@ -179,6 +190,9 @@ class Daemon:
         self.scheduler.start()
         self._background.append(
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
+        )
+        self._background.append(
+            asyncio.create_task(tls_reports.run(self.clock.sleep, TLS_REPORT_INTERVAL))
         )
         self.handoff = Handoff(
             self.spool.submit,
@@ -266,6 +280,41 @@ class Daemon:
                 return
             log.error("injection worker %d exited with %s; restarting", index, code)
             await asyncio.sleep(1.0)
+
+    async def _outbound_tls(
+        self, resolver: DnsResolver, spoolbase: Path
+    ) -> tuple[OutboundTls, TlsReports]:
+        """MTA-STS policies (cached in mta_sts_policy_store), DANE lookups and the TLS
+        report counts (in the spool directory)."""
+        options = self.settings.daemon
+        store_dir = options.mta_sts_policy_store or spoolbase / MTA_STS_STORE
+        await asyncio.to_thread(store_dir.mkdir, parents=True, exist_ok=True)
+        store = PolicyStore(store_dir / MTA_STS_FILE)
+        sts = await asyncio.to_thread(
+            StsPolicies, resolver, store, self.clock.now, https_port=options.mta_sts_https_port
+        )
+        reports = await asyncio.to_thread(
+            TlsReports,
+            spoolbase / TLS_REPORT_STATE,
+            resolver,
+            self.clock.now,
+            organization=options.tls_report_organization or options.hostname,
+            contact=options.tls_report_contact or f"postmaster@{options.hostname}",
+            send_mail=self._send_own_mail,
+            enabled=options.tls_reporting,
+            ca_file=options.tls_ca,
+        )
+        return OutboundTls(resolver, sts, reports.counts, self.clock.now), reports
+
+    def _reload_outbound_tls(
+        self, options: DaemonSettings, tls: OutboundTls, reports: TlsReports
+    ) -> None:
+        """The TLS policy options a reload changes at once (the policy store stays)."""
+        tls.sts.https_port = options.mta_sts_https_port
+        reports.enabled = options.tls_reporting
+        reports.organization = options.tls_report_organization or options.hostname
+        reports.contact = options.tls_report_contact or f"postmaster@{options.hostname}"
+        reports.ca_file = options.tls_ca
 
     async def _send_own_mail(
         self, sender: str, recipients: tuple[str, ...], content: bytes
@@ -389,6 +438,8 @@ class Daemon:
         self.events.keep = settings.daemon.event_log_keep
         if self.gates is not None:
             self.gates.limits = settings.host_limits
+        if self.outbound_tls is not None and self.tls_reports is not None:
+            self._reload_outbound_tls(settings.daemon, self.outbound_tls, self.tls_reports)
         if self.scheduler is not None:
             selector, _ = build_selector(
                 settings.groups, settings.bindings.values(), self.suspensions
@@ -434,6 +485,8 @@ class Daemon:
             await self.shards.close()
         if self.adaptive is not None:
             await self.adaptive.save()
+        if self.tls_reports is not None:
+            await asyncio.to_thread(self.tls_reports.save)
         if self.spool is not None:
             await self.spool.close()
         if self.suppression is not None:

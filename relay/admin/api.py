@@ -173,6 +173,12 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         except NotRunning:
             raise BadRequest(NOT_RUNNING) from None
 
+    async def tls(request: Request) -> Response:
+        try:
+            return Response(200, {"today": [dict(c) for c in daemon.tls_counts()]})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
+
     async def suspend(request: Request) -> Response:
         binding, domain = pair(request)
         raw = request.body.get("duration", 4 * 3600)
@@ -436,6 +442,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("GET", "/api/v1/bindings"): bindings,
         ("GET", "/api/v1/queues"): queues,
         ("GET", "/api/v1/adaptive"): adaptive,
+        ("GET", "/api/v1/tls"): tls,
         ("POST", "/api/v1/adaptive/suspend"): suspend,
         ("POST", "/api/v1/adaptive/resume"): resume,
         ("POST", "/api/v1/adaptive/override"): override,

@@ -172,6 +172,12 @@ class DaemonView(Protocol):
         """Each webhook's counts: sent, posts, failures, lag_bytes, lost."""
         ...
 
+    def tls_counts(self) -> Sequence[Mapping[str, object]]:
+        """Today's (UTC) TLS session counts per policy domain and policy type (RFC 8460
+        result types): domain, policy_type, successes, failures {result: count}.
+        Raises NotRunning."""
+        ...
+
     async def message(self, message_id: str) -> Mapping[str, object] | None:
         """A spooled message: envelope, recipients with their states, attempts, next
         attempt and last reply; None when the spool (no shard of it) holds it."""

@@ -360,6 +360,8 @@ class _Builder:
             table[name] = block
             block.locations.append(loc)
             return block
+        if kind == o.DANE_MODULE:  # Momentum loads the module so; relay needs only use_dane
+            return Block(o.DANE_MODULE, None, (o.DANE_MODULE,))
         if kind == o.ESMTP_LISTENER:
             if self.listener is None:
                 self.listener = Block(o.ESMTP_LISTENER, None, (o.ESMTP_LISTENER,))

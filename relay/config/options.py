@@ -32,6 +32,7 @@ WEBHOOK = "webhook"
 OPENDKIM = "opendkim"
 DKIM_DOMAIN = "dkim_domain"
 CLUSTER = "cluster"
+DANE_MODULE = "dane"  # Momentum's `dane {}` module stanza: accepted, holds no options
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -417,6 +418,11 @@ _opt("http_host", m.HTTP_HOST, None, OUTBOUND, "HTTP delivery host")
 _opt("http_method", m.HTTP_METHOD, "POST", OUTBOUND, "HTTP delivery method")
 _opt("http_uri", m.HTTP_URI, "/", OUTBOUND, "HTTP delivery URI")
 _opt("http_version", m.HTTP_VERSION, "1.1", OUTBOUND, "HTTP delivery version")
+# outbound TLS policy: MTA-STS (RFC 8461), DANE (RFC 7672)
+_opt("use_mta_sts", v.BOOLEAN, False, frozenset({DOMAIN, GLOBAL}), "Look up MTA-STS policies")
+_opt("enable_mta_sts", v.BOOLEAN, True, OUTBOUND, "Apply the MTA-STS policy (with use_mta_sts)")
+_opt("use_dane", v.BOOLEAN, False, frozenset({DOMAIN, GLOBAL}), "Look up DNSSEC-signed TLSA")
+_opt("enable_dane", v.BOOLEAN, True, OUTBOUND, "Apply DANE verification (with use_dane)")
 
 # --- accepted for compatibility, never acted on (other channels and modules) --------------
 for _name, _type, _default, _description in (
@@ -591,6 +597,29 @@ _opt(
     G,
     "On SIGTERM, how long in-flight sessions may finish (relay extension)",
 )
+_opt(
+    "mta_sts_policy_store",
+    v.STRING,
+    None,
+    G,
+    "Directory of the MTA-STS policy cache (default: SPOOLBASE/mtasts)",
+)
+_opt(
+    "mta_sts_https_port",
+    v.integer(1, 65535),
+    443,
+    G,
+    "Port of the mta-sts.DOMAIN policy hosts (relay extension, for test setups and proxies)",
+)
+_opt(
+    "tls_reporting",
+    v.BOOLEAN,
+    False,
+    G,
+    "Send daily RFC 8460 TLS reports to the rua of _smtp._tls (relay extension)",
+)
+_opt("tls_report_organization", v.STRING, None, G, "organization-name of TLS reports")
+_opt("tls_report_contact", v.STRING, None, G, "contact-info of TLS reports")
 _opt("dns_fallback_to_tcp", v.BOOLEAN, False, G, "Retry truncated DNS answers over TCP")
 _opt("mx_failures_fallback_to_a", v.integer(0), None, G, "MX failures before trying A")
 _opt("host_failure_retry", SECONDS, 120.0, G, "Wait before retrying a failed host")
@@ -705,6 +734,15 @@ ACTIVE = frozenset(
         "secret_file",
         "admin_tls_certificate",
         "admin_tls_key",
+        "use_mta_sts",
+        "enable_mta_sts",
+        "use_dane",
+        "enable_dane",
+        "mta_sts_policy_store",
+        "mta_sts_https_port",
+        "tls_reporting",
+        "tls_report_organization",
+        "tls_report_contact",
         "event_log_keep",
         "event_log_max_size",
         "admin_token_file",
@@ -926,6 +964,9 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(OPENDKIM, True, frozenset({GLOBAL}), "DKIM signing: one signature"),
         StanzaKind(DKIM_DOMAIN, True, frozenset({OPENDKIM}), "DKIM settings for a From: domain"),
         StanzaKind(CLUSTER, False, frozenset({GLOBAL}), "nodes sharing limits through Redis"),
+        StanzaKind(
+            DANE_MODULE, False, frozenset({GLOBAL}), "the DANE module (use_dane turns DANE on)"
+        ),
     )
 }
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import cast
+from typing import Any, cast
 
 from relay.deliver.errors import FailureKind
 from relay.deliver.reply_stream import ReplyStream
@@ -27,6 +27,7 @@ from relay.outcome import Phase, Reply
 __all__ = ["ConnectionLost", "SessionFailed", "SmtpChannel", "translate"]
 
 _SERVICE_CLOSING = 421  # the server is going away: close our side too
+_ENCODING_DER = 2  # _ssl.ENCODING_DER, for the inner chain's Certificate.public_bytes
 _REPLY_CACHE_SIZE = 64  # replies are immutable: the same reply text is parsed once
 
 
@@ -249,6 +250,24 @@ class SmtpChannel(asyncio.Protocol):
             return None
         cert = ssl_object.getpeercert()
         return dict(cert) if cert else None
+
+    def peer_chain(self) -> list[bytes]:
+        """The certificates the server sent (DER, leaf first), verified or not; DANE
+        matches against them. Python 3.13 has SSLObject.get_unverified_chain; 3.10-3.12
+        have it on the inner _ssl object only; failing both, the leaf alone."""
+        ssl_object = (
+            None if self._transport is None else self._transport.get_extra_info("ssl_object")
+        )
+        if not isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
+            return []
+        chain_of: Any = getattr(ssl_object, "get_unverified_chain", None)
+        if chain_of is None:
+            chain_of = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+        if chain_of is not None:
+            found = chain_of() or []
+            return [c if isinstance(c, bytes) else c.public_bytes(_ENCODING_DER) for c in found]
+        leaf = ssl_object.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
 
     async def quit(self, seconds: float) -> None:
         """QUIT, tolerant of a dead or slow peer; always closes."""

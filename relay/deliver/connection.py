@@ -14,9 +14,11 @@ import socket
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import replace
 
 from relay.deliver.channel import SessionFailed, SmtpChannel, translate
 from relay.deliver.content import prepare_content
+from relay.deliver.dane import TlsaRecord
 from relay.deliver.errors import ConnectError, DeliveryFailure, FailureKind, MessageLike
 from relay.deliver.lmtp import LHLO, data_replies
 from relay.deliver.pipeline import (
@@ -36,6 +38,7 @@ from relay.deliver.pipeline import (
 from relay.deliver.route import Destination, is_ip_literal
 from relay.deliver.settings import DeliverySettings
 from relay.deliver.tls import client_context, peer_matches
+from relay.deliver.tls_policy import DeliveryTlsPolicy, classify_tls_failure
 from relay.deliver.xclient import XCLIENT_OK, xclient_line
 from relay.outcome import Outcome, Phase, RecipientResult, Remote, Reply
 
@@ -69,6 +72,7 @@ async def open_connection(
     destinations: Iterable[Destination] | AsyncIterable[Destination],
     *,
     host_gate: HostGate | None = None,
+    tls_policy: DeliveryTlsPolicy | None = None,
 ) -> OutboundConnection:
     """Connect to the first destination that gives a usable session.
 
@@ -76,13 +80,16 @@ async def open_connection(
     greeting, a refused EHLO (and HELO), or a TLS failure; an opportunistic TLS failure
     with tls_ifavailable_fallback reconnects to the same destination in plain text.
     Raises ConnectError (every failure in `attempts`), or RouteError from a lazily
-    resolved route."""
+    resolved route. `tls_policy` (MTA-STS / DANE, relay/deliver/tls_policy.py) may
+    demand DANE verification of a host, refuse it, and counts each session."""
     attempts: list[DeliveryFailure] = []
     async for destination in _iterate(destinations):
         use_tls = settings.tls != "no"
         while True:
             try:
-                return await _open_one(settings, domain, destination, use_tls, host_gate)
+                return await _open_one(
+                    settings, domain, destination, use_tls, host_gate, tls_policy
+                )
             except _AttemptFailed as failed:
                 attempts.append(failed.failure)
                 if not (failed.tls_fallback and use_tls):
@@ -112,6 +119,7 @@ async def _open_one(
     destination: Destination,
     use_tls: bool,
     host_gate: HostGate | None,
+    tls_policy: DeliveryTlsPolicy | None = None,
 ) -> OutboundConnection:
     remote = destination.remote
     stack = AsyncExitStack()
@@ -124,6 +132,14 @@ async def _open_one(
         raise _AttemptFailed(failure, fallback)
 
     try:
+        dane: tuple[TlsaRecord, ...] = ()
+        if tls_policy is not None:
+            needs = await tls_policy.for_host(destination)
+            if needs.refuse is not None:
+                tls_policy.failed(destination, needs.result or "dnssec-invalid")
+                fail(FailureKind.TLS, Reply.make(451, "4.7.5", f"{remote}: {needs.refuse}"))
+            dane = needs.dane
+            use_tls = use_tls or bool(dane)  # DANE: STARTTLS is mandatory
         if host_gate is not None and not await stack.enter_async_context(host_gate(destination.ip)):
             fail(FailureKind.LOCAL, Reply.make(451, "4.4.5", f"host limit for {remote} reached"))
         phase = Phase.CONNECT
@@ -143,17 +159,23 @@ async def _open_one(
         tls_active = False
         if use_tls:
             phase = Phase.STARTTLS
-            fallback = settings.tls == "ifavailable" and settings.tls_ifavailable_fallback
+            fallback = (
+                not dane and settings.tls == "ifavailable" and settings.tls_ifavailable_fallback
+            )
             if "starttls" not in extensions:
-                if settings.tls == "required":
+                if settings.tls == "required" or dane:
                     why = f"{remote} offers no STARTTLS"
                     if settings.method == "SMTP":
                         why = "tls = required, but delivery_method SMTP (HELO) has no STARTTLS"
+                    if tls_policy is not None:
+                        tls_policy.failed(destination, "starttls-not-supported")
                     fail(FailureKind.TLS, Reply.make(451, "4.7.4", why))
             else:
                 try:
-                    await _starttls(channel, settings, domain, destination)
+                    await _starttls(channel, settings, domain, destination, dane, tls_policy)
                 except SessionFailed as exc:
+                    if tls_policy is not None and exc.kind is FailureKind.TLS:
+                        tls_policy.failed(destination, classify_tls_failure(exc.detail))
                     fail(exc.kind, exc.reply, exc.detail, fallback)
                 tls_active = True
                 phase = Phase.EHLO
@@ -167,6 +189,10 @@ async def _open_one(
         connection = OutboundConnection(
             settings, domain, channel, extensions, remote, tls_active, stack
         )
+        connection.dane_verified = tls_active and bool(dane)
+        if tls_policy is not None:
+            chain = channel.peer_chain() if tls_active else []
+            tls_policy.succeeded(destination, tls_active, chain[0] if chain else None)
         handed_over = True
         return connection
     except SessionFailed as exc:
@@ -237,23 +263,39 @@ def _hello_line(verb: bytes, settings: DeliverySettings) -> bytes:
 
 
 async def _starttls(
-    channel: SmtpChannel, settings: DeliverySettings, domain: str, destination: Destination
+    channel: SmtpChannel,
+    settings: DeliverySettings,
+    domain: str,
+    destination: Destination,
+    dane: tuple[TlsaRecord, ...] = (),
+    tls_policy: DeliveryTlsPolicy | None = None,
 ) -> None:
     """STARTTLS under ehlo_timeout; with tls_verify=host the certificate must name the
-    MX host (or the domain), never just the IP we connected to."""
-    context = await client_context(settings)
+    MX host (or the domain), never just the IP we connected to. With DANE records the
+    chain must match them instead, and nothing else is checked (RFC 7672)."""
+    context = await client_context(replace(settings, tls_verify="no") if dane else settings)
     name = None if is_ip_literal(destination.mx_host) else destination.mx_host
     reply = await channel.starttls(context, name, settings.ehlo_timeout)
     if reply.code != 220:
         channel.close()
         raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "STARTTLS refused")
+    if dane and tls_policy is not None:
+        why = tls_policy.check_dane(dane, channel.peer_chain(), destination)
+        if why is not None:
+            channel.close()
+            text = f"certificate of {destination.mx_host} fails its TLSA records ({why})"
+            reply = Reply.make(451, "4.7.5", text)
+            raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, why)
+        return
     if settings.tls_verify == "host":
         cert = channel.peer_certificate() or {}
-        if not peer_matches(cert, (destination.mx_host, domain)):
+        names: tuple[str, ...] = (destination.mx_host, domain)
+        if tls_policy is not None:
+            names = tls_policy.certificate_names(destination)
+        if not peer_matches(cert, names):
             channel.close()
-            reply = Reply.make(
-                451, "4.7.5", f"certificate does not name {destination.mx_host} or {domain}"
-            )
+            wanted = " or ".join(names)
+            reply = Reply.make(451, "4.7.5", f"certificate does not name {wanted}")
             raise SessionFailed(FailureKind.TLS, Phase.STARTTLS, reply, "host name mismatch")
 
 
@@ -274,6 +316,7 @@ class OutboundConnection:
         self.domain = domain
         self.remote = remote
         self.tls = tls
+        self.dane_verified = False  # the certificate matched the MX host's TLSA records
         self._channel = channel
         self._extensions = extensions  # from the last EHLO, lower-case names
         self._pipelining = "pipelining" in extensions  # RFC 2920
@@ -452,11 +495,13 @@ class OutboundConnection:
 
     def _refusal(self, message: MessageLike, size: int) -> Reply | None:
         """Why this message cannot go over this connection at all (a permanent failure for
-        each recipient): REQUIRETLS (RFC 8689) without verified TLS or a next hop that
-        offers REQUIRETLS, or more octets than the server's SIZE."""
+        each recipient): REQUIRETLS (RFC 8689) without verified TLS (tls_verify = host,
+        or DANE) or a next hop that offers REQUIRETLS, or more octets than the server's
+        SIZE."""
         esmtp = message.esmtp
         if esmtp is not None and esmtp.requiretls:
-            if not self.tls or self.settings.tls_verify != "host":
+            verified = self.settings.tls_verify == "host" or self.dane_verified
+            if not self.tls or not verified:
                 return Reply.make(
                     550,
                     "5.7.10",

@@ -55,11 +55,13 @@ class Destination:
 @dataclass(frozen=True, slots=True)
 class Route:
     """The hosts for a domain in the order to try them. `destinations` is set when every
-    address is already known (fully_resolve_before_smtp, or a gateway IP literal)."""
+    address is already known (fully_resolve_before_smtp, or a gateway IP literal).
+    `authenticated`: the MX answer was DNSSEC-validated (AD), as DANE needs."""
 
     domain: str
     hosts: tuple[MxHost, ...]
     destinations: tuple[Destination, ...] | None = None
+    authenticated: bool = False
 
 
 # ---- pure decisions ------------------------------------------------------------------
@@ -206,17 +208,17 @@ class Router:
         """The route for `domain`; with fully_resolve_before_smtp every host's addresses
         too. Raises RouteError."""
         domain = domain.rstrip(".").lower()
-        hosts = await self._hosts(settings, domain)
+        hosts, secure = await self._hosts(settings, domain)
         if len(hosts) == 1 and is_ip_literal(hosts[0].name):
             host = hosts[0]
             return Route(domain, hosts, (Destination(host.name, host.name, host.port, 0),))
         if not settings.fully_resolve_before_smtp:
-            return Route(domain, hosts)
+            return Route(domain, hosts, authenticated=secure)
         answers = await asyncio.gather(*(self.resolver.addresses(h.name) for h in hosts))
         destinations = expand_destinations(hosts, answers)
         if not destinations:
             raise address_failure(settings, domain, answers)
-        return Route(domain, hosts, destinations)
+        return Route(domain, hosts, destinations, secure)
 
     async def destinations(
         self, settings: DeliverySettings, route: Route
@@ -241,16 +243,20 @@ class Router:
         if not seen:
             raise address_failure(settings, route.domain, answers)
 
-    async def _hosts(self, settings: DeliverySettings, domain: str) -> tuple[MxHost, ...]:
+    async def _hosts(
+        self, settings: DeliverySettings, domain: str
+    ) -> tuple[tuple[MxHost, ...], bool]:
+        """The hosts, and whether the MX answer was authenticated."""
         if settings.gateway is not None:
             host, port = settings.gateway
-            return (MxHost(host, 0, port or settings.port),)
+            return (MxHost(host, 0, port or settings.port),), False
         answer = await self.resolver.mx(domain)
         if answer.status is LookupStatus.TEMPFAIL and self._fallback_after:
             failures = self._mx_failures.get(domain, 0) + 1
             self._mx_failures[domain] = failures
             if failures >= self._fallback_after:
-                return (MxHost(domain, 0, settings.port, implicit=True),)
+                return (MxHost(domain, 0, settings.port, implicit=True),), False
         else:
             self._mx_failures.pop(domain, None)
-        return mx_hosts_from_answer(domain, answer, settings.port, self._rng, settings)
+        hosts = mx_hosts_from_answer(domain, answer, settings.port, self._rng, settings)
+        return hosts, answer.authenticated

@@ -50,6 +50,11 @@ class DeliverySettings:
     tls_ciphers: str | None = None
     tls_protocols: str | None = None
     tls_ifavailable_fallback: bool = True
+    # MTA-STS (RFC 8461) and DANE (RFC 7672): use_* looks the policy up, enable_* applies it
+    use_mta_sts: bool = False
+    enable_mta_sts: bool = True
+    use_dane: bool = False
+    enable_dane: bool = True
     max_deliveries_per_connection: int = 0
     max_recipients_per_connection: int = 0
     max_recipients_per_batch: int = 100

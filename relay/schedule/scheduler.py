@@ -393,10 +393,16 @@ class Scheduler:
     async def _send_without_tls_policy(self, conn: Connection, job: Job) -> None:
         """A message whose sender waived TLS policy (`TLS-Required: No`), after the policy
         stopped the connection: once more on a connection of its own with opportunistic
-        TLS (tried, not required, not verified, plain text after a TLS failure)."""
+        TLS (tried, not required, not verified, plain text after a TLS failure), and
+        neither MTA-STS nor DANE (RFC 8689 5)."""
         policy = conn.route_policy
         relaxed = dataclasses.replace(
-            conn.policy.delivery, tls="ifavailable", tls_verify="no", tls_ifavailable_fallback=True
+            conn.policy.delivery,
+            tls="ifavailable",
+            tls_verify="no",
+            tls_ifavailable_fallback=True,
+            use_mta_sts=False,
+            use_dane=False,
         )
         retry = requeue = None
         try:

@@ -13,6 +13,7 @@ from relay.deliver.errors import ConnectError, FailureKind, RouteError
 from relay.deliver.http_post import open_http_session
 from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
+from relay.deliver.tls_policy import OutboundTls, sts_hosts
 from relay.outcome import Reply
 from relay.schedule.transport import ConnectFailed, Session
 
@@ -62,9 +63,14 @@ class HostGates:
 
 
 class SmtpTransport:
-    def __init__(self, router: Router, gates: HostGates | None = None) -> None:
+    """`tls`: MTA-STS / DANE / TLS counts (None: neither is ever applied)."""
+
+    def __init__(
+        self, router: Router, gates: HostGates | None = None, tls: OutboundTls | None = None
+    ) -> None:
         self.router = router
         self.gates = gates
+        self.tls = tls
 
     async def open(self, binding: str, domain: str, settings: DeliverySettings) -> Session:
         """An open connection: it is the scheduler's `Session` (send, usable, close).
@@ -74,13 +80,28 @@ class SmtpTransport:
                 return await open_http_session(settings, domain)
             except ValueError as err:  # no http_host for a /regex/ domain: fix and reload
                 raise ConnectFailed(Reply.make(451, "4.3.5", str(err))) from err
+        policy = None
+        enforced = None
+        if self.tls is not None:
+            settings, enforced, policy = await self.tls.attempt(settings, domain)
         try:
             route = await self.router.resolve(settings, domain)
+            if policy is not None:
+                policy.mx_authenticated = route.authenticated
+            if enforced is not None and self.tls is not None:
+                allowed = sts_hosts(route, enforced)
+                if not allowed.hosts:  # MTA-STS enforce: wait, never bounce at once
+                    self.tls.no_matching_mx(domain, enforced, route)
+                    names = ", ".join(h.name for h in route.hosts)
+                    text = f"no MX host of {domain} ({names}) matches its MTA-STS policy"
+                    raise ConnectFailed(Reply.make(451, "4.7.5", text), tls=True)
+                route = allowed
             connection = await open_connection(
                 settings,
                 domain,
                 self.router.destinations(settings, route),
                 host_gate=self.gates.gate(binding) if self.gates is not None else None,
+                tls_policy=policy,
             )
         except RouteError as err:
             raise ConnectFailed(err.reply, permanent=err.permanent) from err

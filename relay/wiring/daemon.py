@@ -39,6 +39,12 @@ class DaemonSettings:
     webhooks: tuple[WebhookSettings, ...] = ()
     suppression_enabled: bool = True
     suppression_action: str = "reject"  # or "drop"
+    mta_sts_policy_store: Path | None = None  # None: spoolbase / "mtasts"
+    mta_sts_https_port: int = 443
+    tls_reporting: bool = False
+    tls_report_organization: str | None = None  # None: the host name
+    tls_report_contact: str | None = None  # None: postmaster@hostname
+    tls_ca: str | None = None  # the global tls_ca: CAs for TLS report HTTPS POSTs
 
 
 def daemon_settings(config: Config) -> DaemonSettings:
@@ -70,6 +76,12 @@ def daemon_settings(config: Config) -> DaemonSettings:
         webhooks=_webhooks(config, Path(str(get("spoolbase"))), get("event_log")),
         suppression_enabled=bool(get("suppression_enabled")),
         suppression_action=str(get("suppression_action")),
+        mta_sts_policy_store=_path(get("mta_sts_policy_store")),
+        mta_sts_https_port=int(get("mta_sts_https_port")),
+        tls_reporting=bool(get("tls_reporting")),
+        tls_report_organization=get("tls_report_organization"),
+        tls_report_contact=get("tls_report_contact"),
+        tls_ca=get("tls_ca"),
     )
 
 

@@ -8,6 +8,7 @@
         "slow.test": TIMEOUT,                           # every query: no answer
         "short.test": {"A": ["127.0.0.9"], "ttl": 5},   # TTL for this name's records
         "flaky.test": {"MX": SERVFAIL, "A": ["127.0.0.9"]},  # per type, too
+        "signed.test": {"MX": ["10 mx.signed.test."], "ad": True},  # answers set AD
     }
     async with DnsServer(zone, tmp_path) as dns:       # 127.0.0.1:<free port>
         resolver = dns.resolver()                       # relay DnsResolver for this server
@@ -15,7 +16,9 @@
 
 Records are in zone-file text form (dnspython parses them). A name missing from the
 zone answers NXDOMAIN; a name present without the queried type answers NOERROR/NODATA.
-The zone may be changed while the server runs (`dns.zone[name] = ...`).
+The zone may be changed while the server runs (`dns.zone[name] = ...`). `"ad": True`
+marks a name's answers (and its NXDOMAIN/NODATA) as DNSSEC-validated: the AD flag is set,
+as a validating resolver would (the server signs nothing; relay trusts its resolver).
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ class DnsServer:
         entry = self.zone.get(name)
         if entry == TIMEOUT:
             return None
+        if isinstance(entry, dict) and entry.get("ad"):
+            response.flags |= dns.flags.AD
         if entry == SERVFAIL:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif entry is None:
