@@ -43,6 +43,7 @@ from relay.inject.server import Listeners, start_listeners
 from relay.notify.settings import WebhookSettings
 from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.providers import ProviderDirectory
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.spool.model import Envelope, NewMessage
@@ -136,6 +137,8 @@ class Daemon:
             self.clock,
             events=self.events,
             adaptive=self.adaptive,
+            providers=ProviderDirectory(settings.providers),
+            mx_lookup=router.mx_host_names,
         )
         self.adaptive.send_alert = self._send_own_mail
         self.bouncer = Bouncer(
@@ -319,7 +322,7 @@ class Daemon:
             selector, _ = build_selector(
                 settings.groups, settings.bindings.values(), self.suspensions
             )
-            self.scheduler.reload(settings.routes, selector)
+            self.scheduler.reload(settings.routes, selector, ProviderDirectory(settings.providers))
         for proc in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGHUP)

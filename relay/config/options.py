@@ -29,6 +29,7 @@ PEER = "peer"
 SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
 WEBHOOK = "webhook"
+PROVIDER = "provider"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -281,8 +282,9 @@ _opt(
     "max_outbound_connections",
     v.integer(-1),
     32,
-    OUTBOUND | {HOST},
-    "Connections per binding x domain (host scope: per destination IP)",
+    OUTBOUND | {HOST, PROVIDER},
+    "Connections per binding x domain (host scope: per destination IP; provider: per binding"
+    " x provider)",
 )
 _opt("max_recipients_per_batch", v.integer(1), 100, OUTBOUND, "Recipients per transaction")
 _opt(
@@ -322,15 +324,15 @@ _opt(
     "outbound_throttle_connections",
     v.THROTTLE,
     None,
-    OUTBOUND,
-    "Connection rate, shared by the defining scope",
+    OUTBOUND | {PROVIDER},
+    "Connection rate, shared by the defining scope (provider: per binding x provider)",
 )
 _opt(
     "outbound_throttle_messages",
     v.THROTTLE,
     None,
-    OUTBOUND,
-    "Message rate, shared by the defining scope",
+    OUTBOUND | {PROVIDER},
+    "Message rate, shared by the defining scope (provider: per binding x provider)",
 )
 _opt("rcptto_timeout", SECONDS, 300.0, OUTBOUND, "Timeout after RCPT TO")
 _opt("remote_smtp_port", v.integer(1, 65535), 25, OUTBOUND, "Port for SMTP delivery")
@@ -601,6 +603,30 @@ _opt("batch_size", v.integer(1, 10000), 100, W, "Events per POST at most")
 _opt("max_delay", SECONDS, 1.0, W, "A webhook POSTs what it has after this long")
 _opt("secret_file", v.STRING, None, W, "HMAC-SHA256 key of the X-Relay-Signature header")
 
+# A provider "name" { ... } stanza (relay extension): destinations grouped by their MX hosts.
+PV = frozenset({PROVIDER})
+_opt(
+    "match_mx",
+    v.STRING_LIST,
+    (),
+    PV,
+    'MX host patterns ("*.google.com"); a domain whose MX hosts all match is in the provider',
+)
+_opt(
+    "match_domain",
+    v.STRING_LIST,
+    (),
+    PV,
+    'Domain patterns ("gmail.com" "*.gmail.com"): in the provider without an MX lookup',
+)
+_opt(
+    "adaptive_provider_rollup",
+    v.BOOLEAN,
+    False,
+    PV,
+    "Adaptive decisions per binding x provider instead of per binding x domain",
+)
+
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(
     {
@@ -609,6 +635,8 @@ ACTIVE = frozenset(
         "batch_size",
         "max_delay",
         "secret_file",
+        "match_mx",
+        "match_domain",
         "admin_tls_certificate",
         "admin_tls_key",
         "event_log_keep",
@@ -788,6 +816,9 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(SWEEP_RULE, True, OUTBOUND, "adaptive thresholds and actions"),
         StanzaKind(REPLY_RULE, True, OUTBOUND, "adaptive action on matching reply texts"),
         StanzaKind(WEBHOOK, True, frozenset({GLOBAL}), "POST event log records to a URL"),
+        StanzaKind(
+            PROVIDER, True, frozenset({GLOBAL}), "destinations grouped by MX hosts, with limits"
+        ),
     )
 }
 

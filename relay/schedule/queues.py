@@ -29,8 +29,8 @@ import itertools
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from relay.bind.selector import Selector
@@ -41,6 +41,7 @@ from relay.schedule.actions import (
     LocalDisposition,
     Next,
     OpenConnection,
+    ResolveProvider,
     Resume,
     Send,
     Wait,
@@ -49,6 +50,7 @@ from relay.schedule.actions import (
 from relay.schedule.jobs import Job
 from relay.schedule.limits import ConnectionCaps
 from relay.schedule.local_replies import Local
+from relay.schedule.providers import NEEDED, ProviderDirectory
 from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
 from relay.schedule.route_settings import RouteSettings
 from relay.schedule.throttle import Buckets
@@ -108,9 +110,15 @@ class Queues:
         *,
         max_in_flight: int = 20000,
         on_work: Callable[[], None] = lambda: None,
+        providers: ProviderDirectory | None = None,
     ) -> None:
         self.selector = selector
         self.policies = policies
+        # Provider limits (providers.py): a domain's mail waits until its provider is known.
+        self.providers = providers or ProviderDirectory()
+        self._resolving: set[str] = set()  # ResolveProvider asked, not yet answered
+        # (binding, domain) -> (policies' settings, provider, with the provider's limits)
+        self._provided: dict[Route, tuple[RouteSettings, str, RouteSettings]] = {}
         self.max_in_flight = max_in_flight
         self.on_work = on_work  # step() has something to do before the last WakeAt
         self.caps = ConnectionCaps()
@@ -224,6 +232,9 @@ class Queues:
         (group, domain)."""
         domain = job.domain
         ready, down, policies = self._ready, self._down, self.policies
+        if self.providers and not self._provider_known(domain, now, out):
+            self._blocked[job.key] = None  # until provider_learned
+            return False
 
         def has_room(binding: str) -> bool:
             rq = ready.get((binding, domain))
@@ -256,7 +267,7 @@ class Queues:
                 downs = [t for (_, d), t in down.items() if d == domain and t > now]
                 self._blocked[job.key] = min(downs) if downs else None
             return False
-        policy = policies.get(binding, domain)
+        policy = self._policy(binding, domain)
         held = policies.held(binding, domain, now)
         local = None
         if held is not None or policy.blackhole != "false" or policy.never_attempt_expired:
@@ -304,6 +315,12 @@ class Queues:
                 self._starved.add(rq)
                 self._release_idle(out)
                 return
+            provider_throttle = policy.provider_connection_throttle
+            if provider_throttle is not None:
+                wait = self.buckets.get(*provider_throttle).delay(now)
+                if wait > 0:
+                    self._reopen_at(rq, now + wait)
+                    return
             if policy.connection_throttle is not None:
                 key, throttle = policy.connection_throttle
                 wait = self.buckets.get(key, throttle).take(now)
@@ -314,8 +331,16 @@ class Queues:
                         if at < self._wake_at:
                             self.on_work()
                     return
+            if provider_throttle is not None:
+                self.buckets.get(*provider_throttle).take(now)
             self._open(rq, policy, out)
             needed -= 1
+
+    def _reopen_at(self, rq: ReadyQueue, at: float) -> None:
+        if at < self._reopen.get(rq, math.inf):
+            self._reopen[rq] = at
+            if at < self._wake_at:
+                self.on_work()
 
     def _open(self, rq: ReadyQueue, policy: RouteSettings, out: list[Action]) -> None:
         conn = Connection(rq, policy)
@@ -382,12 +407,20 @@ class Queues:
         else:
             conn.held = None
         policy = rq.policy
+        provider_throttle = policy.provider_message_throttle
+        if provider_throttle is not None:
+            wait = self.buckets.get(*provider_throttle).delay(now)
+            if wait > 0:
+                conn.held = job
+                return Wait(now + wait)
         throttle = policy.message_throttle
         if throttle is not None:
             wait = self.buckets.get(throttle[0], throttle[1]).take(now)
             if wait > 0:
                 conn.held = job
                 return Wait(now + wait)
+        if provider_throttle is not None:
+            self.buckets.get(*provider_throttle).take(now)
         return Send(job, policy)
 
     def connect_failed(
@@ -432,6 +465,60 @@ class Queues:
             self._maybe_open(rq, now, out)
         return out
 
+    # --- providers (MX rollup, providers.py) ---------------------------------------------
+    def _provider_known(self, domain: str, now: float, out: list[Action]) -> bool:
+        """Is the domain's provider known? If not (or known but due for a refresh), ask the
+        owner to look its MX hosts up, once."""
+        providers = self.providers
+        found = providers.lookup(domain, now)
+        if found is NEEDED or providers.stale(domain, now):
+            if domain not in self._resolving:
+                self._resolving.add(domain)
+                out.append(ResolveProvider(domain))
+            return found is not NEEDED
+        return True
+
+    def provider_learned(self, domain: str, mx_hosts: Sequence[str] | None, now: float) -> None:
+        """The owner looked the domain's MX hosts up (None: the lookup failed)."""
+        self._resolving.discard(domain)
+        self.providers.learn(domain, mx_hosts, now)
+        for (binding, name), rq in self._ready.items():
+            if name == domain:
+                rq.policy = self._policy(binding, domain)
+        self._unblock_domain(domain)
+        self.on_work()
+
+    def _policy(self, binding: str, domain: str) -> RouteSettings:
+        """The policies' settings for binding x domain, with its provider's limits."""
+        base = self.policies.get(binding, domain)
+        if not self.providers:
+            return base
+        provider = self.providers.lookup(domain, 0.0)
+        if provider is None or provider is NEEDED:
+            return base
+        assert isinstance(provider, str)
+        key = (binding, domain)
+        cached = self._provided.get(key)
+        if cached is not None and cached[0] is base and cached[1] == provider:
+            return cached[2]
+        limits = self.providers.limits(binding, provider)
+        if limits is None:
+            return base
+        merged = replace(
+            base,
+            caps=(*base.caps, *limits.caps),
+            provider=provider,
+            provider_message_throttle=limits.message_throttle,
+            provider_connection_throttle=limits.connection_throttle,
+        )
+        self._provided[key] = (base, provider, merged)
+        return merged
+
+    def provider_of(self, domain: str) -> str | None:
+        """The domain's provider as far as known now (None: none, or not looked up yet)."""
+        found = self.providers.lookup(domain.lower(), 0.0) if self.providers else None
+        return found if isinstance(found, str) else None
+
     # --- outcomes -----------------------------------------------------------------------
     def job_finished(self, job: Job, retry: Job | None = None, requeue: Job | None = None) -> None:
         """A placed job is done with: `retry` goes back to the timers (at retry.due),
@@ -451,7 +538,7 @@ class Queues:
         out: list[Action] = []
         rq = self._ready.get((binding, domain))
         if rq is not None:
-            rq.policy = self.policies.get(binding, domain)
+            rq.policy = self._policy(binding, domain)
             self._maybe_open(rq, now, out)
         for key in list(self._blocked):
             if key[1] == domain:
@@ -459,12 +546,16 @@ class Queues:
         self.on_work()
         return out
 
-    def reload(self, selector: Selector) -> None:
+    def reload(self, selector: Selector, providers: ProviderDirectory | None = None) -> None:
         """A new configuration (the policies already reloaded): new policies for every ready
-        queue, blocked queues retried."""
+        queue, blocked queues retried; `providers`: the new configuration's providers (every
+        domain classified again)."""
         self.selector = selector
+        self._provided.clear()
+        if providers is not None:
+            self.providers = providers
         for rq in self._ready.values():
-            rq.policy = self.policies.get(rq.binding, rq.domain)
+            rq.policy = self._policy(rq.binding, rq.domain)
         for key in list(self._blocked):
             self._unblock(key)
         self.on_work()
@@ -559,8 +650,9 @@ class Queues:
         ]
 
     def policy(self, binding: str, domain: str) -> RouteSettings:
-        """The policy dispatch uses for binding x domain now (live values applied)."""
-        return self.policies.get(binding, domain)
+        """The policy dispatch uses for binding x domain now (live values and the provider's
+        limits applied)."""
+        return self._policy(binding, domain)
 
     def unreachable_until(self, binding: str, domain: str) -> float | None:
         """Until when binding x domain gets no new connection (connect_timeout_to_delay)."""

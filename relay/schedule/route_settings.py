@@ -49,6 +49,11 @@ class RouteSettings:
     drop_body_after_trans_fail: int
     fbl_header: bool  # enable_fbl_header_insertion
     connection_depth: int  # queued messages per connection before another one opens
+    # The provider (providers.py) the domain is in, and its per binding x provider throttles
+    # (its connection cap is in `caps`); the queue core sets them once the provider is known.
+    provider: str | None = None
+    provider_message_throttle: ThrottleRef | None = None
+    provider_connection_throttle: ThrottleRef | None = None
 
 
 class RouteSettingsSource(Protocol):

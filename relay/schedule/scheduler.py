@@ -17,7 +17,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
 from typing import Any, Protocol, assert_never
 
@@ -30,6 +30,7 @@ from relay.schedule.actions import (
     Action,
     LocalDisposition,
     OpenConnection,
+    ResolveProvider,
     Resume,
     Send,
     Wait,
@@ -40,6 +41,7 @@ from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
+from relay.schedule.providers import ProviderDirectory
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
@@ -51,6 +53,8 @@ from relay.spool.model import Envelope, Recipient
 log = logging.getLogger("relay.schedule")
 
 EventSink = Callable[[str, dict[str, object]], None]
+# A domain's MX host names (None: the lookup failed): what a provider's match_mx sees.
+MxLookup = Callable[[str], Awaitable[tuple[str, ...] | None]]
 FollowUp = tuple[Job | None, Job | None]  # (retry later, requeue now)
 # RFC 8689 5: the sender asks that recipient-side TLS policy not stop the message.
 _TLS_REQUIRED_NO = re.compile(rb"(?:^|\r\n)tls-required[ \t]*:[ \t]*no[ \t]*\r\n", re.IGNORECASE)
@@ -89,8 +93,11 @@ class Scheduler:
         events: EventSink | None = None,
         max_in_flight: int = 20000,
         adaptive: AdaptiveLink | None = None,
+        providers: ProviderDirectory | None = None,
+        mx_lookup: MxLookup | None = None,
     ) -> None:
         self.spool = spool
+        self.mx_lookup = mx_lookup
         self.transport = transport
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
@@ -98,7 +105,13 @@ class Scheduler:
         self.adaptive = adaptive
         self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
-        self.core = Queues(selector, self.live, max_in_flight=max_in_flight, on_work=self._wake.set)
+        self.core = Queues(
+            selector,
+            self.live,
+            max_in_flight=max_in_flight,
+            on_work=self._wake.set,
+            providers=providers,
+        )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
         self._parked: dict[Connection, asyncio.Future[None]] = {}
@@ -149,10 +162,15 @@ class Scheduler:
         if main.done() and not main.cancelled() and main.exception() is not None:
             log.error("the scheduler failed", exc_info=main.exception())
 
-    def reload(self, routes: RouteSettingsSource, selector: Selector) -> None:
+    def reload(
+        self,
+        routes: RouteSettingsSource,
+        selector: Selector,
+        providers: ProviderDirectory | None = None,
+    ) -> None:
         """A new configuration's route settings: forget resolved ones, retry blocked queues."""
         self.live.reload(routes)
-        self.core.reload(selector)
+        self.core.reload(selector, providers)
 
     def wake(self) -> None:
         """Something outside changed (an FBL complaint, an operator command): look again."""
@@ -275,6 +293,8 @@ class Scheduler:
                 self._spawn(self._connection(action.connection))
             elif isinstance(action, LocalDisposition):
                 self._spawn(self._local(action))
+            elif isinstance(action, ResolveProvider):
+                self._spawn(self._resolve_provider(action.domain))
             else:
                 assert_never(action)
         return wake_at
@@ -443,6 +463,20 @@ class Scheduler:
                 RecipientResult(a, outcome, err.reply, err.remote) for _, a, _ in job.recipients
             ]
             await self._finish(job, results, policy)
+
+    async def _resolve_provider(self, domain: str) -> None:
+        hosts: tuple[str, ...] | None = None
+        try:
+            if self.mx_lookup is not None:
+                hosts = await self.mx_lookup(domain)
+        except Exception:
+            log.exception("looking up the MX hosts of %s for its provider failed", domain)
+        finally:
+            self.core.provider_learned(domain, hosts, self.clock.now())
+
+    def provider_of(self, domain: str) -> str | None:
+        """The provider the domain is in, as far as dispatch knows it now."""
+        return self.core.provider_of(domain)
 
     async def _local(self, action: LocalDisposition) -> None:
         results = local_results(action.reason, action.job, action.detail)

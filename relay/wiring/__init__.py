@@ -7,6 +7,7 @@
                                              # scheduler's part, .delivery, .adaptive
     settings.host_limits.limit(binding, ip)  # host-scope max_outbound_connections
     settings.bindings[name].bind_address     # each binding's group, address, weight
+    settings.providers                       # provider stanzas (schedule/providers.py)
 
 This package is the only place that reads option names (relay/config/options.py); the
 components take their typed settings and import nothing from here. Compiling is cheap except
@@ -24,6 +25,7 @@ from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import chain
 from relay.inject.settings import InjectSettings
+from relay.schedule.providers import ProviderRule
 from relay.schedule.smtp_transport import HostLimits
 from relay.wiring.daemon import DaemonSettings, daemon_settings
 from relay.wiring.inject import inject_settings
@@ -42,6 +44,7 @@ class Settings:
     bindings: Mapping[str, BindingSettings]
     host_limits: HostLimits
     routes: RouteTable
+    providers: tuple[ProviderRule, ...] = ()
 
 
 def compile_settings(config: Config) -> Settings:
@@ -53,7 +56,30 @@ def compile_settings(config: Config) -> Settings:
         bindings={name: _binding(config, name) for name in config.bindings},
         host_limits=_host_limits(config),
         routes=RouteTable(config, daemon.hostname),
+        providers=provider_rules(config),
     )
+
+
+def provider_rules(config: Config) -> tuple[ProviderRule, ...]:
+    """The provider stanzas, in configuration order (the first that matches a domain wins)."""
+    rules = []
+    for name, block in config.global_block.providers.items():
+        values = {key: setting.value for key, setting in block.settings.items()}
+        limit = values.get("max_outbound_connections")
+        rules.append(
+            ProviderRule(
+                name,
+                match_mx=tuple(str(p).lower().rstrip(".") for p in values.get("match_mx", ())),
+                match_domain=tuple(
+                    str(p).lower().rstrip(".") for p in values.get("match_domain", ())
+                ),
+                max_connections=None if limit is None or int(limit) < 0 else int(limit),
+                message_throttle=values.get("outbound_throttle_messages"),
+                connection_throttle=values.get("outbound_throttle_connections"),
+                adaptive_rollup=bool(values.get("adaptive_provider_rollup", False)),
+            )
+        )
+    return tuple(rules)
 
 
 def _binding(config: Config, name: str) -> BindingSettings:
