@@ -148,6 +148,23 @@ class DaemonControl:
     def queues(self) -> Mapping[str, Sequence[Mapping[str, object]]]:
         return self._scheduler().queues()
 
+    def providers(self) -> Mapping[str, object]:
+        directory = self._scheduler().core.providers
+        return {
+            "providers": [
+                {
+                    "name": rule.name,
+                    "match_mx": list(rule.match_mx),
+                    "match_domain": list(rule.match_domain),
+                    "max_outbound_connections": rule.max_connections,
+                    "outbound_throttle_messages": _text(rule.message_throttle),
+                    "outbound_throttle_connections": _text(rule.connection_throttle),
+                }
+                for rule in directory.rules
+            ],
+            "domains": directory.known(),
+        }
+
     def adaptive_pairs(self) -> Sequence[PairSnapshot]:
         return self._adaptive().engine.snapshot(self.now())
 
@@ -319,6 +336,10 @@ class DaemonControl:
         config = load(daemon.path)  # ConfigError: the running configuration stays
         await daemon.reload(config)
         return daemon.path
+
+
+def _text(value: object | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _writable(directory: str) -> str | None:

@@ -172,6 +172,22 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         except NotRunning:
             raise BadRequest(NOT_RUNNING) from None
 
+    async def providers(request: Request) -> Response:
+        """?domain=D: that domain's provider as dispatch knows it (known: classified yet)."""
+        try:
+            found = daemon.providers()
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
+        domain = request.query.get("domain")
+        if domain:
+            domains = found["domains"]
+            assert isinstance(domains, dict)
+            name = domain.lower().rstrip(".")
+            return Response(
+                200, {"domain": name, "provider": domains.get(name), "known": name in domains}
+            )
+        return Response(200, dict(found))
+
     async def suspend(request: Request) -> Response:
         binding, domain = pair(request)
         raw = request.body.get("duration", 4 * 3600)
@@ -352,6 +368,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("GET", "/api/v1/bindings"): bindings,
         ("GET", "/api/v1/queues"): queues,
         ("GET", "/api/v1/adaptive"): adaptive,
+        ("GET", "/api/v1/providers"): providers,
         ("POST", "/api/v1/adaptive/suspend"): suspend,
         ("POST", "/api/v1/adaptive/resume"): resume,
         ("POST", "/api/v1/adaptive/override"): override,

@@ -121,6 +121,11 @@ class DaemonView(Protocol):
         """Raises NotRunning."""
         ...
 
+    def providers(self) -> Mapping[str, object]:
+        """The provider stanzas (name, match_mx, match_domain, limits) and the provider of
+        every domain classified so far (None: in none). Raises NotRunning."""
+        ...
+
     async def health(self) -> Health:
         """Is the spool writable (a file made and removed there now), are the listeners up."""
         ...

@@ -29,6 +29,7 @@ from relay.schedule.providers import ProviderRule
 from relay.schedule.smtp_transport import HostLimits
 from relay.wiring.daemon import DaemonSettings, daemon_settings
 from relay.wiring.inject import inject_settings
+from relay.wiring.providers import provider_rules
 from relay.wiring.routes import RouteTable
 
 __all__ = ["DaemonSettings", "Settings", "compile_settings"]
@@ -58,28 +59,6 @@ def compile_settings(config: Config) -> Settings:
         routes=RouteTable(config, daemon.hostname),
         providers=provider_rules(config),
     )
-
-
-def provider_rules(config: Config) -> tuple[ProviderRule, ...]:
-    """The provider stanzas, in configuration order (the first that matches a domain wins)."""
-    rules = []
-    for name, block in config.global_block.providers.items():
-        values = {key: setting.value for key, setting in block.settings.items()}
-        limit = values.get("max_outbound_connections")
-        rules.append(
-            ProviderRule(
-                name,
-                match_mx=tuple(str(p).lower().rstrip(".") for p in values.get("match_mx", ())),
-                match_domain=tuple(
-                    str(p).lower().rstrip(".") for p in values.get("match_domain", ())
-                ),
-                max_connections=None if limit is None or int(limit) < 0 else int(limit),
-                message_throttle=values.get("outbound_throttle_messages"),
-                connection_throttle=values.get("outbound_throttle_connections"),
-                adaptive_rollup=bool(values.get("adaptive_provider_rollup", False)),
-            )
-        )
-    return tuple(rules)
 
 
 def _binding(config: Config, name: str) -> BindingSettings:
