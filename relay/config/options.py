@@ -637,6 +637,7 @@ ACTIVE = frozenset(
         "secret_file",
         "match_mx",
         "match_domain",
+        "adaptive_provider_rollup",
         "admin_tls_certificate",
         "admin_tls_key",
         "event_log_keep",

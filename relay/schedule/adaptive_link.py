@@ -54,6 +54,9 @@ class AdaptiveLink:
         self.state_path = state_path
         self.send_alert: AlertSender | None = None
         self.on_change: Callable[[str, str], None] = lambda binding, domain: None
+        # The engine's key for a destination domain: the domain, or its provider's rollup
+        # key (adaptive_provider_rollup, schedule/providers.py); set by the scheduler.
+        self.key_of: Callable[[str], str] = lambda domain: domain
         self._versions: dict[tuple[str, str], int] = {}
         self._dirty = False
 
@@ -67,19 +70,18 @@ class AdaptiveLink:
         return self.routes.get(binding, domain).adaptive
 
     def version(self, binding: str, domain: str) -> int:
-        return self._versions.get((binding, domain), 0)
+        return self._versions.get((binding, self.key_of(domain)), 0)
 
     # --- live values -------------------------------------------------------------------
     def effective(self, route: RouteSettings) -> RouteSettings:
         """The route's settings with adaptive's live values for this binding x domain."""
         settings = route.adaptive
-        if not settings.enabled or not (
-            settings.bounds or self._has_overrides(route.binding, route.domain)
-        ):
+        key = self.key_of(route.domain)
+        if not settings.enabled or not (settings.bounds or self._has_overrides(route.binding, key)):
             return route
 
         def live(option: str, configured: Any) -> Any:
-            return self.engine.live_value(route.binding, route.domain, option, configured, settings)
+            return self.engine.live_value(route.binding, key, option, configured, settings)
 
         return self.routes.with_live_values(route, live)
 
@@ -88,7 +90,7 @@ class AdaptiveLink:
         return pair is not None and bool(pair.overrides)
 
     def blackholed(self, binding: str, domain: str, now: float) -> str | None:
-        hold = self.engine.blackhole(binding, domain, now)
+        hold = self.engine.blackhole(binding, self.key_of(domain), now)
         return hold.reason if hold is not None else None
 
     # --- outcomes ------------------------------------------------------------------------
@@ -127,12 +129,13 @@ class AdaptiveLink:
     ) -> None:
         enhanced = None if reply.enhanced is None else str(reply.enhanced)
         self.engine.record(
-            binding, domain, kind, reply.code, enhanced, reply.message, now, settings
+            binding, self.key_of(domain), kind, reply.code, enhanced, reply.message, now, settings
         )
 
     def record_complaint(self, binding: str, domain: str, kind: str, now: float) -> None:
         """An FBL complaint about mail binding sent to domain."""
-        self.engine.record_complaint(binding, domain, kind, now, self.settings(binding, domain))
+        settings = self.settings(binding, domain)
+        self.engine.record_complaint(binding, self.key_of(domain), kind, now, settings)
         self._dirty = True
 
     @staticmethod

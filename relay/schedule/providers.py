@@ -67,6 +67,14 @@ class _Needed:
 
 
 NEEDED: Final = _Needed()  # lookup(): resolve the domain's MX hosts first
+# Adaptive delivery's "domain" for a provider with adaptive_provider_rollup: a colon never
+# occurs in a domain name, so the key cannot collide with one.
+ROLLUP_PREFIX = "provider:"
+
+
+def rollup_name(key: str) -> str | None:
+    """The provider a rollup key stands for; None for a plain domain."""
+    return key[len(ROLLUP_PREFIX) :] if key.startswith(ROLLUP_PREFIX) else None
 
 
 def _norm(name: str) -> str:
@@ -162,6 +170,24 @@ class ProviderDirectory:
             )
             self._limits[key] = found
         return found
+
+    def adaptive_key(self, domain: str) -> str:
+        """What adaptive delivery keys binding x `domain` by: the provider's rollup key
+        when its provider has adaptive_provider_rollup, else the domain itself."""
+        if not self.rules:
+            return domain
+        found = self._known.get(domain)
+        if found is None or found[0] is None:
+            return domain
+        rule = self._by_name.get(found[0])
+        if rule is None or not rule.adaptive_rollup:
+            return domain
+        return ROLLUP_PREFIX + rule.name.lower()
+
+    def domains_of(self, provider: str) -> list[str]:
+        """The domains known to be in `provider` (compared case-insensitively)."""
+        name = provider.lower()
+        return [d for d, entry in self._known.items() if (entry[0] or "").lower() == name]
 
     def known(self) -> dict[str, str | None]:
         """Every domain classified so far -> its provider (for the admin API)."""

@@ -245,7 +245,11 @@ class Queues:
                 return False
             return rq is None or rq.has_room()
 
-        pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding)
+        also = None
+        if self.providers:
+            key = self.providers.adaptive_key(domain)
+            also = key if key != domain else None  # the provider's rollup suspensions
+        pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
         if binding is None:
             if pick.wait_until is not None:
@@ -487,6 +491,14 @@ class Queues:
                 rq.policy = self._policy(binding, domain)
         self._unblock_domain(domain)
         self.on_work()
+
+    def provider_policy_changed(self, binding: str, provider: str, now: float) -> list[Action]:
+        """Adaptive delivery changed a live value or a hold for binding x a provider it
+        rolls up: every domain known to be in it."""
+        out: list[Action] = []
+        for domain in self.providers.domains_of(provider):
+            out += self.policy_changed(binding, domain, now)
+        return out
 
     def _policy(self, binding: str, domain: str) -> RouteSettings:
         """The policies' settings for binding x domain, with its provider's limits."""

@@ -41,7 +41,7 @@ from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
-from relay.schedule.providers import ProviderDirectory
+from relay.schedule.providers import ProviderDirectory, rollup_name
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
@@ -114,6 +114,7 @@ class Scheduler:
         )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
+            adaptive.key_of = self._adaptive_key
         self._parked: dict[Connection, asyncio.Future[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
@@ -176,8 +177,16 @@ class Scheduler:
         """Something outside changed (an FBL complaint, an operator command): look again."""
         self._wake.set()
 
+    def _adaptive_key(self, domain: str) -> str:
+        return self.core.providers.adaptive_key(domain)
+
     def _adaptive_changed(self, binding: str, domain: str) -> None:
-        self._carry_out(self.core.policy_changed(binding, domain, self.clock.now()))
+        provider = rollup_name(domain)
+        if provider is not None:
+            changed = self.core.provider_policy_changed(binding, provider, self.clock.now())
+        else:
+            changed = self.core.policy_changed(binding, domain, self.clock.now())
+        self._carry_out(changed)
 
     # --- views --------------------------------------------------------------------------
     def policy(self, binding: str, domain: str) -> RouteSettings:

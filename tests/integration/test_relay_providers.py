@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from relay.cli import main
+from relay.clock import ManualClock
 from tests.integration.relay_harness import RelayFactory
 from tests.integration.test_relay_admin import api
 from tests.support.fixtures import DnsServerFactory, SinkFactory
@@ -25,6 +26,7 @@ ZONE = {
     "sender.test": {"MX": ["10 mx.own.test."]},
 }
 
+START = 1_800_000_000.0
 PROVIDER = """
 provider "bigmail" {
   match_mx = ( "*.bigmail.test" )
@@ -102,3 +104,54 @@ async def test_config_eval_shows_the_provider_of_a_domain(
     )
     assert code == 0
     assert capsys.readouterr().out.startswith(printed)
+
+
+async def test_a_rolled_up_suspension_covers_every_domain_of_the_provider(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    clock = ManualClock(START)
+    dns = await dns_server(ZONE)
+    big = await smtp_sink(
+        "127.0.0.10",
+        script=Script(
+            rcpt_hook=lambda peer, rcpt: (
+                "451 4.7.1 Please slow down" if peer == "127.0.0.2" and "alpha" in rcpt else None
+            )
+        ),
+    )
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+retry_interval = 3600
+adaptive_enabled = true
+adaptive_reply_rule "pushback" {{
+  pattern = "please slow down"
+  threshold = "2/60"
+  action = ( "suspend" "10 minutes" )
+  replies = 4xx
+}}
+binding_group "g" {{
+  binding "b1" {{ bind_address = 127.0.0.2 }}
+  binding "b2" {{ bind_address = 127.0.0.3 }}
+}}
+provider "bigmail" {{
+  match_mx = ( "*.bigmail.test" )
+  adaptive_provider_rollup = true
+}}
+""",
+        dns=dns,
+        clock=clock,
+        listener='binding = "b1"',
+    )
+    for i in range(2):
+        await relay.send("s@sender.test", [f"a{i}@alpha.test"])
+    await relay.wait(lambda: len(relay.events("adaptive_suspension")) == 1)
+    suspension = relay.events("adaptive_suspension")[0]
+    # Decided per binding x provider: alpha.test's replies suspend b1 for all of bigmail.
+    assert (suspension["binding"], suspension["domain"]) == ("b1", "provider:bigmail")
+    await relay.send("s@sender.test", ["b0@beta.test"])
+    await asyncio.sleep(0.3)
+    assert big.messages == []  # beta.test's mail waits on b1, without an attempt
+    assert [e for e in relay.events("transient_failure") if "beta" in str(e)] == []
+    await clock.advance(601)  # the suspension ends
+    await relay.wait(lambda: any("b0@beta.test" in m.rcpt_tos for m in big.messages))

@@ -197,3 +197,26 @@ async def test_provider_connection_throttle_and_reload() -> None:
     settings = compile_settings(loads(CONF.split("provider")[0]))
     core.q.reload(core.q.selector, ProviderDirectory(settings.providers))
     assert core.q.policy("b1", "corp.test").provider is None
+
+
+def test_a_rollup_suspension_stops_the_binding_for_every_domain_of_the_provider() -> None:
+    core = Core("max_outbound_connections = 10\nadaptive_provider_rollup = true")
+    directory = core.q.providers
+    assert directory.adaptive_key("gmail.com") == "gmail.com"  # not classified yet
+    core.q.schedule(job("gmail.com", binding=None))
+    core.run()
+    assert directory.adaptive_key("gmail.com") == "provider:google"
+    core.q.selector.suspensions.suspend("b1", "provider:google", T0 + 600, "rollup")
+    for _ in range(4):
+        core.q.schedule(job("gmail.com", binding=None))
+        core.q.schedule(job("corp.test", binding=None))
+    core.q.schedule(job("solo.test", binding=None))
+    core.run()
+    core.q.provider_learned("corp.test", ["aspmx.l.google.com"], T0)
+    core.q.provider_learned("solo.test", ["mx.solo.test"], T0)
+    core.run()
+    queued = {(r.binding, r.domain): r.queued for r in core.q.ready_rows()}
+    # b1 keeps only the gmail.com job placed before the suspension; solo.test uses either.
+    solo = [queued.pop(k) for k in list(queued) if k[1] == "solo.test"]
+    assert solo == [1]
+    assert queued == {("b1", "gmail.com"): 1, ("b2", "gmail.com"): 4, ("b2", "corp.test"): 4}
