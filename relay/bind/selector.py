@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from relay.bind.caps import CapTable
 from relay.bind.rotation import Rotation, smooth_sequence
 from relay.bind.suspensions import Suspension, SuspensionTable
 
@@ -48,11 +49,12 @@ class Selector:
     ) -> None:
         self._groups = {name: tuple(members) for name, members in groups.items()}
         self.suspensions = suspensions
+        self.caps = CapTable()  # bindings at their warm-up cap: left out like suspended ones
         self._max_probe = max_probe
-        # (group, domain) -> (table version, rebuild at, rotation)
-        self._rotations: dict[tuple[str, str], tuple[int, float, Rotation]] = {}
-        # (group, domain, also) -> (both table versions, rebuild at, rotation)
-        self._rollups: dict[tuple[str, str, str], tuple[tuple[int, int], float, Rotation]] = {}
+        # (group, domain) -> ((suspension, cap) table versions, rebuild at, rotation)
+        self._rotations: dict[tuple[str, str], tuple[tuple[int, int], float, Rotation]] = {}
+        # (group, domain, also) -> (the three table versions, rebuild at, rotation)
+        self._rollups: dict[tuple[str, str, str], tuple[tuple[int, int, int], float, Rotation]] = {}
         self._members: dict[str, Member] = {
             m.name: m for members in self._groups.values() for m in members
         }
@@ -61,7 +63,13 @@ class Selector:
         return self._groups.get(group, ())
 
     def _suspended(self, domain: str, also: str | None, now: float) -> dict[str, Suspension]:
+        """Suspensions (and warm-up caps, as suspensions until the period ends) in force."""
         suspended = self.suspensions.for_domain(domain, now)
+        if self.caps:
+            for name, until in self.caps.for_domain(domain, now).items():
+                known = suspended.get(name)
+                if known is None or known.until < until:
+                    suspended[name] = Suspension(name, domain, until, "warm-up cap")
         if also is not None:
             for name, entry in self.suspensions.for_domain(also, now).items():
                 known = suspended.get(name)
@@ -71,19 +79,23 @@ class Selector:
 
     def _rotation(self, group: str, domain: str, now: float, also: str | None = None) -> Rotation:
         if also is not None:
-            versions = (self.suspensions.version(domain), self.suspensions.version(also))
+            versions = (
+                self.suspensions.version(domain),
+                self.suspensions.version(also),
+                self.caps.version(domain),
+            )
             found = self._rollups.get((group, domain, also))
             if found is not None and found[0] == versions and now < found[1]:
                 return found[2]
             rotation, rebuild_at = self._build(group, self._suspended(domain, also, now))
             self._rollups[(group, domain, also)] = (versions, rebuild_at, rotation)
             return rotation
-        version = self.suspensions.version(domain)
+        version = (self.suspensions.version(domain), self.caps.version(domain))
         key = (group, domain)
         cached = self._rotations.get(key)
         if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
-        rotation, rebuild_at = self._build(group, self.suspensions.for_domain(domain, now))
+        rotation, rebuild_at = self._build(group, self._suspended(domain, None, now))
         self._rotations[key] = (version, rebuild_at, rotation)
         return rotation
 

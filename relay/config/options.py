@@ -627,6 +627,16 @@ _opt(
     "Adaptive decisions per binding x provider instead of per binding x domain",
 )
 
+# IP warm-up (relay extension): a binding's (or binding x domain's) daily or hourly caps.
+_opt(
+    "warmup_schedule",
+    v.WARMUP_SCHEDULE,
+    None,
+    OUTBOUND,
+    'Caps on day 1, 2, ... after warmup_start ("50/day" or "N/hour"); none past the list',
+)
+_opt("warmup_start", v.DATE, None, OUTBOUND, "The UTC day a warm-up schedule starts")
+
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(
     {
@@ -638,6 +648,8 @@ ACTIVE = frozenset(
         "match_mx",
         "match_domain",
         "adaptive_provider_rollup",
+        "warmup_schedule",
+        "warmup_start",
         "admin_tls_certificate",
         "admin_tls_key",
         "event_log_keep",

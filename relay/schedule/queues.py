@@ -54,6 +54,7 @@ from relay.schedule.providers import NEEDED, ProviderDirectory
 from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
 from relay.schedule.route_settings import RouteSettings
 from relay.schedule.throttle import Buckets
+from relay.schedule.warmup import WarmupCounts, WarmupPlan, cap_now
 
 log = logging.getLogger("relay.schedule")
 
@@ -111,6 +112,7 @@ class Queues:
         max_in_flight: int = 20000,
         on_work: Callable[[], None] = lambda: None,
         providers: ProviderDirectory | None = None,
+        warmup: WarmupCounts | None = None,
     ) -> None:
         self.selector = selector
         self.policies = policies
@@ -119,6 +121,8 @@ class Queues:
         self._resolving: set[str] = set()  # ResolveProvider asked, not yet answered
         # (binding, domain) -> (policies' settings, provider, with the provider's limits)
         self._provided: dict[Route, tuple[RouteSettings, str, RouteSettings]] = {}
+        # Warm-up (warmup.py): messages placed per plan in its period, and bindings' ages.
+        self.warmup = warmup or WarmupCounts()
         self.max_in_flight = max_in_flight
         self.on_work = on_work  # step() has something to do before the last WakeAt
         self.caps = ConnectionCaps()
@@ -280,6 +284,8 @@ class Queues:
         if local is not None:
             out.append(LocalDisposition(job, policy, local, held))
             return True
+        if policy.warmup is not None:
+            self._warm_count(binding, domain, policy.warmup, now)
         rq = ready.get((binding, domain))
         if rq is None:
             rq = ReadyQueue(binding, domain, policy)
@@ -468,6 +474,39 @@ class Queues:
         if rq.jobs:
             self._maybe_open(rq, now, out)
         return out
+
+    # --- warm-up (warmup.py) ----------------------------------------------------------------
+    def _warm_capped(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> bool:
+        cap = cap_now(plan, now, self.warmup.start_of(binding))
+        if cap is None or self.warmup.count(plan.key, cap.period_start) < cap.limit:
+            return False
+        self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
+        return True
+
+    def _warm_count(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> None:
+        cap = cap_now(plan, now, self.warmup.start_of(binding))
+        if cap is None:
+            return
+        if self.warmup.add(plan.key, cap.period_start) >= cap.limit:
+            self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
+
+    def warmup_status(self, binding: str, domain: str, now: float) -> dict[str, object] | None:
+        """The binding's warm-up as binding x domain sees it: its age in days, the cap in
+        force and the count so far (None: no warm-up schedule)."""
+        plan = self._policy(binding, domain).warmup
+        if plan is None:
+            return None
+        start = self.warmup.start_of(binding)
+        begin = plan.start if start is None else start
+        cap = cap_now(plan, now, start)
+        return {
+            "age_days": None if begin <= 0 else max(0, math.floor((now - begin) / 86400)),
+            "cap": None if cap is None else cap.limit,
+            "period": None
+            if cap is None
+            else ("hour" if cap.period_end - cap.period_start < 86400 else "day"),
+            "count": 0 if cap is None else self.warmup.count(plan.key, cap.period_start),
+        }
 
     # --- providers (MX rollup, providers.py) ---------------------------------------------
     def _provider_known(self, domain: str, now: float, out: list[Action]) -> bool:

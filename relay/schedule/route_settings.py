@@ -16,6 +16,7 @@ from relay.config.values import Throttle
 from relay.deliver.settings import DeliverySettings
 from relay.dispose.decide import RetryPolicy
 from relay.schedule.limits import Cap
+from relay.schedule.warmup import WarmupPlan
 
 ThrottleRef = tuple[tuple[str, tuple[str, ...]], Throttle]  # (bucket key, rate)
 LiveValue = Callable[[str, Any], Any]  # (managed option, configured value) -> value now
@@ -54,6 +55,7 @@ class RouteSettings:
     provider: str | None = None
     provider_message_throttle: ThrottleRef | None = None
     provider_connection_throttle: ThrottleRef | None = None
+    warmup: WarmupPlan | None = None  # warmup_schedule / warmup_start (schedule/warmup.py)
 
 
 class RouteSettingsSource(Protocol):
