@@ -136,6 +136,9 @@ class DaemonControl:
                     m.plumbed,
                     daemon.binding_address(m.name),
                     tuple(suspended.get(m.name, ())),
+                    daemon.scheduler.warmup_status(m.name)
+                    if daemon.scheduler is not None
+                    else None,
                 )
                 for m in (selector.members(group) if selector is not None else ())
             ]
@@ -147,6 +150,12 @@ class DaemonControl:
 
     def queues(self) -> Mapping[str, Sequence[Mapping[str, object]]]:
         return self._scheduler().queues()
+
+    def set_warmup_age(self, binding: str, days: int) -> Mapping[str, object] | None:
+        scheduler = self._scheduler()
+        scheduler.set_warmup_age(binding, days)
+        self._changed()
+        return scheduler.warmup_status(binding)
 
     def providers(self) -> Mapping[str, object]:
         directory = self._scheduler().core.providers

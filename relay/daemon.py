@@ -46,6 +46,7 @@ from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.providers import ProviderDirectory
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
+from relay.schedule.warmup import WarmupCounts
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
@@ -54,6 +55,7 @@ from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
 ADAPTIVE_STATE = "adaptive-state.json"
+WARMUP_STATE = "warmup.json"  # warm-up counts per UTC day (or hour) and bindings' ages
 STATE_SAVE_INTERVAL = 10.0
 
 
@@ -139,6 +141,8 @@ class Daemon:
             adaptive=self.adaptive,
             providers=ProviderDirectory(settings.providers),
             mx_lookup=router.mx_host_names,
+            warmup=await asyncio.to_thread(_load_warmup, spoolbase / WARMUP_STATE),
+            warmup_path=spoolbase / WARMUP_STATE,
         )
         self.adaptive.send_alert = self._send_own_mail
         self.bouncer = Bouncer(
@@ -160,6 +164,11 @@ class Daemon:
         self.scheduler.start()
         self._background.append(
             asyncio.create_task(self.adaptive.keep_saving(STATE_SAVE_INTERVAL, self.clock.sleep))
+        )
+        self._background.append(
+            asyncio.create_task(
+                self.scheduler.keep_saving_warmup(STATE_SAVE_INTERVAL, self.clock.sleep)
+            )
         )
         self.handoff = Handoff(
             self.spool.submit, self.announce, self.complaint, options.fbl_address
@@ -361,6 +370,8 @@ class Daemon:
             await self.shards.close()
         if self.adaptive is not None:
             await self.adaptive.save()
+        if self.scheduler is not None:
+            await self.scheduler.save_warmup()
         if self.spool is not None:
             await self.spool.close()
         self.events.close()
@@ -377,6 +388,14 @@ class Daemon:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def _load_warmup(path: Path) -> WarmupCounts:
+    try:
+        return WarmupCounts.load(path)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        log.warning("warm-up counts in %s unreadable (%s): starting from zero", path, err)
+        return WarmupCounts()
 
 
 def _admin_access(

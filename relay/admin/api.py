@@ -153,6 +153,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                     "plumbed": b.plumbed,
                     "bind_address": b.bind_address,
                     "suspended": [asdict(s) for s in b.suspended],
+                    "warmup": dict(b.warmup) if b.warmup is not None else None,
                 }
                 for b in members
             ]
@@ -171,6 +172,20 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
             return Response(200, {"pairs": [asdict(s) for s in daemon.adaptive_pairs()]})
         except NotRunning:
             raise BadRequest(NOT_RUNNING) from None
+
+    async def warmup_age(request: Request) -> Response:
+        """{"binding": B, "age_days": N}: B is N days into its warm-up schedules."""
+        binding = field(request, "binding")
+        if not daemon.has_binding(binding):
+            raise BadRequest(f'no binding "{binding}"', field="binding")
+        days = request.body.get("age_days")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise BadRequest("age_days must be a whole number of days >= 0", field="age_days")
+        try:
+            status = daemon.set_warmup_age(binding, days)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        return Response(200, {"binding": binding, "warmup": status})
 
     async def providers(request: Request) -> Response:
         """?domain=D: that domain's provider as dispatch knows it (known: classified yet)."""
@@ -369,6 +384,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("GET", "/api/v1/queues"): queues,
         ("GET", "/api/v1/adaptive"): adaptive,
         ("GET", "/api/v1/providers"): providers,
+        ("POST", "/api/v1/bindings/warmup"): warmup_age,
         ("POST", "/api/v1/adaptive/suspend"): suspend,
         ("POST", "/api/v1/adaptive/resume"): resume,
         ("POST", "/api/v1/adaptive/override"): override,

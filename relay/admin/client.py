@@ -116,6 +116,12 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("option", help="e.g. max_outbound_connections")
             sub.add_argument("value")
         sub.set_defaults(admin=name)
+    warmup = commands.add_parser(
+        "warmup-age", help="set how many days into its warm-up schedule a binding is"
+    )
+    warmup.add_argument("binding")
+    warmup.add_argument("age_days", type=int, help="0 = the first day of the schedule")
+    warmup.set_defaults(admin="warmup-age")
     flush = commands.add_parser("flush", help="make delayed mail due now")
     flush.add_argument("domain", nargs="?")
     flush.set_defaults(admin="flush")
@@ -188,6 +194,9 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
             body.update(duration=args.duration, reason=args.reason)
         path = "/api/v1/" + name.partition("-")[0]
         return request(url, "POST", path, body, token=token, cafile=cafile)
+    if name == "warmup-age":
+        body = {"binding": args.binding, "age_days": args.age_days}
+        return request(url, "POST", "/api/v1/bindings/warmup", body, token=token, cafile=cafile)
     if name in ("reload", "flush"):
         body = {"domain": args.domain} if name == "flush" and args.domain else {}
         return request(url, "POST", f"/api/v1/{name}", body, token=token, cafile=cafile)

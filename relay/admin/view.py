@@ -82,6 +82,7 @@ class BindingView:
     plumbed: bool
     bind_address: str | None
     suspended: tuple[SuspendedDomain, ...]
+    warmup: Mapping[str, object] | None = None  # age_days, cap, period, count (today)
 
 
 class DaemonView(Protocol):
@@ -166,6 +167,11 @@ class DaemonView(Protocol):
 
     def resume_domain(self, domain: str) -> Sequence[Event]:
         """Lift every binding's suspension for `domain`."""
+        ...
+
+    def set_warmup_age(self, binding: str, days: int) -> Mapping[str, object] | None:
+        """Make the binding `days` days into its warm-up schedules; returns its warm-up
+        status now (None: it has no binding-scope schedule)."""
         ...
 
     async def submit(

@@ -27,6 +27,12 @@ class CapTable:
         table[binding] = until
         self._versions[domain] = self._versions.get(domain, 0) + 1
 
+    def clear(self) -> None:
+        """Forget every cap (each binding found at its cap again is capped again)."""
+        self._by_domain.clear()
+        self._wide.clear()
+        self._wide_version += 1
+
     def version(self, domain: str) -> int:
         """Changes whenever a cap for `domain` or a binding-wide one is added."""
         return self._versions.get(domain, 0) + self._wide_version

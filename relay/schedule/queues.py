@@ -247,13 +247,21 @@ class Queues:
                 return False
             if down.get((binding, domain), 0.0) > now:
                 return False
+            if policy.warmup is not None and self._warm_capped(binding, domain, policy.warmup, now):
+                return False  # at its warm-up cap: the selector leaves it out from now on
             return rq is None or rq.has_room()
 
         also = None
         if self.providers:
             key = self.providers.adaptive_key(domain)
             also = key if key != domain else None  # the provider's rollup suspensions
-        pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
+        selector = self.selector
+        capped = selector.caps.version(domain)
+        pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
+        if pick.all_full and selector.caps.version(domain) != capped:
+            # Bindings found at their warm-up cap left the rotation: overflow to the warm
+            # members, or (every one capped) wait for the earliest next period.
+            pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
         if binding is None:
             if pick.wait_until is not None:
@@ -489,6 +497,13 @@ class Queues:
             return
         if self.warmup.add(plan.key, cap.period_start) >= cap.limit:
             self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
+
+    def warmup_changed(self) -> None:
+        """An age changed: caps are worked out again (bindings found capped leave again)."""
+        self.selector.caps.clear()
+        for key in list(self._blocked):
+            self._unblock(key)
+        self.on_work()
 
     def warmup_status(self, binding: str, domain: str, now: float) -> dict[str, object] | None:
         """The binding's warm-up as binding x domain sees it: its age in days, the cap in

@@ -19,8 +19,10 @@ import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Protocol, assert_never
 
+from relay.adaptive.state import write_atomically
 from relay.bind.selector import Selector
 from relay.clock import Clock
 from relay.dispose.decide import decide
@@ -47,6 +49,7 @@ from relay.schedule.ready import Connection
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 from relay.schedule.statistics import SchedulerStatistics
 from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
+from relay.schedule.warmup import WarmupCounts
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient
 
@@ -95,9 +98,12 @@ class Scheduler:
         adaptive: AdaptiveLink | None = None,
         providers: ProviderDirectory | None = None,
         mx_lookup: MxLookup | None = None,
+        warmup: WarmupCounts | None = None,
+        warmup_path: Path | None = None,
     ) -> None:
         self.spool = spool
         self.mx_lookup = mx_lookup
+        self.warmup_path = warmup_path  # where the warm-up counts are saved
         self.transport = transport
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
@@ -111,6 +117,7 @@ class Scheduler:
             max_in_flight=max_in_flight,
             on_work=self._wake.set,
             providers=providers,
+            warmup=warmup,
         )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
@@ -482,6 +489,38 @@ class Scheduler:
             log.exception("looking up the MX hosts of %s for its provider failed", domain)
         finally:
             self.core.provider_learned(domain, hosts, self.clock.now())
+
+    # --- warm-up ------------------------------------------------------------------------
+    def warmup_status(self, binding: str, domain: str = "") -> dict[str, object] | None:
+        """Age, today's cap and count of binding's warm-up (binding scope: domain "")."""
+        return self.core.warmup_status(binding, domain, self.clock.now())
+
+    def set_warmup_age(self, binding: str, days: int) -> float:
+        """Make the binding `days` days old (day `days` of its schedules); returns the new
+        start. Caps of the old age are lifted at once."""
+        start = self.core.warmup.set_age(binding, days, self.clock.now())
+        self.core.warmup_changed()
+        return start
+
+    async def save_warmup(self) -> None:
+        """Snapshot on the loop, write in a thread (when anything changed)."""
+        counts, path = self.core.warmup, self.warmup_path
+        if path is None or not counts.dirty:
+            return
+        text = counts.to_json()
+        counts.dirty = False
+        try:
+            await asyncio.to_thread(write_atomically, text, path)
+        except OSError as err:
+            counts.dirty = True
+            log.error("cannot save the warm-up counts to %s: %s", path, err)
+
+    async def keep_saving_warmup(
+        self, every: float, sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        while True:
+            await sleep(every)
+            await self.save_warmup()
 
     def provider_of(self, domain: str) -> str | None:
         """The provider the domain is in, as far as dispatch knows it now."""

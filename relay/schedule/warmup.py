@@ -6,8 +6,9 @@ binding (or group, global) scope cap the binding as a whole; in a domain stanza,
 x that domain stanza. A count is shared by everything that falls back to the defining scope,
 per binding (`WarmupPlan.key`). A binding's age set through the admin API replaces the start
 of every plan of that binding. What counts is each message placed on the binding (a retry
-counts again). `WarmupCounts` keeps the counts of the current period and the ages, and is
-saved to the spool directory (`warmup.json`) so a restart keeps them.
+counts again). `WarmupCounts` keeps the counts of the current period and the ages; the
+scheduler saves them to the spool directory (`warmup.json`) every few seconds and at stop,
+so a restart keeps them (a crash loses at most the last few seconds of counts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,14 +119,3 @@ class WarmupCounts:
         if not path.exists():
             return cls()
         return cls.from_json(path.read_text(encoding="utf-8"))
-
-    def save(self, path: Path) -> None:
-        """Write atomically (a temporary file, fsync, rename)."""
-        text = self.to_json()
-        self.dirty = False
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)

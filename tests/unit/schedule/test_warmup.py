@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from relay.adaptive.state import write_atomically
 from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import ManualClock
@@ -167,7 +168,7 @@ def test_counts_and_ages_survive_a_restart(tmp_path: Path) -> None:
     core.run()
     counts.set_age("b2", 4, core.clock.now())
     path = tmp_path / "warmup.json"
-    counts.save(path)
+    write_atomically(counts.to_json(), path)
     again = WarmupCounts.load(path)
     assert again.starts == counts.starts
     core2 = Core(conf(COLD), again)
@@ -184,3 +185,16 @@ def test_a_bad_schedule_names_the_option() -> None:
     with pytest.raises(ConfigError) as err:
         loads('warmup_start = "yesterday"')
     assert "YYYY-MM-DD" in str(err.value)
+
+
+def test_a_binding_already_at_its_cap_is_found_and_skipped() -> None:
+    counts = WarmupCounts()
+    key = ("b1", "binding_group", "g", "binding", "b1")
+    for _ in range(3):
+        counts.add(key, START)  # e.g. loaded after a restart
+    core = Core(conf(COLD), counts)
+    for _ in range(5):
+        core.q.schedule(job())
+    core.run()
+    assert core.per_binding() == {"b2": 5}
+    assert core.q.selector.caps.until("b1", "one.test", T0) == START + DAY
