@@ -215,6 +215,8 @@ class DaemonControl:
             "sender": envelope.sender,
             "binding_group": envelope.binding_group,
             "binding": envelope.binding,
+            "tenant": envelope.tenant,
+            "campaign": envelope.campaign,
             "received_at": envelope.received_at,
             "size": envelope.size,
             "recipients": [
@@ -235,12 +237,15 @@ class DaemonControl:
         sender = selection.sender.lower() if selection.sender is not None else None
         before = None if selection.older_than is None else self.now() - selection.older_than
         group, binding = selection.binding_group, selection.binding
+        tenant, campaign = selection.tenant, selection.campaign
 
         def matches(job: Job) -> bool:
             return (
                 (domain is None or job.domain == domain)
                 and (group is None or job.group == group)
                 and (binding is None or job.binding == binding)
+                and (tenant is None or job.tenant == tenant)
+                and (campaign is None or job.campaign == campaign)
                 and (sender is None or job.sender.lower() == sender)
                 and (before is None or job.received_at < before)
             )
@@ -289,6 +294,8 @@ class DaemonControl:
         binding: str | None,
         client_ip: str,
         tls: bool,
+        tenant: str | None = None,
+        campaign: str | None = None,
     ) -> Submitted:
         daemon = self._daemon
         if daemon.handoff is None or not daemon.ready:
@@ -305,6 +312,8 @@ class DaemonControl:
                 client_ip=client_ip,
                 tls=tls,
                 received_at=self.now(),
+                tenant=tenant,
+                campaign=campaign,
             )
         except submission.Refused as err:
             raise SubmissionRefused(err.field, err.reply) from None

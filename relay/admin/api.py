@@ -17,8 +17,8 @@ POST /api/v1/delete             {filter}: drop matching queued mail, no DSN
 POST /api/v1/rebind             {filter, "target"}: queued mail moves to binding group target
 POST /api/v1/suspend            {"domain", "duration", "reason"}: every binding, for a domain
 POST /api/v1/resume             {"domain"}: lift every binding's suspension for a domain
-  a filter: any of "domain", "binding_group", "binding", "sender", "older_than" (seconds
-  or "4 hours"); at least one; every field given must match
+  a filter: any of "domain", "binding_group", "binding", "sender", "tenant", "campaign",
+  "older_than" (seconds or "4 hours"); at least one; every field given must match
 GET  /metrics                   Prometheus text format (open unless metrics_require_token)
 GET  /healthz                   200 when the spool is writable and the listeners are up (open)
 GET  /readyz                    200 once recovery has finished (open)
@@ -69,7 +69,7 @@ def reply_status(reply: str) -> int:
     return 422
 
 
-FILTER_FIELDS = ("domain", "binding_group", "binding", "sender", "older_than")
+FILTER_FIELDS = ("domain", "binding_group", "binding", "sender", "tenant", "campaign", "older_than")
 
 
 def duration_of(raw: object, name: str) -> float:
@@ -85,16 +85,10 @@ def duration_of(raw: object, name: str) -> float:
 def read_filter(body: dict[str, object], also: tuple[str, ...] = ()) -> MessageFilter:
     """The filter of a bounce, delete or rebind; refuses an empty one (it would take all)."""
     for name in body:
-        if name in ("tenant", "campaign"):
-            raise BadRequest(
-                f"filter field {name!r} is not supported yet (the spool does not keep it)",
-                field=name,
-                status=422,
-            )
         if name not in FILTER_FIELDS and name not in also:
             raise BadRequest(f"unknown field {name!r}", field=name)
     values: dict[str, str] = {}
-    for name in FILTER_FIELDS[:4]:
+    for name in FILTER_FIELDS[:-1]:
         value = body.get(name)
         if value is None:
             continue
@@ -282,6 +276,8 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                 binding=injection.binding,
                 client_ip=request.peer,
                 tls=request.tls,
+                tenant=injection.tenant,
+                campaign=injection.campaign,
             )
         except SubmissionRefused as err:
             body = error(reply_status(err.reply), err.reply, err.field)

@@ -140,6 +140,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--binding-group")
         sub.add_argument("--binding", help="the message's explicit binding")
         sub.add_argument("--sender")
+        sub.add_argument("--tenant")
+        sub.add_argument("--campaign")
         sub.add_argument("--older-than", help='received before: e.g. 3600 or "2 hours"')
         sub.set_defaults(admin=name)
     for name, text in (
@@ -181,6 +183,8 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
                 ("binding_group", args.binding_group),
                 ("binding", args.binding),
                 ("sender", args.sender),
+                ("tenant", args.tenant),
+                ("campaign", args.campaign),
                 ("older_than", args.older_than),
             )
             if value is not None

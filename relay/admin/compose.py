@@ -12,9 +12,20 @@ from typing import Any
 from relay.admin.http import BadRequest
 
 FIELDS = frozenset(
-    {"from", "to", "content", "subject", "text", "html", "headers", "binding_group", "binding"}
+    {
+        "from",
+        "to",
+        "content",
+        "subject",
+        "text",
+        "html",
+        "headers",
+        "binding_group",
+        "binding",
+        "tenant",
+        "campaign",
+    }
 )
-NOT_YET = frozenset({"tenant", "campaign"})  # the spool has no place for them yet
 BUILT = ("subject", "text", "html", "headers")
 
 
@@ -25,6 +36,8 @@ class Injection:
     content: bytes
     binding_group: str | None
     binding: str | None
+    tenant: str | None = None  # as a listener's default: the content's X-Tenant wins
+    campaign: str | None = None
 
 
 def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -40,12 +53,6 @@ def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str |
 
 def read_injection(body: dict[str, Any]) -> Injection:
     for name in body:
-        if name in NOT_YET:
-            raise BadRequest(
-                f"field {name!r} is not supported yet (no place for it in the spool)",
-                field=name,
-                status=422,
-            )
         if name not in FIELDS:
             raise BadRequest(f"unknown field {name!r}", field=name)
     sender = _string(body, "from", required=True)
@@ -71,6 +78,8 @@ def read_injection(body: dict[str, Any]) -> Injection:
         raw,
         _string(body, "binding_group") or None,
         _string(body, "binding") or None,
+        _string(body, "tenant") or None,
+        _string(body, "campaign") or None,
     )
 
 

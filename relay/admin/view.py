@@ -51,6 +51,8 @@ class MessageFilter:
     binding: str | None = None  # the message's explicit binding (X-Binding / "binding")
     sender: str | None = None
     older_than: float | None = None  # seconds since reception
+    tenant: str | None = None
+    campaign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,8 @@ class DaemonView(Protocol):
         binding: str | None,
         client_ip: str,
         tls: bool,
+        tenant: str | None = None,
+        campaign: str | None = None,
     ) -> Submitted:
         """Inject one message as SMTP injection would (the same checks and limits);
         returns once it is durable in the spool. Raises SubmissionRefused (nothing

@@ -551,6 +551,20 @@ _opt(
 )
 _opt("binding", v.STRING, None, LISTENER, "Binding for mail injected here (relay extension)")
 _opt(
+    "tenant",
+    v.STRING,
+    None,
+    LISTENER,
+    "Tenant of mail injected here without X-Tenant (relay extension)",
+)
+_opt(
+    "campaign",
+    v.STRING,
+    None,
+    LISTENER,
+    "Campaign of mail injected here without X-Campaign (relay extension)",
+)
+_opt(
     "auth_credentials_file",
     v.STRING,
     None,
@@ -777,6 +791,8 @@ ACTIVE = frozenset(
         "auth_credentials_file",
         "binding",
         "binding_group",
+        "campaign",
+        "tenant",
         "enable",
         "inbound_data_timeout",
         "inbound_idle_timeout",

@@ -65,19 +65,24 @@ class EventLog:
         self._write(_ENCODE(record) + "\n")
 
     def reception(self, envelope: Envelope) -> None:
-        """A message was accepted: its id, sender, recipient count, group, binding and
-        size, as `self("reception", {...})` would write them, formatted directly (it is
-        written for every message)."""
+        """A message was accepted: its id, sender, recipient count, group, binding, size
+        (tenant and campaign when it has them), as `self("reception", {...})` would write
+        them, formatted directly (it is written for every message)."""
         self.counts["reception"] = self.counts.get("reception", 0) + 1
         if self._stream is None:
             return
         binding = "null" if envelope.binding is None else _STRING(envelope.binding)
+        labels = ""
+        if envelope.tenant is not None:
+            labels += f',"tenant":{_STRING(envelope.tenant)}'
+        if envelope.campaign is not None:
+            labels += f',"campaign":{_STRING(envelope.campaign)}'
         self._write(
             f'{{"time":{round(time.time(), 3)!r},"event":"reception",'
             f'"message_id":{_STRING(envelope.message_id)},"sender":{_STRING(envelope.sender)},'
             f'"recipients":{len(envelope.recipients)},'
             f'"binding_group":{_STRING(envelope.binding_group)},"binding":{binding},'
-            f'"size":{int(envelope.size)}}}\n'
+            f'"size":{int(envelope.size)}{labels}}}\n'
         )
 
     def _write(self, line: str) -> None:

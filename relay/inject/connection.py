@@ -255,6 +255,7 @@ class InjectConnection(asyncio.Protocol):
         ctx = self._ctx
         now = ctx.clock()
         group, binding = self._listener_assignment()
+        tenant, campaign = self._listener_labels()
         session = event.session
         reception = Reception(
             client_ip=self._client_text,
@@ -267,6 +268,8 @@ class InjectConnection(asyncio.Protocol):
             received_at=datetime.datetime.fromtimestamp(now, datetime.UTC),
             listener_group=group,
             listener_binding=binding,
+            listener_tenant=tenant,
+            listener_campaign=campaign,
         )
         try:
             return accept(
@@ -288,6 +291,15 @@ class InjectConnection(asyncio.Protocol):
         if peer is not None and (peer.binding_group is not None or peer.binding is not None):
             return peer.binding_group, peer.binding
         return listener.binding_group, listener.binding
+
+    def _listener_labels(self) -> tuple[str | None, str | None]:
+        """The tenant and campaign of mail without X-Tenant / X-Campaign: the peer's, else
+        the listener's."""
+        listener = self._ctx.listener
+        peer = listener.peer_for(self._client_ip) if self._client_ip is not None else None
+        if peer is None:
+            return listener.tenant, listener.campaign
+        return peer.tenant or listener.tenant, peer.campaign or listener.campaign
 
     def _stored(self, future: asyncio.Future[Envelope]) -> None:
         self._waiting = False

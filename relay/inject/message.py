@@ -2,8 +2,10 @@
 
 Pure: content and facts about the session in, a ready message or a refusal out.
 Steps: mail-loop check on `Received:`; group/binding assignment from `X-Binding-Group:` /
-`X-Binding:` (then listener/peer, then `default`); those headers removed; a `Received:`
-field prepended and a `Message-ID:` appended when missing.
+`X-Binding:` (then listener/peer, then `default`); the tenant and campaign from `X-Tenant:` /
+`X-Campaign:` (then listener/peer); those headers removed (before any signing, so the
+stored bytes are the delivered bytes); a `Received:` field prepended and a `Message-ID:`
+appended when missing.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ from relay.inject import checks, headers, replies
 
 GROUP_HEADER = "X-Binding-Group"
 BINDING_HEADER = "X-Binding"
+TENANT_HEADER = "X-Tenant"
+CAMPAIGN_HEADER = "X-Campaign"
 _GROUP = GROUP_HEADER.lower()
 _BINDING = BINDING_HEADER.lower()
+_TENANT = TENANT_HEADER.lower()
+_CAMPAIGN = CAMPAIGN_HEADER.lower()
+_REMOVED = (GROUP_HEADER, BINDING_HEADER, TENANT_HEADER, CAMPAIGN_HEADER)
+MAX_LABEL = 128  # characters of a tenant or campaign name
 
 
 class Reception(NamedTuple):  # immutable, and built per message: a tuple is cheapest
@@ -34,6 +42,8 @@ class Reception(NamedTuple):  # immutable, and built per message: a tuple is che
     received_at: datetime.datetime
     listener_group: str | None
     listener_binding: str | None
+    listener_tenant: str | None = None  # listener / peer defaults (`tenant`, `campaign`)
+    listener_campaign: str | None = None
 
     @property
     def protocol(self) -> str:
@@ -47,6 +57,16 @@ class Prepared(NamedTuple):
     content: bytes
     binding_group: str
     binding: str | None
+    tenant: str | None = None
+    campaign: str | None = None
+
+
+def check_label(value: str, name: str) -> str | None:
+    """The refusal of a bad tenant or campaign name, or None: 1 to MAX_LABEL printable
+    characters (spaces inside allowed)."""
+    if not value or len(value) > MAX_LABEL or not value.isprintable() or "\ufffd" in value:
+        return replies.bad_label(name)
+    return None
 
 
 def prepare(
@@ -91,8 +111,8 @@ def _prepare_plain(
     if end < 2 or _PLAIN_SECTION.fullmatch(content, 0, end) is None:
         return None
     lowered = content[:end].lower()
-    if b"x-binding" in lowered:
-        return None  # X-Binding(-Group) fields to read and remove: the parsed way
+    if b"x-binding" in lowered or b"x-tenant" in lowered or b"x-campaign" in lowered:
+        return None  # X-Binding(-Group), X-Tenant, X-Campaign to read and remove: parsed
     if b"received" in lowered and len(_RECEIVED.findall(lowered)) > max_received:
         return replies.MAIL_LOOP
     assignment = checks.assign(
@@ -110,7 +130,13 @@ def _prepare_plain(
     else:
         message_id = headers.message_id(reception.queue_id, hostname)
         rendered = b"".join((trace, content[:end], message_id, content[end:]))
-    return Prepared(rendered, assignment.binding_group, assignment.binding)
+    return Prepared(
+        rendered,
+        assignment.binding_group,
+        assignment.binding,
+        reception.listener_tenant,
+        reception.listener_campaign,
+    )
 
 
 def _trace(reception: Reception, hostname: str) -> bytes:
@@ -149,14 +175,29 @@ def _prepare_parsed(
     )
     if isinstance(assignment, str):
         return assignment
-    if group_field is not None or binding_field is not None:
-        header = header.without(GROUP_HEADER, BINDING_HEADER)
+    tenant_field = _first(header, names, _TENANT)
+    campaign_field = _first(header, names, _CAMPAIGN)
+    tenant, campaign = reception.listener_tenant, reception.listener_campaign
+    if tenant_field is not None:
+        tenant = tenant_field.value
+        refusal = check_label(tenant, TENANT_HEADER)
+        if refusal is not None:
+            return refusal
+    if campaign_field is not None:
+        campaign = campaign_field.value
+        refusal = check_label(campaign, CAMPAIGN_HEADER)
+        if refusal is not None:
+            return refusal
+    if any(f is not None for f in (group_field, binding_field, tenant_field, campaign_field)):
+        header = header.without(*_REMOVED)
     trace = _trace(reception, hostname)
     extra = () if "message-id" in names else (headers.message_id(reception.queue_id, hostname),)
     return Prepared(
         header.render(prepend=(trace,), append=extra),
         assignment.binding_group,
         assignment.binding,
+        tenant,
+        campaign,
     )
 
 

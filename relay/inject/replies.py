@@ -144,6 +144,10 @@ def binding_not_in_group(binding: str, group: str) -> str:
     )
 
 
+def bad_label(name: str) -> str:
+    return f"550 5.6.0 {name}: give 1 to 128 printable characters"
+
+
 def bad_address(reason: str) -> str:
     return f"553 5.1.3 {reason}"
 

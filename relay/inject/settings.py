@@ -68,6 +68,8 @@ class PeerSettings:
     network: IPNetwork
     binding_group: str | None = None
     binding: str | None = None
+    tenant: str | None = None  # defaults for mail without X-Tenant / X-Campaign
+    campaign: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,8 @@ class ListenerSettings:
     listen: str
     binding_group: str | None = None
     binding: str | None = None
+    tenant: str | None = None  # defaults for mail without X-Tenant / X-Campaign
+    campaign: str | None = None
     peers: tuple[PeerSettings, ...] = ()
     relay_hosts: tuple[IPNetwork, ...] | None = None
     max_connections: int | None = None

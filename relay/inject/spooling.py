@@ -78,6 +78,8 @@ def accept(
         received_at=received_at,
         client=(reception.client_ip, reception.helo),
         esmtp=esmtp,
+        tenant=prepared.tenant,
+        campaign=prepared.campaign,
     )
     try:
         return submit(store, message)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from relay.inject import addresses, checks, replies
 from relay.inject.data import DataReader
-from relay.inject.message import Reception
+from relay.inject.message import CAMPAIGN_HEADER, TENANT_HEADER, Reception, check_label
 from relay.inject.settings import InjectSettings
 from relay.inject.spooling import MessageStore, accept
 from relay.spool.model import Envelope
@@ -88,12 +88,22 @@ def submit(
     client_ip: str,
     tls: bool,
     received_at: float,
+    tenant: str | None = None,
+    campaign: str | None = None,
 ) -> asyncio.Future[Envelope]:
     """Check and hand one message to the store: the future of its envelope (give it to
     `stored_reply`), or Refused. `sender` "" is the null sender; `content` may have any
-    line ends (each bare LF or CR becomes CRLF)."""
+    line ends (each bare LF or CR becomes CRLF). `tenant` / `campaign` are defaults, as a
+    listener's: the content's own X-Tenant / X-Campaign win."""
     raw = content
     checked_sender, checked = envelope(sender, recipients, settings)
+    for name, header, value in (
+        ("tenant", TENANT_HEADER, tenant),
+        ("campaign", CAMPAIGN_HEADER, campaign),
+    ):
+        refusal = None if value is None else check_label(value, header)
+        if refusal is not None:
+            raise Refused(name, refusal)
     if binding_group is not None or binding is not None:
         assigned = checks.assign(
             header_group=None,
@@ -116,6 +126,8 @@ def submit(
         received_at=datetime.datetime.fromtimestamp(received_at, datetime.UTC),
         listener_group=binding_group,
         listener_binding=binding,
+        listener_tenant=tenant,
+        listener_campaign=campaign,
     )
     result = accept(
         store, data, reception, sender=checked_sender, settings=settings, received_at=received_at

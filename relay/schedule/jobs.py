@@ -23,6 +23,8 @@ class Job:
     notices: dict[str, int] | None = None
     client: tuple[str, str | None] | None = None  # the injecting client, for XCLIENT
     esmtp: Esmtp | None = None  # the message's DSN / SMTPUTF8 / REQUIRETLS parameters
+    tenant: str | None = None  # the message's tenant and campaign, if it has them
+    campaign: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -56,6 +58,8 @@ def jobs_for(envelope: Envelope) -> list[Job]:
                 due=rcpt.next_attempt,
                 client=envelope.client,
                 esmtp=envelope.esmtp,
+                tenant=envelope.tenant,
+                campaign=envelope.campaign,
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))

@@ -157,7 +157,7 @@ class OutcomeRecorder:
         remote: dict[str, Remote | None],
     ) -> dict[str, object]:
         where = remote.get(address)
-        return {
+        fields: dict[str, object] = {
             "message_id": job.message_id,
             "recipient": address,
             "binding_group": job.group,
@@ -166,3 +166,8 @@ class OutcomeRecorder:
             "response": str(reply),
             "remote": "" if where is None else str(where),
         }
+        if job.tenant is not None:
+            fields["tenant"] = job.tenant
+        if job.campaign is not None:
+            fields["campaign"] = job.campaign
+        return fields

@@ -17,6 +17,8 @@ Record bodies:
            or REQUIRETLS parameters: {"ret", "envid", "utf8": 1, "rtls": 1, "notify": [...],
            "orcpt": [...]}, each key only when set, lists by recipient index; records
            written before it existed read back with no parameters)
+           ("tenant" and "campaign" strings only when the message has them: older records
+           and messages without them have none)
   UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
                                     (, delay_notices when > 0)], ...]}
   REMOVE   JSON {"id": ...}
@@ -162,6 +164,10 @@ def _envelope_json(envelope: Envelope) -> bytes:
         ip, helo = envelope.client
         client = f',"client":[{_STRING(ip)},{"null" if helo is None else _STRING(helo)}]'
     esmtp = "" if envelope.esmtp is None else _esmtp_json(envelope.esmtp)
+    if envelope.tenant is not None:
+        esmtp += f',"tenant":{_STRING(envelope.tenant)}'
+    if envelope.campaign is not None:
+        esmtp += f',"campaign":{_STRING(envelope.campaign)}'
     return (
         f'{{"id":{_STRING(envelope.message_id)},"from":{_STRING(envelope.sender)},'
         f'"group":{_STRING(envelope.binding_group)},"binding":{binding},'
@@ -288,8 +294,18 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         size=len(body) - start,
         client=_client(doc.get("client")),
         esmtp=None if esmtp is None else _esmtp_from(esmtp),
+        tenant=_label(doc.get("tenant"), "tenant"),
+        campaign=_label(doc.get("campaign"), "campaign"),
     )
     return envelope, start
+
+
+def _label(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FormatError(f"bad {name} {value!r}")
+    return sys.intern(value)  # a few tenants and campaigns, many messages
 
 
 def _client(value: object) -> Client | None:

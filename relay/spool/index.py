@@ -54,6 +54,8 @@ def copy_envelope(envelope: Envelope) -> Envelope:
         envelope.size,
         envelope.client,
         envelope.esmtp,
+        envelope.tenant,
+        envelope.campaign,
     )
 
 

@@ -29,6 +29,8 @@ class NewMessage(NamedTuple):  # immutable, and built per message: a tuple is ch
     received_at: float  # unix time of reception
     client: Client | None = None  # None: relay's own mail (DSNs, alerts)
     esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters, if any were given
+    tenant: str | None = None  # X-Tenant / the listener's `tenant` / the HTTP field
+    campaign: str | None = None  # X-Campaign / the listener's `campaign` / the HTTP field
 
 
 @dataclass(slots=True)
@@ -65,3 +67,5 @@ class Envelope:
     size: int = 0
     client: Client | None = None  # who injected it; None in spools written before it was kept
     esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters (None: none given)
+    tenant: str | None = None  # None: none given (and in spools written before it was kept)
+    campaign: str | None = None

@@ -230,6 +230,8 @@ class Spool:
             size=len(message.content),
             client=message.client,
             esmtp=message.esmtp,
+            tenant=message.tenant,
+            campaign=message.campaign,
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:

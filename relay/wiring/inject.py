@@ -43,6 +43,8 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
                 network,
                 _setting(block.settings.get("binding_group")),
                 _setting(block.settings.get("binding")),
+                _setting(block.settings.get("tenant")),
+                _setting(block.settings.get("campaign")),
             )
             for network, block in (*listen.peers, *config.listener_peers)
         ]
@@ -53,6 +55,8 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
                 listen=listen_text(listen.address),
                 binding_group=_listener_value(config, "binding_group", index),
                 binding=_listener_value(config, "binding", index),
+                tenant=_listener_value(config, "tenant", index),
+                campaign=_listener_value(config, "campaign", index),
                 peers=tuple(peers),
                 relay_hosts=tuple(relay_hosts) if relay_hosts is not None else None,
                 max_connections=_limit(max_connections) if max_connections is not None else None,

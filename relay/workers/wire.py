@@ -39,6 +39,8 @@ EnvelopeTuple = tuple[
     int,
     tuple[str, str | None] | None,
     Esmtp | None,
+    str | None,
+    str | None,
 ]
 
 
@@ -100,9 +102,11 @@ def envelope_tuple(e: Envelope) -> EnvelopeTuple:
         e.size,
         e.client,
         e.esmtp,
+        e.tenant,
+        e.campaign,
     )
 
 
 def envelope_from(t: EnvelopeTuple) -> Envelope:
     recipients = [recipient_from(r) for r in t[5]]
-    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8])
+    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8], t[9], t[10])

@@ -135,3 +135,21 @@ def test_prepare_refuses_loops_and_unknown_groups() -> None:
     assert isinstance(prepare(hop * 50 + b"\r\nb\r\n", reception(), **kwargs), Prepared)  # type: ignore[arg-type]
     refusal = prepare(b"X-Binding-Group: nope\r\n\r\nb\r\n", reception(), **kwargs)  # type: ignore[arg-type]
     assert refusal == replies.unknown_group("nope")
+
+
+def test_prepare_reads_and_strips_tenant_and_campaign() -> None:
+    content = b"X-Tenant: acme\r\nSubject: s\r\nx-campaign:  spring sale \r\n\r\nbody\r\n"
+    kwargs = {"hostname": "relay.test", "groups": GROUPS, "max_received": 50}
+    result = prepare(content, reception(listener_tenant="house"), **kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, Prepared)
+    assert (result.tenant, result.campaign) == ("acme", "spring sale")
+    assert b"tenant" not in result.content.lower() and b"campaign" not in result.content.lower()
+    # without the headers (the fast path): the listener's defaults, content untouched
+    plain = prepare(b"Subject: s\r\n\r\nbody\r\n", reception(listener_tenant="house"), **kwargs)  # type: ignore[arg-type]
+    assert isinstance(plain, Prepared) and (plain.tenant, plain.campaign) == ("house", None)
+    # a field merely starting with the name is not it, and is kept
+    other = prepare(b"X-Tenant-Id: 7\r\n\r\nb\r\n", reception(), **kwargs)  # type: ignore[arg-type]
+    assert isinstance(other, Prepared) and other.tenant is None
+    assert b"X-Tenant-Id: 7" in other.content
+    bad = prepare(b"X-Tenant:\r\n\r\nb\r\n", reception(), **kwargs)  # type: ignore[arg-type]
+    assert bad == replies.bad_label("X-Tenant")

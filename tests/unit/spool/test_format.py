@@ -215,3 +215,21 @@ def test_bad_esmtp_parameters_are_a_format_error() -> None:
     meta = b'{"id":"m1","from":"","group":"g","binding":null,"received_at":1,"rcpt":[],"esmtp":3}'
     with pytest.raises(FormatError, match="esmtp"):
         decode_message(len(meta).to_bytes(4, "little") + meta)
+
+
+def test_tenant_and_campaign_round_trip_and_older_records_load() -> None:
+    envelope = _envelope()
+    envelope.tenant, envelope.campaign = "acme", 'black "friday" ü'
+    body = parse_record(encode_message(envelope, b"hello"), 0).body
+    assert decode_message(body)[0] == envelope
+    assert decode_message(parse_record(reencode_message(envelope, body), 0).body)[0] == envelope
+    only_tenant = _envelope()
+    only_tenant.tenant = "acme"
+    body = parse_record(encode_message(only_tenant, b"x"), 0).body
+    assert b'"campaign"' not in body and decode_message(body)[0].campaign is None
+    plain = parse_record(encode_message(_envelope(), b"x"), 0).body
+    assert b'"tenant"' not in plain  # nothing written for messages without them
+    assert decode_message(plain)[0].tenant is None
+    meta = b'{"id":"m","from":"","group":"g","binding":null,"received_at":1,"rcpt":[],"tenant":3}'
+    with pytest.raises(FormatError, match="bad tenant"):
+        decode_message(len(meta).to_bytes(4, "little") + meta)
