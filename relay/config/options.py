@@ -813,6 +813,14 @@ _opt("action", v.ACTION, None, RR, '("throttle" "down"), ("suspend" "1 hour"), .
 _opt("options", v.STRING_LIST, None, RR, "What a throttle action moves (default: the family)")
 _opt("replies", v.enum("4xx", "5xx", "any"), "any", RR, "Which failure replies count")
 _opt("enabled", v.BOOLEAN, True, RR, "Whether the rule applies")
+_opt(
+    "scope",
+    v.enum("binding", "tenant", "campaign"),
+    "binding",
+    RR,
+    "What the rule acts on: the binding x domain, or the message's tenant or campaign x domain",
+    "active",
+)
 
 OPTIONS: dict[str, Option] = {
     option.name: replace(option, status="active") if option.name in ACTIVE else option

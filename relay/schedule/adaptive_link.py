@@ -28,6 +28,7 @@ from relay.adaptive import (
     Suspend,
 )
 from relay.adaptive import state as adaptive_state
+from relay.adaptive.subjects import SubjectHold, SubjectRules
 from relay.bind.suspensions import SuspensionTable
 from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
@@ -57,6 +58,10 @@ class AdaptiveLink:
         # The engine's key for a destination domain: the domain, or its provider's rollup
         # key (adaptive_provider_rollup, schedule/providers.py); set by the scheduler.
         self.key_of: Callable[[str], str] = lambda domain: domain
+        # Tenant / campaign reply rules (adaptive/subjects.py); their holds go to the
+        # scheduler's hold table through `hold_subject` (set by the scheduler).
+        self.subjects = SubjectRules()
+        self.hold_subject: Callable[[SubjectHold], None] = lambda hold: None
         self._versions: dict[tuple[str, str], int] = {}
         self._dirty = False
 
@@ -95,17 +100,50 @@ class AdaptiveLink:
 
     # --- outcomes ------------------------------------------------------------------------
     def record_results(
-        self, policy: RouteSettings, results: list[RecipientResult], now: float
+        self,
+        policy: RouteSettings,
+        results: list[RecipientResult],
+        now: float,
+        tenant: str | None = None,
+        campaign: str | None = None,
     ) -> None:
         settings = policy.adaptive
         if not settings.enabled:
             return
+        scoped = (tenant is not None or campaign is not None) and any(
+            rule.scope != "binding" for rule in settings.reply_rules
+        )
         for result in results:
             kind = self._kind(result)
             if kind is None:
                 continue
             self._record(policy.binding, policy.domain, kind, result.reply, now, settings)
+            if scoped and kind is not OutcomeKind.DELIVERED:
+                self._record_subjects(policy, result.reply, now, tenant, campaign)
         self._dirty = True
+
+    def _record_subjects(
+        self,
+        policy: RouteSettings,
+        reply: Reply,
+        now: float,
+        tenant: str | None,
+        campaign: str | None,
+    ) -> None:
+        """Reply rules with scope tenant / campaign: hold that sender's mail (holds.py)."""
+        holds = self.subjects.record(
+            policy.adaptive.reply_rules,
+            {"tenant": tenant, "campaign": campaign},
+            self.key_of(policy.domain),
+            reply.code,
+            reply.message,
+            now,
+        )
+        for hold in holds:
+            log.info(
+                "adaptive: %s %s x %s held: %s", hold.kind, hold.subject, hold.target, hold.reason
+            )
+            self.hold_subject(hold)
 
     def record_connect_failure(self, policy: RouteSettings, reply: Reply, now: float) -> None:
         settings = policy.adaptive

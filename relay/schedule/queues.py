@@ -47,10 +47,11 @@ from relay.schedule.actions import (
     Wait,
     WakeAt,
 )
+from relay.schedule.holds import Hold, HoldKey, HoldTable
 from relay.schedule.jobs import Job
 from relay.schedule.limits import ConnectionCaps
 from relay.schedule.local_replies import Local
-from relay.schedule.providers import NEEDED, ProviderDirectory
+from relay.schedule.providers import NEEDED, ROLLUP_PREFIX, ProviderDirectory
 from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
 from relay.schedule.route_settings import RouteSettings
 from relay.schedule.throttle import Buckets
@@ -83,6 +84,18 @@ class QueueSizes:
     ready: int
     in_flight: int
     connections: int
+    held: int = 0  # parked by a tenant or campaign hold (holds.py)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    kind: str
+    subject: str
+    target: str
+    binding: str | None
+    until: float
+    reason: str
+    queued: int  # jobs parked under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +136,9 @@ class Queues:
         self._provided: dict[Route, tuple[RouteSettings, str, RouteSettings]] = {}
         # Warm-up (warmup.py): messages placed per plan in its period, and bindings' ages.
         self.warmup = warmup or WarmupCounts()
+        # Tenant and campaign holds (holds.py): their jobs wait aside, never attempted.
+        self.holds = HoldTable()
+        self._parked_jobs: dict[HoldKey, list[Job]] = {}
         self.max_in_flight = max_in_flight
         self.on_work = on_work  # step() has something to do before the last WakeAt
         self.caps = ConnectionCaps()
@@ -169,6 +185,8 @@ class Queues:
                 if at <= now:
                     del self._reopen[rq]
                     self._maybe_open(rq, now, out)
+        if self._parked_jobs or self.holds:
+            self._end_holds(now)
         placed = self._round(now, out)
         self._wake_at = now if placed else self._next_event(now)
         out.append(WakeAt(self._wake_at))
@@ -186,6 +204,10 @@ class Queues:
             at = min(at, end)
         if self._reopen:
             at = min(at, *self._reopen.values())
+        if self.holds:
+            end = self.holds.earliest_end(now)
+            if end is not None:
+                at = min(at, end)
         return at
 
     def _make_due(self, job: Job) -> None:
@@ -239,6 +261,14 @@ class Queues:
         if self.providers and not self._provider_known(domain, now, out):
             self._blocked[job.key] = None  # until provider_learned
             return False
+        holds = self.holds
+        tenant = job.tenant
+        if holds and (tenant is not None or job.campaign is not None):
+            hold = holds.for_job(tenant, job.campaign, domain, self._provider_key(domain), now)
+            if hold is not None:
+                self._park_job(job, hold)
+                return True  # out of the FIFO: the rest of the domain's mail flows
+        excluded: list[Hold] = []
 
         def has_room(binding: str) -> bool:
             rq = ready.get((binding, domain))
@@ -249,6 +279,11 @@ class Queues:
                 return False
             if policy.warmup is not None and self._warm_capped(binding, domain, policy.warmup, now):
                 return False  # at its warm-up cap: the selector leaves it out from now on
+            if tenant is not None and holds:
+                on_binding = holds.on_binding(tenant, binding, domain, now)
+                if on_binding is not None:
+                    excluded.append(on_binding)
+                    return False
             return rq is None or rq.has_room()
 
         also = None
@@ -263,6 +298,9 @@ class Queues:
             # members, or (every one capped) wait for the earliest next period.
             pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
+        if binding is None and excluded:
+            self._park_job(job, excluded[0])  # the tenant's other bindings are no better now
+            return True
         if binding is None:
             if pick.wait_until is not None:
                 self._blocked[job.key] = pick.wait_until
@@ -483,6 +521,46 @@ class Queues:
             self._maybe_open(rq, now, out)
         return out
 
+    # --- tenant and campaign holds (holds.py) ---------------------------------------------
+    def _provider_key(self, domain: str) -> str | None:
+        provider = self.provider_of(domain)
+        return None if provider is None else ROLLUP_PREFIX + provider.lower()
+
+    def _park_job(self, job: Job, hold: Hold) -> None:
+        self._parked_jobs.setdefault(hold.key, []).append(job)
+
+    def _end_holds(self, now: float) -> None:
+        """Lift holds whose time is up; jobs of lifted holds go back to their FIFOs."""
+        for hold in self.holds.ended(now):
+            self.holds.release(hold.kind, hold.subject, hold.target, hold.binding)
+        for key in list(self._parked_jobs):
+            found = self.holds.get(key)
+            if found is None or found.until <= now:
+                for job in self._parked_jobs.pop(key):
+                    self._make_due(job)
+
+    def hold(self, hold: Hold) -> None:
+        """A hold was added (to self.holds): nothing to do until a job meets it."""
+        self.on_work()
+
+    def release(self) -> None:
+        """A hold was lifted (from self.holds): its jobs go back at the next step."""
+        self.on_work()
+
+    def held_rows(self) -> list[HeldRow]:
+        return [
+            HeldRow(
+                h.kind,
+                h.subject,
+                h.target,
+                h.binding,
+                h.until,
+                h.reason,
+                len(self._parked_jobs.get(h.key, ())),
+            )
+            for h in self.holds.all()
+        ]
+
     # --- warm-up (warmup.py) ----------------------------------------------------------------
     def _warm_capped(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> bool:
         cap = cap_now(plan, now, self.warmup.start_of(binding))
@@ -663,6 +741,10 @@ class Queues:
                 rest = [job for job in fifo if not matches(job)]
                 fifo.clear()
                 fifo.extend(rest)
+        for parked in self._parked_jobs.values():
+            if any(matches(job) for job in parked):
+                taken += [job for job in parked if matches(job)]
+                parked[:] = [job for job in parked if not matches(job)]
         self._flight.update(taken)
         for rq in self._ready.values():  # placed already: in flight
             if any(matches(job) for job in rq.jobs):
@@ -692,6 +774,7 @@ class Queues:
             ready=sum(len(rq.jobs) for rq in self._ready.values()),
             in_flight=len(self._flight),
             connections=len(self._connections),
+            held=sum(len(jobs) for jobs in self._parked_jobs.values()),
         )
 
     def ready_rows(self) -> list[ReadyRow]:

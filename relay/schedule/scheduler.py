@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, assert_never
 
 from relay.adaptive.state import write_atomically
+from relay.adaptive.subjects import SubjectHold
 from relay.bind.selector import Selector
 from relay.clock import Clock
 from relay.dispose.decide import decide
@@ -39,6 +40,7 @@ from relay.schedule.actions import (
     WakeAt,
 )
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.holds import Hold, Kind
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
@@ -122,6 +124,7 @@ class Scheduler:
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
             adaptive.key_of = self._adaptive_key
+            adaptive.hold_subject = self._adaptive_hold
         self._parked: dict[Connection, asyncio.Future[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
@@ -184,6 +187,53 @@ class Scheduler:
         """Something outside changed (an FBL complaint, an operator command): look again."""
         self._wake.set()
 
+    def _adaptive_hold(self, found: SubjectHold) -> None:
+        kind: Kind = "tenant" if found.kind == "tenant" else "campaign"
+        self.hold(kind, found.subject, found.target, found.duration, found.reason, by="adaptive")
+
+    # --- tenant and campaign holds (holds.py) ---------------------------------------------
+    def hold(
+        self,
+        kind: Kind,
+        subject: str,
+        target: str,
+        duration: float,
+        reason: str,
+        binding: str | None = None,
+        by: str = "operator",
+    ) -> Hold:
+        """Hold subject's mail to target (a domain or "provider:NAME"), on `binding` only
+        if given, for `duration` seconds: parked without attempts until then."""
+        now = self.clock.now()
+        entry = self.core.holds.hold(kind, subject, target, now + duration, reason, binding)
+        self.core.hold(entry)
+        self.events(
+            f"{kind}_hold",
+            {
+                kind: subject,
+                "target": entry.target,
+                "binding": binding,
+                "until": entry.until,
+                "reason": reason,
+                "by": by,
+            },
+        )
+        return entry
+
+    def release_hold(
+        self, kind: Kind, subject: str, target: str, binding: str | None = None
+    ) -> bool:
+        released = self.core.holds.release(kind, subject, target, binding)
+        if released:
+            self.core.release()
+            self.events(
+                f"{kind}_release", {kind: subject, "target": target.lower(), "binding": binding}
+            )
+        return released
+
+    def holds(self) -> list[dict[str, object]]:
+        return [asdict(row) for row in self.core.held_rows()]
+
     def _adaptive_key(self, domain: str) -> str:
         return self.core.providers.adaptive_key(domain)
 
@@ -223,6 +273,7 @@ class Scheduler:
         return {
             "ready": [asdict(row) for row in self.core.ready_rows()],
             "scheduled": [asdict(row) for row in self.core.scheduled_rows()],
+            "held": self.holds(),  # tenant / campaign holds and the mail parked under each
         }
 
     def flush(self, domain: str | None = None) -> int:
@@ -549,7 +600,7 @@ class Scheduler:
         now = self.clock.now()
         if record and self.adaptive is not None:
             try:
-                self.adaptive.record_results(policy, results, now)
+                self.adaptive.record_results(policy, results, now, job.tenant, job.campaign)
             except Exception:
                 log.exception("adaptive delivery could not record %s", job.message_id)
             self._wake.set()  # adaptive may act on it
