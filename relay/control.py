@@ -34,6 +34,7 @@ from relay.inject.server import Listeners
 from relay.inject.spooling import stored_reply
 from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.holds import Kind
 from relay.schedule.jobs import Job
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.statistics import SchedulerStatistics
@@ -150,6 +151,29 @@ class DaemonControl:
 
     def queues(self) -> Mapping[str, Sequence[Mapping[str, object]]]:
         return self._scheduler().queues()
+
+    def hold(
+        self,
+        kind: str,
+        subject: str,
+        target: str,
+        duration: float,
+        reason: str,
+        binding: str | None,
+    ) -> Mapping[str, object]:
+        which: Kind = "tenant" if kind == "tenant" else "campaign"
+        entry = self._scheduler().hold(which, subject, target, duration, reason, binding)
+        self._changed()
+        return asdict(entry)
+
+    def release_hold(self, kind: str, subject: str, target: str, binding: str | None) -> bool:
+        which: Kind = "tenant" if kind == "tenant" else "campaign"
+        released = self._scheduler().release_hold(which, subject, target, binding)
+        self._changed()
+        return released
+
+    def holds(self) -> Sequence[Mapping[str, object]]:
+        return self._scheduler().holds()
 
     def set_warmup_age(self, binding: str, days: int) -> Mapping[str, object] | None:
         scheduler = self._scheduler()

@@ -92,6 +92,7 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         ("queues", "ready queues per binding x domain, scheduled mail per group x domain"),
         ("adaptive", "adaptive delivery's view of every binding x domain"),
         ("providers", "provider stanzas and the provider of each domain seen so far"),
+        ("holds", "tenant and campaign holds, with the mail waiting under each"),
         ("reload", "re-read the configuration (refused if invalid)"),
         ("metrics", "Prometheus metrics"),
         ("health", "is the spool writable, are the listeners up (/healthz)"),
@@ -115,6 +116,21 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         if name == "override":
             sub.add_argument("option", help="e.g. max_outbound_connections")
             sub.add_argument("value")
+        sub.set_defaults(admin=name)
+    for name, text in (
+        ("hold", "hold a tenant's or campaign's mail to a domain or provider"),
+        ("release", "lift a tenant or campaign hold"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("kind", choices=("tenant", "campaign"))
+        sub.add_argument("subject", help="the tenant or campaign name")
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("--domain")
+        target.add_argument("--provider")
+        sub.add_argument("--binding", help="tenant x binding x domain only")
+        if name == "hold":
+            sub.add_argument("--duration", default="4 hours", help='e.g. 3600 or "4 hours"')
+            sub.add_argument("--reason", default="operator")
         sub.set_defaults(admin=name)
     warmup = commands.add_parser(
         "warmup-age", help="set how many days into its warm-up schedule a binding is"
@@ -162,6 +178,7 @@ GETS = {
     "queues": "/api/v1/queues",
     "adaptive": "/api/v1/adaptive",
     "providers": "/api/v1/providers",
+    "holds": "/api/v1/holds",
     "metrics": "/metrics",
     "health": "/healthz",
     "ready": "/readyz",
@@ -197,6 +214,22 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
         if name == "suspend-domain":
             body.update(duration=args.duration, reason=args.reason)
         path = "/api/v1/" + name.partition("-")[0]
+        return request(url, "POST", path, body, token=token, cafile=cafile)
+    if name in ("hold", "release"):
+        body = {
+            key: value
+            for key, value in (
+                ("kind", args.kind),
+                ("subject", args.subject),
+                ("domain", args.domain),
+                ("provider", args.provider),
+                ("binding", args.binding),
+            )
+            if value is not None
+        }
+        if name == "hold":
+            body.update(duration=args.duration, reason=args.reason)
+        path = "/api/v1/holds" if name == "hold" else "/api/v1/holds/release"
         return request(url, "POST", path, body, token=token, cafile=cafile)
     if name == "warmup-age":
         body = {"binding": args.binding, "age_days": args.age_days}

@@ -171,6 +171,27 @@ class DaemonView(Protocol):
         """Lift every binding's suspension for `domain`."""
         ...
 
+    def hold(
+        self,
+        kind: str,
+        subject: str,
+        target: str,
+        duration: float,
+        reason: str,
+        binding: str | None,
+    ) -> Mapping[str, object]:
+        """Hold a tenant's or campaign's mail to target (a domain or "provider:NAME"),
+        on `binding` only if given; returns the hold."""
+        ...
+
+    def release_hold(self, kind: str, subject: str, target: str, binding: str | None) -> bool:
+        """Lift a hold; False: there was none."""
+        ...
+
+    def holds(self) -> Sequence[Mapping[str, object]]:
+        """Every hold with the number of jobs parked under it. Raises NotRunning."""
+        ...
+
     def set_warmup_age(self, binding: str, days: int) -> Mapping[str, object] | None:
         """Make the binding `days` days into its warm-up schedules; returns its warm-up
         status now (None: it has no binding-scope schedule)."""
