@@ -143,6 +143,7 @@ class Daemon:
             mx_lookup=router.mx_host_names,
             warmup=await asyncio.to_thread(_load_warmup, spoolbase / WARMUP_STATE),
             warmup_path=spoolbase / WARMUP_STATE,
+            fairness=settings.fairness,
         )
         self.adaptive.send_alert = self._send_own_mail
         self.bouncer = Bouncer(

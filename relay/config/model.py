@@ -42,6 +42,7 @@ class Block:
     reply_rules: dict[str, Block] = field(default_factory=dict)
     webhooks: dict[str, Block] = field(default_factory=dict)  # global only
     providers: dict[str, Block] = field(default_factory=dict)  # global only
+    tenants: dict[str, Block] = field(default_factory=dict)  # global only
     locations: list[Location] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -203,6 +204,9 @@ class _Builder:
         elif kind == o.PROVIDER:
             block = parent.providers.get(label) or Block(kind, label, (kind, label))
             parent.providers[label] = block
+        elif kind == o.TENANT:
+            block = parent.tenants.get(label) or Block(kind, label, (kind, label))
+            parent.tenants[label] = block
         elif kind in (o.SWEEP_RULE, o.REPLY_RULE):
             rules = parent.sweep_rules if kind == o.SWEEP_RULE else parent.reply_rules
             block = rules.get(label) or Block(kind, label, (*parent.path, kind, label))
@@ -352,7 +356,7 @@ class _Builder:
                 return self.group(label, loc)
             group = parent.label if parent.kind == o.BINDING_GROUP else None
             return self.binding(label, group, loc)
-        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK, o.PROVIDER):
+        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK, o.PROVIDER, o.TENANT):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
         if kind == o.ESMTP_LISTENER:

@@ -30,6 +30,7 @@ SWEEP_RULE = "adaptive_sweep_rule"
 REPLY_RULE = "adaptive_reply_rule"
 WEBHOOK = "webhook"
 PROVIDER = "provider"
+TENANT = "tenant"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -641,6 +642,24 @@ _opt(
     "Adaptive decisions per binding x provider instead of per binding x domain",
 )
 
+# A tenant "name" { ... } stanza (relay extension): its share of each binding x domain.
+TN = frozenset({TENANT})
+_opt("weight", v.integer(1), 1, TN, "The tenant's share of connections (deficit round robin)")
+_opt(
+    "priority_class",
+    v.enum("transactional", "bulk"),
+    "bulk",
+    TN,
+    "Class of the tenant's mail without X-Priority-Class (transactional goes first)",
+)
+_opt(
+    "bulk_min_share",
+    v.number(0),
+    0.1,
+    frozenset({GLOBAL}),
+    "Share of dispatches bulk keeps while transactional mail waits (0..1)",
+)
+
 # IP warm-up (relay extension): a binding's (or binding x domain's) daily or hourly caps.
 _opt(
     "warmup_schedule",
@@ -664,6 +683,9 @@ ACTIVE = frozenset(
         "adaptive_provider_rollup",
         "warmup_schedule",
         "warmup_start",
+        "weight",
+        "priority_class",
+        "bulk_min_share",
         "admin_tls_certificate",
         "admin_tls_key",
         "event_log_keep",
@@ -856,6 +878,7 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(
             PROVIDER, True, frozenset({GLOBAL}), "destinations grouped by MX hosts, with limits"
         ),
+        StanzaKind(TENANT, True, frozenset({GLOBAL}), "a sender's share and priority class"),
     )
 }
 

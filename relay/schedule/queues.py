@@ -47,6 +47,7 @@ from relay.schedule.actions import (
     Wait,
     WakeAt,
 )
+from relay.schedule.fair import Fairness, FairQueue
 from relay.schedule.holds import Hold, HoldKey, HoldTable
 from relay.schedule.jobs import Job
 from relay.schedule.limits import ConnectionCaps
@@ -126,6 +127,7 @@ class Queues:
         on_work: Callable[[], None] = lambda: None,
         providers: ProviderDirectory | None = None,
         warmup: WarmupCounts | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         self.selector = selector
         self.policies = policies
@@ -138,6 +140,8 @@ class Queues:
         self.warmup = warmup or WarmupCounts()
         # Tenant and campaign holds (holds.py): their jobs wait aside, never attempted.
         self.holds = HoldTable()
+        # Tenants' weights and priority classes (fair.py): every due FIFO and ready queue.
+        self.fairness = fairness or Fairness()
         self._parked_jobs: dict[HoldKey, list[Job]] = {}
         self.max_in_flight = max_in_flight
         self.on_work = on_work  # step() has something to do before the last WakeAt
@@ -145,7 +149,7 @@ class Queues:
         self.buckets = Buckets()
         self._timers: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
-        self._due: dict[Key, deque[Job]] = {}
+        self._due: dict[Key, FairQueue] = {}  # per (group, domain): fair across tenants
         self._ring: deque[Key] = deque()
         self._in_ring: set[Key] = set()
         self._blocked: dict[Key, float | None] = {}  # None: until a ready queue frees room
@@ -211,7 +215,10 @@ class Queues:
         return at
 
     def _make_due(self, job: Job) -> None:
-        self._due.setdefault(job.key, deque()).append(job)
+        due = self._due.get(job.key)
+        if due is None:
+            due = self._due[job.key] = FairQueue(self.fairness)
+        due.append(job)
         self._activate(job.key)
 
     def _activate(self, key: Key) -> None:
@@ -334,7 +341,7 @@ class Queues:
             self._warm_count(binding, domain, policy.warmup, now)
         rq = ready.get((binding, domain))
         if rq is None:
-            rq = ReadyQueue(binding, domain, policy)
+            rq = ReadyQueue(binding, domain, policy, FairQueue(self.fairness))
             ready[(binding, domain)] = rq
         rq.jobs.append(job)
         if rq.parked:
@@ -671,7 +678,10 @@ class Queues:
         if retry is not None:
             self.schedule(retry)
         if requeue is not None:
-            self._due.setdefault(requeue.key, deque()).appendleft(requeue)
+            due = self._due.get(requeue.key)
+            if due is None:
+                due = self._due[requeue.key] = FairQueue(self.fairness)
+            due.appendleft(requeue)
             self._activate(requeue.key)
         if self._ring:
             self.on_work()
@@ -690,7 +700,12 @@ class Queues:
         self.on_work()
         return out
 
-    def reload(self, selector: Selector, providers: ProviderDirectory | None = None) -> None:
+    def reload(
+        self,
+        selector: Selector,
+        providers: ProviderDirectory | None = None,
+        fairness: Fairness | None = None,
+    ) -> None:
         """A new configuration (the policies already reloaded): new policies for every ready
         queue, blocked queues retried; `providers`: the new configuration's providers (every
         domain classified again)."""
@@ -698,6 +713,12 @@ class Queues:
         self._provided.clear()
         if providers is not None:
             self.providers = providers
+        if fairness is not None:  # new jobs sort by the new shares; queued ones stay put
+            self.fairness = fairness
+            for fifo in self._due.values():
+                fifo.fairness = fairness
+            for rq in self._ready.values():
+                rq.jobs.fairness = fairness
         for rq in self._ready.values():
             rq.policy = self._policy(rq.binding, rq.domain)
         for key in list(self._blocked):

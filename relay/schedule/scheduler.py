@@ -40,6 +40,7 @@ from relay.schedule.actions import (
     WakeAt,
 )
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.fair import Fairness
 from relay.schedule.holds import Hold, Kind
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
@@ -102,6 +103,7 @@ class Scheduler:
         mx_lookup: MxLookup | None = None,
         warmup: WarmupCounts | None = None,
         warmup_path: Path | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         self.spool = spool
         self.mx_lookup = mx_lookup
@@ -120,6 +122,7 @@ class Scheduler:
             on_work=self._wake.set,
             providers=providers,
             warmup=warmup,
+            fairness=fairness,
         )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
@@ -178,10 +181,11 @@ class Scheduler:
         routes: RouteSettingsSource,
         selector: Selector,
         providers: ProviderDirectory | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         """A new configuration's route settings: forget resolved ones, retry blocked queues."""
         self.live.reload(routes)
-        self.core.reload(selector, providers)
+        self.core.reload(selector, providers, fairness)
 
     def wake(self) -> None:
         """Something outside changed (an FBL complaint, an operator command): look again."""

@@ -18,18 +18,19 @@ configuration is compiled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relay.bind.build import BindingSettings
 from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import chain
 from relay.inject.settings import InjectSettings
+from relay.schedule.fair import Fairness
 from relay.schedule.providers import ProviderRule
 from relay.schedule.smtp_transport import HostLimits
 from relay.wiring.daemon import DaemonSettings, daemon_settings
 from relay.wiring.inject import inject_settings
-from relay.wiring.providers import provider_rules
+from relay.wiring.providers import fairness, provider_rules
 from relay.wiring.routes import RouteTable
 
 __all__ = ["DaemonSettings", "Settings", "compile_settings"]
@@ -46,6 +47,7 @@ class Settings:
     host_limits: HostLimits
     routes: RouteTable
     providers: tuple[ProviderRule, ...] = ()
+    fairness: Fairness = field(default_factory=Fairness)
 
 
 def compile_settings(config: Config) -> Settings:
@@ -58,6 +60,7 @@ def compile_settings(config: Config) -> Settings:
         host_limits=_host_limits(config),
         routes=RouteTable(config, daemon.hostname),
         providers=provider_rules(config),
+        fairness=fairness(config),
     )
 
 

@@ -1,12 +1,14 @@
-"""Provider stanzas compiled to `ProviderRule`s (schedule/providers.py), and the provider a
-domain falls in as `relay config eval ... domain D provider` shows it (with an MX lookup
-through the configured resolver when a match_mx rule needs one, as dispatch does)."""
+"""Provider stanzas compiled to `ProviderRule`s (schedule/providers.py), tenant stanzas to
+the fair queues' `Fairness` (schedule/fair.py), and the provider a domain falls in as
+`relay config eval ... domain D provider` shows it (with an MX lookup through the
+configured resolver when a match_mx rule needs one, as dispatch does)."""
 
 from __future__ import annotations
 
 from relay.config.model import Config
 from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
+from relay.schedule.fair import Fairness
 from relay.schedule.providers import ProviderRule, classify
 from relay.wiring.daemon import daemon_settings
 
@@ -52,3 +54,17 @@ async def domain_provider(
     provider = classify(rules, domain, hosts)
     how = "match_mx" if provider is not None else "not every MX host matches one provider"
     return provider, how, hosts
+
+
+def fairness(config: Config) -> Fairness:
+    """Tenant stanzas (weight, priority_class) and bulk_min_share, for the fair queues."""
+    weights: dict[str, int] = {}
+    classes: dict[str, str] = {}
+    for name, block in config.global_block.tenants.items():
+        settings = block.settings
+        if "weight" in settings:
+            weights[name] = int(settings["weight"].value)
+        if "priority_class" in settings:
+            classes[name] = str(settings["priority_class"].value)
+    share = config.global_block.settings.get("bulk_min_share")
+    return Fairness(weights, classes, min(1.0, float(share.value)) if share else 0.1)
