@@ -80,6 +80,7 @@ def accept(
         esmtp=esmtp,
         tenant=prepared.tenant,
         campaign=prepared.campaign,
+        priority=prepared.priority,
     )
     try:
         return submit(store, message)

@@ -61,6 +61,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
                 esmtp=envelope.esmtp,
                 tenant=envelope.tenant,
                 campaign=envelope.campaign,
+                priority=envelope.priority,
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))

@@ -233,3 +233,12 @@ def test_tenant_and_campaign_round_trip_and_older_records_load() -> None:
     meta = b'{"id":"m","from":"","group":"g","binding":null,"received_at":1,"rcpt":[],"tenant":3}'
     with pytest.raises(FormatError, match="bad tenant"):
         decode_message(len(meta).to_bytes(4, "little") + meta)
+
+
+def test_priority_round_trips_and_is_written_only_when_set() -> None:
+    envelope = _envelope()
+    envelope.priority = "transactional"
+    body = parse_record(encode_message(envelope, b"hello"), 0).body
+    assert decode_message(body)[0] == envelope
+    plain = parse_record(encode_message(_envelope(), b"x"), 0).body
+    assert b'"priority"' not in plain and decode_message(plain)[0].priority is None
