@@ -300,9 +300,11 @@ class Queues:
         selector = self.selector
         capped = selector.caps.version(domain)
         pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
-        if pick.all_full and selector.caps.version(domain) != capped:
+        while pick.all_full and selector.caps.version(domain) != capped:
             # Bindings found at their warm-up cap left the rotation: overflow to the warm
-            # members, or (every one capped) wait for the earliest next period.
+            # members, or (every one capped) wait for the earliest next period. Each pass
+            # takes up to max_probe capped bindings out, once per binding and period.
+            capped = selector.caps.version(domain)
             pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
         if binding is None and excluded:

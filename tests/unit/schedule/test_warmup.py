@@ -198,3 +198,19 @@ def test_a_binding_already_at_its_cap_is_found_and_skipped() -> None:
     core.run()
     assert core.per_binding() == {"b2": 5}
     assert core.q.selector.caps.until("b1", "one.test", T0) == START + DAY
+
+
+def test_many_bindings_found_capped_at_once_still_overflow() -> None:
+    members = "\n".join(
+        f'binding "c{i}" {{ bind_address = 127.0.1.{i + 2} {COLD} }}' for i in range(40)
+    )
+    text = f'binding_group "g" {{\n{members}\nbinding "warm" {{ bind_address = 127.0.2.2 }}\n}}'
+    counts = WarmupCounts()
+    for i in range(40):  # all 40 at their day-1 cap already (e.g. after a restart)
+        for _ in range(3):
+            counts.add((f"c{i}", "binding_group", "g", "binding", f"c{i}"), START)
+    core = Core(text, counts)
+    for _ in range(3):
+        core.q.schedule(job())
+    core.run()
+    assert core.per_binding() == {"warm": 3}  # found past the 40 capped ones (5 probes each)
