@@ -202,6 +202,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return EXIT_CONFIG
+    if option.lower() == "provider":
+        return _eval_provider(config, scopes)
     try:
         result = resolve(
             config,
@@ -216,6 +218,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(f"{result.name} = {format_value(result.value)}")
     print(f"# {result.origin()}")
+    return 0
+
+
+def _eval_provider(config: Config, scopes: dict[str, str]) -> int:
+    """`config eval domain D provider`: the provider stanza the domain falls in."""
+    import asyncio
+
+    from relay.wiring.providers import domain_provider
+
+    domain = scopes.get("domain")
+    if domain is None:
+        print("error: provider needs a domain: config eval domain D provider", file=sys.stderr)
+        return EXIT_CONFIG
+    provider, how, hosts = asyncio.run(domain_provider(config, domain))
+    print(f"provider = {'none' if provider is None else quote(provider)}")
+    detail = f" (MX: {' '.join(hosts) or 'none'})" if hosts is not None else ""
+    origin = f'provider "{provider}" :: {how}' if provider is not None else how
+    print(f"# {origin}{detail}")
     return 0
 
 

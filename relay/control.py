@@ -40,6 +40,7 @@ from relay.inject.server import Listeners
 from relay.inject.spooling import stored_reply
 from relay.notify.webhook import Webhook
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.holds import Kind
 from relay.schedule.jobs import Job
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.statistics import SchedulerStatistics
@@ -149,6 +150,9 @@ class DaemonControl:
                     m.plumbed,
                     daemon.binding_address(m.name),
                     tuple(suspended.get(m.name, ())),
+                    daemon.scheduler.warmup_status(m.name)
+                    if daemon.scheduler is not None
+                    else None,
                 )
                 for m in (selector.members(group) if selector is not None else ())
             ]
@@ -176,6 +180,52 @@ class DaemonControl:
 
     def queues(self) -> Mapping[str, Sequence[Mapping[str, object]]]:
         return self._scheduler().queues()
+
+    def hold(
+        self,
+        kind: str,
+        subject: str,
+        target: str,
+        duration: float,
+        reason: str,
+        binding: str | None,
+    ) -> Mapping[str, object]:
+        which: Kind = "tenant" if kind == "tenant" else "campaign"
+        entry = self._scheduler().hold(which, subject, target, duration, reason, binding)
+        self._changed()
+        return asdict(entry)
+
+    def release_hold(self, kind: str, subject: str, target: str, binding: str | None) -> bool:
+        which: Kind = "tenant" if kind == "tenant" else "campaign"
+        released = self._scheduler().release_hold(which, subject, target, binding)
+        self._changed()
+        return released
+
+    def holds(self) -> Sequence[Mapping[str, object]]:
+        return self._scheduler().holds()
+
+    def set_warmup_age(self, binding: str, days: int) -> Mapping[str, object] | None:
+        scheduler = self._scheduler()
+        scheduler.set_warmup_age(binding, days)
+        self._changed()
+        return scheduler.warmup_status(binding)
+
+    def providers(self) -> Mapping[str, object]:
+        directory = self._scheduler().core.providers
+        return {
+            "providers": [
+                {
+                    "name": rule.name,
+                    "match_mx": list(rule.match_mx),
+                    "match_domain": list(rule.match_domain),
+                    "max_outbound_connections": rule.max_connections,
+                    "outbound_throttle_messages": _text(rule.message_throttle),
+                    "outbound_throttle_connections": _text(rule.connection_throttle),
+                }
+                for rule in directory.rules
+            ],
+            "domains": directory.known(),
+        }
 
     def adaptive_pairs(self) -> Sequence[PairSnapshot]:
         return self._adaptive().engine.snapshot(self.now())
@@ -425,6 +475,10 @@ class DaemonControl:
         config = load(daemon.path)  # ConfigError: the running configuration stays
         await daemon.reload(config)
         return daemon.path
+
+
+def _text(value: object | None) -> str | None:
+    return None if value is None else str(value)
 
 
 def _writable(directory: str) -> str | None:

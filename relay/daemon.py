@@ -49,8 +49,10 @@ from relay.notify.webhook import Webhook
 from relay.outcome import Reply
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.jobs import Job
+from relay.schedule.providers import ProviderDirectory
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
+from relay.schedule.warmup import WarmupCounts
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
@@ -60,6 +62,7 @@ from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
 ADAPTIVE_STATE = "adaptive-state.json"
+WARMUP_STATE = "warmup.json"  # warm-up counts per UTC day (or hour) and bindings' ages
 STATE_SAVE_INTERVAL = 10.0
 MTA_STS_STORE = "mtasts"  # directory in the spool (mta_sts_policy_store unset)
 MTA_STS_FILE = "policies.json"
@@ -166,6 +169,11 @@ class Daemon:
             events=self.events,
             adaptive=self.adaptive,
             shared=self.cluster.limits if self.cluster is not None else None,
+            providers=ProviderDirectory(settings.providers),
+            mx_lookup=router.mx_host_names,
+            warmup=await asyncio.to_thread(_load_warmup, spoolbase / WARMUP_STATE),
+            warmup_path=spoolbase / WARMUP_STATE,
+            fairness=settings.fairness,
         )
         self.adaptive.send_alert = self._send_own_mail
         if self.cluster is not None:
@@ -193,6 +201,11 @@ class Daemon:
         )
         self._background.append(
             asyncio.create_task(tls_reports.run(self.clock.sleep, TLS_REPORT_INTERVAL))
+        )
+        self._background.append(
+            asyncio.create_task(
+                self.scheduler.keep_saving_warmup(STATE_SAVE_INTERVAL, self.clock.sleep)
+            )
         )
         self.handoff = Handoff(
             self.spool.submit,
@@ -444,7 +457,7 @@ class Daemon:
             selector, _ = build_selector(
                 settings.groups, settings.bindings.values(), self.suspensions
             )
-            self.scheduler.reload(settings.routes, selector)
+            self.scheduler.reload(settings.routes, selector, ProviderDirectory(settings.providers))
         for proc in self.workers:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGHUP)
@@ -487,6 +500,8 @@ class Daemon:
             await self.adaptive.save()
         if self.tls_reports is not None:
             await asyncio.to_thread(self.tls_reports.save)
+        if self.scheduler is not None:
+            await self.scheduler.save_warmup()
         if self.spool is not None:
             await self.spool.close()
         if self.suppression is not None:
@@ -505,6 +520,14 @@ class Daemon:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def _load_warmup(path: Path) -> WarmupCounts:
+    try:
+        return WarmupCounts.load(path)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        log.warning("warm-up counts in %s unreadable (%s): starting from zero", path, err)
+        return WarmupCounts()
 
 
 def _admin_access(

@@ -218,8 +218,8 @@ class AdaptiveEngine:
         stats.add(now, f"bc:{result.code}")
         pair.fingerprints.add(now, fingerprint(code, text))
         for rule in settings.reply_rules:
-            if not rule.matches(code, text):
-                continue
+            if rule.scope != "binding" or not rule.matches(code, text):
+                continue  # tenant / campaign rules: adaptive/subjects.py
             seen = pair.matches.get(rule.name)
             if seen is None or seen.maxlen != rule.count:
                 seen = pair.matches[rule.name] = deque(seen or (), maxlen=rule.count)

@@ -156,6 +156,9 @@ class ReplyRule:
     count: int = 1
     period: float = 60.0
     replies: ReplyClass = "any"  # only 4xx, only 5xx, or any failure (no reply included)
+    # What the rule acts on: the binding x domain (adaptive's own), or the message's tenant
+    # or campaign x domain (adaptive/subjects.py: holds, not suspensions of the IP).
+    scope: str = "binding"
 
     def matches(self, code: int | None, text: str) -> bool:
         if self.replies != "any" and (code is None or str(code // 100) != self.replies):

@@ -154,6 +154,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                     "plumbed": b.plumbed,
                     "bind_address": b.bind_address,
                     "suspended": [asdict(s) for s in b.suspended],
+                    "warmup": dict(b.warmup) if b.warmup is not None else None,
                 }
                 for b in members
             ]
@@ -178,6 +179,83 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
             return Response(200, {"today": [dict(c) for c in daemon.tls_counts()]})
         except NotRunning:
             raise BadRequest(NOT_RUNNING) from None
+
+    def hold_target(request: Request) -> tuple[str, str, str, str | None]:
+        """(kind, subject, target, binding) of a hold request."""
+        kind = field(request, "kind")
+        if kind not in ("tenant", "campaign"):
+            raise BadRequest('kind must be "tenant" or "campaign"', field="kind")
+        subject = field(request, "subject")
+        domain, provider = request.body.get("domain"), request.body.get("provider")
+        if isinstance(domain, str) and domain and provider is None:
+            target = domain.lower()
+        elif isinstance(provider, str) and provider and domain is None:
+            target = "provider:" + provider.lower()
+        else:
+            raise BadRequest("give one of domain or provider", field="domain")
+        binding = request.body.get("binding")
+        if binding is not None:
+            if not isinstance(binding, str) or not daemon.has_binding(binding):
+                raise BadRequest(f"no binding {binding!r}", field="binding")
+            if kind != "tenant" or provider is not None:
+                raise BadRequest("a binding holds only a tenant x domain", field="binding")
+        return kind, subject, target, binding
+
+    async def hold(request: Request) -> Response:
+        kind, subject, target, binding = hold_target(request)
+        duration = duration_of(request.body.get("duration", "4 hours"), "duration")
+        reason = request.body.get("reason", "operator")
+        try:
+            entry = daemon.hold(kind, subject, target, duration, str(reason), binding)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        return Response(200, {"held": dict(entry)})
+
+    async def release_hold(request: Request) -> Response:
+        kind, subject, target, binding = hold_target(request)
+        try:
+            released = daemon.release_hold(kind, subject, target, binding)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        if not released:
+            raise BadRequest(f"no {kind} hold for {subject} x {target}", status=404)
+        return Response(200, {"released": True})
+
+    async def holds(request: Request) -> Response:
+        try:
+            return Response(200, {"holds": [dict(h) for h in daemon.holds()]})
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
+
+    async def warmup_age(request: Request) -> Response:
+        """{"binding": B, "age_days": N}: B is N days into its warm-up schedules."""
+        binding = field(request, "binding")
+        if not daemon.has_binding(binding):
+            raise BadRequest(f'no binding "{binding}"', field="binding")
+        days = request.body.get("age_days")
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise BadRequest("age_days must be a whole number of days >= 0", field="age_days")
+        try:
+            status = daemon.set_warmup_age(binding, days)
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING, status=503) from None
+        return Response(200, {"binding": binding, "warmup": status})
+
+    async def providers(request: Request) -> Response:
+        """?domain=D: that domain's provider as dispatch knows it (known: classified yet)."""
+        try:
+            found = daemon.providers()
+        except NotRunning:
+            raise BadRequest(NOT_RUNNING) from None
+        domain = request.query.get("domain")
+        if domain:
+            domains = found["domains"]
+            assert isinstance(domains, dict)
+            name = domain.lower().rstrip(".")
+            return Response(
+                200, {"domain": name, "provider": domains.get(name), "known": name in domains}
+            )
+        return Response(200, dict(found))
 
     async def suspend(request: Request) -> Response:
         binding, domain = pair(request)
@@ -443,6 +521,11 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
         ("GET", "/api/v1/queues"): queues,
         ("GET", "/api/v1/adaptive"): adaptive,
         ("GET", "/api/v1/tls"): tls,
+        ("GET", "/api/v1/providers"): providers,
+        ("POST", "/api/v1/bindings/warmup"): warmup_age,
+        ("GET", "/api/v1/holds"): holds,
+        ("POST", "/api/v1/holds"): hold,
+        ("POST", "/api/v1/holds/release"): release_hold,
         ("POST", "/api/v1/adaptive/suspend"): suspend,
         ("POST", "/api/v1/adaptive/resume"): resume,
         ("POST", "/api/v1/adaptive/override"): override,

@@ -93,6 +93,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         ("adaptive", "adaptive delivery's view of every binding x domain"),
         ("nodes", "the cluster's live nodes: versions, queue sizes, last seen"),
         ("tls", "today's TLS sessions per policy domain (MTA-STS, DANE; RFC 8460 results)"),
+        ("providers", "provider stanzas and the provider of each domain seen so far"),
+        ("holds", "tenant and campaign holds, with the mail waiting under each"),
         ("reload", "re-read the configuration (refused if invalid)"),
         ("metrics", "Prometheus metrics"),
         ("health", "is the spool writable, are the listeners up (/healthz)"),
@@ -117,6 +119,27 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("option", help="e.g. max_outbound_connections")
             sub.add_argument("value")
         sub.set_defaults(admin=name)
+    for name, text in (
+        ("hold", "hold a tenant's or campaign's mail to a domain or provider"),
+        ("release", "lift a tenant or campaign hold"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("kind", choices=("tenant", "campaign"))
+        sub.add_argument("subject", help="the tenant or campaign name")
+        target = sub.add_mutually_exclusive_group(required=True)
+        target.add_argument("--domain")
+        target.add_argument("--provider")
+        sub.add_argument("--binding", help="tenant x binding x domain only")
+        if name == "hold":
+            sub.add_argument("--duration", default="4 hours", help='e.g. 3600 or "4 hours"')
+            sub.add_argument("--reason", default="operator")
+        sub.set_defaults(admin=name)
+    warmup = commands.add_parser(
+        "warmup-age", help="set how many days into its warm-up schedule a binding is"
+    )
+    warmup.add_argument("binding")
+    warmup.add_argument("age_days", type=int, help="0 = the first day of the schedule")
+    warmup.set_defaults(admin="warmup-age")
     flush = commands.add_parser("flush", help="make delayed mail due now")
     flush.add_argument("domain", nargs="?")
     flush.set_defaults(admin="flush")
@@ -177,6 +200,8 @@ GETS = {
     "adaptive": "/api/v1/adaptive",
     "nodes": "/api/v1/nodes",
     "tls": "/api/v1/tls",
+    "providers": "/api/v1/providers",
+    "holds": "/api/v1/holds",
     "metrics": "/metrics",
     "health": "/healthz",
     "ready": "/readyz",
@@ -215,6 +240,25 @@ def call(args: argparse.Namespace, token: str | None) -> Any:
             body.update(duration=args.duration, reason=args.reason)
         path = "/api/v1/" + name.partition("-")[0]
         return request(url, "POST", path, body, token=token, cafile=cafile)
+    if name in ("hold", "release"):
+        body = {
+            key: value
+            for key, value in (
+                ("kind", args.kind),
+                ("subject", args.subject),
+                ("domain", args.domain),
+                ("provider", args.provider),
+                ("binding", args.binding),
+            )
+            if value is not None
+        }
+        if name == "hold":
+            body.update(duration=args.duration, reason=args.reason)
+        path = "/api/v1/holds" if name == "hold" else "/api/v1/holds/release"
+        return request(url, "POST", path, body, token=token, cafile=cafile)
+    if name == "warmup-age":
+        body = {"binding": args.binding, "age_days": args.age_days}
+        return request(url, "POST", "/api/v1/bindings/warmup", body, token=token, cafile=cafile)
     if name in ("reload", "flush"):
         body = {"domain": args.domain} if name == "flush" and args.domain else {}
         return request(url, "POST", f"/api/v1/{name}", body, token=token, cafile=cafile)

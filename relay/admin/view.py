@@ -86,6 +86,7 @@ class BindingView:
     plumbed: bool
     bind_address: str | None
     suspended: tuple[SuspendedDomain, ...]
+    warmup: Mapping[str, object] | None = None  # age_days, cap, period, count (today)
 
 
 class NoCluster(Exception):
@@ -139,6 +140,11 @@ class DaemonView(Protocol):
 
     def adaptive_pairs(self) -> Sequence[PairSnapshot]:
         """Raises NotRunning."""
+        ...
+
+    def providers(self) -> Mapping[str, object]:
+        """The provider stanzas (name, match_mx, match_domain, limits) and the provider of
+        every domain classified so far (None: in none). Raises NotRunning."""
         ...
 
     async def health(self) -> Health:
@@ -211,6 +217,32 @@ class DaemonView(Protocol):
 
     def resume_domain(self, domain: str) -> Sequence[Event]:
         """Lift every binding's suspension for `domain`."""
+        ...
+
+    def hold(
+        self,
+        kind: str,
+        subject: str,
+        target: str,
+        duration: float,
+        reason: str,
+        binding: str | None,
+    ) -> Mapping[str, object]:
+        """Hold a tenant's or campaign's mail to target (a domain or "provider:NAME"),
+        on `binding` only if given; returns the hold."""
+        ...
+
+    def release_hold(self, kind: str, subject: str, target: str, binding: str | None) -> bool:
+        """Lift a hold; False: there was none."""
+        ...
+
+    def holds(self) -> Sequence[Mapping[str, object]]:
+        """Every hold with the number of jobs parked under it. Raises NotRunning."""
+        ...
+
+    def set_warmup_age(self, binding: str, days: int) -> Mapping[str, object] | None:
+        """Make the binding `days` days into its warm-up schedules; returns its warm-up
+        status now (None: it has no binding-scope schedule)."""
         ...
 
     async def submit(

@@ -8,7 +8,8 @@ however many bindings the group has. A caller-supplied `has_room` check (the bin
 domain ready queue is not full) is probed for at most `max_probe` candidates.
 A rotation is also rebuilt once the earliest suspension it left out has ended, so the
 selector only reads the table: adaptive delivery, its one writer, lifts ended holds in its
-own time.
+own time. `also`: a second key of the table whose suspensions apply too (a provider's, when
+adaptive decisions roll up per binding x provider: schedule/providers.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from relay.bind.caps import CapTable
 from relay.bind.rotation import Rotation, smooth_sequence
-from relay.bind.suspensions import SuspensionTable
+from relay.bind.suspensions import Suspension, SuspensionTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +49,12 @@ class Selector:
     ) -> None:
         self._groups = {name: tuple(members) for name, members in groups.items()}
         self.suspensions = suspensions
+        self.caps = CapTable()  # bindings at their warm-up cap: left out like suspended ones
         self._max_probe = max_probe
-        # (group, domain) -> (table version, rebuild at, rotation)
-        self._rotations: dict[tuple[str, str], tuple[int, float, Rotation]] = {}
+        # (group, domain) -> ((suspension, cap) table versions, rebuild at, rotation)
+        self._rotations: dict[tuple[str, str], tuple[tuple[int, int], float, Rotation]] = {}
+        # (group, domain, also) -> (the three table versions, rebuild at, rotation)
+        self._rollups: dict[tuple[str, str, str], tuple[tuple[int, int, int], float, Rotation]] = {}
         self._members: dict[str, Member] = {
             m.name: m for members in self._groups.values() for m in members
         }
@@ -57,13 +62,44 @@ class Selector:
     def members(self, group: str) -> tuple[Member, ...]:
         return self._groups.get(group, ())
 
-    def _rotation(self, group: str, domain: str, now: float) -> Rotation:
-        version = self.suspensions.version(domain)
+    def _suspended(self, domain: str, also: str | None, now: float) -> dict[str, Suspension]:
+        """Suspensions (and warm-up caps, as suspensions until the period ends) in force."""
+        suspended = self.suspensions.for_domain(domain, now)
+        if self.caps:
+            for name, until in self.caps.for_domain(domain, now).items():
+                known = suspended.get(name)
+                if known is None or known.until < until:
+                    suspended[name] = Suspension(name, domain, until, "warm-up cap")
+        if also is not None:
+            for name, entry in self.suspensions.for_domain(also, now).items():
+                known = suspended.get(name)
+                if known is None or known.until < entry.until:
+                    suspended[name] = entry
+        return suspended
+
+    def _rotation(self, group: str, domain: str, now: float, also: str | None = None) -> Rotation:
+        if also is not None:
+            versions = (
+                self.suspensions.version(domain),
+                self.suspensions.version(also),
+                self.caps.version(domain),
+            )
+            found = self._rollups.get((group, domain, also))
+            if found is not None and found[0] == versions and now < found[1]:
+                return found[2]
+            rotation, rebuild_at = self._build(group, self._suspended(domain, also, now))
+            self._rollups[(group, domain, also)] = (versions, rebuild_at, rotation)
+            return rotation
+        version = (self.suspensions.version(domain), self.caps.version(domain))
         key = (group, domain)
         cached = self._rotations.get(key)
         if cached is not None and cached[0] == version and now < cached[1]:
             return cached[2]
-        suspended = self.suspensions.for_domain(domain, now)
+        rotation, rebuild_at = self._build(group, self._suspended(domain, None, now))
+        self._rotations[key] = (version, rebuild_at, rotation)
+        return rotation
+
+    def _build(self, group: str, suspended: Mapping[str, Suspension]) -> tuple[Rotation, float]:
         members = []
         rebuild_at = math.inf
         for m in self._groups.get(group, ()):
@@ -74,9 +110,7 @@ class Selector:
                 members.append((m.name, m.weight))
             elif entry.until < rebuild_at:
                 rebuild_at = entry.until
-        rotation = Rotation(smooth_sequence(members))
-        self._rotations[key] = (version, rebuild_at, rotation)
-        return rotation
+        return Rotation(smooth_sequence(members)), rebuild_at
 
     def pick(
         self,
@@ -85,13 +119,14 @@ class Selector:
         now: float,
         has_room: Callable[[str], bool],
         binding: str | None = None,
+        also: str | None = None,
     ) -> Pick:
         domain = domain.lower()
         if binding is not None:
-            return self._pick_explicit(binding, domain, now, has_room)
-        rotation = self._rotation(group, domain, now)
+            return self._pick_explicit(binding, domain, now, has_room, also)
+        rotation = self._rotation(group, domain, now, also)
         if len(rotation) == 0:
-            return self._why_none(group, domain, now)
+            return self._why_none(group, domain, now, also)
         for _ in range(min(self._max_probe, len(rotation))):
             name = rotation.next()
             if name is not None and has_room(name):
@@ -99,18 +134,23 @@ class Selector:
         return Pick(None, all_full=True)
 
     def _pick_explicit(
-        self, binding: str, domain: str, now: float, has_room: Callable[[str], bool]
+        self,
+        binding: str,
+        domain: str,
+        now: float,
+        has_room: Callable[[str], bool],
+        also: str | None = None,
     ) -> Pick:
         member = self._members.get(binding)
         if member is None or not member.plumbed:
             return Pick(None, no_candidates=True)
-        entry = self.suspensions.for_domain(domain, now).get(binding)
+        entry = self._suspended(domain, also, now).get(binding)
         if entry is not None:
             return Pick(None, wait_until=entry.until)
         return Pick(binding) if has_room(binding) else Pick(None, all_full=True)
 
-    def _why_none(self, group: str, domain: str, now: float) -> Pick:
-        suspended = self.suspensions.for_domain(domain, now)
+    def _why_none(self, group: str, domain: str, now: float, also: str | None = None) -> Pick:
+        suspended = self._suspended(domain, also, now)
         ends = [
             suspended[m.name].until
             for m in self._groups.get(group, ())

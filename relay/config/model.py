@@ -42,6 +42,8 @@ class Block:
     reply_rules: dict[str, Block] = field(default_factory=dict)
     webhooks: dict[str, Block] = field(default_factory=dict)  # global only
     dkim_domains: dict[str, Block] = field(default_factory=dict)
+    providers: dict[str, Block] = field(default_factory=dict)  # global only
+    tenants: dict[str, Block] = field(default_factory=dict)  # global only
     locations: list[Location] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -205,6 +207,12 @@ class _Builder:
         elif kind == o.WEBHOOK:
             block = parent.webhooks.get(label) or Block(kind, label, (kind, label))
             parent.webhooks[label] = block
+        elif kind == o.PROVIDER:
+            block = parent.providers.get(label) or Block(kind, label, (kind, label))
+            parent.providers[label] = block
+        elif kind == o.TENANT:
+            block = parent.tenants.get(label) or Block(kind, label, (kind, label))
+            parent.tenants[label] = block
         elif kind in (o.SWEEP_RULE, o.REPLY_RULE):
             rules = parent.sweep_rules if kind == o.SWEEP_RULE else parent.reply_rules
             block = rules.get(label) or Block(kind, label, (*parent.path, kind, label))
@@ -326,6 +334,13 @@ class _Builder:
                 self.error(
                     loc, f'webhook "{label}" needs url', kind, hint='e.g. url = "https://..."'
                 )
+            if kind == o.PROVIDER and not (block.settings.keys() & {"match_mx", "match_domain"}):
+                self.error(
+                    loc,
+                    f'provider "{label}" needs match_mx or match_domain',
+                    kind,
+                    hint='e.g. match_mx = ( "*.google.com" "*.googlemail.com" )',
+                )
             if kind == o.REPLY_RULE:
                 for required in ("pattern", "threshold", "action"):
                     if required not in block.settings:
@@ -349,7 +364,7 @@ class _Builder:
                 return self.group(label, loc)
             group = parent.label if parent.kind == o.BINDING_GROUP else None
             return self.binding(label, group, loc)
-        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK):
+        if kind in (o.DOMAIN, o.HOST, o.SWEEP_RULE, o.REPLY_RULE, o.WEBHOOK, o.PROVIDER, o.TENANT):
             assert label is not None
             return self.child(parent, Stanza(kind, None, (), loc), label)
         if kind in (o.OPENDKIM, o.DKIM_DOMAIN):

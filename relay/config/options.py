@@ -33,6 +33,8 @@ OPENDKIM = "opendkim"
 DKIM_DOMAIN = "dkim_domain"
 CLUSTER = "cluster"
 DANE_MODULE = "dane"  # Momentum's `dane {}` module stanza: accepted, holds no options
+PROVIDER = "provider"
+TENANT = "tenant"
 
 OUTBOUND = frozenset({BINDING, BINDING_GROUP, DOMAIN, GLOBAL})
 BINDING_SCOPES = frozenset({BINDING, BINDING_GROUP, GLOBAL})
@@ -285,8 +287,9 @@ _opt(
     "max_outbound_connections",
     v.integer(-1),
     32,
-    OUTBOUND | {HOST},
-    "Connections per binding x domain (host scope: per destination IP)",
+    OUTBOUND | {HOST, PROVIDER},
+    "Connections per binding x domain (host scope: per destination IP; provider: per binding"
+    " x provider)",
 )
 _opt("max_recipients_per_batch", v.integer(1), 100, OUTBOUND, "Recipients per transaction")
 _opt(
@@ -326,15 +329,15 @@ _opt(
     "outbound_throttle_connections",
     v.THROTTLE,
     None,
-    OUTBOUND,
-    "Connection rate, shared by the defining scope",
+    OUTBOUND | {PROVIDER},
+    "Connection rate, shared by the defining scope (provider: per binding x provider)",
 )
 _opt(
     "outbound_throttle_messages",
     v.THROTTLE,
     None,
-    OUTBOUND,
-    "Message rate, shared by the defining scope",
+    OUTBOUND | {PROVIDER},
+    "Message rate, shared by the defining scope (provider: per binding x provider)",
 )
 _opt("rcptto_timeout", SECONDS, 300.0, OUTBOUND, "Timeout after RCPT TO")
 _opt("remote_smtp_port", v.integer(1, 65535), 25, OUTBOUND, "Port for SMTP delivery")
@@ -724,6 +727,58 @@ _opt("batch_size", v.integer(1, 10000), 100, W, "Events per POST at most")
 _opt("max_delay", SECONDS, 1.0, W, "A webhook POSTs what it has after this long")
 _opt("secret_file", v.STRING, None, W, "HMAC-SHA256 key of the X-Relay-Signature header")
 
+# A provider "name" { ... } stanza (relay extension): destinations grouped by their MX hosts.
+PV = frozenset({PROVIDER})
+_opt(
+    "match_mx",
+    v.STRING_LIST,
+    (),
+    PV,
+    'MX host patterns ("*.google.com"); a domain whose MX hosts all match is in the provider',
+)
+_opt(
+    "match_domain",
+    v.STRING_LIST,
+    (),
+    PV,
+    'Domain patterns ("gmail.com" "*.gmail.com"): in the provider without an MX lookup',
+)
+_opt(
+    "adaptive_provider_rollup",
+    v.BOOLEAN,
+    False,
+    PV,
+    "Adaptive decisions per binding x provider instead of per binding x domain",
+)
+
+# A tenant "name" { ... } stanza (relay extension): its share of each binding x domain.
+TN = frozenset({TENANT})
+_opt("weight", v.integer(1), 1, TN, "The tenant's share of connections (deficit round robin)")
+_opt(
+    "priority_class",
+    v.enum("transactional", "bulk"),
+    "bulk",
+    TN,
+    "Class of the tenant's mail without X-Priority-Class (transactional goes first)",
+)
+_opt(
+    "bulk_min_share",
+    v.number(0),
+    0.1,
+    frozenset({GLOBAL}),
+    "Share of dispatches bulk keeps while transactional mail waits (0..1)",
+)
+
+# IP warm-up (relay extension): a binding's (or binding x domain's) daily or hourly caps.
+_opt(
+    "warmup_schedule",
+    v.WARMUP_SCHEDULE,
+    None,
+    OUTBOUND,
+    'Caps on day 1, 2, ... after warmup_start ("50/day" or "N/hour"); none past the list',
+)
+_opt("warmup_start", v.DATE, None, OUTBOUND, "The UTC day a warm-up schedule starts")
+
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(
     {
@@ -732,6 +787,14 @@ ACTIVE = frozenset(
         "batch_size",
         "max_delay",
         "secret_file",
+        "match_mx",
+        "match_domain",
+        "adaptive_provider_rollup",
+        "warmup_schedule",
+        "warmup_start",
+        "weight",
+        "priority_class",
+        "bulk_min_share",
         "admin_tls_certificate",
         "admin_tls_key",
         "use_mta_sts",
@@ -929,6 +992,14 @@ _opt("action", v.ACTION, None, RR, '("throttle" "down"), ("suspend" "1 hour"), .
 _opt("options", v.STRING_LIST, None, RR, "What a throttle action moves (default: the family)")
 _opt("replies", v.enum("4xx", "5xx", "any"), "any", RR, "Which failure replies count")
 _opt("enabled", v.BOOLEAN, True, RR, "Whether the rule applies")
+_opt(
+    "scope",
+    v.enum("binding", "tenant", "campaign"),
+    "binding",
+    RR,
+    "What the rule acts on: the binding x domain, or the message's tenant or campaign x domain",
+    "active",
+)
 
 OPTIONS: dict[str, Option] = {
     option.name: replace(option, status="active") if option.name in ACTIVE else option
@@ -967,6 +1038,10 @@ STANZAS: dict[str, StanzaKind] = {
         StanzaKind(
             DANE_MODULE, False, frozenset({GLOBAL}), "the DANE module (use_dane turns DANE on)"
         ),
+        StanzaKind(
+            PROVIDER, True, frozenset({GLOBAL}), "destinations grouped by MX hosts, with limits"
+        ),
+        StanzaKind(TENANT, True, frozenset({GLOBAL}), "a sender's share and priority class"),
     )
 }
 

@@ -5,6 +5,7 @@ Pure functions, no I/O. `ValueProblem` messages list the accepted forms.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import math
 import re
@@ -255,6 +256,44 @@ HOST_PORT = ValueType(
 )
 REGEX = ValueType("regex", lambda v: _regex(_scalar(v)), "a regular expression")
 STRING_LIST = ValueType("list", lambda v: tuple(_items(v)), '( a "b" c ) or a single value')
+WARMUP_PERIODS = {"day": 86400.0, "hour": 3600.0}
+
+
+def parse_warmup_step(text: str) -> tuple[int, str]:
+    """`"N/day"` or `"N/hour"`: (N, period name)."""
+    count_text, slash, period = text.partition("/")
+    period = period.strip().lower()
+    if not slash or period not in WARMUP_PERIODS:
+        raise ValueProblem(f'{text!r}: a warm-up step is "N/day" or "N/hour"')
+    count = parse_int(count_text.strip())
+    if count < 0:
+        raise ValueProblem(f"{text!r}: the count must be >= 0")
+    return count, period
+
+
+def _warmup_schedule(value: Value) -> tuple[str, ...]:
+    steps = tuple(_items(value))
+    if not steps:
+        raise ValueProblem("a warm-up schedule needs at least one step")
+    for step in steps:
+        parse_warmup_step(step)
+    return steps
+
+
+WARMUP_SCHEDULE = ValueType(
+    "warm-up schedule", _warmup_schedule, '( "50/day" "100/day" "20/hour" ... )'
+)
+
+
+def _date(value: Value) -> str:
+    text = _scalar(value)
+    try:
+        return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueProblem(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+DATE = ValueType("date", _date, '"YYYY-MM-DD" (a UTC day)')
 NETWORKS = ValueType(
     "networks",
     lambda v: tuple(parse_network(item) for item in _items(v)),

@@ -243,6 +243,20 @@ class Router:
         if not seen:
             raise address_failure(settings, route.domain, answers)
 
+    async def mx_host_names(self, domain: str) -> tuple[str, ...] | None:
+        """The domain's MX host names as DNS has them (the domain itself without an MX
+        record, none when it does not exist or has a null MX); None: the lookup failed
+        temporarily. What a provider's match_mx is matched on (schedule/providers.py)."""
+        domain = domain.rstrip(".").lower()
+        answer = await self.resolver.mx(domain)
+        if answer.status is LookupStatus.OK:
+            return tuple(r.exchange for r in order_mx(answer.mx, self._rng) if r.exchange)
+        if answer.status is LookupStatus.NODATA:
+            return (domain,)
+        if answer.status is LookupStatus.NXDOMAIN:
+            return ()
+        return None
+
     async def _hosts(
         self, settings: DeliverySettings, domain: str
     ) -> tuple[tuple[MxHost, ...], bool]:

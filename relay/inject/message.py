@@ -21,11 +21,14 @@ GROUP_HEADER = "X-Binding-Group"
 BINDING_HEADER = "X-Binding"
 TENANT_HEADER = "X-Tenant"
 CAMPAIGN_HEADER = "X-Campaign"
+PRIORITY_HEADER = "X-Priority-Class"  # transactional | bulk (schedule/fair.py)
+PRIORITY_CLASSES = ("transactional", "bulk")
 _GROUP = GROUP_HEADER.lower()
 _BINDING = BINDING_HEADER.lower()
 _TENANT = TENANT_HEADER.lower()
 _CAMPAIGN = CAMPAIGN_HEADER.lower()
-_REMOVED = (GROUP_HEADER, BINDING_HEADER, TENANT_HEADER, CAMPAIGN_HEADER)
+_PRIORITY = PRIORITY_HEADER.lower()
+_REMOVED = (GROUP_HEADER, BINDING_HEADER, TENANT_HEADER, CAMPAIGN_HEADER, PRIORITY_HEADER)
 MAX_LABEL = 128  # characters of a tenant or campaign name
 
 
@@ -59,6 +62,7 @@ class Prepared(NamedTuple):
     binding: str | None
     tenant: str | None = None
     campaign: str | None = None
+    priority: str | None = None  # X-Priority-Class (None: the tenant's class)
 
 
 def check_label(value: str, name: str) -> str | None:
@@ -111,7 +115,12 @@ def _prepare_plain(
     if end < 2 or _PLAIN_SECTION.fullmatch(content, 0, end) is None:
         return None
     lowered = content[:end].lower()
-    if b"x-binding" in lowered or b"x-tenant" in lowered or b"x-campaign" in lowered:
+    if (
+        b"x-binding" in lowered
+        or b"x-tenant" in lowered
+        or b"x-campaign" in lowered
+        or b"x-priority-class" in lowered
+    ):
         return None  # X-Binding(-Group), X-Tenant, X-Campaign to read and remove: parsed
     if b"received" in lowered and len(_RECEIVED.findall(lowered)) > max_received:
         return replies.MAIL_LOOP
@@ -188,7 +197,14 @@ def _prepare_parsed(
         refusal = check_label(campaign, CAMPAIGN_HEADER)
         if refusal is not None:
             return refusal
-    if any(f is not None for f in (group_field, binding_field, tenant_field, campaign_field)):
+    priority_field = _first(header, names, _PRIORITY)
+    priority = None
+    if priority_field is not None:
+        priority = priority_field.value.strip().lower()
+        if priority not in PRIORITY_CLASSES:
+            return replies.bad_priority(PRIORITY_HEADER)
+    fields = (group_field, binding_field, tenant_field, campaign_field, priority_field)
+    if any(f is not None for f in fields):
         header = header.without(*_REMOVED)
     trace = _trace(reception, hostname)
     extra = () if "message-id" in names else (headers.message_id(reception.queue_id, hostname),)
@@ -198,6 +214,7 @@ def _prepare_parsed(
         assignment.binding,
         tenant,
         campaign,
+        priority,
     )
 
 

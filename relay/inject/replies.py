@@ -160,6 +160,10 @@ def bad_label(name: str) -> str:
     return f"550 5.6.0 {name}: give 1 to 128 printable characters"
 
 
+def bad_priority(name: str) -> str:
+    return f"550 5.6.0 {name}: give transactional or bulk"
+
+
 def bad_address(reason: str) -> str:
     return f"553 5.1.3 {reason}"
 

@@ -109,6 +109,7 @@ def accept(
         esmtp=esmtp,
         tenant=prepared.tenant,
         campaign=prepared.campaign,
+        priority=prepared.priority,
     )
     dkim = settings.dkim
     if dkim is not None and _wants_signing(dkim, message):

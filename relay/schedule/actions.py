@@ -1,7 +1,8 @@
 """What the queue core (queues.py) asks its owner to do, as frozen data.
 
 From `Queues.step` and the other events: `OpenConnection`, `Resume` (a parked connection has
-mail, or must let go of its slot), `LocalDisposition` (relay decides without the receiver) and,
+mail, or must let go of its slot), `LocalDisposition` (relay decides without the receiver),
+`ResolveProvider` (the MX hosts a domain's provider depends on) and,
 last from `step`, `WakeAt` (when to step again). A connection asking for its next job gets
 `Send`, `Wait` (until its idle deadline, or until a message throttle allows one more) or
 `CLOSE`.
@@ -42,13 +43,21 @@ class LocalDisposition:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolveProvider:
+    """Look up the domain's MX hosts and report them (Queues.provider_learned): its mail
+    waits for its provider (providers.py) before a connection opens."""
+
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
 class WakeAt:
     """Call step() again at `at` (or sooner, when the core says there is work)."""
 
     at: float
 
 
-Action = OpenConnection | Resume | LocalDisposition | WakeAt
+Action = OpenConnection | Resume | LocalDisposition | ResolveProvider | WakeAt
 
 
 @dataclass(frozen=True, slots=True)

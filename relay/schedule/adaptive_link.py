@@ -28,6 +28,7 @@ from relay.adaptive import (
     Suspend,
 )
 from relay.adaptive import state as adaptive_state
+from relay.adaptive.subjects import SubjectHold, SubjectRules
 from relay.bind.suspensions import SuspensionTable
 from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
@@ -56,6 +57,13 @@ class AdaptiveLink:
         self.on_change: Callable[[str, str], None] = lambda binding, domain: None
         # Every applied event, after it took effect (relay/cluster shares global-scope holds).
         self.on_event: Callable[[Event], None] = lambda event: None
+        # The engine's key for a destination domain: the domain, or its provider's rollup
+        # key (adaptive_provider_rollup, schedule/providers.py); set by the scheduler.
+        self.key_of: Callable[[str], str] = lambda domain: domain
+        # Tenant / campaign reply rules (adaptive/subjects.py); their holds go to the
+        # scheduler's hold table through `hold_subject` (set by the scheduler).
+        self.subjects = SubjectRules()
+        self.hold_subject: Callable[[SubjectHold], None] = lambda hold: None
         self._versions: dict[tuple[str, str], int] = {}
         self._dirty = False
 
@@ -69,19 +77,18 @@ class AdaptiveLink:
         return self.routes.get(binding, domain).adaptive
 
     def version(self, binding: str, domain: str) -> int:
-        return self._versions.get((binding, domain), 0)
+        return self._versions.get((binding, self.key_of(domain)), 0)
 
     # --- live values -------------------------------------------------------------------
     def effective(self, route: RouteSettings) -> RouteSettings:
         """The route's settings with adaptive's live values for this binding x domain."""
         settings = route.adaptive
-        if not settings.enabled or not (
-            settings.bounds or self._has_overrides(route.binding, route.domain)
-        ):
+        key = self.key_of(route.domain)
+        if not settings.enabled or not (settings.bounds or self._has_overrides(route.binding, key)):
             return route
 
         def live(option: str, configured: Any) -> Any:
-            return self.engine.live_value(route.binding, route.domain, option, configured, settings)
+            return self.engine.live_value(route.binding, key, option, configured, settings)
 
         return self.routes.with_live_values(route, live)
 
@@ -90,22 +97,55 @@ class AdaptiveLink:
         return pair is not None and bool(pair.overrides)
 
     def blackholed(self, binding: str, domain: str, now: float) -> str | None:
-        hold = self.engine.blackhole(binding, domain, now)
+        hold = self.engine.blackhole(binding, self.key_of(domain), now)
         return hold.reason if hold is not None else None
 
     # --- outcomes ------------------------------------------------------------------------
     def record_results(
-        self, policy: RouteSettings, results: list[RecipientResult], now: float
+        self,
+        policy: RouteSettings,
+        results: list[RecipientResult],
+        now: float,
+        tenant: str | None = None,
+        campaign: str | None = None,
     ) -> None:
         settings = policy.adaptive
         if not settings.enabled:
             return
+        scoped = (tenant is not None or campaign is not None) and any(
+            rule.scope != "binding" for rule in settings.reply_rules
+        )
         for result in results:
             kind = self._kind(result)
             if kind is None:
                 continue
             self._record(policy.binding, policy.domain, kind, result.reply, now, settings)
+            if scoped and kind is not OutcomeKind.DELIVERED:
+                self._record_subjects(policy, result.reply, now, tenant, campaign)
         self._dirty = True
+
+    def _record_subjects(
+        self,
+        policy: RouteSettings,
+        reply: Reply,
+        now: float,
+        tenant: str | None,
+        campaign: str | None,
+    ) -> None:
+        """Reply rules with scope tenant / campaign: hold that sender's mail (holds.py)."""
+        holds = self.subjects.record(
+            policy.adaptive.reply_rules,
+            {"tenant": tenant, "campaign": campaign},
+            self.key_of(policy.domain),
+            reply.code,
+            reply.message,
+            now,
+        )
+        for hold in holds:
+            log.info(
+                "adaptive: %s %s x %s held: %s", hold.kind, hold.subject, hold.target, hold.reason
+            )
+            self.hold_subject(hold)
 
     def record_connect_failure(self, policy: RouteSettings, reply: Reply, now: float) -> None:
         settings = policy.adaptive
@@ -129,12 +169,13 @@ class AdaptiveLink:
     ) -> None:
         enhanced = None if reply.enhanced is None else str(reply.enhanced)
         self.engine.record(
-            binding, domain, kind, reply.code, enhanced, reply.message, now, settings
+            binding, self.key_of(domain), kind, reply.code, enhanced, reply.message, now, settings
         )
 
     def record_complaint(self, binding: str, domain: str, kind: str, now: float) -> None:
         """An FBL complaint about mail binding sent to domain."""
-        self.engine.record_complaint(binding, domain, kind, now, self.settings(binding, domain))
+        settings = self.settings(binding, domain)
+        self.engine.record_complaint(binding, self.key_of(domain), kind, now, settings)
         self._dirty = True
 
     @staticmethod

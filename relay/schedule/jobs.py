@@ -25,6 +25,7 @@ class Job:
     esmtp: Esmtp | None = None  # the message's DSN / SMTPUTF8 / REQUIRETLS parameters
     tenant: str | None = None  # the message's tenant and campaign, if it has them
     campaign: str | None = None
+    priority: str | None = None  # "transactional" | "bulk"; None: the tenant's class (fair.py)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -60,6 +61,7 @@ def jobs_for(envelope: Envelope) -> list[Job]:
                 esmtp=envelope.esmtp,
                 tenant=envelope.tenant,
                 campaign=envelope.campaign,
+                priority=envelope.priority,
             )
             groups[key] = job
         job.recipients.append((index, rcpt.address, rcpt.attempts))

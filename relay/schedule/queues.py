@@ -29,8 +29,8 @@ import itertools
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from relay.bind.selector import Selector
@@ -41,18 +41,23 @@ from relay.schedule.actions import (
     LocalDisposition,
     Next,
     OpenConnection,
+    ResolveProvider,
     Resume,
     Send,
     Wait,
     WakeAt,
 )
+from relay.schedule.fair import Fairness, FairQueue
+from relay.schedule.holds import Hold, HoldKey, HoldTable
 from relay.schedule.jobs import Job
 from relay.schedule.limits import ConnectionCaps
 from relay.schedule.local_replies import Local
+from relay.schedule.providers import NEEDED, ROLLUP_PREFIX, ProviderDirectory
 from relay.schedule.ready import ACTIVE, PARKED, WOKEN, Connection, ReadyQueue, State
 from relay.schedule.route_settings import RouteSettings
 from relay.schedule.shared import SHARED_RETRY, SharedLimits
 from relay.schedule.throttle import Buckets
+from relay.schedule.warmup import WarmupCounts, WarmupPlan, cap_now
 
 log = logging.getLogger("relay.schedule")
 
@@ -81,6 +86,18 @@ class QueueSizes:
     ready: int
     in_flight: int
     connections: int
+    held: int = 0  # parked by a tenant or campaign hold (holds.py)
+
+
+@dataclass(frozen=True, slots=True)
+class HeldRow:
+    kind: str
+    subject: str
+    target: str
+    binding: str | None
+    until: float
+    reason: str
+    queued: int  # jobs parked under it
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +127,32 @@ class Queues:
         max_in_flight: int = 20000,
         on_work: Callable[[], None] = lambda: None,
         shared: SharedLimits | None = None,
+        providers: ProviderDirectory | None = None,
+        warmup: WarmupCounts | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         self.selector = selector
         self.shared = shared  # limits shared across relay nodes (a cluster stanza), or None
         self.policies = policies
+        # Provider limits (providers.py): a domain's mail waits until its provider is known.
+        self.providers = providers or ProviderDirectory()
+        self._resolving: set[str] = set()  # ResolveProvider asked, not yet answered
+        # (binding, domain) -> (policies' settings, provider, with the provider's limits)
+        self._provided: dict[Route, tuple[RouteSettings, str, RouteSettings]] = {}
+        # Warm-up (warmup.py): messages placed per plan in its period, and bindings' ages.
+        self.warmup = warmup or WarmupCounts()
+        # Tenant and campaign holds (holds.py): their jobs wait aside, never attempted.
+        self.holds = HoldTable()
+        # Tenants' weights and priority classes (fair.py): every due FIFO and ready queue.
+        self.fairness = fairness or Fairness()
+        self._parked_jobs: dict[HoldKey, list[Job]] = {}
         self.max_in_flight = max_in_flight
         self.on_work = on_work  # step() has something to do before the last WakeAt
         self.caps = ConnectionCaps()
         self.buckets = Buckets()
         self._timers: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
-        self._due: dict[Key, deque[Job]] = {}
+        self._due: dict[Key, FairQueue] = {}  # per (group, domain): fair across tenants
         self._ring: deque[Key] = deque()
         self._in_ring: set[Key] = set()
         self._blocked: dict[Key, float | None] = {}  # None: until a ready queue frees room
@@ -160,6 +192,8 @@ class Queues:
                 if at <= now:
                     del self._reopen[rq]
                     self._maybe_open(rq, now, out)
+        if self._parked_jobs or self.holds:
+            self._end_holds(now)
         placed = self._round(now, out)
         self._wake_at = now if placed else self._next_event(now)
         out.append(WakeAt(self._wake_at))
@@ -177,10 +211,17 @@ class Queues:
             at = min(at, end)
         if self._reopen:
             at = min(at, *self._reopen.values())
+        if self.holds:
+            end = self.holds.earliest_end(now)
+            if end is not None:
+                at = min(at, end)
         return at
 
     def _make_due(self, job: Job) -> None:
-        self._due.setdefault(job.key, deque()).append(job)
+        due = self._due.get(job.key)
+        if due is None:
+            due = self._due[job.key] = FairQueue(self.fairness)
+        due.append(job)
         self._activate(job.key)
 
     def _activate(self, key: Key) -> None:
@@ -227,6 +268,17 @@ class Queues:
         (group, domain)."""
         domain = job.domain
         ready, down, policies = self._ready, self._down, self.policies
+        if self.providers and not self._provider_known(domain, now, out):
+            self._blocked[job.key] = None  # until provider_learned
+            return False
+        holds = self.holds
+        tenant = job.tenant
+        if holds and (tenant is not None or job.campaign is not None):
+            hold = holds.for_job(tenant, job.campaign, domain, self._provider_key(domain), now)
+            if hold is not None:
+                self._park_job(job, hold)
+                return True  # out of the FIFO: the rest of the domain's mail flows
+        excluded: list[Hold] = []
 
         def has_room(binding: str) -> bool:
             rq = ready.get((binding, domain))
@@ -235,10 +287,32 @@ class Queues:
                 return False
             if down.get((binding, domain), 0.0) > now:
                 return False
+            if policy.warmup is not None and self._warm_capped(binding, domain, policy.warmup, now):
+                return False  # at its warm-up cap: the selector leaves it out from now on
+            if tenant is not None and holds:
+                on_binding = holds.on_binding(tenant, binding, domain, now)
+                if on_binding is not None:
+                    excluded.append(on_binding)
+                    return False
             return rq is None or rq.has_room()
 
-        pick = self.selector.pick(job.group, domain, now, has_room, binding=job.binding)
+        also = None
+        if self.providers:
+            key = self.providers.adaptive_key(domain)
+            also = key if key != domain else None  # the provider's rollup suspensions
+        selector = self.selector
+        capped = selector.caps.version(domain)
+        pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
+        while pick.all_full and selector.caps.version(domain) != capped:
+            # Bindings found at their warm-up cap left the rotation: overflow to the warm
+            # members, or (every one capped) wait for the earliest next period. Each pass
+            # takes up to max_probe capped bindings out, once per binding and period.
+            capped = selector.caps.version(domain)
+            pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
+        if binding is None and excluded:
+            self._park_job(job, excluded[0])  # the tenant's other bindings are no better now
+            return True
         if binding is None:
             if pick.wait_until is not None:
                 self._blocked[job.key] = pick.wait_until
@@ -259,7 +333,7 @@ class Queues:
                 downs = [t for (_, d), t in down.items() if d == domain and t > now]
                 self._blocked[job.key] = min(downs) if downs else None
             return False
-        policy = policies.get(binding, domain)
+        policy = self._policy(binding, domain)
         held = policies.held(binding, domain, now)
         local = None
         if held is not None or policy.blackhole != "false" or policy.never_attempt_expired:
@@ -268,9 +342,11 @@ class Queues:
         if local is not None:
             out.append(LocalDisposition(job, policy, local, held))
             return True
+        if policy.warmup is not None:
+            self._warm_count(binding, domain, policy.warmup, now)
         rq = ready.get((binding, domain))
         if rq is None:
-            rq = ReadyQueue(binding, domain, policy)
+            rq = ReadyQueue(binding, domain, policy, FairQueue(self.fairness))
             ready[(binding, domain)] = rq
         rq.jobs.append(job)
         if rq.parked:
@@ -315,8 +391,15 @@ class Queues:
             needed -= 1
 
     def _connection_wait(self, policy: RouteSettings, now: float) -> float:
-        """0 when the connection throttles (local, then shared) and the shared leases allow
-        one more connection now (all taken); else the seconds to wait (nothing taken)."""
+        """0 when the connection throttles (provider, local, then shared) and the shared
+        leases allow one more connection now (all taken); else the seconds to wait (nothing
+        taken)."""
+        provider = None
+        if policy.provider_connection_throttle is not None:
+            provider = self.buckets.get(*policy.provider_connection_throttle)
+            wait = provider.delay(now)
+            if wait > 0:
+                return wait
         local = None
         if policy.connection_throttle is not None:
             key, throttle = policy.connection_throttle
@@ -334,6 +417,8 @@ class Queues:
                 return SHARED_RETRY
         if local is not None:
             local.take(now)
+        if provider is not None:
+            provider.take(now)
         return 0.0
 
     def _reopen_at(self, rq: ReadyQueue, at: float) -> None:
@@ -407,6 +492,12 @@ class Queues:
         else:
             conn.held = None
         policy = rq.policy
+        provider_throttle = policy.provider_message_throttle
+        if provider_throttle is not None:
+            wait = self.buckets.get(*provider_throttle).delay(now)
+            if wait > 0:
+                conn.held = job
+                return Wait(now + wait)
         throttle = policy.message_throttle
         shared = self.shared
         if throttle is not None:
@@ -425,6 +516,8 @@ class Queues:
             if wait > 0:
                 conn.held = job
                 return Wait(now + wait)
+        if provider_throttle is not None:
+            self.buckets.get(*provider_throttle).take(now)
         return Send(job, policy)
 
     def connect_failed(
@@ -471,6 +564,148 @@ class Queues:
             self._maybe_open(rq, now, out)
         return out
 
+    # --- tenant and campaign holds (holds.py) ---------------------------------------------
+    def _provider_key(self, domain: str) -> str | None:
+        provider = self.provider_of(domain)
+        return None if provider is None else ROLLUP_PREFIX + provider.lower()
+
+    def _park_job(self, job: Job, hold: Hold) -> None:
+        self._parked_jobs.setdefault(hold.key, []).append(job)
+
+    def _end_holds(self, now: float) -> None:
+        """Lift holds whose time is up; jobs of lifted holds go back to their FIFOs."""
+        for hold in self.holds.ended(now):
+            self.holds.release(hold.kind, hold.subject, hold.target, hold.binding)
+        for key in list(self._parked_jobs):
+            found = self.holds.get(key)
+            if found is None or found.until <= now:
+                for job in self._parked_jobs.pop(key):
+                    self._make_due(job)
+
+    def hold(self, hold: Hold) -> None:
+        """A hold was added (to self.holds): nothing to do until a job meets it."""
+        self.on_work()
+
+    def release(self) -> None:
+        """A hold was lifted (from self.holds): its jobs go back at the next step."""
+        self.on_work()
+
+    def held_rows(self) -> list[HeldRow]:
+        return [
+            HeldRow(
+                h.kind,
+                h.subject,
+                h.target,
+                h.binding,
+                h.until,
+                h.reason,
+                len(self._parked_jobs.get(h.key, ())),
+            )
+            for h in self.holds.all()
+        ]
+
+    # --- warm-up (warmup.py) ----------------------------------------------------------------
+    def _warm_capped(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> bool:
+        cap = cap_now(plan, now, self.warmup.start_of(binding))
+        if cap is None or self.warmup.count(plan.key, cap.period_start) < cap.limit:
+            return False
+        self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
+        return True
+
+    def _warm_count(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> None:
+        cap = cap_now(plan, now, self.warmup.start_of(binding))
+        if cap is None:
+            return
+        if self.warmup.add(plan.key, cap.period_start) >= cap.limit:
+            self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
+
+    def warmup_changed(self) -> None:
+        """An age changed: caps are worked out again (bindings found capped leave again)."""
+        self.selector.caps.clear()
+        for key in list(self._blocked):
+            self._unblock(key)
+        self.on_work()
+
+    def warmup_status(self, binding: str, domain: str, now: float) -> dict[str, object] | None:
+        """The binding's warm-up as binding x domain sees it: its age in days, the cap in
+        force and the count so far (None: no warm-up schedule)."""
+        plan = self._policy(binding, domain).warmup
+        if plan is None:
+            return None
+        start = self.warmup.start_of(binding)
+        begin = plan.start if start is None else start
+        cap = cap_now(plan, now, start)
+        return {
+            "age_days": None if begin <= 0 else max(0, math.floor((now - begin) / 86400)),
+            "cap": None if cap is None else cap.limit,
+            "period": None
+            if cap is None
+            else ("hour" if cap.period_end - cap.period_start < 86400 else "day"),
+            "count": 0 if cap is None else self.warmup.count(plan.key, cap.period_start),
+        }
+
+    # --- providers (MX rollup, providers.py) ---------------------------------------------
+    def _provider_known(self, domain: str, now: float, out: list[Action]) -> bool:
+        """Is the domain's provider known? If not (or known but due for a refresh), ask the
+        owner to look its MX hosts up, once."""
+        providers = self.providers
+        found = providers.lookup(domain, now)
+        if found is NEEDED or providers.stale(domain, now):
+            if domain not in self._resolving:
+                self._resolving.add(domain)
+                out.append(ResolveProvider(domain))
+            return found is not NEEDED
+        return True
+
+    def provider_learned(self, domain: str, mx_hosts: Sequence[str] | None, now: float) -> None:
+        """The owner looked the domain's MX hosts up (None: the lookup failed)."""
+        self._resolving.discard(domain)
+        self.providers.learn(domain, mx_hosts, now)
+        for (binding, name), rq in self._ready.items():
+            if name == domain:
+                rq.policy = self._policy(binding, domain)
+        self._unblock_domain(domain)
+        self.on_work()
+
+    def provider_policy_changed(self, binding: str, provider: str, now: float) -> list[Action]:
+        """Adaptive delivery changed a live value or a hold for binding x a provider it
+        rolls up: every domain known to be in it."""
+        out: list[Action] = []
+        for domain in self.providers.domains_of(provider):
+            out += self.policy_changed(binding, domain, now)
+        return out
+
+    def _policy(self, binding: str, domain: str) -> RouteSettings:
+        """The policies' settings for binding x domain, with its provider's limits."""
+        base = self.policies.get(binding, domain)
+        if not self.providers:
+            return base
+        provider = self.providers.lookup(domain, 0.0)
+        if provider is None or provider is NEEDED:
+            return base
+        assert isinstance(provider, str)
+        key = (binding, domain)
+        cached = self._provided.get(key)
+        if cached is not None and cached[0] is base and cached[1] == provider:
+            return cached[2]
+        limits = self.providers.limits(binding, provider)
+        if limits is None:
+            return base
+        merged = replace(
+            base,
+            caps=(*base.caps, *limits.caps),
+            provider=provider,
+            provider_message_throttle=limits.message_throttle,
+            provider_connection_throttle=limits.connection_throttle,
+        )
+        self._provided[key] = (base, provider, merged)
+        return merged
+
+    def provider_of(self, domain: str) -> str | None:
+        """The domain's provider as far as known now (None: none, or not looked up yet)."""
+        found = self.providers.lookup(domain.lower(), 0.0) if self.providers else None
+        return found if isinstance(found, str) else None
+
     # --- outcomes -----------------------------------------------------------------------
     def job_finished(self, job: Job, retry: Job | None = None, requeue: Job | None = None) -> None:
         """A placed job is done with: `retry` goes back to the timers (at retry.due),
@@ -479,7 +714,10 @@ class Queues:
         if retry is not None:
             self.schedule(retry)
         if requeue is not None:
-            self._due.setdefault(requeue.key, deque()).appendleft(requeue)
+            due = self._due.get(requeue.key)
+            if due is None:
+                due = self._due[requeue.key] = FairQueue(self.fairness)
+            due.appendleft(requeue)
             self._activate(requeue.key)
         if self._ring:
             self.on_work()
@@ -490,7 +728,7 @@ class Queues:
         out: list[Action] = []
         rq = self._ready.get((binding, domain))
         if rq is not None:
-            rq.policy = self.policies.get(binding, domain)
+            rq.policy = self._policy(binding, domain)
             self._maybe_open(rq, now, out)
         for key in list(self._blocked):
             if key[1] == domain:
@@ -498,12 +736,27 @@ class Queues:
         self.on_work()
         return out
 
-    def reload(self, selector: Selector) -> None:
+    def reload(
+        self,
+        selector: Selector,
+        providers: ProviderDirectory | None = None,
+        fairness: Fairness | None = None,
+    ) -> None:
         """A new configuration (the policies already reloaded): new policies for every ready
-        queue, blocked queues retried."""
+        queue, blocked queues retried; `providers`: the new configuration's providers (every
+        domain classified again)."""
         self.selector = selector
+        self._provided.clear()
+        if providers is not None:
+            self.providers = providers
+        if fairness is not None:  # new jobs sort by the new shares; queued ones stay put
+            self.fairness = fairness
+            for fifo in self._due.values():
+                fifo.fairness = fairness
+            for rq in self._ready.values():
+                rq.jobs.fairness = fairness
         for rq in self._ready.values():
-            rq.policy = self.policies.get(rq.binding, rq.domain)
+            rq.policy = self._policy(rq.binding, rq.domain)
         for key in list(self._blocked):
             self._unblock(key)
         self.on_work()
@@ -545,6 +798,10 @@ class Queues:
                 rest = [job for job in fifo if not matches(job)]
                 fifo.clear()
                 fifo.extend(rest)
+        for parked in self._parked_jobs.values():
+            if any(matches(job) for job in parked):
+                taken += [job for job in parked if matches(job)]
+                parked[:] = [job for job in parked if not matches(job)]
         self._flight.update(taken)
         for rq in self._ready.values():  # placed already: in flight
             if any(matches(job) for job in rq.jobs):
@@ -574,6 +831,7 @@ class Queues:
             ready=sum(len(rq.jobs) for rq in self._ready.values()),
             in_flight=len(self._flight),
             connections=len(self._connections),
+            held=sum(len(jobs) for jobs in self._parked_jobs.values()),
         )
 
     def ready_rows(self) -> list[ReadyRow]:
@@ -598,8 +856,9 @@ class Queues:
         ]
 
     def policy(self, binding: str, domain: str) -> RouteSettings:
-        """The policy dispatch uses for binding x domain now (live values applied)."""
-        return self.policies.get(binding, domain)
+        """The policy dispatch uses for binding x domain now (live values and the provider's
+        limits applied)."""
+        return self._policy(binding, domain)
 
     def unreachable_until(self, binding: str, domain: str) -> float | None:
         """Until when binding x domain gets no new connection (connect_timeout_to_delay)."""

@@ -7,6 +7,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
+from relay.schedule.fair import FairQueue
 from relay.schedule.jobs import Job
 from relay.schedule.route_settings import RouteSettings
 
@@ -27,7 +28,7 @@ class ReadyQueue:
     binding: str
     domain: str
     policy: RouteSettings  # with live values; refreshed on reload and adaptive changes
-    jobs: deque[Job] = field(default_factory=deque)
+    jobs: FairQueue = field(default_factory=FairQueue)  # fair across tenants (fair.py)
     connections: set[Connection] = field(default_factory=set)
     parked: deque[Connection] = field(default_factory=deque)  # idle, oldest first
 

@@ -16,6 +16,7 @@ from relay.config.values import Throttle
 from relay.deliver.settings import DeliverySettings
 from relay.dispose.decide import RetryPolicy
 from relay.schedule.limits import Cap
+from relay.schedule.warmup import WarmupPlan
 
 ThrottleRef = tuple[tuple[str, tuple[str, ...]], Throttle]  # (bucket key, rate)
 LiveValue = Callable[[str, Any], Any]  # (managed option, configured value) -> value now
@@ -53,6 +54,12 @@ class RouteSettings:
     cluster_message_throttle: ThrottleRef | None = None
     cluster_connection_throttle: ThrottleRef | None = None
     cluster_caps: tuple[Cap, ...] = ()  # cluster_{scope,server}_max_outbound_connections
+    # The provider (providers.py) the domain is in, and its per binding x provider throttles
+    # (its connection cap is in `caps`); the queue core sets them once the provider is known.
+    provider: str | None = None
+    provider_message_throttle: ThrottleRef | None = None
+    provider_connection_throttle: ThrottleRef | None = None
+    warmup: WarmupPlan | None = None  # warmup_schedule / warmup_start (schedule/warmup.py)
 
 
 class RouteSettingsSource(Protocol):

@@ -17,10 +17,13 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Protocol, assert_never
 
+from relay.adaptive.state import write_atomically
+from relay.adaptive.subjects import SubjectHold
 from relay.bind.selector import Selector
 from relay.clock import Clock
 from relay.dispose.decide import decide
@@ -30,28 +33,35 @@ from relay.schedule.actions import (
     Action,
     LocalDisposition,
     OpenConnection,
+    ResolveProvider,
     Resume,
     Send,
     Wait,
     WakeAt,
 )
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.fair import Fairness
+from relay.schedule.holds import Hold, Kind
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
 from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
+from relay.schedule.providers import ProviderDirectory, rollup_name
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 from relay.schedule.shared import SharedLimits
 from relay.schedule.statistics import SchedulerStatistics
 from relay.schedule.transport import ConnectFailed, OutboundMessage, Session, Transport
+from relay.schedule.warmup import WarmupCounts
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, Recipient
 
 log = logging.getLogger("relay.schedule")
 
 EventSink = Callable[[str, dict[str, object]], None]
+# A domain's MX host names (None: the lookup failed): what a provider's match_mx sees.
+MxLookup = Callable[[str], Awaitable[tuple[str, ...] | None]]
 FollowUp = tuple[Job | None, Job | None]  # (retry later, requeue now)
 # RFC 8689 5: the sender asks that recipient-side TLS policy not stop the message.
 _TLS_REQUIRED_NO = re.compile(rb"(?:^|\r\n)tls-required[ \t]*:[ \t]*no[ \t]*\r\n", re.IGNORECASE)
@@ -91,8 +101,15 @@ class Scheduler:
         max_in_flight: int = 20000,
         adaptive: AdaptiveLink | None = None,
         shared: SharedLimits | None = None,
+        providers: ProviderDirectory | None = None,
+        mx_lookup: MxLookup | None = None,
+        warmup: WarmupCounts | None = None,
+        warmup_path: Path | None = None,
+        fairness: Fairness | None = None,
     ) -> None:
         self.spool = spool
+        self.mx_lookup = mx_lookup
+        self.warmup_path = warmup_path  # where the warm-up counts are saved
         self.transport = transport
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
@@ -106,9 +123,14 @@ class Scheduler:
             max_in_flight=max_in_flight,
             on_work=self._wake.set,
             shared=shared,
+            providers=providers,
+            warmup=warmup,
+            fairness=fairness,
         )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
+            adaptive.key_of = self._adaptive_key
+            adaptive.hold_subject = self._adaptive_hold
         self._parked: dict[Connection, asyncio.Future[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._main: asyncio.Task[None] | None = None
@@ -157,17 +179,78 @@ class Scheduler:
         if main.done() and not main.cancelled() and main.exception() is not None:
             log.error("the scheduler failed", exc_info=main.exception())
 
-    def reload(self, routes: RouteSettingsSource, selector: Selector) -> None:
+    def reload(
+        self,
+        routes: RouteSettingsSource,
+        selector: Selector,
+        providers: ProviderDirectory | None = None,
+        fairness: Fairness | None = None,
+    ) -> None:
         """A new configuration's route settings: forget resolved ones, retry blocked queues."""
         self.live.reload(routes)
-        self.core.reload(selector)
+        self.core.reload(selector, providers, fairness)
 
     def wake(self) -> None:
         """Something outside changed (an FBL complaint, an operator command): look again."""
         self._wake.set()
 
+    def _adaptive_hold(self, found: SubjectHold) -> None:
+        kind: Kind = "tenant" if found.kind == "tenant" else "campaign"
+        self.hold(kind, found.subject, found.target, found.duration, found.reason, by="adaptive")
+
+    # --- tenant and campaign holds (holds.py) ---------------------------------------------
+    def hold(
+        self,
+        kind: Kind,
+        subject: str,
+        target: str,
+        duration: float,
+        reason: str,
+        binding: str | None = None,
+        by: str = "operator",
+    ) -> Hold:
+        """Hold subject's mail to target (a domain or "provider:NAME"), on `binding` only
+        if given, for `duration` seconds: parked without attempts until then."""
+        now = self.clock.now()
+        entry = self.core.holds.hold(kind, subject, target, now + duration, reason, binding)
+        self.core.hold(entry)
+        self.events(
+            f"{kind}_hold",
+            {
+                kind: subject,
+                "target": entry.target,
+                "binding": binding,
+                "until": entry.until,
+                "reason": reason,
+                "by": by,
+            },
+        )
+        return entry
+
+    def release_hold(
+        self, kind: Kind, subject: str, target: str, binding: str | None = None
+    ) -> bool:
+        released = self.core.holds.release(kind, subject, target, binding)
+        if released:
+            self.core.release()
+            self.events(
+                f"{kind}_release", {kind: subject, "target": target.lower(), "binding": binding}
+            )
+        return released
+
+    def holds(self) -> list[dict[str, object]]:
+        return [asdict(row) for row in self.core.held_rows()]
+
+    def _adaptive_key(self, domain: str) -> str:
+        return self.core.providers.adaptive_key(domain)
+
     def _adaptive_changed(self, binding: str, domain: str) -> None:
-        self._carry_out(self.core.policy_changed(binding, domain, self.clock.now()))
+        provider = rollup_name(domain)
+        if provider is not None:
+            changed = self.core.provider_policy_changed(binding, provider, self.clock.now())
+        else:
+            changed = self.core.policy_changed(binding, domain, self.clock.now())
+        self._carry_out(changed)
 
     # --- views --------------------------------------------------------------------------
     def policy(self, binding: str, domain: str) -> RouteSettings:
@@ -197,6 +280,7 @@ class Scheduler:
         return {
             "ready": [asdict(row) for row in self.core.ready_rows()],
             "scheduled": [asdict(row) for row in self.core.scheduled_rows()],
+            "held": self.holds(),  # tenant / campaign holds and the mail parked under each
         }
 
     def flush(self, domain: str | None = None) -> int:
@@ -283,6 +367,8 @@ class Scheduler:
                 self._spawn(self._connection(action.connection))
             elif isinstance(action, LocalDisposition):
                 self._spawn(self._local(action))
+            elif isinstance(action, ResolveProvider):
+                self._spawn(self._resolve_provider(action.domain))
             else:
                 assert_never(action)
         return wake_at
@@ -461,6 +547,52 @@ class Scheduler:
             ]
             await self._finish(job, results, policy)
 
+    async def _resolve_provider(self, domain: str) -> None:
+        hosts: tuple[str, ...] | None = None
+        try:
+            if self.mx_lookup is not None:
+                hosts = await self.mx_lookup(domain)
+        except Exception:
+            log.exception("looking up the MX hosts of %s for its provider failed", domain)
+        finally:
+            self.core.provider_learned(domain, hosts, self.clock.now())
+
+    # --- warm-up ------------------------------------------------------------------------
+    def warmup_status(self, binding: str, domain: str = "") -> dict[str, object] | None:
+        """Age, today's cap and count of binding's warm-up (binding scope: domain "")."""
+        return self.core.warmup_status(binding, domain, self.clock.now())
+
+    def set_warmup_age(self, binding: str, days: int) -> float:
+        """Make the binding `days` days old (day `days` of its schedules); returns the new
+        start. Caps of the old age are lifted at once."""
+        start = self.core.warmup.set_age(binding, days, self.clock.now())
+        self.core.warmup_changed()
+        return start
+
+    async def save_warmup(self) -> None:
+        """Snapshot on the loop, write in a thread (when anything changed)."""
+        counts, path = self.core.warmup, self.warmup_path
+        if path is None or not counts.dirty:
+            return
+        text = counts.to_json()
+        counts.dirty = False
+        try:
+            await asyncio.to_thread(write_atomically, text, path)
+        except OSError as err:
+            counts.dirty = True
+            log.error("cannot save the warm-up counts to %s: %s", path, err)
+
+    async def keep_saving_warmup(
+        self, every: float, sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        while True:
+            await sleep(every)
+            await self.save_warmup()
+
+    def provider_of(self, domain: str) -> str | None:
+        """The provider the domain is in, as far as dispatch knows it now."""
+        return self.core.provider_of(domain)
+
     async def _local(self, action: LocalDisposition) -> None:
         results = local_results(action.reason, action.job, action.detail)
         await self._finish(action.job, results, action.policy)
@@ -484,7 +616,7 @@ class Scheduler:
         now = self.clock.now()
         if record and self.adaptive is not None:
             try:
-                self.adaptive.record_results(policy, results, now)
+                self.adaptive.record_results(policy, results, now, job.tenant, job.campaign)
             except Exception:
                 log.exception("adaptive delivery could not record %s", job.message_id)
             self._wake.set()  # adaptive may act on it

@@ -17,8 +17,8 @@ Record bodies:
            or REQUIRETLS parameters: {"ret", "envid", "utf8": 1, "rtls": 1, "notify": [...],
            "orcpt": [...]}, each key only when set, lists by recipient index; records
            written before it existed read back with no parameters)
-           ("tenant" and "campaign" strings only when the message has them: older records
-           and messages without them have none)
+           ("tenant", "campaign" and "priority" strings only when the message has them:
+           older records and messages without them have none)
   UPDATE   JSON {"id": ..., "rcpt": [[index, state, attempts, next_attempt, last_response
                                     (, delay_notices when > 0)], ...]}
            (and "group": a new binding group, for an operator's rebind: older relays
@@ -170,6 +170,8 @@ def _envelope_json(envelope: Envelope) -> bytes:
         esmtp += f',"tenant":{_STRING(envelope.tenant)}'
     if envelope.campaign is not None:
         esmtp += f',"campaign":{_STRING(envelope.campaign)}'
+    if envelope.priority is not None:
+        esmtp += f',"priority":{_STRING(envelope.priority)}'
     return (
         f'{{"id":{_STRING(envelope.message_id)},"from":{_STRING(envelope.sender)},'
         f'"group":{_STRING(envelope.binding_group)},"binding":{binding},'
@@ -312,6 +314,7 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
         esmtp=None if esmtp is None else _esmtp_from(esmtp),
         tenant=_label(doc.get("tenant"), "tenant"),
         campaign=_label(doc.get("campaign"), "campaign"),
+        priority=_label(doc.get("priority"), "priority"),
     )
     return envelope, start
 

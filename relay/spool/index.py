@@ -57,6 +57,7 @@ def copy_envelope(envelope: Envelope) -> Envelope:
         envelope.esmtp,
         envelope.tenant,
         envelope.campaign,
+        envelope.priority,
     )
 
 

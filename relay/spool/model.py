@@ -31,6 +31,7 @@ class NewMessage(NamedTuple):  # immutable, and built per message: a tuple is ch
     esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters, if any were given
     tenant: str | None = None  # X-Tenant / the listener's `tenant` / the HTTP field
     campaign: str | None = None  # X-Campaign / the listener's `campaign` / the HTTP field
+    priority: str | None = None  # X-Priority-Class: "transactional" | "bulk"
 
 
 @dataclass(slots=True)
@@ -69,3 +70,4 @@ class Envelope:
     esmtp: Esmtp | None = None  # DSN / SMTPUTF8 / REQUIRETLS parameters (None: none given)
     tenant: str | None = None  # None: none given (and in spools written before it was kept)
     campaign: str | None = None
+    priority: str | None = None  # X-Priority-Class; None: the tenant's class

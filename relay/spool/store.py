@@ -233,6 +233,7 @@ class Spool:
             esmtp=message.esmtp,
             tenant=message.tenant,
             campaign=message.campaign,
+            priority=message.priority,
         )
         content = message.content
         if len(content) >= _ENCODE_OFF_LOOP:

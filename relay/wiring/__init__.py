@@ -7,6 +7,7 @@
                                              # scheduler's part, .delivery, .adaptive
     settings.host_limits.limit(binding, ip)  # host-scope max_outbound_connections
     settings.bindings[name].bind_address     # each binding's group, address, weight
+    settings.providers                       # provider stanzas (schedule/providers.py)
 
 This package is the only place that reads option names (relay/config/options.py); the
 components take their typed settings and import nothing from here. Compiling is cheap except
@@ -17,7 +18,7 @@ configuration is compiled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relay.bind.build import BindingSettings
 from relay.cluster.settings import ClusterSettings
@@ -25,10 +26,13 @@ from relay.config import resolve
 from relay.config.model import Config
 from relay.config.resolve import chain
 from relay.inject.settings import InjectSettings
+from relay.schedule.fair import Fairness
+from relay.schedule.providers import ProviderRule
 from relay.schedule.smtp_transport import HostLimits
 from relay.wiring.cluster import cluster_settings
 from relay.wiring.daemon import DaemonSettings, daemon_settings
 from relay.wiring.inject import inject_settings
+from relay.wiring.providers import fairness, provider_rules
 from relay.wiring.routes import RouteTable
 
 __all__ = ["DaemonSettings", "Settings", "compile_settings"]
@@ -45,6 +49,8 @@ class Settings:
     host_limits: HostLimits
     routes: RouteTable
     cluster: ClusterSettings | None = None  # the cluster stanza; None: a single node
+    providers: tuple[ProviderRule, ...] = ()
+    fairness: Fairness = field(default_factory=Fairness)
 
 
 def compile_settings(config: Config) -> Settings:
@@ -57,6 +63,8 @@ def compile_settings(config: Config) -> Settings:
         host_limits=_host_limits(config),
         routes=RouteTable(config, daemon.hostname),
         cluster=cluster_settings(config, daemon),
+        providers=provider_rules(config),
+        fairness=fairness(config),
     )
 
 

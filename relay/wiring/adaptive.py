@@ -151,6 +151,7 @@ def collect_reply_rules(chain: Sequence[Block]) -> tuple[ReplyRule, ...]:
                 limit.count,
                 limit.period,
                 cast(ReplyClass, replies),
+                str(settings.get("scope", "binding")),
             )
     rules = [rule for rule in found.values() if rule is not None]
     rules.extend(rule for rule in DEFAULT_REPLY_RULES if rule.name not in found)

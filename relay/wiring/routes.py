@@ -16,12 +16,14 @@ from typing import Any
 
 from relay.adaptive import AdaptiveSettings
 from relay.config.model import Config
+from relay.config.options import DOMAIN
 from relay.config.resolve import Resolved, chain, scoped
-from relay.config.values import HostPort
+from relay.config.values import WARMUP_PERIODS, HostPort, parse_warmup_step
 from relay.deliver.settings import DeliverySettings
 from relay.dispose.decide import RetryPolicy, parse_max_retries
 from relay.schedule.limits import Cap
 from relay.schedule.route_settings import LiveValue, RouteSettings, ThrottleRef
+from relay.schedule.warmup import WarmupPlan, date_start
 from relay.wiring.adaptive import build_settings, collect_reply_rules, collect_sweep_rules
 
 __all__ = ["LIVE_KNOBS", "LiveKnob", "RouteTable", "route_settings"]
@@ -161,6 +163,23 @@ def route_settings(config: Config, binding: str, domain: str, hostname: str) -> 
             "cluster_connections", lookup("cluster_outbound_throttle_connections")
         ),
         cluster_caps=tuple(cluster_caps),
+        warmup=_warmup(binding, lookup("warmup_schedule"), get("warmup_start")),
+    )
+
+
+def _warmup(binding: str, schedule: Resolved, start: str | None) -> WarmupPlan | None:
+    if schedule.value is None:
+        return None
+    scope = tuple(schedule.scope or ())
+    steps = []
+    for text in schedule.value:
+        count, period = parse_warmup_step(text)
+        steps.append((count, WARMUP_PERIODS[period]))
+    return WarmupPlan(
+        key=(binding, *scope),
+        binding_wide=DOMAIN not in scope,
+        start=date_start(start) if start is not None else 0.0,
+        steps=tuple(steps),
     )
 
 

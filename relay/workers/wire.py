@@ -42,6 +42,7 @@ EnvelopeTuple = tuple[
     Esmtp | None,
     str | None,
     str | None,
+    str | None,
 ]
 
 
@@ -105,9 +106,10 @@ def envelope_tuple(e: Envelope) -> EnvelopeTuple:
         e.esmtp,
         e.tenant,
         e.campaign,
+        e.priority,
     )
 
 
 def envelope_from(t: EnvelopeTuple) -> Envelope:
     recipients = [recipient_from(r) for r in t[5]]
-    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8], t[9], t[10])
+    return Envelope(t[0], t[1], t[2], t[3], t[4], recipients, t[6], t[7], t[8], t[9], t[10], t[11])

@@ -144,6 +144,7 @@ def test_registry_scopes_match_reference_for_samples() -> None:
         "domain",
         "global",
         "host",
+        "provider",  # relay's own provider stanza (per binding x provider)
     }
     assert o.OPTIONS["bind_address"].scopes == {"binding", "binding_group", "global"}
     assert o.OPTIONS["cluster_outbound_throttle_messages"].scopes == {

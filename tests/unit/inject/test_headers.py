@@ -153,3 +153,15 @@ def test_prepare_reads_and_strips_tenant_and_campaign() -> None:
     assert b"X-Tenant-Id: 7" in other.content
     bad = prepare(b"X-Tenant:\r\n\r\nb\r\n", reception(), **kwargs)  # type: ignore[arg-type]
     assert bad == replies.bad_label("X-Tenant")
+
+
+def test_prepare_reads_and_strips_the_priority_class() -> None:
+    kwargs = {"hostname": "relay.test", "groups": GROUPS, "max_received": 50}
+    content = b"X-Priority-Class: Transactional\r\nSubject: s\r\n\r\nbody\r\n"
+    result = prepare(content, reception(), **kwargs)  # type: ignore[arg-type]
+    assert isinstance(result, Prepared) and result.priority == "transactional"
+    assert b"priority-class" not in result.content.lower()
+    plain = prepare(b"Subject: s\r\n\r\nbody\r\n", reception(), **kwargs)  # type: ignore[arg-type]
+    assert isinstance(plain, Prepared) and plain.priority is None
+    bad = prepare(b"X-Priority-Class: urgent\r\n\r\nb\r\n", reception(), **kwargs)  # type: ignore[arg-type]
+    assert bad == replies.bad_priority("X-Priority-Class")

@@ -244,3 +244,12 @@ def test_a_regroup_is_an_update_record_older_readers_can_skip() -> None:
     assert update_group(record.body) == "other"
     plain = parse_record(encode_update("m1", [(0, Recipient("a@x"))]), 0)
     assert update_group(plain.body) is None
+
+
+def test_priority_round_trips_and_is_written_only_when_set() -> None:
+    envelope = _envelope()
+    envelope.priority = "transactional"
+    body = parse_record(encode_message(envelope, b"hello"), 0).body
+    assert decode_message(body)[0] == envelope
+    plain = parse_record(encode_message(_envelope(), b"x"), 0).body
+    assert b'"priority"' not in plain and decode_message(plain)[0].priority is None

@@ -1,0 +1,66 @@
+"""Fair scheduling through the whole daemon with a real sink: with one connection busy and
+a tenant's bulk mail queued behind it, another tenant's message and a transactional
+message (X-Priority-Class) are delivered within a few messages, not after the queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.relay_harness import RelayFactory
+from tests.support.fixtures import DnsServerFactory, SinkFactory
+from tests.support.sinks import Script
+
+ZONE = {"one.test": {"MX": ["10 mx.one.test."]}, "mx.one.test": {"A": ["127.0.0.10"]}}
+
+
+def config(port: int) -> str:
+    return f"""
+remote_smtp_port = {port}
+max_outbound_connections = 1
+binding_group "g" {{ binding "b1" {{ bind_address = 127.0.0.2 }} }}
+tenant "big" {{ weight = 1 }}
+"""
+
+
+async def test_another_tenant_and_transactional_mail_overtake_queued_bulk(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(ZONE)
+    sink = await smtp_sink("127.0.0.10", script=Script(stall="DATA"))
+    relay = await relay_factory(config(smtp_sink.port), dns=dns, listener='binding_group = "g"')
+    await asyncio.gather(
+        *(
+            relay.send("s@sender.test", [f"bulk{i}@one.test"], headers={"X-Tenant": "big"})
+            for i in range(60)
+        )
+    )
+    await relay.wait(lambda: sink.commands.count("DATA") == 1)  # the one connection is busy
+    await relay.send("s@sender.test", ["small@one.test"], headers={"X-Tenant": "small"})
+    await relay.send(
+        "s@sender.test",
+        ["urgent@one.test"],
+        headers={"X-Tenant": "big", "X-Priority-Class": "transactional"},
+    )
+    await asyncio.sleep(0.2)
+    sink.script.stall = None
+    sink._release.set()
+    await relay.wait(lambda: len(sink.messages) == 62, within=30)
+    order = [m.rcpt_tos[0] for m in sink.messages]
+    assert order.index("urgent@one.test") <= 2  # transactional first (after the one in DATA)
+    assert order.index("small@one.test") <= 4  # one turn of "big", not 60 messages
+    for message in sink.messages:
+        assert b"x-priority-class" not in message.content.split(b"\r\n\r\n")[0].lower()
+
+
+async def test_a_bad_priority_class_is_refused(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    import aiosmtplib
+    import pytest
+
+    dns = await dns_server(ZONE)
+    await smtp_sink("127.0.0.10")
+    relay = await relay_factory(config(smtp_sink.port), dns=dns, listener='binding_group = "g"')
+    with pytest.raises(aiosmtplib.SMTPDataError) as err:
+        await relay.send("s@sender.test", ["x@one.test"], headers={"X-Priority-Class": "urgent"})
+    assert err.value.code == 550 and "transactional or bulk" in err.value.message

@@ -1,0 +1,110 @@
+"""IP warm-up through the whole daemon, on a driven clock with real sinks: a binding on day 1
+takes exactly its cap and the rest flows through a warm binding; on day 2 the cap grows;
+with every binding capped the mail waits and leaves the next UTC day; the counts survive a
+restart; the admin API and `relay admin bindings` show age, cap and count, and set an age."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+
+from relay.clock import ManualClock
+from relay.schedule.warmup import DAY, date_start
+from tests.integration.relay_harness import RelayFactory, RelayUnderTest
+from tests.integration.test_relay_admin import api, cli
+from tests.support.fixtures import DnsServerFactory, SinkFactory
+from tests.support.sinks import SmtpSink
+
+START = date_start("2026-12-01")
+NOON = START + 12 * 3600
+ZONE = {
+    "one.test": {"MX": ["10 mx.one.test."]},
+    "mx.one.test": {"A": ["127.0.0.10"]},
+}
+COLD = 'warmup_schedule = ( "3/day" "5/day" ) warmup_start = "2026-12-01"'
+
+
+def config(port: int, b1: str, b2: str = "") -> str:
+    return f"""
+remote_smtp_port = {port}
+retry_interval = 60
+binding_group "g" {{
+  binding "b1" {{ bind_address = 127.0.0.2 {b1} }}
+  binding "b2" {{ bind_address = 127.0.0.3 {b2} }}
+}}
+"""
+
+
+def by_peer(sink: SmtpSink) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for message in sink.messages:
+        found[message.peer_ip] = found.get(message.peer_ip, 0) + 1
+    return found
+
+
+async def send(relay: RelayUnderTest, first: int, count: int) -> None:
+    for i in range(first, first + count):
+        await relay.send("s@sender.test", [f"r{i}@one.test"])
+
+
+async def test_day_one_cap_overflows_to_the_warm_binding_and_day_two_grows(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    clock = ManualClock(NOON)
+    dns = await dns_server(ZONE)
+    sink = await smtp_sink("127.0.0.10")
+    relay = await relay_factory(
+        config(smtp_sink.port, COLD),
+        dns=dns,
+        clock=clock,
+        listener='binding_group = "g"',
+        admin=True,
+    )
+    await send(relay, 0, 10)
+    await relay.wait(lambda: len(sink.messages) == 10)
+    assert by_peer(sink) == {"127.0.0.2": 3, "127.0.0.3": 7}  # exactly the day-1 cap
+    bindings = await api(relay, "GET", "/api/v1/bindings")
+    b1 = next(b for b in bindings["binding_groups"]["g"] if b["binding"] == "b1")
+    assert b1["warmup"] == {"age_days": 0, "cap": 3, "period": "day", "count": 3}
+    code, out, _ = await cli(relay, "bindings")
+    assert code == 0 and "age_days" in out and "cap" in out
+
+    relay = await relay_factory.restart(relay, clock)  # the count is kept
+    assert relay.daemon.scheduler is not None
+    await send(relay, 10, 2)
+    await relay.wait(lambda: len(sink.messages) == 12)
+    assert by_peer(sink)["127.0.0.2"] == 3
+
+    await clock.advance(DAY)  # day 2: cap 5
+    sink.messages.clear()
+    await send(relay, 20, 10)
+    await relay.wait(lambda: len(sink.messages) == 10)
+    assert by_peer(sink) == {"127.0.0.2": 5, "127.0.0.3": 5}
+
+    answer = await api(relay, "POST", "/api/v1/bindings/warmup", {"binding": "b1", "age_days": 2})
+    assert answer["warmup"]["cap"] is None  # past the schedule: no cap
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        await api(relay, "POST", "/api/v1/bindings/warmup", {"binding": "b1", "age_days": -1})
+    assert refused.value.code == 400 and b"age_days" in refused.value.read()
+
+
+async def test_every_binding_capped_waits_and_leaves_the_next_day(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    clock = ManualClock(NOON)
+    dns = await dns_server(ZONE)
+    sink = await smtp_sink("127.0.0.10")
+    cold = COLD.replace('"3/day"', '"2/day"')
+    relay = await relay_factory(
+        config(smtp_sink.port, cold, cold), dns=dns, clock=clock, listener='binding_group = "g"'
+    )
+    await send(relay, 0, 6)
+    await relay.wait(lambda: len(sink.messages) == 4)
+    await clock.advance(DAY / 2 - 60)  # 23:59 UTC: still capped
+    await relay.wait(lambda: len(sink.messages) == 4, within=0.5)
+    assert len(sink.messages) == 4
+    assert relay.events("transient_failure") == []  # waiting is no attempt
+    await clock.advance(60)  # the next UTC day
+    await relay.wait(lambda: len(sink.messages) == 6)
+    assert by_peer(sink) == {"127.0.0.2": 3, "127.0.0.3": 3}
