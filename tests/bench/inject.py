@@ -3,11 +3,14 @@ no pipelining (the same dialogue smtp-source has), each message carrying a uniqu
 `X-Bench-Token:` header.
 
     python -m tests.bench.inject --port P --messages N --sessions S --size BYTES \
-        --rcpts R --out FILE [--seconds T] [--first K]
+        --rcpts R --out FILE [--seconds T] [--first K] [--per-connection 1]
 
 Writes a JSON summary to `--out`: start/end (time.monotonic), and per accepted message
 its token number, the time the final "." was written and the time the 250 came back.
 Bounded by `--messages` and by `--seconds` (it stops starting new messages at the deadline).
+`--per-connection K` sends at most K messages per SMTP session, then QUIT and a new
+connection (1: a connection per message, as smtp-source without -d and most application
+mailers); 0 (the default) keeps each session open for as many as it gets.
 """
 
 from __future__ import annotations
@@ -58,7 +61,9 @@ class Injector:
         failures = 0
         while failures < 20:
             try:
-                if await self.one_connection():
+                if await self.one_connection() and self.next >= self.last:
+                    return
+                if time.monotonic() > self.deadline:
                     return
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as err:
                 failures += 1
@@ -99,7 +104,11 @@ class Injector:
             writer.write(b"EHLO inject.bench.test\r\n")
             await reply()
             rcpt_lines = [b"RCPT TO:<r%d-%%d@bench.example>\r\n" % i for i in range(a.rcpts)]
-            while (seq := self.take()) is not None:
+            sent_here = 0
+            while (a.per_connection == 0 or sent_here < a.per_connection) and (
+                seq := self.take()
+            ) is not None:
+                sent_here += 1
                 message = make_message(seq, a.run, a.size, a.rcpts)
                 writer.write(b"MAIL FROM:<bench@inject.bench.test>\r\n")
                 code, line = await reply()
@@ -125,7 +134,7 @@ class Injector:
                 writer.write(b"RSET\r\n")
                 await reply()
             writer.write(b"QUIT\r\n")
-            await writer.drain()
+            await reply()  # the 221: the server is done with the connection
             return True
         finally:
             timer.cancel()
@@ -156,6 +165,7 @@ def main() -> None:
     parser.add_argument("--rcpts", type=int, default=1)
     parser.add_argument("--run", default="bench")
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--per-connection", type=int, default=0)
     parser.add_argument("--reply-timeout", type=float, default=60.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

@@ -12,6 +12,10 @@ Scenarios (issue 8):
   e  100,000 messages queued for an unreachable destination (relay only): RSS, injection
   h  HTTP injection only (relay only; POST /api/v1/messages, 20 keep-alive clients, the
      same 2 KB messages as (a), delivery suspended): next to (a)'s SMTP rate
+  p  a connection per message (most application mailers; smtp-source without -d): the
+     Python injector opening a new SMTP session for every message, injection only
+     (delivery suspended / hold queue: CPU per connection) and end to end; and
+     smtp-source without -d -> system -> smtp-sink end to end
   k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
      and thread pool (tests/bench/dkim_sign.py) with the event loop's longest gap, and (b)
      again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
@@ -185,6 +189,7 @@ class Bench:
         gateway: str | None = None,
         profile: Path | None = None,
         http: bool = False,
+        per_connection: int = 0,
     ) -> Result:
         a = self.args
         name = system.name if system else "loopback"
@@ -266,6 +271,7 @@ class Bench:
                     str(budget),
                     "--out",
                     str(inject_out),
+                    *(["--per-connection", str(per_connection)] if per_connection else []),
                 ],
                 self.logs / f"{tag}.inject.log",
             )
@@ -498,6 +504,22 @@ def build_table(
         row(s, "injection msgs/s", "bc", "inject_rate")
         row(s, "end-to-end msgs/s", "bc", "e2e_rate")
         row(s, "CPU ms/msg", "bc", "cpu_per_msg", 1000, 3)
+    if g("pa-relay") or g("pa-postfix"):
+        s = f"(p) a connection per message, injection only, {n:,} x {args.size} B, fsync"
+        row(s, "accepted msgs/s (= connections/s)", "pa", "inject_rate")
+        row(s, "DATA end -> 250 p99 (ms)", "pa", "data_p99", 1000, 2)
+        row(s, "CPU ms/connection (1 msg each)", "pa", "cpu_per_msg", 1000, 3)
+    if g("pb-relay") or g("pb-postfix"):
+        s = f"(p) a connection per message, end to end, {n:,} x {args.size} B, 4 bindings"
+        row(s, "injection msgs/s", "pb", "inject_rate")
+        row(s, "end-to-end msgs/s", "pb", "e2e_rate", note="target relay/Postfix >= 4")
+        row(s, "250 -> sink p99 (ms)", "pb", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "pb", "cpu_per_msg", 1000, 3, note="target relay <= 0.3")
+    if g("pc-relay") or g("pc-postfix") or g("pc-loopback"):
+        s = f"(p, C tools) smtp-source without -d -> system -> smtp-sink, {n:,} msgs"
+        row(s, "injection msgs/s", "pc", "inject_rate")
+        row(s, "end-to-end msgs/s", "pc", "e2e_rate", note="target relay/Postfix >= 4")
+        row(s, "CPU ms/msg", "pc", "cpu_per_msg", 1000, 3, note="target relay <= 0.3")
     if g("c-relay") or g("c-postfix"):
         s = f"(c) {args.rcpt_messages:,} msgs x 10 rcpts"
         row(s, "end-to-end recipients/s", "c", "rcpt_rate")
@@ -596,17 +618,24 @@ def build_table(
 
 
 def run_ctools(
-    bench: Bench, system: Relay | Postfix | None, messages: int, deliver: bool = True
+    bench: Bench,
+    system: Relay | Postfix | None,
+    messages: int,
+    deliver: bool = True,
+    *,
+    label: str = "bc",
+    sessions_reused: bool = True,
 ) -> Result:
     """smtp-source -> system -> smtp-sink; rates only (no per-message timestamps).
-    Without `deliver`: smtp-source into the system with delivery held, no sink."""
+    Without `deliver`: smtp-source into the system with delivery held, no sink.
+    Without `sessions_reused`: smtp-source without -d (a connection per message)."""
     if not deliver:
         assert system is not None
         return run_source_only(bench, system, messages)
     a = bench.args
     name = system.name if system else "loopback"
     result = Result(name, messages=messages)
-    tag = f"bc-{name}"
+    tag = f"{label}-{name}"
     bench.log(f"{tag}: {messages} messages with smtp-source/smtp-sink")
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else bench.work
     dump_dir = shm / f"relay-bench-{os.getpid()}"
@@ -634,7 +663,7 @@ def run_ctools(
             cpu0 = system.cpu()
         t0 = time.monotonic()
         source = spawn(
-            source_command(bench, messages, target),
+            source_command(bench, messages, target, reuse=sessions_reused),
             bench.logs / f"{tag}.source.log",
             stdout=subprocess.DEVNULL,
         )
@@ -684,11 +713,11 @@ def run_ctools(
     return result
 
 
-def source_command(bench: Bench, messages: int, target: str) -> list[str]:
+def source_command(bench: Bench, messages: int, target: str, reuse: bool = True) -> list[str]:
     a = bench.args
     return [
         "smtp-source",
-        "-d",
+        *(["-d"] if reuse else []),
         "-s",
         str(a.sessions),
         "-m",
@@ -773,10 +802,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
-    p.add_argument("--only", default="a,h,b,c,d,e,k", help="scenarios to run")
+    p.add_argument("--only", default="a,h,b,p,c,d,e,k", help="scenarios to run")
     p.add_argument("--no-postfix", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
-    p.add_argument("--profile", action="store_true", help="extra relay (b) run under py-spy")
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="b",
+        choices=("b", "p"),
+        help="an extra relay run under py-spy: (b), or (p) end to end, a connection per message",
+    )
     p.add_argument("--out", default=str(ROOT / "var" / "bench" / "last-run.md"))
     args = p.parse_args(argv)
     only = set(args.only.split(","))
@@ -831,6 +866,14 @@ def main(argv: list[str] | None = None) -> int:
         if pf is not None:
             res["bc-postfix"] = run_ctools(bench, pf, n)
         res["bc-loopback"] = run_ctools(bench, None, n)
+    if "p" in only:
+        both("pa", messages=n, deliver=False, per_connection=1)
+        both("pb", messages=n, per_connection=1)
+        if not args.no_c_tools and have_c:
+            res["pc-relay"] = run_ctools(bench, relay(), n, label="pc", sessions_reused=False)
+            pf = postfix()
+            if pf is not None:
+                res["pc-postfix"] = run_ctools(bench, pf, n, label="pc", sessions_reused=False)
     if "c" in only:
         both("c", messages=args.rcpt_messages, rcpts=10)
         res["c-loopback"] = bench.case("c", None, messages=args.rcpt_messages, rcpts=10)
@@ -906,13 +949,15 @@ def main(argv: list[str] | None = None) -> int:
 
     extra: list[str] = []
     if args.profile:
-        raw = work / "profile-b.txt"
+        raw = work / f"profile-{args.profile}.txt"
         raw.unlink(missing_ok=True)
-        r = bench.case("b", relay(), messages=n, profile=raw)
+        key = "pb" if args.profile == "p" else "b"
+        per_connection = 1 if args.profile == "p" else 0
+        r = bench.case(key, relay(), messages=n, profile=raw, per_connection=per_connection)
         if raw.exists():
             extra += [
                 "",
-                f"Profile: relay in (b) under py-spy (250 Hz, nonblocking), {n:,} messages, "
+                f"Profile: relay in ({args.profile}) under py-spy (250 Hz, nonblocking), {n:,} messages, "
                 f"end-to-end {fmt(r.e2e_rate)} msgs/s while profiled. Top functions by own time; "
                 "samples cover every thread (the event loop and the spool's fsync threads), "
                 "and a thread blocked in a system call counts as busy:",
