@@ -16,6 +16,9 @@ Scenarios (issue 8):
      Python injector opening a new SMTP session for every message, injection only
      (delivery suspended / hold queue: CPU per connection) and end to end; and
      smtp-source without -d -> system -> smtp-sink end to end
+  t  STARTTLS (trustme certificates) on injection, a connection per message, and on
+     delivery (relay `tls = "ifavailable"`, Postfix `smtpd_/smtp_tls_security_level = may`
+     with the session caches Debian ships): injection only and end to end
   k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
      and thread pool (tests/bench/dkim_sign.py) with the event loop's longest gap, and (b)
      again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
@@ -43,6 +46,7 @@ from pathlib import Path
 
 from tests.bench.systems import (
     BIN,
+    BenchCerts,
     ROOT,
     Postfix,
     Relay,
@@ -190,6 +194,7 @@ class Bench:
         profile: Path | None = None,
         http: bool = False,
         per_connection: int = 0,
+        tls: BenchCerts | None = None,
     ) -> Result:
         a = self.args
         name = system.name if system else "loopback"
@@ -223,6 +228,11 @@ class Bench:
                         str(budget),
                         "--out",
                         str(sink_out),
+                        *(
+                            ["--tls-cert", str(tls.sink[0]), "--tls-key", str(tls.sink[1])]
+                            if tls is not None
+                            else []
+                        ),
                     ],
                     self.logs / f"{tag}.sink.log",
                 )
@@ -238,6 +248,7 @@ class Bench:
                 system.relayhost = gateway
                 system.hold = not deliver
             if system is not None:
+                system.tls = tls
                 system.start()
                 target = ("127.0.0.1", system.port)
                 cpu0 = system.cpu()
@@ -272,6 +283,7 @@ class Bench:
                     "--out",
                     str(inject_out),
                     *(["--per-connection", str(per_connection)] if per_connection else []),
+                    *(["--starttls"] if tls is not None else []),
                 ],
                 self.logs / f"{tag}.inject.log",
             )
@@ -357,6 +369,11 @@ class Bench:
                 if seq in sent:
                     lat.append(t - sent[seq])
             result.deliver_p50, result.deliver_p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+        if sink.get("tls_sessions"):
+            result.notes.append(
+                f"{sink['tls_sessions']} TLS sessions at the sink over {sink['connections']} "
+                f"connections ({sink.get('tls_resumed', 0)} resumed)"
+            )
         if result.system == "loopback":
             result.deliver_p50 = result.deliver_p99 = None  # the sink is the server: no 250 first
         peers = sink.get("peers", {})
@@ -520,6 +537,19 @@ def build_table(
         row(s, "injection msgs/s", "pc", "inject_rate")
         row(s, "end-to-end msgs/s", "pc", "e2e_rate", note="target relay/Postfix >= 4")
         row(s, "CPU ms/msg", "pc", "cpu_per_msg", 1000, 3, note="target relay <= 0.3")
+    if g("ta-relay") or g("ta-postfix"):
+        s = f"(t) STARTTLS, a connection per message, injection only, {n:,} x {args.size} B"
+        row(s, "accepted msgs/s (= handshakes/s)", "ta", "inject_rate")
+        row(s, "CPU ms/connection (1 msg each)", "ta", "cpu_per_msg", 1000, 3)
+    if g("tb-relay") or g("tb-postfix"):
+        s = (
+            f"(t) STARTTLS on injection (a connection per message) and on delivery (connections "
+            f"reused as configured), end to end, {n:,} x {args.size} B"
+        )
+        row(s, "injection msgs/s", "tb", "inject_rate")
+        row(s, "end-to-end msgs/s", "tb", "e2e_rate", note="target relay/Postfix >= 2")
+        row(s, "250 -> sink p99 (ms)", "tb", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "tb", "cpu_per_msg", 1000, 3)
     if g("c-relay") or g("c-postfix"):
         s = f"(c) {args.rcpt_messages:,} msgs x 10 rcpts"
         row(s, "end-to-end recipients/s", "c", "rcpt_rate")
@@ -802,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
-    p.add_argument("--only", default="a,h,b,p,c,d,e,k", help="scenarios to run")
+    p.add_argument("--only", default="a,h,b,p,t,c,d,e,k", help="scenarios to run")
     p.add_argument("--no-postfix", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
     p.add_argument(
@@ -874,6 +904,10 @@ def main(argv: list[str] | None = None) -> int:
             pf = postfix()
             if pf is not None:
                 res["pc-postfix"] = run_ctools(bench, pf, n, label="pc", sessions_reused=False)
+    if "t" in only:
+        certs = BenchCerts(work / "certs").make()
+        both("ta", messages=n, deliver=False, per_connection=1, tls=certs)
+        both("tb", messages=n, per_connection=1, tls=certs)
     if "c" in only:
         both("c", messages=args.rcpt_messages, rcpts=10)
         res["c-loopback"] = bench.case("c", None, messages=args.rcpt_messages, rcpts=10)

@@ -110,6 +110,37 @@ def tree_pss_kb(pid: int) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class BenchCerts:
+    """trustme certificates for the TLS rows: one for the systems' listeners, one for the
+    sink (nobody checks them: opportunistic TLS, as Postfix's `may`)."""
+
+    directory: Path
+
+    @property
+    def server(self) -> tuple[Path, Path]:
+        return self.directory / "server.pem", self.directory / "server.key"
+
+    @property
+    def sink(self) -> tuple[Path, Path]:
+        return self.directory / "sink.pem", self.directory / "sink.key"
+
+    def make(self) -> BenchCerts:
+        import trustme
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        for (cert, key), names in (
+            (self.server, ("relay.bench.test", "postfix.bench.test", "127.0.0.1")),
+            (self.sink, ("sink.bench.test", "127.0.0.20")),
+        ):
+            issued = ca.issue_cert(*names)
+            issued.private_key_pem.write_to_path(str(key))
+            issued.cert_chain_pems[0].write_to_path(str(cert))
+            key.chmod(0o644)  # Postfix reads it as root; the sink as this user
+        return self
+
+
 # --- relay ---------------------------------------------------------------------------------
 
 
@@ -131,6 +162,7 @@ class Relay:
     workers: int = 0  # injection_workers
     http: bool = False  # the admin API on, with an inject token (HTTP injection)
     dkim: str | None = None  # sign every message: "rsa" (RSA-2048) or "ed25519"
+    tls: BenchCerts | None = None  # STARTTLS offered on injection, tried on delivery
     name: str = "relay"
     port: int = 0
     admin_port: int = 0
@@ -155,9 +187,16 @@ class Relay:
             lines.append(f'gateway = "{self.gateway}"')
         if self.suspend:
             lines.append("suspend_delivery = true")
+        if self.tls is not None:
+            lines.append('tls = "ifavailable"')
         lines += [
             "esmtp_listener {",
             '  relay_hosts = ( "127.0.0.0/8" )',
+        ]
+        if self.tls is not None:
+            cert, key = self.tls.server
+            lines += [f'  tls_certificate = "{cert}"', f'  tls_key = "{key}"']
+        lines += [
             f'  listen "127.0.0.1:{self.port}" {{ binding_group = "bench" }}',
             "}",
             'binding_group "bench" {',
@@ -294,6 +333,7 @@ class Postfix:
     directory: Path
     relayhost: str | None = None  # "ip:port"
     hold: bool = False  # injection only: every message goes to the hold queue
+    tls: BenchCerts | None = None  # smtpd_ and smtp_tls_security_level = may
     name: str = "postfix"
     port: int = 0
     notes: list[str] = field(default_factory=list)
@@ -347,6 +387,17 @@ class Postfix:
             "smtpd_client_message_rate_limit = 0",
             "smtpd_client_recipient_rate_limit = 0",
         ]
+        if self.tls is not None:
+            cert, key = self.tls.server
+            lines += [
+                f"smtpd_tls_cert_file = {cert}",
+                f"smtpd_tls_key_file = {key}",
+                "smtpd_tls_security_level = may",
+                "smtp_tls_security_level = may",
+                # the session caches as Debian's main.cf ships them
+                f"smtpd_tls_session_cache_database = btree:{d / 'data'}/smtpd_scache",
+                f"smtp_tls_session_cache_database = btree:{d / 'data'}/smtp_scache",
+            ]
         if self.relayhost:
             host, port = self.relayhost.rsplit(":", 1)
             lines.append(f"relayhost = [{host}]:{port}")
