@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -151,7 +152,10 @@ class Injector:
                 writer.write(b"RSET\r\n")
                 await reply()
             writer.write(b"QUIT\r\n")
-            await reply()  # the 221: the server is done with the connection
+            # the 221: the server is done with the connection (the sink, once it has them all,
+            # closes without one)
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reply()
             return True
         finally:
             timer.cancel()

@@ -46,15 +46,19 @@ from pathlib import Path
 
 from tests.bench.systems import (
     BIN,
-    BenchCerts,
     ROOT,
+    BenchCerts,
+    Haraka,
     Postfix,
     Relay,
     free_port,
+    haraka_available,
+    haraka_version,
     postfix_available,
     wait_port,
 )
 
+SYSTEMS = ("relay", "postfix", "haraka", "loopback")  # the table's columns
 SINK_HOST = "127.0.0.20"
 DEAD_HOST = "127.0.0.21"  # the slow destination of (e)
 PY = sys.executable
@@ -185,7 +189,7 @@ class Bench:
     def case(
         self,
         label: str,
-        system: Relay | Postfix | None,
+        system: Relay | Postfix | Haraka | None,
         *,
         messages: int,
         rcpts: int = 1,
@@ -244,7 +248,7 @@ class Bench:
             if isinstance(system, Relay):
                 system.gateway = gateway
                 system.suspend = not deliver and gateway is None
-            elif isinstance(system, Postfix):
+            elif isinstance(system, (Postfix, Haraka)):
                 system.relayhost = gateway
                 system.hold = not deliver
             if system is not None:
@@ -441,6 +445,7 @@ def build_table(
     extra: list[str],
     d_ratios: list[float] | None = None,
     dkim: dict[str, float] | None = None,
+    haraka_note: str | None = None,
 ) -> str:
     def g(key: str) -> Result | None:
         return res.get(key)
@@ -457,14 +462,14 @@ def build_table(
         note: str = "",
     ) -> None:
         vals = []
-        for system in ("relay", "postfix", "loopback"):
+        for system in SYSTEMS:
             r = g(f"{key}-{system}")
             if r is None:
                 vals.append(None)
                 continue
             vals.append(getattr(r, attr))
         cells = []
-        for system, v in zip(("relay", "postfix", "loopback"), vals, strict=True):
+        for system, v in zip(SYSTEMS, vals, strict=True):
             r = g(f"{key}-{system}")
             if r is None:
                 cells.append("n/a")
@@ -473,7 +478,15 @@ def build_table(
             else:
                 cells.append(fmt(v, scale, digits))
         rows.append(
-            [scenario, metric, *cells, ratio(vals[0], vals[1]), ratio(vals[0], vals[2]), note]
+            [
+                scenario,
+                metric,
+                *cells,
+                ratio(vals[0], vals[1]),
+                ratio(vals[0], vals[2]),
+                ratio(vals[0], vals[3]),
+                note,
+            ]
         )
 
     n = args.messages
@@ -592,7 +605,7 @@ def build_table(
             if kind == "rsa":
                 note += "; target >= 2,000"
             metric = f"{label} signatures/s ({threads} threads)"
-            rows.append([s, metric, pool, "n/a", "n/a", "-", "-", note])
+            rows.append([s, metric, pool, "n/a", "n/a", "n/a", "-", "-", "-", note])
     base = g("kb-relay")
     for key, label in (("kr", "RSA-2048"), ("ke", "Ed25519")):
         signed = g(f"{key}-relay")
@@ -609,8 +622,8 @@ def build_table(
         row(s, "end-to-end msgs/s", "kb", "e2e_rate")
         row(s, "CPU ms/msg", "kb", "cpu_per_msg", 1000, 3)
 
-    head = ["scenario", "metric", "relay", "Postfix", "loopback", "relay/Postfix"]
-    head += ["relay/loopback", "note"]
+    head = ["scenario", "metric", "relay", "Postfix", "Haraka", "loopback", "relay/Postfix"]
+    head += ["relay/Haraka", "relay/loopback", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     last = None
     for r in rows:
@@ -633,6 +646,13 @@ def build_table(
         f"Postfix: {pf}. CPU = utime+stime of the process tree (Postfix: master + all its "
         "daemons). RSS: relay's VmHWM/VmRSS; Postfix: sum of PSS over its live processes "
         "at the end of the run.",
+        "Haraka: "
+        + (
+            haraka_note
+            or f"Haraka {haraka_version()} (npm, one process, plugins: the bench's relay ACL "
+            "and route to the sink; its outbound queue as it ships: queue files not fsynced)"
+        )
+        + " (end-to-end rows only).",
         "loopback = the injector straight into the sink (this machine's limit with these tools).",
         "",
         *lines,
@@ -649,7 +669,7 @@ def build_table(
 
 def run_ctools(
     bench: Bench,
-    system: Relay | Postfix | None,
+    system: Relay | Postfix | Haraka | None,
     messages: int,
     deliver: bool = True,
     *,
@@ -685,7 +705,7 @@ def run_ctools(
         target = f"{SINK_HOST}:{port}"
         if isinstance(system, Relay):
             system.gateway, system.suspend = target, False
-        elif isinstance(system, Postfix):
+        elif isinstance(system, (Postfix, Haraka)):
             system.relayhost, system.hold = target, False
         if system is not None:
             system.start()
@@ -764,7 +784,7 @@ def source_command(bench: Bench, messages: int, target: str, reuse: bool = True)
     ]
 
 
-def run_source_only(bench: Bench, system: Relay | Postfix, messages: int) -> Result:
+def run_source_only(bench: Bench, system: Relay | Postfix | Haraka, messages: int) -> Result:
     """Injection only with smtp-source: the accepted rate when the injector costs little CPU.
     smtp-source stops at the first refusal, so a zero exit means all were accepted."""
     result = Result(system.name, messages=messages)
@@ -834,13 +854,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
     p.add_argument("--only", default="a,h,b,p,t,c,d,e,k", help="scenarios to run")
     p.add_argument("--no-postfix", action="store_true")
+    p.add_argument("--no-haraka", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
     p.add_argument(
         "--profile",
         nargs="?",
         const="b",
-        choices=("b", "p"),
-        help="an extra relay run under py-spy: (b), or (p) end to end, a connection per message",
+        choices=("b", "p", "d"),
+        help="an extra relay run under py-spy: (b), (p) end to end with a connection per "
+        "message, or (d) with --bindings bindings",
     )
     p.add_argument("--out", default=str(ROOT / "var" / "bench" / "last-run.md"))
     args = p.parse_args(argv)
@@ -859,6 +881,11 @@ def main(argv: list[str] | None = None) -> int:
     def postfix() -> Postfix | None:
         return None if postfix_note else Postfix(work / "postfix")
 
+    haraka_note = "not run (--no-haraka)" if args.no_haraka else haraka_available()
+
+    def haraka() -> Haraka | None:
+        return None if haraka_note else Haraka(work / "haraka")
+
     res: dict[str, Result] = {}
     d_ratios: list[float] = []
     n = args.messages
@@ -872,6 +899,16 @@ def main(argv: list[str] | None = None) -> int:
             res[f"{label}-postfix"] = r
             if r.error and "start" in r.error and not r.accepted:
                 postfix_note = f"could not be started ({r.error}); see {work}/postfix"
+
+    def with_haraka(label: str, **kw: object) -> None:
+        """Haraka next to relay and Postfix in the plain end-to-end rows."""
+        nonlocal haraka_note
+        hk = haraka()
+        if hk is not None:
+            r = bench.case(label, hk, **kw)  # type: ignore[arg-type]
+            res[f"{label}-haraka"] = r
+            if r.error and not r.accepted:
+                haraka_note = f"could not be started ({r.error}); see {work}/haraka"
 
     have_c = shutil.which("smtp-source") and shutil.which("smtp-sink")
     spread = max(2, os.cpu_count() or 2)  # injection workers for the "every core" row
@@ -888,6 +925,7 @@ def main(argv: list[str] | None = None) -> int:
         res["h-relay"] = bench.case("h", relay(http=True), messages=n, deliver=False, http=True)
     if "b" in only:
         both("b", messages=n)
+        with_haraka("b", messages=n)
         res["b-loopback"] = bench.case("b", None, messages=n)
         res["a-loopback"] = res["b-loopback"]
     if "b" in only and not args.no_c_tools and have_c:
@@ -895,15 +933,22 @@ def main(argv: list[str] | None = None) -> int:
         pf = postfix()
         if pf is not None:
             res["bc-postfix"] = run_ctools(bench, pf, n)
+        hk = haraka()
+        if hk is not None:
+            res["bc-haraka"] = run_ctools(bench, hk, n)
         res["bc-loopback"] = run_ctools(bench, None, n)
     if "p" in only:
         both("pa", messages=n, deliver=False, per_connection=1)
         both("pb", messages=n, per_connection=1)
+        with_haraka("pb", messages=n, per_connection=1)
         if not args.no_c_tools and have_c:
             res["pc-relay"] = run_ctools(bench, relay(), n, label="pc", sessions_reused=False)
             pf = postfix()
             if pf is not None:
                 res["pc-postfix"] = run_ctools(bench, pf, n, label="pc", sessions_reused=False)
+            hk = haraka()
+            if hk is not None:
+                res["pc-haraka"] = run_ctools(bench, hk, n, label="pc", sessions_reused=False)
     if "t" in only:
         certs = BenchCerts(work / "certs").make()
         both("ta", messages=n, deliver=False, per_connection=1, tls=certs)
@@ -985,13 +1030,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         raw = work / f"profile-{args.profile}.txt"
         raw.unlink(missing_ok=True)
-        key = "pb" if args.profile == "p" else "b"
+        key = {"p": "pb", "d": "d"}.get(args.profile, "b")
         per_connection = 1 if args.profile == "p" else 0
-        r = bench.case(key, relay(), messages=n, profile=raw, per_connection=per_connection)
+        system = relay(bindings=args.bindings) if args.profile == "d" else relay()
+        r = bench.case(key, system, messages=n, profile=raw, per_connection=per_connection)
         if raw.exists():
             extra += [
                 "",
-                f"Profile: relay in ({args.profile}) under py-spy (250 Hz, nonblocking), {n:,} messages, "
+                f"Profile: relay in ({args.profile}) under py-spy (250 Hz, nonblocking), {n:,} "
+                f"messages, "
                 f"end-to-end {fmt(r.e2e_rate)} msgs/s while profiled. Top functions by own time; "
                 "samples cover every thread (the event loop and the spool's fsync threads), "
                 "and a thread blocked in a system call counts as busy:",
@@ -1004,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             extra += ["", f"Profile: py-spy wrote nothing; see {raw.with_suffix('.log')}"]
 
-    table = build_table(args, res, postfix_note, extra, d_ratios, dkim)
+    table = build_table(args, res, postfix_note, extra, d_ratios, dkim, haraka_note)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(table)
     print(table)

@@ -144,16 +144,19 @@ class SinkProtocol(asyncio.Protocol):
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
 
-
     async def start_tls(self, transport: asyncio.Transport, tls: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.transport = await loop.start_tls(transport, self, tls, server_side=True)
+            upgraded = await loop.start_tls(transport, self, tls, server_side=True)
         except (OSError, ssl.SSLError):
             transport.close()
             return
+        if upgraded is None:
+            transport.close()
+            return
+        self.transport = upgraded
         self.stats.tls_sessions += 1
-        ssl_object = self.transport.get_extra_info("ssl_object")
+        ssl_object = upgraded.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.session_reused:
             self.stats.tls_resumed += 1
         self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n"
