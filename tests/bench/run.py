@@ -860,9 +860,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         nargs="?",
         const="b",
-        choices=("b", "p", "d"),
+        choices=("b", "p", "d", "t"),
         help="an extra relay run under py-spy: (b), (p) end to end with a connection per "
-        "message, or (d) with --bindings bindings",
+        "message, (d) with --bindings bindings, or (t) with STARTTLS",
     )
     p.add_argument("--out", default=str(ROOT / "var" / "bench" / "last-run.md"))
     args = p.parse_args(argv)
@@ -1030,10 +1030,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         raw = work / f"profile-{args.profile}.txt"
         raw.unlink(missing_ok=True)
-        key = {"p": "pb", "d": "d"}.get(args.profile, "b")
-        per_connection = 1 if args.profile == "p" else 0
+        key = {"p": "pb", "d": "d", "t": "tb"}.get(args.profile, "b")
+        per_connection = 1 if args.profile in ("p", "t") else 0
+        certs = BenchCerts(work / "certs").make() if args.profile == "t" else None
         system = relay(bindings=args.bindings) if args.profile == "d" else relay()
-        r = bench.case(key, system, messages=n, profile=raw, per_connection=per_connection)
+        r = bench.case(
+            key, system, messages=n, profile=raw, per_connection=per_connection, tls=certs
+        )
         if raw.exists():
             extra += [
                 "",
