@@ -1,6 +1,7 @@
 """`make bench`: relay side by side with Postfix and the loopback limit, on this machine.
 
-    python -m tests.bench.run [--messages 20000] [--no-postfix] [--only b,c] [--profile]
+    python -m tests.bench.run [--messages 20000] [--no-postfix] [--no-haraka] [--only b,c]
+        [--profile [b|p|d|t]]
 
 Scenarios (issue 8):
   a  injection only (delivery suspended / Postfix hold queue): accepted msgs/s, DATA->250;
@@ -22,6 +23,8 @@ Scenarios (issue 8):
   k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
      and thread pool (tests/bench/dkim_sign.py) with the event loop's longest gap, and (b)
      again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
+Haraka 3 (npm, build/bench/haraka, one process) runs next to Postfix in b, p and their C-tools
+rows when `make bench-deps` could install it.
 Every run is bounded by its message count and by --timeout seconds; a run that hits the
 timeout reports what it got. Prints one table and writes it to var/bench/last-run.md.
 """
@@ -640,7 +643,8 @@ def build_table(
         f"Machine: {machine()}. relay at {revision()}.",
         "Injector and sink: Python (tests/bench/inject.py, tests/bench/sink.py, uvloop, one "
         "process each) for every row except the 'C tools' rows, which use Postfix's smtp-source "
-        "(-d, 20 sessions) and smtp-sink (-D dump to tmpfs, counted). Latencies are "
+        "(-d, 20 sessions; without -d in the (p) rows: a connection per message) and smtp-sink "
+        "(-D dump to tmpfs, counted). Latencies are "
         "time.monotonic across processes: injector's 250 vs sink's arrival of the message's "
         "X-Bench-Token.",
         f"Postfix: {pf}. CPU = utime+stime of the process tree (Postfix: master + all its "
