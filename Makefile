@@ -31,13 +31,18 @@ lint: $(STAMP)
 	$(BIN)/mypy relay
 	$(BIN)/lint-imports
 
-# Postfix (the side-by-side rows) is installed by the bench targets only, never by `test`.
+# Postfix and Haraka (the side-by-side rows) are installed by the bench targets only, never by
+# `test`; Haraka from npm into build/bench/haraka (gitignored), never globally.
 bench-deps:
 	@command -v postfix >/dev/null 2>&1 || test -x /usr/sbin/postfix || { \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix; } || \
 	  echo "bench: could not install Postfix; the table will say so"
+	@test -x build/bench/haraka/node_modules/Haraka/bin/haraka || { \
+	  command -v npm >/dev/null 2>&1 && mkdir -p build/bench/haraka && \
+	  cd build/bench/haraka && npm install --no-audit --no-fund --omit=optional Haraka@3; } || \
+	  echo "bench: could not install Haraka; the table will say so"
 
 bench: $(STAMP) bench-deps
 	$(BIN)/python -m tests.bench.run

@@ -120,28 +120,64 @@ def resolve(
     return Resolved(name, spec.default_value(), None, None)
 
 
+# What a `scoped` lookup found past a binding's own blocks, by (those blocks, option): the
+# same for every binding of a group, so a group of 1,000 bindings walks them once per option.
+SharedLookups = dict[tuple[tuple[int, ...], str], Resolved]
+
+
 def scoped(
     config: Config,
     group: str | None = None,
     binding: str | None = None,
     domain: str | None = None,
+    *,
+    shared: SharedLookups | None = None,
 ) -> Callable[[str], Resolved]:
     """`resolve` for many options of one (group, binding, domain): the fallback chain is
-    computed once (what the per binding x domain policy caches use)."""
+    computed once (what the per binding x domain policy caches use).
+
+    `shared` (kept by the caller for one configuration, which must not change meanwhile)
+    remembers what was found in the blocks after the binding's own ones (its group, the
+    global scope and their domain blocks), for every binding that falls back to them."""
     blocks = chain(config, group, binding, domain)
+
+    def walk(name: str, spec: o.Option, through: list[Block]) -> Resolved:
+        for block in through:
+            setting = block.settings.get(name)
+            if setting is not None:
+                return Resolved(name, setting.value, block.path, setting.location)
+        return Resolved(name, spec.default_value(), None, None)
 
     def get(option: str) -> Resolved:
         name = option.lower()
         spec = o.OPTIONS.get(name)
         if spec is None:
             raise UnknownScope(f"no option {option!r}")
-        for block in blocks:
+        return walk(name, spec, blocks)
+
+    own = config.bindings[binding].blocks if binding is not None else []
+    split = max((i + 1 for i, b in enumerate(blocks) if any(b is x for x in own)), default=0)
+    if shared is None or split == 0:
+        return get
+    head, tail = blocks[:split], blocks[split:]
+    tail_key = tuple(id(block) for block in tail)
+
+    def get_shared(option: str) -> Resolved:
+        name = option.lower()
+        for block in head:
             setting = block.settings.get(name)
             if setting is not None:
                 return Resolved(name, setting.value, block.path, setting.location)
-        return Resolved(name, spec.default_value(), None, None)
+        key = (tail_key, name)
+        found = shared.get(key)
+        if found is None:
+            spec = o.OPTIONS.get(name)
+            if spec is None:
+                raise UnknownScope(f"no option {option!r}")
+            found = shared[key] = walk(name, spec, tail)
+        return found
 
-    return get
+    return get_shared
 
 
 def listener_chain(config: Config, listen_index: int | None, peer: str | None) -> list[Block]:

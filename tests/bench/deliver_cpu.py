@@ -1,10 +1,12 @@
 """Delivery alone: N spooled messages, relay's scheduler and SMTP client, a fast sink.
 
-    python -m tests.bench.deliver_cpu [--messages N] [--profile FILE]
+    python -m tests.bench.deliver_cpu [--messages N] [--profile FILE] [--tls]
 
 Fills a spool directly (no SMTP injection), starts the daemon in-process under uvloop with a
 gateway to tests/bench/sink.py in a subprocess, and reports messages/s and relay CPU ms per
 message (time.process_time of this process, the sink's CPU excluded). Bounded: --seconds.
+`--tls`: the sink offers STARTTLS (trustme certificate) and relay delivers with
+`tls = "ifavailable"`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from relay.config import loads
 from relay.daemon import Daemon
 from relay.spool.model import NewMessage
 from relay.spool.store import Spool
-from tests.bench.systems import free_port
+from tests.bench.systems import BenchCerts, free_port
 
 
 def message(i: int, size: int) -> bytes:
@@ -50,8 +52,13 @@ async def run(
     profile: str | None,
     bindings: int = 4,
     per_connection: int = 0,
+    tls: bool = False,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="relay-deliver-"))
+    tls_args: list[str] = []
+    if tls:
+        cert, key = BenchCerts(work / "certs").make().sink
+        tls_args = ["--tls-cert", str(cert), "--tls-key", str(key)]
     spool = await Spool.open(work / "spool", fsync=True)
     for i in range(messages):
         await spool.store(
@@ -76,6 +83,7 @@ async def run(
             str(work / "sink.json"),
             "--seconds",
             str(seconds),
+            *tls_args,
         ],
         stdout=subprocess.PIPE,
     )
@@ -88,6 +96,7 @@ event_log = "{work / "events.jsonl"}"
 gateway = "127.0.0.20:{sink_port}"
 max_outbound_connections = 5
 max_deliveries_per_connection = {per_connection}
+tls = "{"ifavailable" if tls else "no"}"
 esmtp_listener {{ listen "127.0.0.1:{free_port()}" {{ }} }}
 binding_group "bench" {{
 """
@@ -129,6 +138,7 @@ def main() -> None:
     parser.add_argument(
         "--per-connection", type=int, default=0, help="max_deliveries_per_connection (0: no cap)"
     )
+    parser.add_argument("--tls", action="store_true", help="STARTTLS to the sink")
     args = parser.parse_args()
     import uvloop
 
@@ -141,6 +151,7 @@ def main() -> None:
                 args.profile,
                 args.bindings,
                 args.per_connection,
+                args.tls,
             )
         )
 

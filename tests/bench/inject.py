@@ -3,18 +3,26 @@ no pipelining (the same dialogue smtp-source has), each message carrying a uniqu
 `X-Bench-Token:` header.
 
     python -m tests.bench.inject --port P --messages N --sessions S --size BYTES \
-        --rcpts R --out FILE [--seconds T] [--first K]
+        --rcpts R --out FILE [--seconds T] [--first K] [--per-connection 1] [--starttls]
 
 Writes a JSON summary to `--out`: start/end (time.monotonic), and per accepted message
 its token number, the time the final "." was written and the time the 250 came back.
 Bounded by `--messages` and by `--seconds` (it stops starting new messages at the deadline).
+`--per-connection K` sends at most K messages per SMTP session, then QUIT and a new
+connection (1: a connection per message, as smtp-source without -d and most application
+mailers); 0 (the default) keeps each session open for as many as it gets. `--starttls`
+upgrades every session with STARTTLS after the EHLO (no certificate check, no session
+resumption: each connection a full handshake, as a mailer that connects once per message),
+then says EHLO again.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import ssl
 import time
 
 FILLER = b"x" * 74 + b"\r\n"
@@ -46,6 +54,11 @@ class Injector:
         self.accepted: list[tuple[int, float, float]] = []
         self.refused: dict[str, int] = {}
         self.errors: list[str] = []
+        self.tls: ssl.SSLContext | None = None
+        if args.starttls:
+            self.tls = ssl.create_default_context()
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
 
     def take(self) -> int | None:
         if self.next >= self.last or time.monotonic() > self.deadline:
@@ -58,9 +71,11 @@ class Injector:
         failures = 0
         while failures < 20:
             try:
-                if await self.one_connection():
+                if await self.one_connection() and self.next >= self.last:
                     return
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as err:
+                if time.monotonic() > self.deadline:
+                    return
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as err:
                 failures += 1
                 self.errors.append(repr(err))
                 await asyncio.sleep(0.05)
@@ -98,8 +113,20 @@ class Injector:
             await reply()
             writer.write(b"EHLO inject.bench.test\r\n")
             await reply()
+            if self.tls is not None:
+                writer.write(b"STARTTLS\r\n")
+                code, line = await reply()
+                if code != 220:
+                    raise OSError(f"STARTTLS refused: {line!r}")
+                await writer.start_tls(self.tls)
+                writer.write(b"EHLO inject.bench.test\r\n")
+                await reply()
             rcpt_lines = [b"RCPT TO:<r%d-%%d@bench.example>\r\n" % i for i in range(a.rcpts)]
-            while (seq := self.take()) is not None:
+            sent_here = 0
+            while (a.per_connection == 0 or sent_here < a.per_connection) and (
+                seq := self.take()
+            ) is not None:
+                sent_here += 1
                 message = make_message(seq, a.run, a.size, a.rcpts)
                 writer.write(b"MAIL FROM:<bench@inject.bench.test>\r\n")
                 code, line = await reply()
@@ -125,7 +152,10 @@ class Injector:
                 writer.write(b"RSET\r\n")
                 await reply()
             writer.write(b"QUIT\r\n")
-            await writer.drain()
+            # the 221: the server is done with the connection (the sink, once it has them all,
+            # closes without one)
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                await reply()
             return True
         finally:
             timer.cancel()
@@ -156,6 +186,8 @@ def main() -> None:
     parser.add_argument("--rcpts", type=int, default=1)
     parser.add_argument("--run", default="bench")
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--per-connection", type=int, default=0)
+    parser.add_argument("--starttls", action="store_true")
     parser.add_argument("--reply-timeout", type=float, default=60.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()

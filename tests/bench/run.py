@@ -1,6 +1,7 @@
 """`make bench`: relay side by side with Postfix and the loopback limit, on this machine.
 
-    python -m tests.bench.run [--messages 20000] [--no-postfix] [--only b,c] [--profile]
+    python -m tests.bench.run [--messages 20000] [--no-postfix] [--no-haraka] [--only b,c]
+        [--profile [b|p|d|t]]
 
 Scenarios (issue 8):
   a  injection only (delivery suspended / Postfix hold queue): accepted msgs/s, DATA->250;
@@ -12,9 +13,18 @@ Scenarios (issue 8):
   e  100,000 messages queued for an unreachable destination (relay only): RSS, injection
   h  HTTP injection only (relay only; POST /api/v1/messages, 20 keep-alive clients, the
      same 2 KB messages as (a), delivery suspended): next to (a)'s SMTP rate
+  p  a connection per message (most application mailers; smtp-source without -d): the
+     Python injector opening a new SMTP session for every message, injection only
+     (delivery suspended / hold queue: CPU per connection) and end to end; and
+     smtp-source without -d -> system -> smtp-sink end to end
+  t  STARTTLS (trustme certificates) on injection, a connection per message, and on
+     delivery (relay `tls = "ifavailable"`, Postfix `smtpd_/smtp_tls_security_level = may`
+     with the session caches Debian ships): injection only and end to end
   k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
      and thread pool (tests/bench/dkim_sign.py) with the event loop's longest gap, and (b)
      again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
+Haraka 3 (npm, build/bench/haraka, one process) runs next to Postfix in b, p and their C-tools
+rows when `make bench-deps` could install it.
 Every run is bounded by its message count and by --timeout seconds; a run that hits the
 timeout reports what it got. Prints one table and writes it to var/bench/last-run.md.
 """
@@ -40,13 +50,18 @@ from pathlib import Path
 from tests.bench.systems import (
     BIN,
     ROOT,
+    BenchCerts,
+    Haraka,
     Postfix,
     Relay,
     free_port,
+    haraka_available,
+    haraka_version,
     postfix_available,
     wait_port,
 )
 
+SYSTEMS = ("relay", "postfix", "haraka", "loopback")  # the table's columns
 SINK_HOST = "127.0.0.20"
 DEAD_HOST = "127.0.0.21"  # the slow destination of (e)
 PY = sys.executable
@@ -177,7 +192,7 @@ class Bench:
     def case(
         self,
         label: str,
-        system: Relay | Postfix | None,
+        system: Relay | Postfix | Haraka | None,
         *,
         messages: int,
         rcpts: int = 1,
@@ -185,6 +200,8 @@ class Bench:
         gateway: str | None = None,
         profile: Path | None = None,
         http: bool = False,
+        per_connection: int = 0,
+        tls: BenchCerts | None = None,
     ) -> Result:
         a = self.args
         name = system.name if system else "loopback"
@@ -218,6 +235,11 @@ class Bench:
                         str(budget),
                         "--out",
                         str(sink_out),
+                        *(
+                            ["--tls-cert", str(tls.sink[0]), "--tls-key", str(tls.sink[1])]
+                            if tls is not None
+                            else []
+                        ),
                     ],
                     self.logs / f"{tag}.sink.log",
                 )
@@ -229,10 +251,11 @@ class Bench:
             if isinstance(system, Relay):
                 system.gateway = gateway
                 system.suspend = not deliver and gateway is None
-            elif isinstance(system, Postfix):
+            elif isinstance(system, (Postfix, Haraka)):
                 system.relayhost = gateway
                 system.hold = not deliver
             if system is not None:
+                system.tls = tls
                 system.start()
                 target = ("127.0.0.1", system.port)
                 cpu0 = system.cpu()
@@ -266,6 +289,8 @@ class Bench:
                     str(budget),
                     "--out",
                     str(inject_out),
+                    *(["--per-connection", str(per_connection)] if per_connection else []),
+                    *(["--starttls"] if tls is not None else []),
                 ],
                 self.logs / f"{tag}.inject.log",
             )
@@ -351,6 +376,11 @@ class Bench:
                 if seq in sent:
                     lat.append(t - sent[seq])
             result.deliver_p50, result.deliver_p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+        if sink.get("tls_sessions"):
+            result.notes.append(
+                f"{sink['tls_sessions']} TLS sessions at the sink over {sink['connections']} "
+                f"connections ({sink.get('tls_resumed', 0)} resumed)"
+            )
         if result.system == "loopback":
             result.deliver_p50 = result.deliver_p99 = None  # the sink is the server: no 250 first
         peers = sink.get("peers", {})
@@ -418,6 +448,7 @@ def build_table(
     extra: list[str],
     d_ratios: list[float] | None = None,
     dkim: dict[str, float] | None = None,
+    haraka_note: str | None = None,
 ) -> str:
     def g(key: str) -> Result | None:
         return res.get(key)
@@ -434,14 +465,14 @@ def build_table(
         note: str = "",
     ) -> None:
         vals = []
-        for system in ("relay", "postfix", "loopback"):
+        for system in SYSTEMS:
             r = g(f"{key}-{system}")
             if r is None:
                 vals.append(None)
                 continue
             vals.append(getattr(r, attr))
         cells = []
-        for system, v in zip(("relay", "postfix", "loopback"), vals, strict=True):
+        for system, v in zip(SYSTEMS, vals, strict=True):
             r = g(f"{key}-{system}")
             if r is None:
                 cells.append("n/a")
@@ -450,7 +481,15 @@ def build_table(
             else:
                 cells.append(fmt(v, scale, digits))
         rows.append(
-            [scenario, metric, *cells, ratio(vals[0], vals[1]), ratio(vals[0], vals[2]), note]
+            [
+                scenario,
+                metric,
+                *cells,
+                ratio(vals[0], vals[1]),
+                ratio(vals[0], vals[2]),
+                ratio(vals[0], vals[3]),
+                note,
+            ]
         )
 
     n = args.messages
@@ -498,6 +537,35 @@ def build_table(
         row(s, "injection msgs/s", "bc", "inject_rate")
         row(s, "end-to-end msgs/s", "bc", "e2e_rate")
         row(s, "CPU ms/msg", "bc", "cpu_per_msg", 1000, 3)
+    if g("pa-relay") or g("pa-postfix"):
+        s = f"(p) a connection per message, injection only, {n:,} x {args.size} B, fsync"
+        row(s, "accepted msgs/s (= connections/s)", "pa", "inject_rate")
+        row(s, "DATA end -> 250 p99 (ms)", "pa", "data_p99", 1000, 2)
+        row(s, "CPU ms/connection (1 msg each)", "pa", "cpu_per_msg", 1000, 3)
+    if g("pb-relay") or g("pb-postfix"):
+        s = f"(p) a connection per message, end to end, {n:,} x {args.size} B, 4 bindings"
+        row(s, "injection msgs/s", "pb", "inject_rate")
+        row(s, "end-to-end msgs/s", "pb", "e2e_rate", note="target relay/Postfix >= 4")
+        row(s, "250 -> sink p99 (ms)", "pb", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "pb", "cpu_per_msg", 1000, 3, note="target relay <= 0.3")
+    if g("pc-relay") or g("pc-postfix") or g("pc-loopback"):
+        s = f"(p, C tools) smtp-source without -d -> system -> smtp-sink, {n:,} msgs"
+        row(s, "injection msgs/s", "pc", "inject_rate")
+        row(s, "end-to-end msgs/s", "pc", "e2e_rate", note="target relay/Postfix >= 4")
+        row(s, "CPU ms/msg", "pc", "cpu_per_msg", 1000, 3, note="target relay <= 0.3")
+    if g("ta-relay") or g("ta-postfix"):
+        s = f"(t) STARTTLS, a connection per message, injection only, {n:,} x {args.size} B"
+        row(s, "accepted msgs/s (= handshakes/s)", "ta", "inject_rate")
+        row(s, "CPU ms/connection (1 msg each)", "ta", "cpu_per_msg", 1000, 3)
+    if g("tb-relay") or g("tb-postfix"):
+        s = (
+            f"(t) STARTTLS on injection (a connection per message) and on delivery (connections "
+            f"reused as configured), end to end, {n:,} x {args.size} B"
+        )
+        row(s, "injection msgs/s", "tb", "inject_rate")
+        row(s, "end-to-end msgs/s", "tb", "e2e_rate", note="target relay/Postfix >= 2")
+        row(s, "250 -> sink p99 (ms)", "tb", "deliver_p99", 1000, 1)
+        row(s, "CPU ms/msg", "tb", "cpu_per_msg", 1000, 3)
     if g("c-relay") or g("c-postfix"):
         s = f"(c) {args.rcpt_messages:,} msgs x 10 rcpts"
         row(s, "end-to-end recipients/s", "c", "rcpt_rate")
@@ -540,7 +608,7 @@ def build_table(
             if kind == "rsa":
                 note += "; target >= 2,000"
             metric = f"{label} signatures/s ({threads} threads)"
-            rows.append([s, metric, pool, "n/a", "n/a", "-", "-", note])
+            rows.append([s, metric, pool, "n/a", "n/a", "n/a", "-", "-", "-", note])
     base = g("kb-relay")
     for key, label in (("kr", "RSA-2048"), ("ke", "Ed25519")):
         signed = g(f"{key}-relay")
@@ -557,8 +625,8 @@ def build_table(
         row(s, "end-to-end msgs/s", "kb", "e2e_rate")
         row(s, "CPU ms/msg", "kb", "cpu_per_msg", 1000, 3)
 
-    head = ["scenario", "metric", "relay", "Postfix", "loopback", "relay/Postfix"]
-    head += ["relay/loopback", "note"]
+    head = ["scenario", "metric", "relay", "Postfix", "Haraka", "loopback", "relay/Postfix"]
+    head += ["relay/Haraka", "relay/loopback", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     last = None
     for r in rows:
@@ -575,12 +643,20 @@ def build_table(
         f"Machine: {machine()}. relay at {revision()}.",
         "Injector and sink: Python (tests/bench/inject.py, tests/bench/sink.py, uvloop, one "
         "process each) for every row except the 'C tools' rows, which use Postfix's smtp-source "
-        "(-d, 20 sessions) and smtp-sink (-D dump to tmpfs, counted). Latencies are "
+        "(-d, 20 sessions; without -d in the (p) rows: a connection per message) and smtp-sink "
+        "(-D dump to tmpfs, counted). Latencies are "
         "time.monotonic across processes: injector's 250 vs sink's arrival of the message's "
         "X-Bench-Token.",
         f"Postfix: {pf}. CPU = utime+stime of the process tree (Postfix: master + all its "
         "daemons). RSS: relay's VmHWM/VmRSS; Postfix: sum of PSS over its live processes "
         "at the end of the run.",
+        "Haraka: "
+        + (
+            haraka_note
+            or f"Haraka {haraka_version()} (npm, one process, plugins: the bench's relay ACL "
+            "and route to the sink; its outbound queue as it ships: queue files not fsynced)"
+        )
+        + " (end-to-end rows only).",
         "loopback = the injector straight into the sink (this machine's limit with these tools).",
         "",
         *lines,
@@ -596,17 +672,24 @@ def build_table(
 
 
 def run_ctools(
-    bench: Bench, system: Relay | Postfix | None, messages: int, deliver: bool = True
+    bench: Bench,
+    system: Relay | Postfix | Haraka | None,
+    messages: int,
+    deliver: bool = True,
+    *,
+    label: str = "bc",
+    sessions_reused: bool = True,
 ) -> Result:
     """smtp-source -> system -> smtp-sink; rates only (no per-message timestamps).
-    Without `deliver`: smtp-source into the system with delivery held, no sink."""
+    Without `deliver`: smtp-source into the system with delivery held, no sink.
+    Without `sessions_reused`: smtp-source without -d (a connection per message)."""
     if not deliver:
         assert system is not None
         return run_source_only(bench, system, messages)
     a = bench.args
     name = system.name if system else "loopback"
     result = Result(name, messages=messages)
-    tag = f"bc-{name}"
+    tag = f"{label}-{name}"
     bench.log(f"{tag}: {messages} messages with smtp-source/smtp-sink")
     shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else bench.work
     dump_dir = shm / f"relay-bench-{os.getpid()}"
@@ -626,7 +709,7 @@ def run_ctools(
         target = f"{SINK_HOST}:{port}"
         if isinstance(system, Relay):
             system.gateway, system.suspend = target, False
-        elif isinstance(system, Postfix):
+        elif isinstance(system, (Postfix, Haraka)):
             system.relayhost, system.hold = target, False
         if system is not None:
             system.start()
@@ -634,7 +717,7 @@ def run_ctools(
             cpu0 = system.cpu()
         t0 = time.monotonic()
         source = spawn(
-            source_command(bench, messages, target),
+            source_command(bench, messages, target, reuse=sessions_reused),
             bench.logs / f"{tag}.source.log",
             stdout=subprocess.DEVNULL,
         )
@@ -684,11 +767,11 @@ def run_ctools(
     return result
 
 
-def source_command(bench: Bench, messages: int, target: str) -> list[str]:
+def source_command(bench: Bench, messages: int, target: str, reuse: bool = True) -> list[str]:
     a = bench.args
     return [
         "smtp-source",
-        "-d",
+        *(["-d"] if reuse else []),
         "-s",
         str(a.sessions),
         "-m",
@@ -705,7 +788,7 @@ def source_command(bench: Bench, messages: int, target: str) -> list[str]:
     ]
 
 
-def run_source_only(bench: Bench, system: Relay | Postfix, messages: int) -> Result:
+def run_source_only(bench: Bench, system: Relay | Postfix | Haraka, messages: int) -> Result:
     """Injection only with smtp-source: the accepted rate when the injector costs little CPU.
     smtp-source stops at the first refusal, so a zero exit means all were accepted."""
     result = Result(system.name, messages=messages)
@@ -773,10 +856,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
-    p.add_argument("--only", default="a,h,b,c,d,e,k", help="scenarios to run")
+    p.add_argument("--only", default="a,h,b,p,t,c,d,e,k", help="scenarios to run")
     p.add_argument("--no-postfix", action="store_true")
+    p.add_argument("--no-haraka", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
-    p.add_argument("--profile", action="store_true", help="extra relay (b) run under py-spy")
+    p.add_argument(
+        "--profile",
+        nargs="?",
+        const="b",
+        choices=("b", "p", "d", "t"),
+        help="an extra relay run under py-spy: (b), (p) end to end with a connection per "
+        "message, (d) with --bindings bindings, or (t) with STARTTLS",
+    )
     p.add_argument("--out", default=str(ROOT / "var" / "bench" / "last-run.md"))
     args = p.parse_args(argv)
     only = set(args.only.split(","))
@@ -794,6 +885,11 @@ def main(argv: list[str] | None = None) -> int:
     def postfix() -> Postfix | None:
         return None if postfix_note else Postfix(work / "postfix")
 
+    haraka_note = "not run (--no-haraka)" if args.no_haraka else haraka_available()
+
+    def haraka() -> Haraka | None:
+        return None if haraka_note else Haraka(work / "haraka")
+
     res: dict[str, Result] = {}
     d_ratios: list[float] = []
     n = args.messages
@@ -807,6 +903,16 @@ def main(argv: list[str] | None = None) -> int:
             res[f"{label}-postfix"] = r
             if r.error and "start" in r.error and not r.accepted:
                 postfix_note = f"could not be started ({r.error}); see {work}/postfix"
+
+    def with_haraka(label: str, **kw: object) -> None:
+        """Haraka next to relay and Postfix in the plain end-to-end rows."""
+        nonlocal haraka_note
+        hk = haraka()
+        if hk is not None:
+            r = bench.case(label, hk, **kw)  # type: ignore[arg-type]
+            res[f"{label}-haraka"] = r
+            if r.error and not r.accepted:
+                haraka_note = f"could not be started ({r.error}); see {work}/haraka"
 
     have_c = shutil.which("smtp-source") and shutil.which("smtp-sink")
     spread = max(2, os.cpu_count() or 2)  # injection workers for the "every core" row
@@ -823,6 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         res["h-relay"] = bench.case("h", relay(http=True), messages=n, deliver=False, http=True)
     if "b" in only:
         both("b", messages=n)
+        with_haraka("b", messages=n)
         res["b-loopback"] = bench.case("b", None, messages=n)
         res["a-loopback"] = res["b-loopback"]
     if "b" in only and not args.no_c_tools and have_c:
@@ -830,7 +937,26 @@ def main(argv: list[str] | None = None) -> int:
         pf = postfix()
         if pf is not None:
             res["bc-postfix"] = run_ctools(bench, pf, n)
+        hk = haraka()
+        if hk is not None:
+            res["bc-haraka"] = run_ctools(bench, hk, n)
         res["bc-loopback"] = run_ctools(bench, None, n)
+    if "p" in only:
+        both("pa", messages=n, deliver=False, per_connection=1)
+        both("pb", messages=n, per_connection=1)
+        with_haraka("pb", messages=n, per_connection=1)
+        if not args.no_c_tools and have_c:
+            res["pc-relay"] = run_ctools(bench, relay(), n, label="pc", sessions_reused=False)
+            pf = postfix()
+            if pf is not None:
+                res["pc-postfix"] = run_ctools(bench, pf, n, label="pc", sessions_reused=False)
+            hk = haraka()
+            if hk is not None:
+                res["pc-haraka"] = run_ctools(bench, hk, n, label="pc", sessions_reused=False)
+    if "t" in only:
+        certs = BenchCerts(work / "certs").make()
+        both("ta", messages=n, deliver=False, per_connection=1, tls=certs)
+        both("tb", messages=n, per_connection=1, tls=certs)
     if "c" in only:
         both("c", messages=args.rcpt_messages, rcpts=10)
         res["c-loopback"] = bench.case("c", None, messages=args.rcpt_messages, rcpts=10)
@@ -906,13 +1032,20 @@ def main(argv: list[str] | None = None) -> int:
 
     extra: list[str] = []
     if args.profile:
-        raw = work / "profile-b.txt"
+        raw = work / f"profile-{args.profile}.txt"
         raw.unlink(missing_ok=True)
-        r = bench.case("b", relay(), messages=n, profile=raw)
+        key = {"p": "pb", "d": "d", "t": "tb"}.get(args.profile, "b")
+        per_connection = 1 if args.profile in ("p", "t") else 0
+        certs = BenchCerts(work / "certs").make() if args.profile == "t" else None
+        system = relay(bindings=args.bindings) if args.profile == "d" else relay()
+        r = bench.case(
+            key, system, messages=n, profile=raw, per_connection=per_connection, tls=certs
+        )
         if raw.exists():
             extra += [
                 "",
-                f"Profile: relay in (b) under py-spy (250 Hz, nonblocking), {n:,} messages, "
+                f"Profile: relay in ({args.profile}) under py-spy (250 Hz, nonblocking), {n:,} "
+                f"messages, "
                 f"end-to-end {fmt(r.e2e_rate)} msgs/s while profiled. Top functions by own time; "
                 "samples cover every thread (the event loop and the spool's fsync threads), "
                 "and a thread blocked in a system call counts as busy:",
@@ -925,7 +1058,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             extra += ["", f"Profile: py-spy wrote nothing; see {raw.with_suffix('.log')}"]
 
-    table = build_table(args, res, postfix_note, extra, d_ratios, dkim)
+    table = build_table(args, res, postfix_note, extra, d_ratios, dkim, haraka_note)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(table)
     print(table)

@@ -1,11 +1,14 @@
 """A minimal, fast SMTP sink for the benchmark: accepts everything, timestamps each message.
 
     python -m tests.bench.sink --listen 127.0.0.20 --port P --expect N --out FILE [--seconds S]
+        [--tls-cert PEM --tls-key PEM]
+
+With `--tls-cert`/`--tls-key` it offers STARTTLS (one server context for every connection).
 
 Prints `ready` once listening. Exits when it has seen `--expect` distinct `X-Bench-Token:`
 values (or after `--seconds`, or on SIGTERM) and writes a JSON summary to `--out`:
 first-arrival time (time.monotonic, comparable across processes on Linux) per token,
-transactions, recipients, duplicates, connections and peer addresses.
+transactions, recipients, duplicates, connections, TLS sessions and peer addresses.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import ssl
 import time
 from collections import Counter
 from typing import cast
@@ -30,6 +34,8 @@ class Stats:
         self.recipients = 0
         self.duplicates = 0
         self.connections = 0
+        self.tls_sessions = 0
+        self.tls_resumed = 0
         self.peers: Counter[str] = Counter()
         self.done = asyncio.Event()
 
@@ -55,13 +61,20 @@ class Stats:
             "recipients": self.recipients,
             "duplicates": self.duplicates,
             "connections": self.connections,
+            "tls_sessions": self.tls_sessions,
+            "tls_resumed": self.tls_resumed,
             "peers": dict(self.peers),
         }
 
 
 class SinkProtocol(asyncio.Protocol):
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, tls: ssl.SSLContext | None = None) -> None:
         self.stats = stats
+        self.tls = tls
+        self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+        if tls is not None:
+            self.ehlo += b"250-STARTTLS\r\n"
+        self.ehlo += b"250 SIZE\r\n"
         self.buf = bytearray()
         self.in_data = False
         self.scanned = 0
@@ -112,7 +125,14 @@ class SinkProtocol(asyncio.Protocol):
                 self.scanned = 0
                 out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
             elif verb == b"EHLO":
-                out.append(b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n")
+                out.append(self.ehlo)
+            elif verb == b"STAR" and self.tls is not None and self.transport is not None:
+                out.append(b"220 2.0.0 Ready to start TLS\r\n")
+                self.transport.write(b"".join(out))
+                del buf[:]
+                self.transport.pause_reading()
+                asyncio.get_running_loop().create_task(self.start_tls(self.transport, self.tls))
+                return
             elif verb == b"QUIT":
                 out.append(b"221 2.0.0 Bye\r\n")
                 if self.transport is not None:
@@ -123,6 +143,23 @@ class SinkProtocol(asyncio.Protocol):
                 out.append(b"250 2.0.0 Ok\r\n")
         if out and self.transport is not None:
             self.transport.write(b"".join(out))
+
+    async def start_tls(self, transport: asyncio.Transport, tls: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            upgraded = await loop.start_tls(transport, self, tls, server_side=True)
+        except (OSError, ssl.SSLError):
+            transport.close()
+            return
+        if upgraded is None:
+            transport.close()
+            return
+        self.transport = upgraded
+        self.stats.tls_sessions += 1
+        ssl_object = upgraded.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.session_reused:
+            self.stats.tls_resumed += 1
+        self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n"
 
 
 class StallProtocol(asyncio.Protocol):
@@ -136,13 +173,18 @@ class StallProtocol(asyncio.Protocol):
 
 
 async def serve(
-    listen: str, port: int, expect: int, seconds: float, stall: bool = False
+    listen: str,
+    port: int,
+    expect: int,
+    seconds: float,
+    stall: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> dict[str, object]:
     stats = Stats(expect)
     loop = asyncio.get_running_loop()
 
     def protocol() -> asyncio.Protocol:
-        return StallProtocol(stats) if stall else SinkProtocol(stats)
+        return StallProtocol(stats) if stall else SinkProtocol(stats, tls)
 
     server = await loop.create_server(protocol, listen, port, backlog=4096, reuse_address=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,7 +204,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300.0)
     parser.add_argument("--out", required=True)
     parser.add_argument("--stall", action="store_true", help="accept and never answer")
+    parser.add_argument("--tls-cert", default=None, help="offer STARTTLS with this PEM")
+    parser.add_argument("--tls-key", default=None)
     args = parser.parse_args()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     try:
         import uvloop
 
@@ -171,7 +219,7 @@ def main() -> None:
         runner = asyncio.Runner()
     with runner:
         summary = runner.run(
-            serve(args.listen, args.port, args.expect, args.seconds, stall=args.stall)
+            serve(args.listen, args.port, args.expect, args.seconds, stall=args.stall, tls=tls)
         )
     with open(args.out, "w") as f:
         json.dump(summary, f)

@@ -110,6 +110,37 @@ def tree_pss_kb(pid: int) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class BenchCerts:
+    """trustme certificates for the TLS rows: one for the systems' listeners, one for the
+    sink (nobody checks them: opportunistic TLS, as Postfix's `may`)."""
+
+    directory: Path
+
+    @property
+    def server(self) -> tuple[Path, Path]:
+        return self.directory / "server.pem", self.directory / "server.key"
+
+    @property
+    def sink(self) -> tuple[Path, Path]:
+        return self.directory / "sink.pem", self.directory / "sink.key"
+
+    def make(self) -> BenchCerts:
+        import trustme
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        for (cert, key), names in (
+            (self.server, ("relay.bench.test", "postfix.bench.test", "127.0.0.1")),
+            (self.sink, ("sink.bench.test", "127.0.0.20")),
+        ):
+            issued = ca.issue_cert(*names)
+            issued.private_key_pem.write_to_path(str(key))
+            issued.cert_chain_pems[0].write_to_path(str(cert))
+            key.chmod(0o644)  # Postfix reads it as root; the sink as this user
+        return self
+
+
 # --- relay ---------------------------------------------------------------------------------
 
 
@@ -131,6 +162,7 @@ class Relay:
     workers: int = 0  # injection_workers
     http: bool = False  # the admin API on, with an inject token (HTTP injection)
     dkim: str | None = None  # sign every message: "rsa" (RSA-2048) or "ed25519"
+    tls: BenchCerts | None = None  # STARTTLS offered on injection, tried on delivery
     name: str = "relay"
     port: int = 0
     admin_port: int = 0
@@ -155,9 +187,16 @@ class Relay:
             lines.append(f'gateway = "{self.gateway}"')
         if self.suspend:
             lines.append("suspend_delivery = true")
+        if self.tls is not None:
+            lines.append('tls = "ifavailable"')
         lines += [
             "esmtp_listener {",
             '  relay_hosts = ( "127.0.0.0/8" )',
+        ]
+        if self.tls is not None:
+            cert, key = self.tls.server
+            lines += [f'  tls_certificate = "{cert}"', f'  tls_key = "{key}"']
+        lines += [
             f'  listen "127.0.0.1:{self.port}" {{ binding_group = "bench" }}',
             "}",
             'binding_group "bench" {',
@@ -294,6 +333,7 @@ class Postfix:
     directory: Path
     relayhost: str | None = None  # "ip:port"
     hold: bool = False  # injection only: every message goes to the hold queue
+    tls: BenchCerts | None = None  # smtpd_ and smtp_tls_security_level = may
     name: str = "postfix"
     port: int = 0
     notes: list[str] = field(default_factory=list)
@@ -347,6 +387,17 @@ class Postfix:
             "smtpd_client_message_rate_limit = 0",
             "smtpd_client_recipient_rate_limit = 0",
         ]
+        if self.tls is not None:
+            cert, key = self.tls.server
+            lines += [
+                f"smtpd_tls_cert_file = {cert}",
+                f"smtpd_tls_key_file = {key}",
+                "smtpd_tls_security_level = may",
+                "smtp_tls_security_level = may",
+                # the session caches as Debian's main.cf ships them
+                f"smtpd_tls_session_cache_database = btree:{d / 'data'}/smtpd_scache",
+                f"smtp_tls_session_cache_database = btree:{d / 'data'}/smtp_scache",
+            ]
         if self.relayhost:
             host, port = self.relayhost.rsplit(":", 1)
             lines.append(f"relayhost = [{host}]:{port}")
@@ -397,6 +448,127 @@ class Postfix:
         while time.monotonic() < deadline and Path(f"/proc/{self.master_pid}").exists():
             time.sleep(0.1)
         self.master_pid = 0
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.directory / "queue", ignore_errors=True)
+
+
+# --- Haraka --------------------------------------------------------------------------------
+
+HARAKA_HOME = ROOT / "build" / "bench" / "haraka"  # `make bench-deps`: npm install Haraka@3
+HARAKA_BIN = HARAKA_HOME / "node_modules" / "Haraka" / "bin" / "haraka"
+
+# The relay ACL (Postfix's mynetworks, relay's relay_hosts: 127.0.0.0/8) and the route to
+# the sink from the source address Postfix uses, in a plugin of the bench's own: Haraka 3
+# ships neither haraka-plugin-relay nor a static route without smtp_forward's inline mode.
+HARAKA_PLUGIN = """\
+'use strict'
+const cfg = JSON.parse(require('fs').readFileSync(process.env.HARAKA + '/bench.json'))
+exports.hook_lookup_rdns = function (next, connection) {
+    next(OK, 'localhost') // no DNS (Postfix: smtpd_peername_lookup = no)
+}
+exports.hook_connect = function (next, connection) {
+    if (connection.remote.ip.startsWith('127.')) connection.relaying = true
+    next()
+}
+exports.hook_get_mx = function (next, hmail, domain) {
+    next(OK, { priority: 0, exchange: cfg.host, port: cfg.port, bind: cfg.bind })
+}
+"""
+
+
+def haraka_available() -> str | None:
+    """None if Haraka can be used, else why not."""
+    if not HARAKA_BIN.exists():
+        return f"Haraka not installed (make bench-deps puts it in {HARAKA_HOME})"
+    if shutil.which("node") is None:
+        return "node not installed"
+    return None
+
+
+def haraka_version() -> str:
+    try:
+        import json
+
+        meta = json.loads((HARAKA_BIN.parents[1] / "package.json").read_text())
+        return str(meta.get("version", "?"))
+    except (OSError, ValueError):
+        return "?"
+
+
+@dataclass
+class Haraka:
+    """Haraka 3 from npm, one process (no cluster), its own outbound queue (Haraka writes
+    queue files without fsync: its default), delivering to the sink from 127.0.0.2."""
+
+    directory: Path
+    relayhost: str | None = None  # "ip:port"
+    hold: bool = False  # not supported: Haraka has no hold queue
+    tls: BenchCerts | None = None  # not supported in the bench
+    name: str = "haraka"
+    port: int = 0
+    notes: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, within: float = 30.0) -> None:
+        import json
+
+        if self.hold or self.tls is not None:
+            raise RuntimeError("Haraka runs in the bench's plain end-to-end rows only")
+        shutil.rmtree(self.directory, ignore_errors=True)
+        conf = self.directory / "config"
+        shutil.copytree(HARAKA_BIN.parents[1] / "config", conf)  # Haraka's shipped defaults
+        (self.directory / "plugins").mkdir()
+        (self.directory / "queue").mkdir()
+        self.port = free_port()
+        host, port = (self.relayhost or "127.0.0.1:9").rsplit(":", 1)
+        (self.directory / "bench.json").write_text(
+            json.dumps({"host": host, "port": int(port), "bind": "127.0.0.2"})
+        )
+        (self.directory / "plugins" / "bench_route.js").write_text(HARAKA_PLUGIN)
+        (conf / "plugins").write_text("bench_route\n")
+        (conf / "me").write_text("haraka.bench.test\n")
+        (conf / "host_list").write_text("")
+        (conf / "smtp.ini").write_text(f"listen=127.0.0.1:{self.port}\nforce_shutdown_timeout=5\n")
+        (conf / "outbound.ini").write_text("enable_tls=false\n")
+        (conf / "log.ini").write_text("[main]\nlevel=notice\n")
+        log = self.directory / "haraka.log"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["node", str(HARAKA_BIN), "-c", str(self.directory)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+            )
+        if not wait_port("127.0.0.1", self.port, within):
+            self.stop()
+            raise RuntimeError(f"Haraka did not listen in time; see {log}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def peak_rss_kb(self) -> int:
+        return status_kb(self.pid, "VmHWM")
+
+    def rss_kb(self) -> int:
+        return status_kb(self.pid, "VmRSS")
+
+    def stop(self, within: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(within)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory / "queue", ignore_errors=True)

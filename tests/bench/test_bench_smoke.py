@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.bench import run
+import pytest
+
+from tests.bench import run, systems
 
 
 def test_relay_end_to_end_table_has_numbers(tmp_path: Path, capsys: object) -> None:
@@ -63,3 +65,70 @@ def test_http_injection_row_has_numbers(tmp_path: Path) -> None:
     rate = row.split("|")[3].strip()
     assert re.fullmatch(r"[\d,]+", rate) and int(rate.replace(",", "")) > 0, row
     assert "refused" not in table and "error" not in table
+
+
+def _relay_cells(table: str, scenario_start: str) -> dict[str, str]:
+    """metric -> relay's cell for the rows of the scenario whose name starts so."""
+    cells: dict[str, str] = {}
+    current = ""
+    for line in table.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) < 10 or parts[1] in ("scenario", "---"):
+            continue
+        current = parts[1] or current
+        if current.startswith(scenario_start):
+            cells[parts[2]] = parts[3]
+    return cells
+
+
+def _number(cell: str) -> float:
+    assert re.fullmatch(r"[\d,]+(\.\d+)?", cell), cell
+    return float(cell.replace(",", ""))
+
+
+def test_connection_per_message_rows_have_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    args = ["--only", "p", "--messages", "100", "--sessions", "5", "--timeout", "30"]
+    code = run.main([*args, "--no-postfix", "--no-haraka", "--no-c-tools", "--out", str(out)])
+    assert code == 0
+    table = out.read_text()
+    alone = _relay_cells(table, "(p) a connection per message, injection only")
+    assert _number(alone["accepted msgs/s (= connections/s)"]) > 0
+    assert _number(alone["CPU ms/connection (1 msg each)"]) > 0
+    e2e = _relay_cells(table, "(p) a connection per message, end to end")
+    assert _number(e2e["end-to-end msgs/s"]) > 0 and _number(e2e["CPU ms/msg"]) > 0
+    assert "sink got" not in table and "error" not in table and "refused" not in table
+
+
+def test_starttls_rows_have_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    args = ["--only", "t", "--messages", "60", "--sessions", "4", "--timeout", "30"]
+    code = run.main([*args, "--no-postfix", "--no-haraka", "--no-c-tools", "--out", str(out)])
+    assert code == 0
+    table = out.read_text()
+    e2e = _relay_cells(table, "(t) STARTTLS on injection")
+    assert _number(e2e["end-to-end msgs/s"]) > 0
+    assert (
+        _number(
+            _relay_cells(table, "(t) STARTTLS, a connection")["accepted msgs/s (= handshakes/s)"]
+        )
+        > 0
+    )
+    # every injection was upgraded (the injector fails a session whose STARTTLS fails) and
+    # delivery used TLS too: the sink saw TLS sessions
+    assert "TLS sessions at the sink" in table
+    assert "sink got" not in table and "error" not in table and "injector errors" not in table
+
+
+@pytest.mark.skipif(
+    systems.haraka_available() is not None, reason="Haraka not installed (make bench-deps)"
+)
+def test_haraka_end_to_end_column(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    args = ["--only", "b", "--messages", "50", "--sessions", "5", "--timeout", "60"]
+    code = run.main([*args, "--no-postfix", "--no-c-tools", "--out", str(out)])
+    assert code == 0
+    table = out.read_text()
+    (row,) = [line for line in table.splitlines() if "| end-to-end msgs/s |" in line]
+    haraka_cell = row.split("|")[5].strip()
+    assert _number(haraka_cell) > 0, row
