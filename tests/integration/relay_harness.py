@@ -8,6 +8,7 @@ await relay.wait(lambda: len(sink.messages) == 1)
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import socket
 import time
@@ -24,12 +25,27 @@ from relay.config import loads
 from relay.daemon import Daemon
 from tests.support.dns_server import DnsServer
 
+# Ports handed to processes that bind them later come from below the kernel's ephemeral
+# range (32768-60999 on Linux): an outgoing connection made meanwhile (a delivery, an HTTP
+# client) takes its local port from that range and could take a port handed out from it.
+_HANDED_OUT: set[int] = set()
+_PORTS = range(20000, 32768)
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
+    """A port that is free on `host` now and was not handed out before in this run."""
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+    raise RuntimeError(f"no free port found on {host} in {_PORTS.start}-{_PORTS.stop - 1}")
 
 
 class RelayUnderTest:
