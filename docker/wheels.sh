@@ -16,6 +16,9 @@ for tag in manylinux2014 manylinux_2_28 manylinux_2_31 manylinux_2_34 manylinux_
   platforms+=(--platform "${tag}_${arch}")
 done
 "${pip[@]}" download --only-binary=:all: --python-version 3.11 --implementation cp \
-  --abi cp311 --abi abi3 --abi none "${platforms[@]}" --platform any -d "$out" "$out"/relay-*.whl
+  --abi cp311 --abi abi3 --abi none "${platforms[@]}" --platform any -d "$out" "$out"/relay-*.whl \
+  async-timeout
+# (async-timeout: redis needs it on Python < 3.11.3, as Debian bookworm's 3.11.2 is; pip
+# evaluates that marker with this host's Python, so it is named here.)
 rm -rf build/lib build/bdist.*
 ls "$out"
