@@ -130,6 +130,7 @@ class Queues:
         providers: ProviderDirectory | None = None,
         warmup: WarmupCounts | None = None,
         fairness: Fairness | None = None,
+        holds: HoldTable | None = None,
     ) -> None:
         self.selector = selector
         self.shared = shared  # limits shared across relay nodes (a cluster stanza), or None
@@ -142,7 +143,7 @@ class Queues:
         # Warm-up (warmup.py): messages placed per plan in its period, and bindings' ages.
         self.warmup = warmup or WarmupCounts()
         # Tenant and campaign holds (holds.py): their jobs wait aside, never attempted.
-        self.holds = HoldTable()
+        self.holds = holds or HoldTable()
         # Tenants' weights and priority classes (fair.py): every due FIFO and ready queue.
         self.fairness = fairness or Fairness()
         self._parked_jobs: dict[HoldKey, list[Job]] = {}
