@@ -122,6 +122,8 @@ class Scheduler:
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
         self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
+        if fairness is not None:
+            self.outcomes.by_tenant.configure(fairness.tenants)
         self.adaptive = adaptive
         self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
@@ -198,6 +200,8 @@ class Scheduler:
         """A new configuration's route settings: forget resolved ones, retry blocked queues."""
         self.live.reload(routes)
         self.core.reload(selector, providers, fairness)
+        if fairness is not None:
+            self.outcomes.by_tenant.configure(fairness.tenants)
 
     def wake(self) -> None:
         """Something outside changed (an FBL complaint, an operator command): look again."""
@@ -308,6 +312,7 @@ class Scheduler:
             delivered=self.outcomes.counts["delivered"],
             deferred=self.outcomes.counts["deferred"],
             failed=self.outcomes.counts["failed"],
+            tenants=self.outcomes.by_tenant.snapshot(),
         )
 
     def queues(self) -> dict[str, list[dict[str, object]]]:

@@ -67,4 +67,9 @@ def fairness(config: Config) -> Fairness:
         if "priority_class" in settings:
             classes[name] = str(settings["priority_class"].value)
     share = config.global_block.settings.get("bulk_min_share")
-    return Fairness(weights, classes, min(1.0, float(share.value)) if share else 0.1)
+    return Fairness(
+        weights,
+        classes,
+        min(1.0, float(share.value)) if share else 0.1,
+        frozenset(config.global_block.tenants),
+    )
