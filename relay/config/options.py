@@ -758,8 +758,8 @@ _opt(
     "priority_class",
     v.enum("transactional", "bulk"),
     "bulk",
-    TN,
-    "Class of the tenant's mail without X-Priority-Class (transactional goes first)",
+    TN | LISTENER,
+    "Class of the tenant's (listener's, peer's) mail without X-Priority-Class",
 )
 _opt(
     "bulk_min_share",
