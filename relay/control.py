@@ -130,6 +130,17 @@ class DaemonControl:
         listeners = self._daemon.listeners
         return [b.listen for b in listeners.bound] if listeners is not None else []
 
+    def _priority_of(self, tenant: str | None, priority: str | None) -> dict[str, str]:
+        """The message's class and where it comes from: "message" (X-Priority-Class, the
+        listener's, peer's or HTTP `priority`), "tenant" (its priority_class), "default"."""
+        if priority is not None:
+            return {"priority": priority, "priority_from": "message"}
+        scheduler = self._daemon.scheduler
+        classes = scheduler.core.fairness.classes if scheduler is not None else {}
+        if tenant is not None and tenant in classes:
+            return {"priority": classes[tenant], "priority_from": "tenant"}
+        return {"priority": "bulk", "priority_from": "default"}
+
     def _suspended_now(self) -> dict[str, list[SuspendedDomain]]:
         now = self.now()
         found: dict[str, list[SuspendedDomain]] = {}
@@ -296,6 +307,7 @@ class DaemonControl:
             "binding": envelope.binding,
             "tenant": envelope.tenant,
             "campaign": envelope.campaign,
+            **self._priority_of(envelope.tenant, envelope.priority),
             "received_at": envelope.received_at,
             "size": envelope.size,
             "recipients": [
@@ -381,6 +393,7 @@ class DaemonControl:
         tls: bool,
         tenant: str | None = None,
         campaign: str | None = None,
+        priority: str | None = None,
     ) -> Submitted:
         daemon = self._daemon
         if daemon.handoff is None or not daemon.ready:
@@ -399,6 +412,7 @@ class DaemonControl:
                 received_at=self.now(),
                 tenant=tenant,
                 campaign=campaign,
+                priority=priority,
                 suppression=None if daemon.suppression is None else daemon.suppression.memory,
             )
         except submission.Refused as err:

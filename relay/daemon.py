@@ -48,6 +48,8 @@ from relay.notify.settings import WebhookSettings
 from relay.notify.webhook import Webhook
 from relay.outcome import Reply
 from relay.schedule.adaptive_link import AdaptiveLink
+from relay.schedule.holds import HoldTable
+from relay.schedule.holds import load as load_holds
 from relay.schedule.jobs import Job
 from relay.schedule.providers import ProviderDirectory
 from relay.schedule.scheduler import Scheduler
@@ -62,6 +64,7 @@ from relay.workers.shards import ShardedSpool
 
 log = logging.getLogger("relay")
 ADAPTIVE_STATE = "adaptive-state.json"
+HOLDS_STATE = "holds.json"  # tenant/campaign holds with their end times (schedule/holds.py)
 WARMUP_STATE = "warmup.json"  # warm-up counts per UTC day (or hour) and bindings' ages
 STATE_SAVE_INTERVAL = 10.0
 MTA_STS_STORE = "mtasts"  # directory in the spool (mta_sts_policy_store unset)
@@ -174,6 +177,8 @@ class Daemon:
             warmup=await asyncio.to_thread(_load_warmup, spoolbase / WARMUP_STATE),
             warmup_path=spoolbase / WARMUP_STATE,
             fairness=settings.fairness,
+            holds=await asyncio.to_thread(_load_holds, spoolbase / HOLDS_STATE, self.clock.now()),
+            holds_path=spoolbase / HOLDS_STATE,
         )
         self.adaptive.send_alert = self._send_own_mail
         if self.cluster is not None:
@@ -502,6 +507,7 @@ class Daemon:
             await asyncio.to_thread(self.tls_reports.save)
         if self.scheduler is not None:
             await self.scheduler.save_warmup()
+            await self.scheduler.save_holds()
         if self.spool is not None:
             await self.spool.close()
         if self.suppression is not None:
@@ -528,6 +534,14 @@ def _load_warmup(path: Path) -> WarmupCounts:
     except (OSError, ValueError, TypeError, KeyError) as err:
         log.warning("warm-up counts in %s unreadable (%s): starting from zero", path, err)
         return WarmupCounts()
+
+
+def _load_holds(path: Path, now: float) -> HoldTable:
+    try:
+        return load_holds(path, now)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        log.warning("holds in %s unreadable (%s): starting with none", path, err)
+        return HoldTable()
 
 
 def _admin_access(

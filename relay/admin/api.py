@@ -348,6 +348,7 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                 tls=request.tls,
                 tenant=injection.tenant,
                 campaign=injection.campaign,
+                priority=injection.priority,
             )
         except SubmissionRefused as err:
             body = error(reply_status(err.reply), err.reply, err.field)

@@ -24,6 +24,7 @@ FIELDS = frozenset(
         "binding",
         "tenant",
         "campaign",
+        "priority",
     }
 )
 BUILT = ("subject", "text", "html", "headers")
@@ -38,6 +39,7 @@ class Injection:
     binding: str | None
     tenant: str | None = None  # as a listener's default: the content's X-Tenant wins
     campaign: str | None = None
+    priority: str | None = None  # "transactional" | "bulk": X-Priority-Class wins
 
 
 def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
@@ -80,7 +82,19 @@ def read_injection(body: dict[str, Any]) -> Injection:
         _string(body, "binding") or None,
         _string(body, "tenant") or None,
         _string(body, "campaign") or None,
+        _priority(body),
     )
+
+
+def _priority(body: dict[str, Any]) -> str | None:
+    value = _string(body, "priority")
+    if value is None or not value:
+        return None
+    if value.strip().lower() not in ("transactional", "bulk"):
+        raise BadRequest(
+            f"field 'priority' must be transactional or bulk, not {value!r}", field="priority"
+        )
+    return value.strip().lower()
 
 
 def build_mime(body: dict[str, Any], sender: str, to: list[str]) -> bytes:

@@ -68,6 +68,17 @@ class RelayCollector(Collector):
             outcomes.add_metric(["deferred"], stats.deferred)
             outcomes.add_metric(["failed"], stats.failed)
             yield outcomes
+            if stats.tenants:
+                # Configured tenants and the first 100 others seen (schedule/tenant_counts.py)
+                per_tenant = CounterMetricFamily(
+                    "relay_tenant_recipients",
+                    "Recipient outcomes since start per tenant",
+                    labels=["tenant", "outcome"],
+                )
+                for tenant, row in sorted(stats.tenants.items()):
+                    for outcome, count in row.items():
+                        per_tenant.add_metric([tenant, outcome], count)
+                yield per_tenant
         hooks = daemon.webhooks()
         if hooks:
             sent = CounterMetricFamily(

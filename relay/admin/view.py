@@ -257,6 +257,7 @@ class DaemonView(Protocol):
         tls: bool,
         tenant: str | None = None,
         campaign: str | None = None,
+        priority: str | None = None,
     ) -> Submitted:
         """Inject one message as SMTP injection would (the same checks and limits);
         returns once it is durable in the spool. Raises SubmissionRefused (nothing

@@ -758,8 +758,8 @@ _opt(
     "priority_class",
     v.enum("transactional", "bulk"),
     "bulk",
-    TN,
-    "Class of the tenant's mail without X-Priority-Class (transactional goes first)",
+    TN | LISTENER,
+    "Class of the tenant's (listener's, peer's) mail without X-Priority-Class",
 )
 _opt(
     "bulk_min_share",
@@ -774,10 +774,10 @@ _opt(
     "warmup_schedule",
     v.WARMUP_SCHEDULE,
     None,
-    OUTBOUND,
+    OUTBOUND | PV,
     'Caps on day 1, 2, ... after warmup_start ("50/day" or "N/hour"); none past the list',
 )
-_opt("warmup_start", v.DATE, None, OUTBOUND, "The UTC day a warm-up schedule starts")
+_opt("warmup_start", v.DATE, None, OUTBOUND | PV, "The UTC day a warm-up schedule starts")
 
 # What relay acts on today; every other option set in a config draws a `config check` warning.
 ACTIVE = frozenset(

@@ -45,6 +45,12 @@ class BouncedMessage(Protocol):
     @property
     def esmtp(self) -> Esmtp | None: ...
 
+    @property
+    def tenant(self) -> str | None: ...
+
+    @property
+    def campaign(self) -> str | None: ...
+
 
 # What NOTIFY keyword each DSN action needs, and whether it is wanted without NOTIFY.
 _NOTIFY = {"failed": ("FAILURE", True), "delayed": ("DELAY", True), "relayed": ("SUCCESS", False)}
@@ -148,6 +154,8 @@ class Bouncer:
             inline=_inline(esmtp, policy),
             now=self.clock.now(),
             envelope_id=None if esmtp is None else esmtp.envid_text,
+            tenant=job.tenant,
+            campaign=job.campaign,
         )
         envelope = await self.spool.store(
             NewMessage("", (to,), self.group, None, content, self.clock.now())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from email.header import Header
 from email.utils import format_datetime, formatdate, make_msgid
 
 from relay.outcome import EnhancedStatus, Remote, Reply
@@ -72,6 +73,8 @@ def build_dsn(
     inline: str = "headers",  # headers | full | all | none
     now: float | None = None,
     envelope_id: str | None = None,  # ENVID decoded: Original-Envelope-Id
+    tenant: str | None = None,  # the original's tenant and campaign: X-Tenant, X-Campaign
+    campaign: str | None = None,
 ) -> bytes:
     """A complete RFC 5322 message (CRLF line ends) carrying a multipart/report DSN."""
     now = time.time() if now is None else now
@@ -83,6 +86,7 @@ def build_dsn(
     per_message += [
         f"Reporting-MTA: dns; {reporting_mta}",
         f"X-Relay-Queue-ID: {original_id}",
+        *_labels("X-Relay-", tenant, campaign),
         f"Arrival-Date: {format_datetime(datetime.fromtimestamp(received_at, UTC))}",
     ]
     per_recipient: list[str] = []
@@ -113,6 +117,7 @@ def build_dsn(
         f"Date: {formatdate(now, localtime=False)}",
         f"Message-ID: {make_msgid(domain=reporting_mta)}",
         "Auto-Submitted: auto-replied",
+        *_labels("X-", tenant, campaign, encode=True),
         "MIME-Version: 1.0",
         f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
     ]
@@ -139,6 +144,23 @@ def build_dsn(
         )
     body += f"\r\n--{boundary}--\r\n".encode()
     return body
+
+
+def _labels(
+    prefix: str, tenant: str | None, campaign: str | None, encode: bool = False
+) -> list[str]:
+    """The original's tenant and campaign as header fields (message headers: X-Tenant,
+    X-Campaign, UTF-8 as RFC 2047 words; per-message DSN extension fields, RFC 3464 2.4:
+    X-Relay-Tenant, X-Relay-Campaign, UTF-8 making the part global-delivery-status)."""
+    fields = []
+    for name, value in (("Tenant", tenant), ("Campaign", campaign)):
+        if value is None:
+            continue
+        text = _one_line(value)
+        if encode and not text.isascii():
+            text = Header(text, "utf-8").encode()
+        fields.append(f"{prefix}{name}: {text}")
+    return fields
 
 
 def _one_line(text: str) -> str:

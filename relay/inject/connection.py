@@ -80,6 +80,13 @@ class ListenerContext:
             return listener.tenant, listener.campaign
         return peer.tenant or listener.tenant, peer.campaign or listener.campaign
 
+    def priority(self, client: IPAddress | None) -> str | None:
+        """The class of mail without X-Priority-Class from `client` (peer's, listener's;
+        None: the tenant's)."""
+        listener = self.listener
+        peer = listener.peer_for(client) if client is not None and listener.peers else None
+        return (peer.priority if peer is not None else None) or listener.priority
+
     def suppressed(self, client: IPAddress | None, address: str) -> str | None:
         """At RCPT: refused if suppressed globally or for the listener's (peer's) tenant
         (a tenant named by X-Tenant is known only at the end of DATA: spooling.py)."""
@@ -288,6 +295,7 @@ class InjectConnection(asyncio.Protocol):
             listener_binding=binding,
             listener_tenant=tenant,
             listener_campaign=campaign,
+            listener_priority=ctx.priority(self._client_ip),
         )
         try:
             return accept(

@@ -47,6 +47,7 @@ class Reception(NamedTuple):  # immutable, and built per message: a tuple is che
     listener_binding: str | None
     listener_tenant: str | None = None  # listener / peer defaults (`tenant`, `campaign`)
     listener_campaign: str | None = None
+    listener_priority: str | None = None  # listener / peer `priority_class`
 
     @property
     def protocol(self) -> str:
@@ -145,6 +146,7 @@ def _prepare_plain(
         assignment.binding,
         reception.listener_tenant,
         reception.listener_campaign,
+        reception.listener_priority,
     )
 
 
@@ -198,7 +200,7 @@ def _prepare_parsed(
         if refusal is not None:
             return refusal
     priority_field = _first(header, names, _PRIORITY)
-    priority = None
+    priority = reception.listener_priority
     if priority_field is not None:
         priority = priority_field.value.strip().lower()
         if priority not in PRIORITY_CLASSES:

@@ -72,6 +72,7 @@ class PeerSettings:
     binding: str | None = None
     tenant: str | None = None  # defaults for mail without X-Tenant / X-Campaign
     campaign: str | None = None
+    priority: str | None = None  # `priority_class` for mail without X-Priority-Class
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +87,7 @@ class ListenerSettings:
     binding: str | None = None
     tenant: str | None = None  # defaults for mail without X-Tenant / X-Campaign
     campaign: str | None = None
+    priority: str | None = None  # `priority_class` for mail without X-Priority-Class
     peers: tuple[PeerSettings, ...] = ()
     relay_hosts: tuple[IPNetwork, ...] | None = None
     max_connections: int | None = None

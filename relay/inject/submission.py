@@ -16,7 +16,13 @@ from collections.abc import Sequence
 
 from relay.inject import addresses, checks, replies
 from relay.inject.data import DataReader
-from relay.inject.message import CAMPAIGN_HEADER, TENANT_HEADER, Reception, check_label
+from relay.inject.message import (
+    CAMPAIGN_HEADER,
+    PRIORITY_CLASSES,
+    TENANT_HEADER,
+    Reception,
+    check_label,
+)
 from relay.inject.settings import InjectSettings
 from relay.inject.spooling import MessageStore, accept
 from relay.spool.model import Envelope
@@ -91,12 +97,14 @@ def submit(
     received_at: float,
     tenant: str | None = None,
     campaign: str | None = None,
+    priority: str | None = None,
     suppression: Suppressions | None = None,
 ) -> asyncio.Future[Envelope]:
     """Check and hand one message to the store: the future of its envelope (give it to
     `stored_reply`), or Refused. `sender` "" is the null sender; `content` may have any
     line ends (each bare LF or CR becomes CRLF). `tenant` / `campaign` are defaults, as a
-    listener's: the content's own X-Tenant / X-Campaign win."""
+    listener's: the content's own X-Tenant / X-Campaign win; so is `priority` (a class of
+    PRIORITY_CLASSES), which X-Priority-Class overrides."""
     raw = content
     checked_sender, checked = envelope(sender, recipients, settings)
     for name, header, value in (
@@ -106,6 +114,8 @@ def submit(
         refusal = None if value is None else check_label(value, header)
         if refusal is not None:
             raise Refused(name, refusal)
+    if priority is not None and priority not in PRIORITY_CLASSES:
+        raise Refused("priority", replies.bad_priority("priority"))
     if binding_group is not None or binding is not None:
         assigned = checks.assign(
             header_group=None,
@@ -134,6 +144,7 @@ def submit(
         listener_binding=binding,
         listener_tenant=tenant,
         listener_campaign=campaign,
+        listener_priority=priority,
     )
     result = accept(
         store,

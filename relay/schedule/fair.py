@@ -34,6 +34,7 @@ class Fairness:
     weights: Mapping[str, int] = field(default_factory=dict)  # tenant -> weight (>= 1)
     classes: Mapping[str, str] = field(default_factory=dict)  # tenant -> default class
     bulk_share: float = 0.1  # of the jobs taken while both classes wait, at least this bulk
+    tenants: frozenset[str] = frozenset()  # every `tenant "t" {}` stanza (metrics' labels)
 
     def weight(self, tenant: str | None) -> int:
         return self.weights.get(tenant, 1) if tenant is not None else 1

@@ -10,7 +10,9 @@ holds the subject's mail to every domain of that provider.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 Kind = Literal["tenant", "campaign"]
@@ -105,3 +107,55 @@ class HoldTable:
 
     def all(self) -> list[Hold]:
         return list(self._holds.values())
+
+
+# --- on disk (daemon: spoolbase/holds.json) ----------------------------------------------
+def to_json(table: HoldTable) -> str:
+    """The table as JSON: a list of holds with their end times (wall-clock seconds)."""
+    return json.dumps(
+        {
+            "holds": [
+                {
+                    "kind": h.kind,
+                    "subject": h.subject,
+                    "target": h.target,
+                    "binding": h.binding,
+                    "until": h.until,
+                    "reason": h.reason,
+                }
+                for h in table.all()
+            ]
+        }
+    )
+
+
+def from_json(text: str, now: float) -> HoldTable:
+    """The table saved by to_json, without the holds ended by `now`. Raises ValueError
+    (bad JSON, an unknown kind) or KeyError/TypeError (a missing or mistyped field)."""
+    data = json.loads(text)
+    table = HoldTable()
+    for row in data["holds"]:
+        kind = str(row["kind"])
+        if kind not in KINDS:
+            raise ValueError(f"unknown hold kind {kind!r} (expected tenant or campaign)")
+        until = float(row["until"])
+        if until <= now:
+            continue
+        binding = row.get("binding")
+        table.hold(
+            "tenant" if kind == "tenant" else "campaign",
+            str(row["subject"]),
+            str(row["target"]),
+            until,
+            str(row.get("reason", "")),
+            None if binding is None else str(binding),
+        )
+    return table
+
+
+def load(path: Path, now: float) -> HoldTable:
+    """The holds saved at `path` still in force at `now`; empty when there is no file
+    (an unreadable one raises OSError/ValueError/KeyError/TypeError for the caller to log)."""
+    if not path.exists():
+        return HoldTable()
+    return from_json(path.read_text(encoding="utf-8"), now)

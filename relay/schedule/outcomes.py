@@ -14,6 +14,7 @@ from relay.dispose.decide import Decision, Failed, delay_notice_due
 from relay.outcome import RecipientResult, Remote, Reply
 from relay.schedule.jobs import Job
 from relay.schedule.route_settings import RouteSettings
+from relay.schedule.tenant_counts import TenantCounts
 from relay.spool.model import Recipient, RecipientState
 
 FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
@@ -55,6 +56,7 @@ class OutcomeRecorder:
         # told of each recipient that failed for good as "no such user" (the suppression list)
         self.on_invalid_recipient: InvalidRecipient | None = None
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
+        self.by_tenant = TenantCounts()  # the same, per tenant (bounded: tenant_counts.py)
         # message id -> (binding group, binding, time) of its last attempt, for the admin's
         # message lookup: in memory only (lost at a restart), the newest LAST_ATTEMPTS kept
         self.last_attempts: dict[str, tuple[str, str, float]] = {}
@@ -75,6 +77,7 @@ class OutcomeRecorder:
         for d in decision.delivered:
             updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, str(d.reply)))
             self.counts["delivered"] += 1
+            self.by_tenant.add(job.tenant, "delivered")
             self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
         if decision.failed:
             if self.on_failed is not None:
@@ -84,6 +87,7 @@ class OutcomeRecorder:
                     Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, str(f.reply))
                 )
                 self.counts["failed"] += 1
+                self.by_tenant.add(job.tenant, "failed")
                 kind = "expiration" if f.expired else "bounce"
                 self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
                 if (
@@ -122,6 +126,7 @@ class OutcomeRecorder:
                 )
             )
             self.counts["deferred"] += 1
+            self.by_tenant.add(job.tenant, "deferred")
             fields = self._fields(job, policy, r.address, r.reply, remote)
             fields["next_attempt"] = r.next_attempt
             fields["attempt"] = r.attempts

@@ -25,6 +25,7 @@ from typing import Final
 from relay.config.values import Throttle
 from relay.schedule.limits import Cap
 from relay.schedule.route_settings import ThrottleRef
+from relay.schedule.warmup import WarmupPlan
 
 PROVIDER_TTL = 3600.0  # an MX-derived provider is looked up again after this long
 PROVIDER_RETRY = 60.0  # after a failed MX lookup
@@ -39,6 +40,9 @@ class ProviderRule:
     message_throttle: Throttle | None = None  # per binding x provider
     connection_throttle: Throttle | None = None
     adaptive_rollup: bool = False
+    # warmup_schedule / warmup_start in the stanza: caps per binding x provider (warmup.py)
+    warmup_steps: tuple[tuple[int, float], ...] = ()
+    warmup_start: float = 0.0
 
     def matches_domain(self, domain: str) -> bool:
         return any(fnmatchcase(domain, p) for p in self.match_domain)
@@ -59,6 +63,7 @@ class ProviderLimits:
     caps: tuple[Cap, ...]
     message_throttle: ThrottleRef | None
     connection_throttle: ThrottleRef | None
+    warmup: WarmupPlan | None = None  # the binding x provider warm-up
 
 
 class _Needed:
@@ -167,6 +172,14 @@ class ProviderDirectory:
                 None
                 if rule.connection_throttle is None
                 else (("provider_connections", scope), rule.connection_throttle),
+                None
+                if not rule.warmup_steps
+                else WarmupPlan(
+                    (binding, ROLLUP_PREFIX + provider.lower()),
+                    False,
+                    rule.warmup_start,
+                    rule.warmup_steps,
+                ),
             )
             self._limits[key] = found
         return found

@@ -130,6 +130,7 @@ class Queues:
         providers: ProviderDirectory | None = None,
         warmup: WarmupCounts | None = None,
         fairness: Fairness | None = None,
+        holds: HoldTable | None = None,
     ) -> None:
         self.selector = selector
         self.shared = shared  # limits shared across relay nodes (a cluster stanza), or None
@@ -142,7 +143,7 @@ class Queues:
         # Warm-up (warmup.py): messages placed per plan in its period, and bindings' ages.
         self.warmup = warmup or WarmupCounts()
         # Tenant and campaign holds (holds.py): their jobs wait aside, never attempted.
-        self.holds = HoldTable()
+        self.holds = holds or HoldTable()
         # Tenants' weights and priority classes (fair.py): every due FIFO and ready queue.
         self.fairness = fairness or Fairness()
         self._parked_jobs: dict[HoldKey, list[Job]] = {}
@@ -289,6 +290,9 @@ class Queues:
                 return False
             if policy.warmup is not None and self._warm_capped(binding, domain, policy.warmup, now):
                 return False  # at its warm-up cap: the selector leaves it out from now on
+            warm = policy.provider_warmup
+            if warm is not None and self._warm_capped(binding, domain, warm, now):
+                return False  # at its binding x provider cap (this domain leaves: lazily)
             if tenant is not None and holds:
                 on_binding = holds.on_binding(tenant, binding, domain, now)
                 if on_binding is not None:
@@ -344,6 +348,8 @@ class Queues:
             return True
         if policy.warmup is not None:
             self._warm_count(binding, domain, policy.warmup, now)
+        if policy.provider_warmup is not None:
+            self._warm_count(binding, domain, policy.provider_warmup, now)
         rq = ready.get((binding, domain))
         if rq is None:
             rq = ReadyQueue(binding, domain, policy, FairQueue(self.fairness))
@@ -697,6 +703,7 @@ class Queues:
             provider=provider,
             provider_message_throttle=limits.message_throttle,
             provider_connection_throttle=limits.connection_throttle,
+            provider_warmup=limits.warmup,
         )
         self._provided[key] = (base, provider, merged)
         return merged

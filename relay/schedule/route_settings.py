@@ -60,6 +60,7 @@ class RouteSettings:
     provider_message_throttle: ThrottleRef | None = None
     provider_connection_throttle: ThrottleRef | None = None
     warmup: WarmupPlan | None = None  # warmup_schedule / warmup_start (schedule/warmup.py)
+    provider_warmup: WarmupPlan | None = None  # the provider stanza's, per binding x provider
 
 
 class RouteSettingsSource(Protocol):

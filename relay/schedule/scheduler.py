@@ -41,7 +41,8 @@ from relay.schedule.actions import (
 )
 from relay.schedule.adaptive_link import AdaptiveLink
 from relay.schedule.fair import Fairness
-from relay.schedule.holds import Hold, Kind
+from relay.schedule.holds import Hold, HoldTable, Kind
+from relay.schedule.holds import to_json as holds_to_json
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
@@ -106,14 +107,23 @@ class Scheduler:
         warmup: WarmupCounts | None = None,
         warmup_path: Path | None = None,
         fairness: Fairness | None = None,
+        holds: HoldTable | None = None,
+        holds_path: Path | None = None,
     ) -> None:
         self.spool = spool
+        self.holds_path = holds_path  # where tenant/campaign holds are saved (holds.json)
+        self._holds_saving = asyncio.Lock()
+        self._holds_version = 0  # bumped at each hold/release; saves write the latest only
+        self._holds_saved = 0
+        self._holds_tasks: set[asyncio.Task[None]] = set()
         self.mx_lookup = mx_lookup
         self.warmup_path = warmup_path  # where the warm-up counts are saved
         self.transport = transport
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
         self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
+        if fairness is not None:
+            self.outcomes.by_tenant.configure(fairness.tenants)
         self.adaptive = adaptive
         self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
@@ -126,6 +136,7 @@ class Scheduler:
             providers=providers,
             warmup=warmup,
             fairness=fairness,
+            holds=holds,
         )
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
@@ -189,6 +200,8 @@ class Scheduler:
         """A new configuration's route settings: forget resolved ones, retry blocked queues."""
         self.live.reload(routes)
         self.core.reload(selector, providers, fairness)
+        if fairness is not None:
+            self.outcomes.by_tenant.configure(fairness.tenants)
 
     def wake(self) -> None:
         """Something outside changed (an FBL complaint, an operator command): look again."""
@@ -214,6 +227,7 @@ class Scheduler:
         now = self.clock.now()
         entry = self.core.holds.hold(kind, subject, target, now + duration, reason, binding)
         self.core.hold(entry)
+        self._holds_changed()
         self.events(
             f"{kind}_hold",
             {
@@ -233,10 +247,36 @@ class Scheduler:
         released = self.core.holds.release(kind, subject, target, binding)
         if released:
             self.core.release()
+            self._holds_changed()
             self.events(
                 f"{kind}_release", {kind: subject, "target": target.lower(), "binding": binding}
             )
         return released
+
+    def _holds_changed(self) -> None:
+        self._holds_version += 1
+        if self.holds_path is not None:
+            task = asyncio.get_running_loop().create_task(self.save_holds())
+            self._holds_tasks.add(task)
+            task.add_done_callback(self._holds_tasks.discard)
+
+    async def save_holds(self) -> None:
+        """Write the holds to holds_path (in a thread) when they changed since the last
+        save; one save at a time, each writing the table as it is when its turn comes."""
+        path = self.holds_path
+        if path is None:
+            return
+        async with self._holds_saving:
+            version = self._holds_version
+            if version == self._holds_saved:
+                return
+            text = holds_to_json(self.core.holds)
+            try:
+                await asyncio.to_thread(write_atomically, text, path)
+            except OSError as err:
+                log.error("cannot save the tenant/campaign holds to %s: %s", path, err)
+                return
+            self._holds_saved = version
 
     def holds(self) -> list[dict[str, object]]:
         return [asdict(row) for row in self.core.held_rows()]
@@ -272,6 +312,7 @@ class Scheduler:
             delivered=self.outcomes.counts["delivered"],
             deferred=self.outcomes.counts["deferred"],
             failed=self.outcomes.counts["failed"],
+            tenants=self.outcomes.by_tenant.snapshot(),
         )
 
     def queues(self) -> dict[str, list[dict[str, object]]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +18,5 @@ class SchedulerStatistics:
     delivered: int
     deferred: int
     failed: int
+    # tenant -> outcome -> recipients (configured tenants and the first seen: bounded)
+    tenants: Mapping[str, Mapping[str, int]] = field(default_factory=dict)

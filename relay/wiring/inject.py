@@ -24,6 +24,13 @@ def _listener_value(config: Config, option: str, index: int | None) -> Any:
     return resolve_listener(config, option, listen_index=index).value
 
 
+def _listener_set(config: Config, option: str, index: int) -> Any:
+    """A value set in the listener's scopes (None, not the option's default, when unset:
+    priority_class's default is the tenants')."""
+    resolved = resolve_listener(config, option, listen_index=index)
+    return None if resolved.scope is None else resolved.value
+
+
 def _listen_level(config: Config, option: str, index: int) -> Any:
     """A value set on the listen stanza itself (None when it only falls back)."""
     setting = config.listens[index].block.settings.get(option)
@@ -46,6 +53,7 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
                 _setting(block.settings.get("binding")),
                 _setting(block.settings.get("tenant")),
                 _setting(block.settings.get("campaign")),
+                _setting(block.settings.get("priority_class")),
             )
             for network, block in (*listen.peers, *config.listener_peers)
         ]
@@ -58,6 +66,7 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
                 binding=_listener_value(config, "binding", index),
                 tenant=_listener_value(config, "tenant", index),
                 campaign=_listener_value(config, "campaign", index),
+                priority=_listener_set(config, "priority_class", index),
                 peers=tuple(peers),
                 relay_hosts=tuple(relay_hosts) if relay_hosts is not None else None,
                 max_connections=_limit(max_connections) if max_connections is not None else None,

@@ -6,10 +6,12 @@ configured resolver when a match_mx rule needs one, as dispatch does)."""
 from __future__ import annotations
 
 from relay.config.model import Config
+from relay.config.values import WARMUP_PERIODS, parse_warmup_step
 from relay.deliver.dns import DnsResolver
 from relay.deliver.route import Router
 from relay.schedule.fair import Fairness
 from relay.schedule.providers import ProviderRule, classify
+from relay.schedule.warmup import date_start
 from relay.wiring.daemon import daemon_settings
 
 
@@ -30,6 +32,13 @@ def provider_rules(config: Config) -> tuple[ProviderRule, ...]:
                 message_throttle=values.get("outbound_throttle_messages"),
                 connection_throttle=values.get("outbound_throttle_connections"),
                 adaptive_rollup=bool(values.get("adaptive_provider_rollup", False)),
+                warmup_steps=tuple(
+                    (count, WARMUP_PERIODS[period])
+                    for count, period in map(parse_warmup_step, values.get("warmup_schedule", ()))
+                ),
+                warmup_start=(
+                    date_start(str(values["warmup_start"])) if "warmup_start" in values else 0.0
+                ),
             )
         )
     return tuple(rules)
@@ -67,4 +76,9 @@ def fairness(config: Config) -> Fairness:
         if "priority_class" in settings:
             classes[name] = str(settings["priority_class"].value)
     share = config.global_block.settings.get("bulk_min_share")
-    return Fairness(weights, classes, min(1.0, float(share.value)) if share else 0.1)
+    return Fairness(
+        weights,
+        classes,
+        min(1.0, float(share.value)) if share else 0.1,
+        frozenset(config.global_block.tenants),
+    )

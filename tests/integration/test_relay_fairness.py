@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.integration.relay_harness import RelayFactory
+from tests.integration.relay_harness import RelayFactory, RelayUnderTest
+from tests.integration.test_admin_http import call, inject
 from tests.support.fixtures import DnsServerFactory, SinkFactory
 from tests.support.sinks import Script
 
@@ -64,3 +65,71 @@ async def test_a_bad_priority_class_is_refused(
     with pytest.raises(aiosmtplib.SMTPDataError) as err:
         await relay.send("s@sender.test", ["x@one.test"], headers={"X-Priority-Class": "urgent"})
     assert err.value.code == 550 and "transactional or bulk" in err.value.message
+
+
+PRIORITY_ZONE = {"one.test": {"MX": ["10 mx.one.test."]}, "mx.one.test": {"A": ["127.0.0.10"]}}
+
+
+async def lookup(relay: RelayUnderTest, message_id: str) -> tuple[str, str]:
+    status, found, _ = await call(
+        relay, "GET", f"/api/v1/messages/{message_id}", token=relay.tokens["read"]
+    )
+    assert status == 200, found
+    return found["priority"], found["priority_from"]
+
+
+async def test_listener_peer_and_http_priority_defaults_and_the_header_wins(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(PRIORITY_ZONE)
+    await smtp_sink("127.0.0.10", script=Script(rcpt={"*": ["451 4.3.2 later"] * 50}))
+    relay = await relay_factory(
+        config(smtp_sink.port) + 'tenant "vip" { priority_class = transactional }\n',
+        dns=dns,
+        admin=True,
+        listener='binding_group = "g" priority_class = transactional',
+    )
+    await relay.send("s@sender.test", ["l@one.test"])  # the listener's class
+    await relay.send("s@sender.test", ["h@one.test"], headers={"X-Priority-Class": "bulk"})
+    await relay.wait(lambda: len(relay.events("reception")) == 2)
+    listener_id, header_id = (r["message_id"] for r in relay.events("reception"))
+    assert await lookup(relay, listener_id) == ("transactional", "message")
+    assert await lookup(relay, header_id) == ("bulk", "message")  # X-Priority-Class wins
+    ids = {}
+    for name, extra in (
+        ("http", {"priority": "transactional"}),
+        ("tenant", {"tenant": "vip"}),
+        ("plain", {}),
+        ("header", {"priority": "transactional", "headers": {"X-Priority-Class": "bulk"}}),
+    ):
+        body = {"from": "s@sender.test", "to": ["r@one.test"], "text": "x", **extra}
+        status, answer = await inject(relay, body)
+        assert status == 201, answer
+        ids[name] = answer["id"]
+    assert await lookup(relay, ids["http"]) == ("transactional", "message")
+    assert await lookup(relay, ids["tenant"]) == ("transactional", "tenant")
+    assert await lookup(relay, ids["plain"]) == ("bulk", "default")
+    assert await lookup(relay, ids["header"]) == ("bulk", "message")
+    status, answer = await inject(
+        relay, {"from": "s@sender.test", "to": ["r@one.test"], "text": "x", "priority": "urgent"}
+    )
+    assert status == 400 and answer["field"] == "priority"
+    assert "transactional or bulk" in answer["error"]
+
+
+async def test_a_peer_stanza_priority_class_beats_the_listeners(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(PRIORITY_ZONE)
+    await smtp_sink("127.0.0.10", script=Script(rcpt={"*": ["451 4.3.2 later"] * 50}))
+    relay = await relay_factory(
+        config(smtp_sink.port),
+        dns=dns,
+        admin=True,
+        listener='binding_group = "g" priority_class = bulk '
+        'peer "127.0.0.1/32" { priority_class = transactional }',
+    )
+    await relay.send("s@sender.test", ["p@one.test"])
+    await relay.wait(lambda: len(relay.events("reception")) == 1)
+    (reception,) = relay.events("reception")
+    assert await lookup(relay, reception["message_id"]) == ("transactional", "message")

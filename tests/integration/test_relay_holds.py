@@ -123,3 +123,40 @@ adaptive_reply_rule "content" {
     assert not any("later@one.test" in m.rcpt_tos for m in one.messages)
     await clock.advance(3601)  # the hold ends
     await relay.wait(lambda: any("later@one.test" in m.rcpt_tos for m in one.messages))
+
+
+async def test_an_admin_hold_survives_a_restart(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    clock = ManualClock(START)
+    dns = await dns_server(ZONE)
+    one = await smtp_sink("127.0.0.10")
+    relay = await relay_factory(
+        config(smtp_sink.port), dns=dns, admin=True, clock=clock, listener='binding_group = "g"'
+    )
+    await api(
+        relay,
+        "POST",
+        "/api/v1/holds",
+        {
+            "kind": "tenant",
+            "subject": "acme",
+            "domain": "one.test",
+            "duration": 3600,
+            "reason": "complaints",
+        },
+    )
+    saved = relay.directory / "spool" / "holds.json"
+    await relay.wait(saved.exists)  # written when the hold is added, not only at stop
+    await send(relay, "acme", "a@one.test")
+    relay = await relay_factory.restart(relay, clock=clock)
+    (row,) = (await api(relay, "GET", "/api/v1/holds"))["holds"]
+    assert (row["subject"], row["target"], row["until"]) == ("acme", "one.test", START + 3600)
+    await send(relay, "other", "o@one.test")
+    await relay.wait(lambda: len(one.messages) == 1)
+    await asyncio.sleep(0.3)
+    assert [r for m in one.messages for r in m.rcpt_tos] == ["o@one.test"]  # acme still held
+    await clock.advance(3601)  # the hold ends after the restart as it would have before
+    await relay.wait(lambda: len(one.messages) == 2)
+    relay = await relay_factory.restart(relay, clock=clock)
+    assert (await api(relay, "GET", "/api/v1/holds"))["holds"] == []

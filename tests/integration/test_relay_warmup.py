@@ -5,6 +5,7 @@ restart; the admin API and `relay admin bindings` show age, cap and count, and s
 
 from __future__ import annotations
 
+import asyncio
 import urllib.error
 
 import pytest
@@ -108,3 +109,40 @@ async def test_every_binding_capped_waits_and_leaves_the_next_day(
     await clock.advance(60)  # the next UTC day
     await relay.wait(lambda: len(sink.messages) == 6)
     assert by_peer(sink) == {"127.0.0.2": 3, "127.0.0.3": 3}
+
+
+async def test_a_provider_stanza_warmup_caps_each_binding_x_provider(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    clock = ManualClock(NOON)
+    zone = {
+        **ZONE,
+        "two.test": {"MX": ["10 mx.two.test."]},
+        "mx.two.test": {"A": ["127.0.0.11"]},
+    }
+    dns = await dns_server(zone)
+    one = await smtp_sink("127.0.0.10")
+    two = await smtp_sink("127.0.0.11")
+    relay = await relay_factory(
+        config(smtp_sink.port, "")
+        + 'provider "p" { match_domain = ( "one.test" "two.test" ) '
+        + 'warmup_schedule = ( "2/day" ) warmup_start = "2026-12-01" }\n',
+        dns=dns,
+        clock=clock,
+        listener='binding_group = "g"',
+    )
+    for i in range(3):  # 6 messages to the provider's two domains; 2 per binding a day
+        await relay.send("s@sender.test", [f"a{i}@one.test"])
+        await relay.send("s@sender.test", [f"b{i}@two.test"])
+    await relay.wait(lambda: len(one.messages) + len(two.messages) == 4)
+    await clock.advance(1)
+    await asyncio.sleep(0.3)
+    assert len(one.messages) + len(two.messages) == 4  # both bindings at the provider's cap
+    both: dict[str, int] = {}
+    for sink in (one, two):
+        for peer, n in by_peer(sink).items():
+            both[peer] = both.get(peer, 0) + n
+    assert both == {"127.0.0.2": 2, "127.0.0.3": 2}  # counted across the provider's domains
+    assert relay.events("transient_failure") == []  # waiting, not attempted
+    await clock.advance(DAY)  # the next UTC day: no cap past the schedule
+    await relay.wait(lambda: len(one.messages) + len(two.messages) == 6)

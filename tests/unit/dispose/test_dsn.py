@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+from email.header import decode_header, make_header
 from email.message import Message
 
 import pytest
@@ -136,3 +137,46 @@ def test_original_envelope_id_and_original_recipient_and_relayed() -> None:
     assert list(blocks[1].keys())[:2] == ["Original-Recipient", "Final-Recipient"]
     assert blocks[1]["Original-Recipient"] == "rfc822;A@x.test"
     assert blocks[1]["Action"] == "relayed" and blocks[1]["Status"] == "2.0.0"
+
+
+def dsn_with(tenant: str | None, campaign: str | None) -> Message:
+    raw = build_dsn(
+        original=ORIGINAL,
+        original_sender="sender@example.test",
+        original_id="M1",
+        received_at=1_700_000_000.0,
+        failures=[DsnRecipient("a@x.test", Reply.parse(550, "5.1.1 no such user"))],
+        reporting_mta="relay.example.test",
+        from_address="MAILER-DAEMON@relay.example.test",
+        now=1_700_000_100.0,
+        tenant=tenant,
+        campaign=campaign,
+    )
+    return email.message_from_bytes(raw)
+
+
+def test_the_tenant_and_campaign_are_in_the_headers_and_the_per_message_fields() -> None:
+    msg = dsn_with("acme", "spring\r\nBcc: x@y.test")  # a line break cannot add a field
+    assert msg["X-Tenant"] == "acme"
+    assert msg["X-Campaign"] == "spring Bcc: x@y.test"
+    assert msg["Bcc"] is None
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    assert parts[1].get_content_type() == "message/delivery-status"
+    blocks = parts[1].get_payload()
+    assert isinstance(blocks, list)
+    assert blocks[0]["X-Relay-Tenant"] == "acme"
+    assert blocks[0]["Reporting-MTA"] == "dns; relay.example.test"  # still a valid block
+    assert blocks[1]["Final-Recipient"] == "rfc822; a@x.test"
+
+
+def test_a_utf8_tenant_is_an_encoded_word_and_makes_the_status_global() -> None:
+    msg = dsn_with("café", None)
+    raw = msg["X-Tenant"]
+    assert raw.isascii() and str(make_header(decode_header(raw))) == "café"
+    assert msg["X-Campaign"] is None
+    parts = msg.get_payload()
+    assert isinstance(parts, list)
+    assert parts[1].get_content_type() == "message/global-delivery-status"
+    plain = dsn_with(None, None)
+    assert plain["X-Tenant"] is None and "X-Relay-Tenant" not in plain.as_string()
