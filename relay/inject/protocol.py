@@ -749,6 +749,19 @@ class Session:
                 return refusal
         return None
 
+    def _options(
+        self, params: str, table: Mapping[str, ParameterCheck], verb: str
+    ) -> tuple[str, ...] | str:
+        """MAIL/RCPT parameters after the path, checked against `table`: the options, or
+        the reply refusing them (none are allowed after HELO)."""
+        if not params:
+            return ()
+        if not self.esmtp:
+            return self._usage(verb)
+        options = tuple(params.split())
+        refusal = self._parameters(options, table, verb)
+        return options if refusal is None else refusal
+
     def _mail(self, arg: str) -> Event | None:
         if arg[:5].upper() != "FROM:":
             return self._say(self._usage("MAIL"))
@@ -757,14 +770,9 @@ class Session:
         if isinstance(path, str):
             return self._say(path)
         address, params = path
-        options: tuple[str, ...] = ()
-        if params:
-            if not self.esmtp:
-                return self._say(self._usage("MAIL"))
-            options = tuple(params.split())
-            refusal = self._parameters(options, MAIL_PARAMETERS, "MAIL")
-            if refusal is not None:
-                return self._say(refusal)
+        options = self._options(params, MAIL_PARAMETERS, "MAIL")
+        if isinstance(options, str):
+            return self._say(options)
         if utf8 and not _has_option(options, "SMTPUTF8"):
             return self._say(replies.UTF8_NEEDS_SMTPUTF8)
         refusal = self._check_sender(address, options)
@@ -796,14 +804,9 @@ class Session:
         if isinstance(path, str):
             return self._say(path)
         address, params = path
-        options: tuple[str, ...] = ()
-        if params:
-            if not self.esmtp:
-                return self._say(self._usage("RCPT"))
-            options = tuple(params.split())
-            refusal = self._parameters(options, RCPT_PARAMETERS, "RCPT")
-            if refusal is not None:
-                return self._say(refusal)
+        options = self._options(params, RCPT_PARAMETERS, "RCPT")
+        if isinstance(options, str):
+            return self._say(options)
         refusal = self._check_recipient(address)
         if refusal is not None:
             log.info("%s: RCPT %s refused: %s", self.client, address, refusal)
