@@ -9,8 +9,6 @@ raises on a bad file: it returns an empty engine and a warning saying why.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from relay.adaptive.engine import AdaptiveEngine, EngineConfig, PairState
 from relay.adaptive.events import Hold
 from relay.bind.suspensions import SuspensionTable
 from relay.config import values as v
+from relay.durable import write_atomically
 
 __all__ = ["FORMAT", "from_json", "load", "save", "to_json"]
 
@@ -145,26 +144,6 @@ def from_json(
 def save(engine: AdaptiveEngine, path: str | Path) -> None:
     """Write the state atomically: a reader sees the old file or the new one, never half."""
     write_atomically(to_json(engine), path)
-
-
-def write_atomically(text: str, path: str | Path) -> None:
-    """Write `text` to `path` via a temp file, fsync and rename (blocking: use a thread)."""
-    target = Path(path)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from relay.deliver.mta_sts import (
     refresh_needed,
     usable,
 )
+from relay.durable import write_atomically
 
 __all__ = [
     "PolicyFetchError",
@@ -178,12 +178,7 @@ class PolicyStore:
 
     def save(self, policies: dict[str, CachedPolicy]) -> None:
         data = {"version": STORE_VERSION, "policies": [p.to_json() for p in policies.values()]}
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=1, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
+        write_atomically(json.dumps(data, indent=1, sort_keys=True), self.path)
 
 
 class StsPolicies:

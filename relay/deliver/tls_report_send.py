@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from relay.deliver.tls_report import (
     parse_tlsrpt_record,
     report_mail,
 )
+from relay.durable import write_atomically
 
 __all__ = ["ReportSent", "TlsReports"]
 
@@ -92,12 +92,7 @@ class TlsReports:
         if self.path is None or not self.counts.changed:
             return
         self.counts.changed = False
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(self.counts.to_json(), file, sort_keys=True)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.path)
+        write_atomically(json.dumps(self.counts.to_json(), sort_keys=True), self.path)
 
     async def send_due(self) -> list[ReportSent]:
         """Report every finished day to its domain's rua (when it publishes one), then

@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from relay.clock import Clock
+from relay.durable import write_atomically
 from relay.notify import tail
 from relay.notify.settings import WebhookSettings
 
@@ -55,17 +56,7 @@ def load_cursor(path: Path) -> tail.Cursor | None:
 
 
 def save_cursor(path: Path, cursor: tail.Cursor) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as f:
-        f.write(json.dumps(list(cursor)))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(json.dumps(list(cursor)), path)
 
 
 def start_cursor(log_path: Path) -> tail.Cursor:

@@ -30,6 +30,7 @@ from relay.adaptive import (
 from relay.adaptive import state as adaptive_state
 from relay.adaptive.subjects import SubjectHold, SubjectRules
 from relay.bind.suspensions import SuspensionTable
+from relay.durable import write_atomically
 from relay.outcome import Outcome, RecipientResult, Reply
 from relay.schedule.route_settings import RouteSettings, RouteSettingsSource
 
@@ -289,7 +290,7 @@ class AdaptiveLink:
         text = adaptive_state.to_json(self.engine)
         self._dirty = False
         try:
-            await asyncio.to_thread(adaptive_state.write_atomically, text, self.state_path)
+            await asyncio.to_thread(write_atomically, text, self.state_path)
         except OSError as err:
             self._dirty = True
             log.error("cannot save adaptive state to %s: %s", self.state_path, err)

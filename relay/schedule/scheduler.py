@@ -22,12 +22,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
-from relay.adaptive.state import write_atomically
 from relay.adaptive.subjects import SubjectHold
 from relay.bind.selector import Selector
 from relay.clock import Clock
 from relay.dispose.decide import decide
 from relay.dispose.feedback import fbl_header
+from relay.durable import write_atomically
 from relay.outcome import Outcome, RecipientResult
 from relay.schedule.actions import (
     Action,

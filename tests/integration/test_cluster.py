@@ -148,10 +148,13 @@ async def test_redis_down_each_node_goes_on_at_its_share_and_back(
     assert metric(text, "relay_cluster_redis_up") == 1
     sink.arrivals.clear()
     sink.messages.clear()
-    await n1.send(25)  # n1 alone, sharing again: the whole 10/s is its, not its 5/s share
-    await wait_for(lambda: len(sink.messages) == 25, within=15)
-    # above the 5/s share (loose: a loaded machine is slow), never above the limit
-    assert 6.0 <= rate(sink.arrivals[10:]) <= 10.8, rate(sink.arrivals[10:])
+    await n1.send(35)  # n1 alone, sharing again: the whole 10/s is its, not its 5/s share
+    await wait_for(lambda: len(sink.messages) == 35, within=15)
+    # The restarted Redis (no persistence here) lost the bucket: a fresh burst goes first,
+    # with what the node still held of its local share. The steady rate is what counts:
+    # above the 5/s share (loose: a loaded machine is slow), never above the limit.
+    steady = sink.arrivals[-12:]
+    assert 6.0 <= rate(steady) <= 10.8, rate(steady)
 
 
 async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from relay.adaptive.state import write_atomically
 from relay.bind.build import build_selector
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import ManualClock
 from relay.config import loads
 from relay.config.errors import ConfigError
+from relay.durable import write_atomically
 from relay.schedule.actions import Action, WakeAt
 from relay.schedule.jobs import Job
 from relay.schedule.live_routes import LiveRoutes
