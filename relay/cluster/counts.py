@@ -12,8 +12,9 @@ only the pairs it sends to. Two nodes may decide the same suspension at once; ea
 the first it hears of (holds.py).
 
 A hold ending empties a pair's windows on every node (the hold was global) and moves its
-`cleared` time; another node's buckets written before its own clearing (since < this node's
-cleared - CLEAR_SLACK) are not counted, so old failures do not trip the pair again at once.
+`cleared` time; another node's buckets from before this node's clearing, written before
+that node emptied its own windows (since < this node's cleared - CLEAR_SLACK), are not
+counted, so old failures do not trip the pair again at once.
 Redis down: each node judges its own counts (clear_remote) until a sync answers again.
 """
 
@@ -112,8 +113,10 @@ class ClusterCounts:
                 if int(epoch) <= oldest:
                     self._stale.setdefault(key, set()).add(field)
                     continue
-                if node == self.node or since < cleared - CLEAR_SLACK:
+                if node == self.node:
                     continue
+                if since < cleared - CLEAR_SLACK and int(epoch) <= window.epoch(cleared):
+                    continue  # counted before this node's windows were emptied
                 for count_key, count in counts.items():
                     sums[count_key] = sums.get(count_key, 0) + int(count)
         acted = False

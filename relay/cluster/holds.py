@@ -121,7 +121,11 @@ class ClusterHolds:
         now = self.now()
         engine = self.adaptive.engine
         if message.get("type", "hold") == "live":
-            adjusted = engine.set_live(binding, domain, option, value, now, reason)
+            try:
+                adjusted = engine.set_live(binding, domain, option, value, now, reason)
+            except KeyError as err:  # a node of another version manages other options
+                log.warning("cluster: ignored a live value: %s", err)
+                return
             if adjusted is None:
                 return
             self._echo.append(adjusted)

@@ -83,6 +83,7 @@ class ClusterNodes:
         *,
         port: int | None = None,
         listen_options: str = "",
+        global_options: str = "",
     ) -> Node:
         folder = self.directory / name
         folder.mkdir()
@@ -103,6 +104,7 @@ resolv_conf = "{nowhere}"
 dns_port = 9
 ehlo_hostname = "{name}.relay.test"
 idle_timeout = 1
+{global_options}
 cluster {{
   redis_url = "{self.redis_url}"
   node_name = "{name}"

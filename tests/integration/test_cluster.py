@@ -116,6 +116,24 @@ async def test_a_cluster_connection_cap_holds_across_two_nodes(
     assert by_node(sink, "n1") and by_node(sink, "n2")
 
 
+async def test_a_host_scope_cluster_connection_cap_holds_across_two_nodes(
+    nodes: ClusterNodes, sink: SmtpSink
+) -> None:
+    """cluster_scope_max_outbound_connections in a global host stanza: at most 3 connections
+    to that host across every binding of every node."""
+    sink.script.data_delay = 0.3
+    host = 'host "127.0.0.1" { cluster_scope_max_outbound_connections = 3 }'
+    high = 'connection_allocation_aggressiveness = "high"'
+    n1, n2 = await asyncio.gather(
+        nodes.start("n1", high, global_options=host),
+        nodes.start("n2", high, global_options=host),
+    )
+    await asyncio.gather(n1.send(12), n2.send(12))
+    await wait_for(lambda: len(sink.messages) == 24, within=30)
+    assert sink.max_active == 3  # reached, never passed, with both nodes sending
+    assert by_node(sink, "n1") and by_node(sink, "n2")
+
+
 async def test_redis_down_each_node_goes_on_at_its_share_and_back(
     nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
 ) -> None:
