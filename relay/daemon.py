@@ -163,6 +163,8 @@ class Daemon:
                 settings.cluster, self._queue_size, read_password(settings.cluster)
             )
             await self.cluster.start()
+            # host-scope cluster_scope_max_outbound_connections: leases at connect time
+            self.gates.shared, self.gates.now = self.cluster.limits, self.clock.now
         self.scheduler = Scheduler(
             spool_access,
             settings.routes,

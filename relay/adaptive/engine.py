@@ -66,6 +66,7 @@ from relay.adaptive.knobs import (
     THROTTLE_FAMILY,
     Direction,
     clip,
+    is_gentler,
     knob_name,
     start_value,
     step,
@@ -112,6 +113,11 @@ class PairState:
     last_positive: float | None = None
     suspension: Hold | None = None
     blackhole: Hold | None = None
+    # adaptive_scope = global: what the other nodes counted in their windows (relay/cluster
+    # sets these; empty on a single node or while Redis cannot be asked).
+    remote_stats: dict[str, int] = field(default_factory=dict)
+    remote_fbl: dict[str, int] = field(default_factory=dict)
+    cleared: float = 0.0  # when a hold ending last emptied the windows (0: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,13 +249,14 @@ class AdaptiveEngine:
         pair.fbl.add(now, f"fbl:{kind.strip().lower()}")
         if not settings.sweep_rule_enabled:
             return
-        deliveries = pair.fbl.total("delivered", now)
+        pair.fbl.expire(now)
+        deliveries = _fbl(pair, "delivered")
         if deliveries <= 0 or deliveries < settings.fbl_volume_threshold:
             return
         for rule in settings.sweep_rules:
             if rule.kind != "fbl":
                 continue
-            rate = 100.0 * pair.fbl.sum(rule.codes) / deliveries
+            rate = 100.0 * sum(_fbl(pair, code) for code in rule.codes) / deliveries
             action = rule.action_for(rate)
             if action is not None:
                 reason = (
@@ -261,12 +268,11 @@ class AdaptiveEngine:
     def _check_rates(
         self, binding: str, domain: str, pair: PairState, now: float, settings: AdaptiveSettings
     ) -> None:
-        stats = pair.stats
-        attempts = stats.total("attempt")
+        attempts = _stat(pair, "attempt")
         if attempts <= 0 or attempts < settings.attempt_threshold:
             return
         if settings.default_suspension_enabled:
-            rejections = stats.total("temporary") + stats.total("permanent")
+            rejections = _stat(pair, "temporary") + _stat(pair, "permanent")
             limit = settings.rejection_rate_suspension_percentage
             if rejections * 100.0 > limit * attempts:
                 reason = (
@@ -279,7 +285,7 @@ class AdaptiveEngine:
         for rule in settings.sweep_rules:
             if rule.kind != "bounce":
                 continue
-            rate = 100.0 * stats.sum(rule.codes) / attempts
+            rate = 100.0 * sum(_stat(pair, code) for code in rule.codes) / attempts
             action = rule.action_for(rate)
             if action is not None:
                 reason = (
@@ -359,11 +365,10 @@ class AdaptiveEngine:
             return
         if pair.last_negative is not None and now - pair.last_negative < interval:
             return
-        stats = pair.stats
-        attempts = stats.total("attempt")
+        attempts = _stat(pair, "attempt")
         if attempts < max(1, self.config.min_attempts_for_increase):
             return
-        rejections = stats.total("temporary") + stats.total("permanent")
+        rejections = _stat(pair, "temporary") + _stat(pair, "permanent")
         if rejections * 100.0 > self.config.healthy_rejection_percentage * attempts:
             return
         options = tuple(dict.fromkeys((*THROTTLE_FAMILY, *pair.live)))
@@ -487,7 +492,7 @@ class AdaptiveEngine:
                 continue
             pair = self._pairs[(binding, domain)]
             ended: HoldKind = "suspension" if kind == "suspension" else "blackhole"
-            self._lift(binding, domain, pair, ended)
+            self._lift(binding, domain, pair, ended, now)
             self._pending.append(Resume(binding, domain, "expired", now, ended))
         if self._last_prune is None:
             self._last_prune = now
@@ -495,7 +500,7 @@ class AdaptiveEngine:
             self._last_prune = now
             self.prune(now)
 
-    def _lift(self, binding: str, domain: str, pair: PairState, kind: HoldKind) -> None:
+    def _lift(self, binding: str, domain: str, pair: PairState, kind: HoldKind, now: float) -> None:
         if kind == "suspension":
             pair.suspension = None
             self.suspensions.resume(binding, domain)
@@ -505,6 +510,8 @@ class AdaptiveEngine:
         pair.fingerprints.clear()
         pair.fbl.clear()
         pair.matches.clear()
+        pair.remote_stats, pair.remote_fbl = {}, {}
+        pair.cleared = now
 
     def due_actions(self, now: float) -> list[Event]:
         """Everything the scheduler must apply now, oldest first (runs `tick` first)."""
@@ -546,6 +553,60 @@ class AdaptiveEngine:
                 self._suppressed.pop((*key, kind), None)
         return len(idle)
 
+    # --- other nodes (adaptive_scope = global, relay/cluster) -------------------------
+    def set_remote(
+        self,
+        binding: str,
+        domain: str,
+        stats: Mapping[str, int],
+        fbl: Mapping[str, int],
+        now: float,
+        settings: AdaptiveSettings,
+    ) -> bool:
+        """What the other nodes counted for binding x domain in their windows now: the rules
+        judge this node's counts plus these (only for a pair this node sends to). New counts
+        are judged at once, as a record would (a node whose own mail came before the other
+        nodes' counts still acts). True when that queued events."""
+        pair = self._pairs.get((binding, domain.lower()))
+        if pair is None or (pair.remote_stats == stats and pair.remote_fbl == fbl):
+            return False
+        pair.remote_stats, pair.remote_fbl = dict(stats), dict(fbl)
+        if not settings.enabled:
+            return False
+        queued = len(self._pending)
+        self._check_rates(binding, domain.lower(), pair, now, settings)
+        return len(self._pending) > queued
+
+    def clear_remote(self) -> None:
+        """Back to this node's own counts (Redis cannot be asked)."""
+        for pair in self._pairs.values():
+            pair.remote_stats, pair.remote_fbl = {}, {}
+
+    def set_live(
+        self, binding: str, domain: str, option: str, value: Any, now: float, reason: str
+    ) -> Adjust | None:
+        """Another node moved a managed option of binding x domain: take its value (None:
+        back to the configured one) as if decided here, paced from now. None when this node
+        already has it (or an operator pinned the option here)."""
+        name = knob_name(option)
+        domain = domain.lower()
+        pair = self._pair(binding, domain, now)
+        old = pair.live.get(name)
+        if name in pair.overrides or old == value:
+            return None
+        if value is None:
+            pair.live.pop(name, None)
+        else:
+            pair.live[name] = value
+            if old is not None and is_gentler(KNOBS[name], old, value):
+                pair.last_negative = now
+            else:
+                pair.last_positive = now
+        pair.last_adjust = now
+        event = Adjust(binding, domain, name, old, value, reason, now)
+        self._pending.append(event)
+        return event
+
     # --- manual control --------------------------------------------------------------
     def override(self, binding: str, domain: str, option: str, value: Any, now: float) -> Adjust:
         """Pin a managed option to `value` for binding x domain until `reset`."""
@@ -572,6 +633,7 @@ class AdaptiveEngine:
         ]
         fresh = self.new_pair(now)
         fresh.suspension, fresh.blackhole = pair.suspension, pair.blackhole
+        fresh.cleared = now
         self._pairs[(binding, domain)] = fresh
         self._pending.extend(events)
         return events
@@ -603,7 +665,7 @@ class AdaptiveEngine:
         for kind, hold in (("suspension", pair.suspension), ("blackhole", pair.blackhole)):
             if hold is not None and hold.until > now:
                 ended: HoldKind = "suspension" if kind == "suspension" else "blackhole"
-                self._lift(binding, domain, pair, ended)
+                self._lift(binding, domain, pair, ended, now)
                 events.append(Resume(binding, domain, "operator", now, ended))
         self._pending.extend(events)
         return events
@@ -636,6 +698,15 @@ class AdaptiveEngine:
                 complaints={k: n for k, n in pair.fbl.totals.items() if k.startswith("fbl:")},
                 last_adjust=pair.last_adjust,
             )
+
+
+def _stat(pair: PairState, key: str) -> int:
+    """A stats window count: this node's, plus the other nodes' (adaptive_scope = global)."""
+    return pair.stats.totals.get(key, 0) + pair.remote_stats.get(key, 0)
+
+
+def _fbl(pair: PairState, key: str) -> int:
+    return pair.fbl.totals.get(key, 0) + pair.remote_fbl.get(key, 0)
 
 
 def v_pct(value: float) -> str:

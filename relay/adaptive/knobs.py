@@ -27,6 +27,7 @@ __all__ = [
     "Direction",
     "Knob",
     "clip",
+    "is_gentler",
     "knob_name",
     "start_value",
     "step",
@@ -124,6 +125,13 @@ def clip(knob: Knob, value: Any, bounds: tuple[Any, Any]) -> Any:
     if _rate(value) > _rate(high):
         return high
     return value
+
+
+def is_gentler(knob: Knob, old: Any, new: Any) -> bool:
+    """Whether `new` is gentler on the receiver than `old` (a step "down")."""
+    if knob.gentle == "lower":
+        return _rate(new) < _rate(old)
+    return _rate(new) > _rate(old)
 
 
 def start_value(knob: Knob, configured: Any, bounds: tuple[Any, Any]) -> Any:

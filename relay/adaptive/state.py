@@ -19,12 +19,13 @@ from relay.bind.suspensions import SuspensionTable
 from relay.config import values as v
 from relay.durable import write_atomically
 
-__all__ = ["FORMAT", "from_json", "load", "save", "to_json"]
+__all__ = ["FORMAT", "decode_value", "encode_value", "from_json", "load", "save", "to_json"]
 
 FORMAT = "relay-adaptive-state/1"
 
 
-def _encode_value(value: Any) -> Any:
+def encode_value(value: Any) -> Any:
+    """An option value as JSON data (a Throttle as {"throttle": [count, period]})."""
     if isinstance(value, v.Throttle):
         return {"throttle": [value.count, value.period]}
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -32,7 +33,7 @@ def _encode_value(value: Any) -> Any:
     raise TypeError(f"cannot save a {type(value).__name__} option value")
 
 
-def _decode_value(data: Any) -> Any:
+def decode_value(data: Any) -> Any:
     if isinstance(data, dict):
         count, period = data["throttle"]
         return v.Throttle(int(count), float(period))
@@ -66,8 +67,8 @@ def _encode_pair(binding: str, domain: str, pair: PairState) -> dict[str, Any]:
         "binding": binding,
         "domain": domain,
         "created": pair.created,
-        "live": {k: _encode_value(x) for k, x in pair.live.items()},
-        "overrides": {k: _encode_value(x) for k, x in pair.overrides.items()},
+        "live": {k: encode_value(x) for k, x in pair.live.items()},
+        "overrides": {k: encode_value(x) for k, x in pair.overrides.items()},
         "matches": {k: list(times) for k, times in pair.matches.items()},
         "last_adjust": pair.last_adjust,
         "last_negative": pair.last_negative,
@@ -108,8 +109,8 @@ def from_json(
         for item in data["pairs"]:
             binding, domain = str(item["binding"]), str(item["domain"])
             pair = engine.new_pair(float(item["created"]))
-            pair.live = {str(k): _decode_value(x) for k, x in item["live"].items()}
-            pair.overrides = {str(k): _decode_value(x) for k, x in item["overrides"].items()}
+            pair.live = {str(k): decode_value(x) for k, x in item["live"].items()}
+            pair.overrides = {str(k): decode_value(x) for k, x in item["overrides"].items()}
             pair.matches = {
                 str(k): deque(float(t) for t in ts) for k, ts in item["matches"].items()
             }

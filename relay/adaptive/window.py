@@ -83,6 +83,19 @@ class Window:
     def is_empty(self) -> bool:
         return not self.totals
 
+    def epoch(self, now: float) -> int:
+        """The bucket index `now` falls in (the same on every node with a synchronised clock)."""
+        return math.floor(now / self.width)
+
+    def bucket_counts(self, now: float) -> dict[int, dict[str, int]]:
+        """The live buckets by index (drops those older than the window first)."""
+        self._advance(now)
+        return {
+            epoch: dict(bucket)
+            for epoch, bucket in zip(self._epochs, self._slots, strict=True)
+            if bucket and epoch >= 0
+        }
+
     # --- internals -------------------------------------------------------------------
     def _advance(self, now: float) -> int:
         index = math.floor(now / self.width)

@@ -1,13 +1,15 @@
-"""`adaptive_scope = global`: a suspension (or its end) decided on one node applies on every
-node within a second.
+"""`adaptive_scope = global`: a suspension (or its end) and an adaptive throttle (a managed
+option moved) decided on one node apply on every node within a second.
 
-Each Suspend / Resume adaptive delivery applies here (AdaptiveLink.on_event) for a binding x
-domain whose adaptive_scope is global is recorded in Redis (a hash, so a node that joins or
-comes back later finds it) and pushed by pub/sub. Every node listens and applies what other
-nodes decided through its own adaptive engine (the suspension table's one writer); what it
-applies that way is not pushed back. `local` and `auto` (relay has no DuraVIP: local) stay on
-the node. Window counts are not aggregated across nodes (yet): each node decides on its own
-traffic, and what it decides applies everywhere.
+Each Suspend / Resume / Adjust adaptive delivery applies here (AdaptiveLink.on_event) for a
+binding x domain whose adaptive_scope is global is recorded in Redis and pushed by pub/sub.
+The record is a key that expires with what it holds (a suspension at its end; an adjusted
+value after adaptive_positive_adjustment_interval, by when delivery going well would have
+moved it back), so a node that joins or comes back later finds what is still in force and
+Redis keeps nothing old. Every node listens and applies what other nodes decided through its
+own adaptive engine (the one writer of suspensions and live values); what it applies that
+way is not pushed back. Operator overrides and resets of a live value stay on their node.
+`local` and `auto` (relay has no DuraVIP: local) stay on the node. Window counts: counts.py.
 """
 
 from __future__ import annotations
@@ -16,19 +18,27 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
-from relay.adaptive import Event, Resume, Suspend
+from relay.adaptive import Adjust, Event, Resume, Suspend
+from relay.adaptive.state import decode_value, encode_value
 from relay.cluster.store import RedisUnavailable, Store
 from relay.schedule.adaptive_link import AdaptiveLink
 
 log = logging.getLogger("relay.cluster")
+# Suspensions ending this close are one: two nodes that judged the same counts at once (or
+# the record read after the push) do not replace each other's.
+SAME_HOLD = 5.0
 LISTEN_WAIT = 0.25  # seconds per pub/sub read: the loop stays responsive to cancellation
 
 
 def hold_field(binding: str, domain: str) -> str:
     return json.dumps([binding, domain.lower()])
+
+
+def live_field(binding: str, domain: str, option: str) -> str:
+    return json.dumps([binding, domain.lower(), option])
 
 
 class ClusterHolds:
@@ -45,66 +55,88 @@ class ClusterHolds:
         self.node = node
         self.adaptive = adaptive
         self.now = now
-        self.wake = wake  # the scheduler: a hold changed
+        self.wake = wake  # the scheduler: a hold or live value changed
         self.retry = retry
-        self._remote = Counter[tuple[str, str]]()  # events of other nodes' decisions to come
+        self._echo: list[Event] = []  # events of other nodes' decisions, not to push back
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         adaptive.on_event = self.on_event
 
     # --- this node's decisions, out ------------------------------------------------------
     def on_event(self, event: Event) -> None:
-        if not isinstance(event, Suspend | Resume):
+        for index, echo in enumerate(self._echo):
+            if echo is event:
+                del self._echo[index]
+                return
+        if not isinstance(event, Suspend | Resume | Adjust):
             return
-        key = (event.binding, event.domain.lower())
-        if self._remote[key] > 0:
-            self._remote[key] -= 1
+        settings = self.adaptive.settings(event.binding, event.domain)
+        if settings.scope != "global":
             return
-        if self.adaptive.settings(event.binding, event.domain).scope != "global":
-            return
-        until = event.until if isinstance(event, Suspend) else None
-        message = json.dumps(
-            {
-                "node": self.node,
-                "binding": event.binding,
-                "domain": event.domain.lower(),
-                "until": until,
-                "reason": event.reason,
-            }
+        domain = event.domain.lower()
+        base: dict[str, Any] = {"node": self.node, "binding": event.binding, "domain": domain}
+        if isinstance(event, Adjust):
+            if event.reason.startswith("operator"):
+                return  # an operator's pin stays on the node it was set on
+            field = live_field(event.binding, domain, event.option)
+            message = {**base, "type": "live", "option": event.option}
+            message.update(value=encode_value(event.new), reason=event.reason)
+            ttl: float | None = settings.positive_adjustment_interval
+            kind = "live"
+        else:
+            until = event.until if isinstance(event, Suspend) else None
+            field = hold_field(event.binding, domain)
+            message = {**base, "type": "hold", "until": until, "reason": event.reason}
+            ttl = None if until is None else until - self.now()
+            kind = "hold"
+        task = asyncio.get_running_loop().create_task(
+            self._publish(kind, field, json.dumps(message), ttl)
         )
-        task = asyncio.get_running_loop().create_task(self._publish(key, message, until))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, key: tuple[str, str], message: str, until: float | None) -> None:
+    async def _publish(self, kind: str, field: str, message: str, ttl: float | None) -> None:
         try:
-            await self.store.publish_hold(hold_field(*key), message, until)
+            await self.store.share(kind, field, message, ttl)
         except RedisUnavailable:
-            log.warning("cluster: could not share the hold of %s x %s (Redis down)", *key)
+            log.warning("cluster: could not share %s %s (Redis down)", kind, field)
 
     # --- other nodes' decisions, in -------------------------------------------------------
     def apply(self, text: str) -> None:
         try:
             message = json.loads(text)
             node, binding, domain = message["node"], message["binding"], message["domain"]
-            until, reason = message["until"], str(message.get("reason", ""))
+            reason = f"{message.get('reason', '')} (node {node})"
+            if message.get("type", "hold") == "live":
+                option, value = str(message["option"]), decode_value(message["value"])
+                until = None
+            else:
+                until = message["until"]
+                until = None if until is None else float(until)
         except (ValueError, KeyError, TypeError):
-            log.warning("cluster: ignored a malformed hold message %r", text[:200])
+            log.warning("cluster: ignored a malformed adaptive message %r", text[:200])
             return
         if node == self.node:
             return
         now = self.now()
         engine = self.adaptive.engine
-        key = (binding, domain)
-        if until is None:
-            self._remote[key] += len(engine.resume(binding, domain, now))
-        elif float(until) > now:
+        if message.get("type", "hold") == "live":
+            try:
+                adjusted = engine.set_live(binding, domain, option, value, now, reason)
+            except KeyError as err:  # a node of another version manages other options
+                log.warning("cluster: ignored a live value: %s", err)
+                return
+            if adjusted is None:
+                return
+            self._echo.append(adjusted)
+        elif until is None:
+            self._echo.extend(engine.resume(binding, domain, now))
+        elif until > now:
             if self.adaptive.suspensions.is_suspended(binding, domain, now):
                 current = self.adaptive.suspensions.for_domain(domain, now).get(binding)
-                if current is not None and abs(current.until - float(until)) < 1e-3:
-                    return  # already applied (the hash, after the push)
-            self._remote[key] += 1
-            engine.suspend(binding, domain, now, float(until) - now, f"{reason} (node {node})")
+                if current is not None and abs(current.until - until) < SAME_HOLD:
+                    return  # already applied (the record, after the push), or decided here too
+            self._echo.append(engine.suspend(binding, domain, now, until - now, reason))
         else:
             return
         self.wake()
@@ -117,8 +149,9 @@ class ClusterHolds:
             try:
                 pubsub = await self.store.subscribe()
                 try:
-                    for text in await self.store.holds():  # what was decided before
-                        self.apply(text)
+                    for kind in ("hold", "live"):  # what was decided before
+                        for text in await self.store.shared(kind):
+                            self.apply(text)
                     while True:
                         pushed = await self.store.next_message(pubsub, LISTEN_WAIT)
                         if pushed is not None:

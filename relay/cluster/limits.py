@@ -2,10 +2,10 @@
 
 Throttles: per shared bucket the node holds a few tokens (share.batch_size) taken from Redis
 in one round trip (store.gcra); `take` spends one at once, and fetches the next batch in the
-background when half the batch is left (so a busy node rarely waits for one), making one
-round trip per batch, not per message. When Redis says the bucket is empty, its wait is kept
-and no more is asked until then. Unused tokens lapse after TOKEN_LIFETIME, so none are
-hoarded into a later burst.
+background when less than a batch is left (so a busy node rarely waits for one, even when
+a round trip is slow), making one round trip per batch, not per message. When Redis says
+the bucket is empty, its wait is kept and no more is asked until then. Unused tokens lapse
+after TOKEN_LIFETIME, so none are hoarded into a later burst.
 
 Leases: `acquire` uses a lease fetched earlier for the same caps, or starts fetching one and
 says "not now"; each held lease is renewed every lease_period / 3 and removed from Redis when
@@ -86,7 +86,7 @@ class ClusterLimits:
             pool.tokens = 0
         if pool.tokens:
             pool.tokens -= 1
-            if pool.tokens <= pool.want // 2 and not pool.fetching and now >= pool.empty_until:
+            if pool.tokens <= pool.want and not pool.fetching and now >= pool.empty_until:
                 self._fetch(key, throttle, pool, now)  # the next batch, before it is needed
             return 0.0
         if now < pool.empty_until:

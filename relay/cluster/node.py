@@ -1,7 +1,7 @@
-"""`ClusterNode`: this node's part of the cluster (limits.py, holds.py). Heartbeats (name,
-version, queue size, last seen) every heartbeat_interval, learns how many nodes are live
-(the fallback share divides by that last count), renews its leases, and notices Redis coming
-back.
+"""`ClusterNode`: this node's part of the cluster (limits.py, holds.py, counts.py).
+Heartbeats (name, version, queue size, last seen) every heartbeat_interval, learns how many
+nodes are live (the fallback share divides by that last count), renews its leases, and
+notices Redis coming back.
 
     node = ClusterNode(settings, queue_size=lambda: scheduler.statistics().scheduled)
     await node.start()        # never fails for want of Redis: it starts in fallback
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay import __version__
+from relay.cluster.counts import ClusterCounts
 from relay.cluster.holds import ClusterHolds
 from relay.cluster.limits import ClusterLimits
 from relay.cluster.settings import ClusterSettings
@@ -69,6 +70,7 @@ class ClusterNode:
         self.limits = ClusterLimits(self.store, self.name, lambda: self.live)
         self._task: asyncio.Task[None] | None = None
         self.holds: ClusterHolds | None = None
+        self.counts: ClusterCounts | None = None
         self._last_renew = 0.0
         self.store.on_change = self._redis_changed
 
@@ -112,11 +114,14 @@ class ClusterNode:
     async def share_holds(
         self, adaptive: AdaptiveLink, now: Callable[[], float], wake: Callable[[], None]
     ) -> None:
-        """Share suspensions of adaptive_scope = global pairs with the other nodes."""
+        """Share suspensions, adaptive throttles and window counts of adaptive_scope = global
+        pairs with the other nodes."""
         self.holds = ClusterHolds(
             self.store, self.name, adaptive, now, wake, self.settings.heartbeat_interval
         )
         await self.holds.start()
+        self.counts = ClusterCounts(self.store, self.name, adaptive, now, wake)
+        await self.counts.start()
 
     async def nodes(self) -> list[NodeRow]:
         """The live nodes as Redis knows them (RedisUnavailable when it cannot be asked)."""
@@ -131,6 +136,8 @@ class ClusterNode:
         ]
 
     async def stop(self) -> None:
+        if self.counts is not None:
+            await self.counts.stop()
         if self.holds is not None:
             await self.holds.stop()
         if self._task is not None:

@@ -1,8 +1,14 @@
 """The Lua scripts Redis runs atomically. Times come from Redis' own clock (TIME, with
 microseconds) so nodes with skewed clocks share one timeline; tests pass `now` instead.
 
-GCRA_TAKE mirrors gcra.take: KEYS[1] the bucket; ARGV emission, tolerance, want, now ("" for
-Redis' clock). Returns {granted, wait as a string} (Redis truncates Lua numbers to integers).
+GCRA_TAKE mirrors gcra.take: KEYS[1] the bucket, KEYS[2] the "Redis kept its data" marker;
+ARGV emission, tolerance, want, now ("" for Redis' clock). Returns {granted, wait as a
+string} (Redis truncates Lua numbers to integers). A bucket key that is missing while the
+marker is there lapsed (idle long enough to be full: tat 0, a whole burst). With the marker
+missing too, Redis lost its data (restarted without persistence, flushed, failed over) and
+nobody knows how much of the burst was spent this period: the bucket starts as just spent
+(tat = now + tolerance, one event now, then the rate), so a restart never lets a fresh burst
+through on top of what went before. The marker has no expiry.
 
 LEASE_ACQUIRE: KEYS the caps' sorted sets (member: lease id, score: expiry); ARGV lease id,
 lease period, now (""), then one limit per key. Expired leases go first; the lease is added to
@@ -30,7 +36,16 @@ GCRA_TAKE = (
 local emission = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
-local tat = tonumber(redis.call("GET", KEYS[1]) or "0")
+local stored = redis.call("GET", KEYS[1])
+local tat
+if stored then
+  tat = tonumber(stored)
+elseif redis.call("EXISTS", KEYS[2]) == 1 then
+  tat = 0
+else
+  tat = now + tolerance
+  redis.call("SET", KEYS[2], "1")
+end
 local start = math.max(tat, now)
 local room = math.floor((now + tolerance - start) / emission + 1e-6) + 1
 local granted = math.max(0, math.min(want, room))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -85,7 +86,8 @@ class Store:
     ) -> tuple[int, float]:
         """(tokens granted, wait when none) from the shared bucket `key`."""
         args = [repr(emission), repr(tolerance), str(want), "" if now is None else repr(now)]
-        reply: Any = await self._call("GCRA", lambda: self._gcra(keys=[key], args=args))
+        keys = [key, self.key("kept")]
+        reply: Any = await self._call("GCRA", lambda: self._gcra(keys=keys, args=args))
         return int(reply[0]), float(reply[1])
 
     async def acquire(
@@ -141,29 +143,69 @@ class Store:
 
         return await self._call("nodes", run)
 
-    # --- holds (adaptive_scope = global): state in a hash, changes pushed by pub/sub --------
-    async def publish_hold(self, field: str, message: str, until: float | None) -> None:
-        """Record (until: a suspension) or clear (None: a resume) one hold, and push it."""
+    # --- adaptive_scope = global: state in keys that expire, changes pushed by pub/sub ------
+    async def share(self, kind: str, field: str, message: str, ttl: float | None) -> None:
+        """Record one piece of shared state (kind "hold": a suspension, "live": an adjusted
+        option) for `ttl` seconds, or forget it (None), and push `message` to every node. The
+        key expires with what it holds, so Redis never keeps an old hold or throttle."""
 
         async def run() -> None:
+            key, index = self.key(kind, field), self.key(kind + "-index")
             async with self._redis.pipeline(transaction=True) as pipe:
-                if until is None:
-                    pipe.hdel(self.key("holds"), field)
+                if ttl is None or ttl <= 0:
+                    pipe.delete(key)
+                    pipe.srem(index, field)
                 else:
-                    pipe.hset(self.key("holds"), field, message)
+                    pipe.set(key, message, px=max(1, math.ceil(ttl * 1000)))
+                    pipe.sadd(index, field)
                 pipe.publish(self.key("holds"), message)
                 await pipe.execute()
 
         await self._call("publish", run)
 
-    async def holds(self) -> list[str]:
-        """Every recorded hold (for a node that joins, or comes back, later)."""
+    async def shared(self, kind: str) -> list[str]:
+        """Every piece of `kind` state still recorded (for a node that joins, or comes back,
+        later); the index forgets keys that expired."""
 
         async def run() -> list[str]:
-            found = await self._redis.hvals(self.key("holds"))
-            return [str(value) for value in found]
+            index = self.key(kind + "-index")
+            fields = sorted(str(name) for name in await self._redis.smembers(index))
+            if not fields:
+                return []
+            found = await self._redis.mget([self.key(kind, name) for name in fields])
+            gone = [name for name, value in zip(fields, found, strict=True) if value is None]
+            if gone:
+                await self._redis.srem(index, *gone)
+            return [str(value) for value in found if value is not None]
 
-        return await self._call("holds", run)
+        return await self._call("shared", run)
+
+    async def sync_counts(
+        self,
+        writes: Sequence[tuple[str, Mapping[str, str], Sequence[str], float]],
+        reads: Sequence[str],
+    ) -> list[dict[str, str]]:
+        """One round trip: each write (hash, fields to set, fields to delete, ttl), then every
+        field of each hash in `reads`."""
+
+        async def run() -> list[dict[str, str]]:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, fields, gone, ttl in writes:
+                    if fields:
+                        pipe.hset(key, mapping=dict[Any, Any](fields))
+                    if gone:
+                        pipe.hdel(key, *gone)
+                    pipe.pexpire(key, max(1, math.ceil(ttl * 1000)))
+                for key in reads:
+                    pipe.hgetall(key)
+                replies: list[Any] = await pipe.execute()
+            return (
+                [{str(k): str(v) for k, v in reply.items()} for reply in replies[-len(reads) :]]
+                if reads
+                else []
+            )
+
+        return await self._call("counts", run)
 
     async def subscribe(self) -> Any:
         """A pub/sub connection listening to the holds channel."""

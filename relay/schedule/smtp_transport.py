@@ -4,6 +4,8 @@ open an HTTP session (delivery_method HTTP); the session it opens sends and repo
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,7 +17,13 @@ from relay.deliver.route import Router
 from relay.deliver.settings import DeliverySettings
 from relay.deliver.tls_policy import OutboundTls, sts_hosts
 from relay.outcome import Reply
+from relay.schedule.limits import Cap
+from relay.schedule.shared import SHARED_RETRY, SharedLimits
 from relay.schedule.transport import ConnectFailed, Session
+
+# A connection waits this long for a cluster host-scope lease before it counts as refused by
+# relay's own limit (and is retried after LOCAL_LIMIT_RETRY).
+HOST_LEASE_WAIT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +32,9 @@ class HostLimits:
     configuration's host stanzas name it, lower case) -> limit. No entry: no per-host limit."""
 
     by_binding: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # Host-scope cluster_scope_max_outbound_connections: binding -> ip -> the cap, keyed by the
+    # host stanza that sets it (global host: one cap across all bindings, as the page says).
+    cluster: Mapping[str, Mapping[str, Cap]] = field(default_factory=dict)
 
     def limit(self, binding: str, ip: str) -> int:
         """The limit for connections from binding to ip; < 0: unlimited."""
@@ -32,14 +43,36 @@ class HostLimits:
             return -1
         return hosts.get(ip.lower(), -1)
 
+    def cluster_cap(self, binding: str, ip: str) -> Cap | None:
+        hosts = self.cluster.get(binding)
+        return hosts.get(ip.lower()) if hosts else None
+
 
 class HostGates:
-    """Host-scope max_outbound_connections: connections per destination IP, per binding.
-    `limits` is replaced on reload; open connections keep counting."""
+    """Host-scope max_outbound_connections: connections per destination IP, per binding; and
+    host-scope cluster_scope_max_outbound_connections as leases from `shared` (the cluster's
+    limits), waited for up to HOST_LEASE_WAIT. `limits` is replaced on reload; open
+    connections keep counting."""
 
-    def __init__(self, limits: HostLimits) -> None:
+    def __init__(
+        self,
+        limits: HostLimits,
+        shared: SharedLimits | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.limits = limits
+        self.shared = shared
+        self.now = now
         self._open: dict[tuple[str, str], int] = {}
+
+    async def _lease(self, caps: tuple[Cap, ...]) -> bool:
+        assert self.shared is not None
+        deadline = time.monotonic() + HOST_LEASE_WAIT
+        while not self.shared.acquire(caps, self.now()):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(SHARED_RETRY)
+        return True
 
     def gate(self, binding: str) -> Callable[[str], AbstractAsyncContextManager[bool]]:
         @asynccontextmanager
@@ -49,8 +82,14 @@ class HostGates:
             if 0 <= limit <= self._open.get(key, 0):
                 yield False
                 return
+            cap = self.limits.cluster_cap(binding, ip) if self.shared is not None else None
+            caps = () if cap is None else (cap,)
             self._open[key] = self._open.get(key, 0) + 1
             try:
+                if caps and not await self._lease(caps):
+                    caps = ()
+                    yield False
+                    return
                 yield True
             finally:
                 left = self._open[key] - 1
@@ -58,6 +97,8 @@ class HostGates:
                     self._open[key] = left
                 else:
                     del self._open[key]
+                if caps and self.shared is not None:
+                    self.shared.release(caps)
 
         return enter
 

@@ -27,6 +27,7 @@ from relay.config.model import Config
 from relay.config.resolve import chain
 from relay.inject.settings import InjectSettings
 from relay.schedule.fair import Fairness
+from relay.schedule.limits import Cap
 from relay.schedule.providers import ProviderRule
 from relay.schedule.smtp_transport import HostLimits
 from relay.wiring.cluster import cluster_settings
@@ -79,16 +80,24 @@ def _binding(config: Config, name: str) -> BindingSettings:
 
 
 def _host_limits(config: Config) -> HostLimits:
-    """Each binding's host stanzas with max_outbound_connections, most specific scope first
-    (binding, group, global), as `resolve(..., host=ip)` finds them."""
+    """Each binding's host stanzas with max_outbound_connections (or
+    cluster_scope_max_outbound_connections), most specific scope first (binding, group,
+    global), as `resolve(..., host=ip)` finds them."""
     by_binding: dict[str, dict[str, int]] = {}
+    cluster: dict[str, dict[str, Cap]] = {}
     for name in config.bindings:
         limits: dict[str, int] = {}
+        caps: dict[str, Cap] = {}
         for block in chain(config, binding=name):  # no domain: binding, group, global
             for host, host_block in block.hosts.items():
                 setting = host_block.settings.get("max_outbound_connections")
                 if setting is not None and host not in limits:
                     limits[host] = -1 if setting.value is None else int(setting.value)
+                shared = host_block.settings.get("cluster_scope_max_outbound_connections")
+                if shared is not None and shared.value is not None and host not in caps:
+                    caps[host] = (("cluster_host", host_block.path), int(shared.value))
         if limits:
             by_binding[name] = limits
-    return HostLimits(by_binding)
+        if caps:
+            cluster[name] = caps
+    return HostLimits(by_binding, cluster)

@@ -3,6 +3,7 @@ Redis and one listening address (reuse_port), and the cost of a cluster throttle
 is never reached (target: at least 0.9 of the rate without it). Same run, same machine.
 
     python -m tests.bench.cluster [--messages 2000] [--sessions 10] [--rounds 2] [--timeout 60]
+                                  [--out result.json]
 
 Every process is real: redis-server, the bench sink, `relay serve` nodes, the bench injector
 (tests/bench/inject.py) sending to the shared address. Rate = messages / (last arrival at the
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", help="write the rates as JSON here (tests/bench/run.py)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="relay-cluster-bench-"))
     redis_dir = work / "redis"
@@ -145,6 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best of {args.rounds}: " + ", ".join(f"{rate:,.0f}" for rate in best))
         print(f"2 nodes / 1 node: {best[1] / best[0]:.2f}")
         print(f"never-reached cluster throttle / none: {best[2] / best[0]:.2f} (target >= 0.9)")
+        if args.out:
+            result = {
+                "messages": args.messages,
+                "sessions": args.sessions,
+                "rounds": args.rounds,
+                "one_node": best[0],
+                "two_nodes": best[1],
+                "throttle_never_reached": best[2],
+                "runs": rates,
+            }
+            Path(args.out).write_text(json.dumps(result))
     finally:
         redis.kill()
         shutil.rmtree(work, ignore_errors=True)

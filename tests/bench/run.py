@@ -23,6 +23,9 @@ Scenarios (issue 8):
   k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
      and thread pool (tests/bench/dkim_sign.py) with the event loop's longest gap, and (b)
      again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
+  n  cluster (relay only, tests/bench/cluster.py): end-to-end rate of 1 node vs 2 nodes
+     sharing one redis-server and one address (reuse_port), and 1 node with a cluster
+     throttle whose limit is never reached (target >= 0.9 of the rate without it)
 Haraka 3 (npm, build/bench/haraka, one process) runs next to Postfix in b, p and their C-tools
 rows when `make bench-deps` could install it.
 Every run is bounded by its message count and by --timeout seconds; a run that hits the
@@ -46,6 +49,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.bench.systems import (
     BIN,
@@ -449,6 +453,7 @@ def build_table(
     d_ratios: list[float] | None = None,
     dkim: dict[str, float] | None = None,
     haraka_note: str | None = None,
+    cluster: dict[str, Any] | None = None,
 ) -> str:
     def g(key: str) -> Result | None:
         return res.get(key)
@@ -625,6 +630,9 @@ def build_table(
         row(s, "end-to-end msgs/s", "kb", "e2e_rate")
         row(s, "CPU ms/msg", "kb", "cpu_per_msg", 1000, 3)
 
+    if cluster is not None:
+        rows.extend(cluster_rows(cluster))
+
     head = ["scenario", "metric", "relay", "Postfix", "Haraka", "loopback", "relay/Postfix"]
     head += ["relay/Haraka", "relay/loopback", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -669,6 +677,64 @@ def build_table(
         out += ["", "Run notes:", *notes]
     out += extra
     return "\n".join(out) + "\n"
+
+
+def run_cluster(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """(n): tests/bench/cluster.py in a process of its own (its own redis-server, sink, nodes
+    and injector); {"error": ...} when it fails."""
+    out = bench.work / "cluster.json"
+    out.unlink(missing_ok=True)
+    command = [PY, "-m", "tests.bench.cluster", "--messages", str(args.cluster_messages)]
+    command += ["--rounds", str(args.cluster_rounds)]
+    command += ["--sessions", str(args.sessions), "--timeout", str(args.timeout)]
+    command += ["--out", str(out)]
+    try:
+        done = subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=(args.timeout + 30) * 3 * args.cluster_rounds + 60,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": "timed out"}
+    (bench.logs / "n-cluster.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0 or not out.exists():
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()[-300:]}"}
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def cluster_rows(cluster: dict[str, Any]) -> list[list[str]]:
+    """The (n) rows: end-to-end rates with their ratios in the note (relay only)."""
+    if "error" in cluster:
+        s = "(n) cluster: nodes sharing one Redis"
+        return [
+            [s, "end-to-end msgs/s", "error", "n/a", "n/a", "n/a", "-", "-", "-", cluster["error"]]
+        ]
+    one, two, throttled = (
+        cluster["one_node"],
+        cluster["two_nodes"],
+        cluster["throttle_never_reached"],
+    )
+    s = (
+        f"(n) cluster: nodes sharing one redis-server and one address (reuse_port), "
+        f"{cluster['messages']:,} msgs, best of {cluster['rounds']} alternating rounds"
+    )
+
+    def line(metric: str, value: float, note: str) -> list[str]:
+        return [s, metric, fmt(value), "n/a", "n/a", "n/a", "-", "-", "-", note]
+
+    return [
+        line("1 node, end-to-end msgs/s", one, "cluster stanza, no cluster limit"),
+        line("2 nodes, end-to-end msgs/s", two, f"2 nodes / 1 node: {ratio(two, one)}"),
+        line(
+            "1 node, cluster throttle never reached, msgs/s",
+            throttled,
+            f"vs none: {ratio(throttled, one)} (target >= 0.9)",
+        ),
+    ]
 
 
 def run_ctools(
@@ -856,7 +922,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--timeout", type=float, default=300.0, help="per run, seconds")
-    p.add_argument("--only", default="a,h,b,p,t,c,d,e,k", help="scenarios to run")
+    p.add_argument("--only", default="a,h,b,p,t,c,d,e,k,n", help="scenarios to run")
+    p.add_argument(
+        "--cluster-messages",
+        type=int,
+        default=5_000,
+        help="messages per run for n (tests/bench/cluster.py: 1 node, 2 nodes, a cluster "
+        "throttle never reached)",
+    )
+    p.add_argument(
+        "--cluster-rounds",
+        type=int,
+        default=3,
+        help="n: alternating rounds of its three runs, the best of each reported (this VM's "
+        "noise between runs is larger than the effects)",
+    )
     p.add_argument("--no-postfix", action="store_true")
     p.add_argument("--no-haraka", action="store_true")
     p.add_argument("--no-c-tools", action="store_true", help="skip the smtp-source rows")
@@ -1030,6 +1110,11 @@ def main(argv: list[str] | None = None) -> int:
         res["kr-relay"] = bench.case("kr", relay(dkim="rsa"), messages=n)
         res["ke-relay"] = bench.case("ke", relay(dkim="ed25519"), messages=n)
 
+    cluster: dict[str, Any] | None = None
+    if "n" in only:
+        bench.log("n: cluster nodes sharing one redis-server (tests/bench/cluster.py)")
+        cluster = run_cluster(bench, args)
+
     extra: list[str] = []
     if args.profile:
         raw = work / f"profile-{args.profile}.txt"
@@ -1058,7 +1143,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             extra += ["", f"Profile: py-spy wrote nothing; see {raw.with_suffix('.log')}"]
 
-    table = build_table(args, res, postfix_note, extra, d_ratios, dkim, haraka_note)
+    table = build_table(args, res, postfix_note, extra, d_ratios, dkim, haraka_note, cluster)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(table)
     print(table)

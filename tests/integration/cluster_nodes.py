@@ -34,12 +34,12 @@ class Node:
         self.port = port
         self.admin_url = f"http://127.0.0.1:{admin}"
 
-    async def send(self, count: int, domain: str = "x.test") -> None:
+    async def send(self, count: int, domain: str = "x.test", local: str = "r") -> None:
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=self.port, timeout=10) as smtp:
             for index in range(count):
                 msg = EmailMessage()
                 msg["From"] = "a@sender.test"
-                msg["To"] = f"r{index}@{domain}"
+                msg["To"] = f"{local}{index}@{domain}"
                 msg["Subject"] = f"{self.name} {index}"
                 msg.set_content("cluster test\n")
                 await smtp.send_message(msg)
@@ -83,6 +83,7 @@ class ClusterNodes:
         *,
         port: int | None = None,
         listen_options: str = "",
+        global_options: str = "",
     ) -> Node:
         folder = self.directory / name
         folder.mkdir()
@@ -103,6 +104,7 @@ resolv_conf = "{nowhere}"
 dns_port = 9
 ehlo_hostname = "{name}.relay.test"
 idle_timeout = 1
+{global_options}
 cluster {{
   redis_url = "{self.redis_url}"
   node_name = "{name}"
@@ -143,6 +145,10 @@ domain "x.test" {{
                     )
                 await asyncio.sleep(0.05)
         return node
+
+    def events(self, name: str) -> str:
+        path = self.directory / name / "events.jsonl"
+        return path.read_text() if path.exists() else ""
 
     def log(self, name: str) -> str:
         return (self.directory / name / "relay.log").read_text()

@@ -181,3 +181,49 @@ def test_record_returns_the_bounce_class_and_counts_it() -> None:
     assert (snap.attempts, snap.delivered, snap.rejections) == (3, 1, 1)
     assert snap.bounce_classes == {"bc:10": 1, "bc:24": 1}
     assert sum(snap.responses.values()) == 2
+
+
+def test_other_nodes_counts_add_to_this_nodes_and_are_judged_when_they_arrive() -> None:
+    """adaptive_scope = global: 6 rejections here and 6 counted by other nodes make the 10
+    attempts a rule needs; neither alone does."""
+    engine = AdaptiveEngine()
+    s = make_settings(
+        adaptive_default_suspension_enabled=True,
+        adaptive_attempt_threshold=10,
+        adaptive_rejection_rate_suspension_percentage=20.0,
+        adaptive_default_suspension=600.0,
+    )
+    for i in range(6):
+        engine.record("b1", "example.com", T, 451, "4.3.0", "mailbox busy", float(i), s)
+    assert engine.suspension("b1", "example.com", 6.0) is None
+    remote = {"attempt": 6, "temporary": 6}
+    assert engine.set_remote("b1", "example.com", remote, {}, 7.0, s)  # judged at once
+    hold = engine.suspension("b1", "example.com", 7.0)
+    assert hold is not None and "over 12 attempts" in hold.reason
+    assert not engine.set_remote("b1", "example.com", remote, {}, 8.0, s)  # nothing new
+    assert not engine.set_remote("b1", "nowhere.test", remote, {}, 8.0, s)  # not sent to here
+    engine.resume("b1", "example.com", 9.0)  # the windows empty, the others' counts too
+    assert engine.pairs[("b1", "example.com")].remote_stats == {}
+    assert engine.pairs[("b1", "example.com")].cleared == 9.0
+    engine.set_remote("b1", "example.com", remote, {}, 10.0, s)
+    engine.clear_remote()  # Redis down: this node's own counts only
+    assert engine.pairs[("b1", "example.com")].remote_stats == {}
+
+
+def test_a_live_value_decided_on_another_node_is_taken_and_paced_from_now() -> None:
+    engine = AdaptiveEngine()
+    event = engine.set_live(
+        "b1", "example.com", "outbound_throttle_messages", Rate(5, 1.0), 3.0, "x"
+    )
+    assert isinstance(event, Adjust) and event.new == Rate(5, 1.0)
+    pair = engine.pairs[("b1", "example.com")]
+    assert pair.live == {"outbound_throttle_messages": Rate(5, 1.0)} and pair.last_adjust == 3.0
+    assert engine.due_actions(3.0) == [event]
+    again = engine.set_live(
+        "b1", "example.com", "outbound_throttle_messages", Rate(5, 1.0), 4.0, "x"
+    )
+    assert again is None  # already so
+    down = engine.set_live(
+        "b1", "example.com", "outbound_throttle_messages", Rate(2, 1.0), 5.0, "x"
+    )
+    assert down is not None and pair.last_negative == 5.0

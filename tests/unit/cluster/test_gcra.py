@@ -46,6 +46,7 @@ def settings(url: str) -> ClusterSettings:
 
 async def test_the_lua_script_mirrors_the_reference(redis_server: RedisServer) -> None:
     store = Store(settings(redis_server.url))
+    await mark_kept(redis_server)  # a Redis that kept its data: a missing bucket is full
     start = 1_800_000_000.0
     times = [start + step * 0.037 for step in range(200)]
     tat = 0.0
@@ -59,8 +60,15 @@ async def test_the_lua_script_mirrors_the_reference(redis_server: RedisServer) -
     await store.close()
 
 
+async def mark_kept(redis_server: RedisServer) -> None:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.set("t:kept", "1")
+    await client.aclose()
+
+
 async def test_the_script_uses_redis_time_by_default(redis_server: RedisServer) -> None:
     store = Store(settings(redis_server.url))
+    await mark_kept(redis_server)
     granted, _ = await store.gcra("t:b2", EMISSION, TOLERANCE, 50)
     assert granted == 10
     granted, wait = await store.gcra("t:b2", EMISSION, TOLERANCE, 1)
@@ -70,3 +78,26 @@ async def test_the_script_uses_redis_time_by_default(redis_server: RedisServer) 
     await client.aclose()
     await store.close()
     assert scripts.GCRA_TAKE.count("TIME") == 1
+
+
+async def test_a_redis_that_lost_its_data_starts_the_bucket_as_just_spent(
+    redis_server: RedisServer,
+) -> None:
+    """No marker (a fresh or restarted Redis without persistence): one event now, then the
+    rate, never a fresh burst of 10. Once the marker is there, a bucket that lapsed while idle
+    is full again (a whole burst)."""
+    store = Store(settings(redis_server.url))
+    now = 1_800_000_000.0
+    granted, wait = await store.gcra("t:b3", EMISSION, TOLERANCE, 50, now=now)
+    assert granted == 1
+    granted, wait = await store.gcra("t:b3", EMISSION, TOLERANCE, 50, now=now)
+    assert granted == 0 and abs(wait - EMISSION) < 1e-5
+    granted, _ = await store.gcra("t:b3", EMISSION, TOLERANCE, 50, now=now + 0.5)
+    assert granted == 5  # the rate: 10/s
+    client = aioredis.Redis.from_url(redis_server.url)
+    assert await client.get("t:kept") == b"1" and await client.pttl("t:kept") == -1
+    await client.delete("t:b3")  # as if it lapsed while idle
+    await client.aclose()
+    granted, _ = await store.gcra("t:b3", EMISSION, TOLERANCE, 50, now=now + 10)
+    assert granted == 10  # the marker says Redis kept its data: a whole burst
+    await store.close()

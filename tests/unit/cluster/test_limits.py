@@ -40,8 +40,9 @@ async def test_tokens_come_in_batches_and_two_nodes_share_one_rate(
     a, b = node(redis_server.url, "a"), node(redis_server.url, "b")
     taken = await asyncio.gather(drive(a, FAST, 1.5), drive(b, FAST, 1.5))
     total = sum(taken)
-    # 1000/s for 1.5 s plus a burst of 1000: within a few percent, and both nodes got some.
-    assert 2300 <= total <= 2560, taken
+    # 1000/s for 1.5 s, within a few percent, and both nodes got some. No burst: this Redis
+    # is fresh (it has not kept the bucket: scripts.GCRA_TAKE starts it as just spent).
+    assert 1400 <= total <= 1560, taken
     assert min(taken) > 500
     # Batches, not one round trip per event (two nodes at the rate split each batch window).
     assert a.round_trips + b.round_trips < total / 4

@@ -39,6 +39,25 @@ def test_host_limits_match_the_resolver() -> None:
     assert limits.limit("b", "192.0.2.1") == 1
 
 
+def test_host_scope_cluster_caps_are_keyed_by_the_host_stanza_that_sets_them() -> None:
+    config = loads(
+        CONFIG
+        + """
+host "192.0.2.7" { cluster_scope_max_outbound_connections = 3 }
+binding "c" { host "192.0.2.7" { cluster_scope_max_outbound_connections = 1 } }
+"""
+    )
+    limits = compile_settings(config).host_limits
+    shared = (("cluster_host", ("host", "192.0.2.7")), 3)
+    assert limits.cluster_cap("a", "192.0.2.7") == shared  # global host: across bindings
+    assert limits.cluster_cap("b", "192.0.2.7") == shared
+    assert limits.cluster_cap("c", "192.0.2.7") == (
+        ("cluster_host", ("binding", "c", "host", "192.0.2.7")),
+        1,
+    )
+    assert limits.cluster_cap("a", "192.0.2.1") is None
+
+
 def test_daemon_binding_and_route_settings() -> None:
     settings = compile_settings(loads(CONFIG))
     assert settings.daemon.hostname == "relay.test"
