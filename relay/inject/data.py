@@ -43,6 +43,7 @@ class DataReader:
         self._overflowed = False  # the current line was too long and partly discarded
         self._refusal: str | None = None
         self._done = False
+        self._tail: bytes | None = None  # after a refusal: the last octets (see _discard)
 
     @property
     def done(self) -> bool:
@@ -57,8 +58,8 @@ class DataReader:
         """Consume bytes; return those after the terminator (empty until it is seen)."""
         if self._done:
             return chunk
-        if self._refusal is not None or self._overflowed:
-            return self._feed_lines(chunk)
+        if self._refusal is not None:
+            return self._discard(chunk)
         pending = self._pending
         if pending:
             pending += chunk
@@ -137,6 +138,27 @@ class DataReader:
             self._overflowed = True
         return b""
 
+    def _discard(self, chunk: bytes) -> bytes:
+        """After a refusal: only look for the terminator, at C speed (the reply is decided;
+        a 100 MB message over a 10 MB limit costs a `find` per chunk, not a loop per line).
+        `_tail` ends the stream read so far, with a CRLF standing for a line start, so the
+        terminator is the first <CRLF>.<CRLF> in `_tail + chunk` (exactly where the
+        line-by-line path would end)."""
+        tail = self._tail
+        if tail is None:  # the line-by-line path was reading until now
+            pending = bytes(self._pending)
+            self._pending.clear()
+            tail = pending if self._overflowed else b"\r\n" + pending
+            self._overflowed = False
+        data = tail + chunk
+        end = data.find(_CRLF_DOT_CRLF)
+        if end >= 0:
+            self._done = True
+            self._tail = None
+            return data[end + 5 :]
+        self._tail = data[-4:]
+        return b""
+
     def content(self) -> bytes:
         """The message as received: CRLF line ends, dot-unstuffed. Only once done, unrefused."""
         if not self._done or self._refusal is not None:
@@ -189,8 +211,8 @@ class ChunkFeeder:
         self._tail = b"\r\n"  # the last two octets so far: the start counts as a line start
 
     def feed(self, chunk: bytes) -> None:
-        if not chunk:
-            return
+        if not chunk or self.reader.refusal is not None:
+            return  # refused: the octets are only counted off (the reply is decided)
         stuffed = chunk.replace(b"\r\n.", b"\r\n..")
         tail = self._tail
         if chunk[:1] == b"." and tail == b"\r\n":

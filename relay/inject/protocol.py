@@ -798,11 +798,11 @@ class Session:
         if arg[:3].upper() != "TO:":
             return self._say(self._usage("RCPT"))
         utf8 = not arg.isascii()
-        if utf8 and not _has_option(self.mail_options, "SMTPUTF8"):
-            return self._say(replies.UTF8_NEEDS_SMTPUTF8)
         path = self._path(arg[3:], utf8)
         if isinstance(path, str):
-            return self._say(path)
+            return self._say(path)  # also non-ASCII parameters (an ASCII address)
+        if utf8 and not _has_option(self.mail_options, "SMTPUTF8"):
+            return self._say(replies.UTF8_NEEDS_SMTPUTF8)
         address, params = path
         options = self._options(params, RCPT_PARAMETERS, "RCPT")
         if isinstance(options, str):

@@ -119,7 +119,7 @@ def help_list(code: int, verbs: str) -> str:
 
 
 def unknown_command(verb: str) -> str:
-    return f'500 5.5.1 Error: command "{verb}" not recognized'
+    return f'500 5.5.1 Error: command "{_visible(verb)}" not recognized'
 
 
 def unknown_parameters(verb: str) -> str:
@@ -128,7 +128,7 @@ def unknown_parameters(verb: str) -> str:
 
 
 def cannot_vrfy(argument: str) -> str:
-    return f"502 5.5.1 Could not VRFY {argument}"
+    return f"502 5.5.1 Could not VRFY {_visible(argument)}"
 
 
 def unknown_group(name: str) -> str:
@@ -166,6 +166,14 @@ def bad_priority(name: str) -> str:
 
 def bad_address(reason: str) -> str:
     return f"553 5.1.3 {reason}"
+
+
+def _visible(text: str) -> str:
+    """The client's text echoed in a reply: each control octet (NUL, a bare CR, ...) and
+    non-ASCII character becomes "?" (a reply line is printable ASCII)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
 
 
 def _printable(text: str) -> str:

@@ -224,7 +224,7 @@ async def _serve(ctx: ListenerContext, reuse_port: bool) -> asyncio.Server:
             family=socket.AF_INET6 if ":" in host else socket.AF_INET,
             reuse_address=True,
             reuse_port=reuse_port or listener.reuse_port or None,
-            backlog=512,
+            backlog=listener.backlog,
         )
     except OSError as error:
         raise ListenError(

@@ -92,6 +92,7 @@ class ListenerSettings:
     relay_hosts: tuple[IPNetwork, ...] | None = None
     max_connections: int | None = None
     reuse_port: bool = False  # SO_REUSEPORT: several relay nodes on one host share it
+    backlog: int = 500  # `listen_backlog`: connections the kernel queues before accept
 
     def __post_init__(self) -> None:
         parse_listen_address(self.listen)

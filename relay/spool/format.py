@@ -54,6 +54,7 @@ HEADER_SIZE = _HEADER.size
 TRAILER_SIZE = _TRAILER.size
 MAX_BODY = 1 << 31
 _U32 = struct.Struct("<I")
+_RESERVED = b"\0\0\0"
 
 
 class RecordKind(enum.IntEnum):
@@ -252,9 +253,12 @@ def encode_remove(message_id: str) -> bytes:
 
 
 def _load_json(data: bytes | memoryview) -> dict[str, object]:
+    raw = bytes(data)
     try:
-        doc = json.loads(bytes(data))
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = json.loads(raw)
+        if b"\\u" in raw:  # an escape may make a lone surrogate, which no record can hold
+            json.dumps(doc, ensure_ascii=False).encode()
+    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
         raise FormatError(f"bad JSON in record: {exc}") from None
     if not isinstance(doc, dict):
         raise FormatError("record JSON is not an object")
@@ -275,7 +279,7 @@ def _recipient_from_row(row: object) -> tuple[object, Recipient]:
             last_response=str(last_response),
             delay_notices=int(notices),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: int(Infinity)
         raise FormatError(f"bad recipient row {row!r}: {exc}") from None
     return key, recipient
 
@@ -302,12 +306,16 @@ def decode_message(body: bytes) -> tuple[Envelope, int]:
     esmtp = doc.get("esmtp")  # only messages given DSN / SMTPUTF8 / REQUIRETLS parameters
     if not isinstance(received_at, (int, float)):
         raise FormatError("message record without reception time")
+    try:
+        received = float(received_at)
+    except OverflowError:  # an integer of hundreds of digits
+        raise FormatError(f"bad reception time {received_at}") from None
     envelope = Envelope(
         message_id=str(doc.get("id")),
         sender=sys.intern(str(doc.get("from"))),
         binding_group=sys.intern(str(doc.get("group"))),
         binding=None if binding is None else str(binding),
-        received_at=float(received_at),
+        received_at=received,
         recipients=recipients,
         size=len(body) - start,
         client=_client(doc.get("client")),
@@ -373,6 +381,8 @@ def parse_record(data: bytes | memoryview, offset: int) -> Record:
         raise FormatError("bad record magic")
     if zlib.crc32(data[offset : offset + _HEADER_CRC_SPAN]) != header_crc:
         raise FormatError("header checksum mismatch")
+    if data[offset + 5 : offset + 8] != _RESERVED:
+        raise FormatError("reserved header bytes not zero")  # relay writes zeros only
     try:
         record_kind = RecordKind(kind)
     except ValueError:

@@ -71,6 +71,7 @@ def inject_settings(config: Config, hostname: str) -> InjectSettings:
                 relay_hosts=tuple(relay_hosts) if relay_hosts is not None else None,
                 max_connections=_limit(max_connections) if max_connections is not None else None,
                 reuse_port=bool(_listener_value(config, "reuse_port", index)),
+                backlog=int(_listener_value(config, "listen_backlog", index)),
             )
         )
     cert = _listener_value(config, "tls_certificate", None)
