@@ -115,8 +115,8 @@ async def paced(
     latencies: list[tuple[float, float]],
 ) -> Counts:
     """`sessions` sessions sending `rate` messages/s between them on a fixed schedule (a late
-    message goes at once; none starts after `seconds`); (time.monotonic(), latency) of each
-    accepted message goes to `latencies`."""
+    message goes at once; none starts after `seconds`, late or not); (time.monotonic(),
+    latency) of each accepted message goes to `latencies`."""
     interval = sessions / rate
     start = time.monotonic()
     counts = Counts()
@@ -126,7 +126,9 @@ async def paced(
         session = await Session.open("127.0.0.1", port)
         try:
             due = start + interval * index / sessions
-            while due < start + seconds and (seq := next(seqs, None)) is not None:
+            end = start + seconds
+            # behind schedule, a session catches up, but never past the end
+            while due < end and time.monotonic() < end and (seq := next(seqs, None)) is not None:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
