@@ -6,6 +6,7 @@ the numbers are the ones the spool, scheduler and event log keep anyway.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -107,6 +108,13 @@ class RelayCollector(Collector):
         for binding, count in sorted(daemon.suspended_counts().items()):
             suspended.add_metric([binding], count)
         yield suspended
+        # Scraped inside the daemon's event loop: a number that climbs under steady traffic
+        # (or stays up after it) is a leaked task (tests/reliability/test_under_load.py).
+        yield GaugeMetricFamily(
+            "relay_asyncio_tasks",
+            "asyncio tasks alive in the daemon's event loop",
+            value=len(asyncio.all_tasks()),
+        )
         cluster = daemon.cluster_status()
         if cluster is not None:
             yield GaugeMetricFamily(

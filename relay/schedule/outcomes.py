@@ -4,6 +4,7 @@ scheduler, the only owner of queue state, queues them."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -58,8 +59,10 @@ class OutcomeRecorder:
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
         self.by_tenant = TenantCounts()  # the same, per tenant (bounded: tenant_counts.py)
         # message id -> (binding group, binding, time) of its last attempt, for the admin's
-        # message lookup: in memory only (lost at a restart), the newest LAST_ATTEMPTS kept
-        self.last_attempts: dict[str, tuple[str, str, float]] = {}
+        # message lookup: in memory only (lost at a restart), the newest LAST_ATTEMPTS kept.
+        # An OrderedDict: a plain dict's oldest entry, next(iter(d)), is found by skipping
+        # every entry deleted before it, which took 0.7 ms per delivery once it was full.
+        self.last_attempts: OrderedDict[str, tuple[str, str, float]] = OrderedDict()
 
     async def record(
         self,
@@ -149,10 +152,10 @@ class OutcomeRecorder:
 
     def _attempted(self, job: Job, policy: RouteSettings) -> None:
         attempts = self.last_attempts
-        attempts.pop(job.message_id, None)  # to the end: the oldest go first
         attempts[job.message_id] = (job.group, policy.binding, self.clock.now())
+        attempts.move_to_end(job.message_id)  # the oldest go first
         if len(attempts) > LAST_ATTEMPTS:
-            del attempts[next(iter(attempts))]
+            attempts.popitem(last=False)
 
     async def discard(self, job: Job, reply: Reply, policy: RouteSettings) -> None:
         """The job's recipients end here without a delivery and without a DSN (an

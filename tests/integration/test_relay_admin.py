@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import sys
 from typing import Any
 
@@ -141,6 +142,7 @@ async def test_flush_queues_metrics_and_reload(
     assert "relay_spool_messages 0.0" in metrics
     assert 'relay_recipients_total{outcome="delivered"} 1.0' in metrics
     assert 'relay_events_total{event="transient_failure"} 1.0' in metrics
+    assert re.search(r"^relay_asyncio_tasks [1-9]", metrics, re.M)  # this daemon's own loop
 
     conf = relay.directory / "relay.conf"
     good = conf.read_text()

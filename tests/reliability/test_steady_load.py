@@ -1,0 +1,96 @@
+"""The under-load test's pure parts: percentiles, windows and the verdict on the figures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.reliability.steady_load import (
+    Figures,
+    Limits,
+    judge,
+    open_fds,
+    percentile,
+    rss_kb,
+    windows,
+)
+
+
+def healthy() -> Figures:
+    return Figures(
+        seconds=120,
+        rate=300,
+        achieved=299,
+        injected=1000,
+        delivered=1000,
+        arrived=1000,
+        idle_p99=0.010,
+        load_p99=0.019,
+        rss_warm_kb=70_000,
+        rss_peak_kb=72_000,
+        fds_baseline=24,
+        fds_after=24,
+        tasks_baseline=9,
+        tasks_after=9,
+    )
+
+
+def test_percentile_is_the_nearest_rank() -> None:
+    values = [float(x) for x in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([3.0], 99) == 3.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 99)
+
+
+def test_windows_take_the_p99_of_each_interval() -> None:
+    samples = [(100.0 + t / 10, float(t)) for t in range(200)]  # 20 s, 10 values a second
+    assert windows(samples, 100.0, 10.0) == [98.0, 198.0]
+
+
+def test_a_relay_that_held_up_has_no_problems() -> None:
+    assert judge(healthy(), Limits()) == []
+
+
+def test_each_kind_of_failure_is_named() -> None:
+    f = healthy()
+    f.rss_peak_kb = f.rss_warm_kb + 17 * 1024
+    f.load_p99 = 0.021
+    f.fds_after = 25
+    f.tasks_after = 10
+    f.refused = 2
+    f.arrived = 999
+    problems = judge(f, Limits())
+    assert problems == [
+        "RSS grew 17408 kB after the warm-up (bound 16384 kB)",
+        "p99 latency under load 21.0 ms is over 2.0x the idle p99 10.0 ms",
+        "25 fds open after the load, 24 before",
+        "10 asyncio tasks after the load, 9 before",
+        "2 injections under load were not answered 250",
+        "1000 injected but 1000 delivered, 999 at the sink",
+    ]
+
+
+def test_latency_is_not_judged_while_other_work_holds_the_cores() -> None:
+    f = healthy()
+    f.load_p99 = 0.100
+    f.other_cores = 1.5
+    assert judge(f, Limits()) == []
+    f.other_cores = 0.1
+    assert judge(f, Limits()) == [
+        "p99 latency under load 100.0 ms is over 2.0x the idle p99 10.0 ms"
+    ]
+
+
+def test_a_load_short_of_its_target_is_a_problem() -> None:
+    f = healthy()
+    f.achieved = 200
+    assert judge(f, Limits()) == ["the load reached 200 msg/s of 300 targeted"]
+
+
+def test_proc_readings_of_this_process() -> None:
+    assert rss_kb(os.getpid()) > 1000
+    assert open_fds(os.getpid()) >= 3
