@@ -275,7 +275,7 @@ class Queues:
         holds = self.holds
         tenant = job.tenant
         if holds and (tenant is not None or job.campaign is not None):
-            hold = holds.for_job(tenant, job.campaign, domain, self._provider_key(domain), now)
+            hold = holds.for_job(tenant, job.campaign, domain, self.provider_key(domain), now)
             if hold is not None:
                 self._park_job(job, hold)
                 return True  # out of the FIFO: the rest of the domain's mail flows
@@ -571,7 +571,8 @@ class Queues:
         return out
 
     # --- tenant and campaign holds (holds.py) ---------------------------------------------
-    def _provider_key(self, domain: str) -> str | None:
+    def provider_key(self, domain: str) -> str | None:
+        """The domain's provider as a hold target ("provider:NAME"); None: in none."""
         provider = self.provider_of(domain)
         return None if provider is None else ROLLUP_PREFIX + provider.lower()
 

@@ -141,6 +141,7 @@ class Scheduler:
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
             adaptive.key_of = self._adaptive_key
+            adaptive.provider_key_of = self.core.provider_key
             adaptive.hold_subject = self._adaptive_hold
         self._parked: dict[Connection, asyncio.Future[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -209,7 +210,15 @@ class Scheduler:
 
     def _adaptive_hold(self, found: SubjectHold) -> None:
         kind: Kind = "tenant" if found.kind == "tenant" else "campaign"
-        self.hold(kind, found.subject, found.target, found.duration, found.reason, by="adaptive")
+        self.hold(
+            kind,
+            found.subject,
+            found.target,
+            found.duration,
+            found.reason,
+            found.binding,
+            by="adaptive",
+        )
 
     # --- tenant and campaign holds (holds.py) ---------------------------------------------
     def hold(
