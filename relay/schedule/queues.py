@@ -29,7 +29,7 @@ import itertools
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -637,8 +637,30 @@ class Queues:
         """The binding's warm-up as binding x domain sees it: its age in days, the cap in
         force and the count so far (None: no warm-up schedule)."""
         plan = self._policy(binding, domain).warmup
-        if plan is None:
-            return None
+        return None if plan is None else self._plan_status(binding, plan, now)
+
+    def warmup_details(
+        self, binding: str, domains: Iterable[str], now: float
+    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """The binding's warm-up per binding x domain (the plans of domain stanzas, for
+        `domains` and the domains it has a ready queue for) and per binding x provider (every
+        provider stanza with a warmup_schedule): rows of warmup_status plus their domain /
+        provider."""
+        names = set(domains) | {d for (b, d) in self._ready if b == binding}
+        by_domain: list[dict[str, object]] = []
+        for domain in sorted(names):
+            plan = self._policy(binding, domain).warmup
+            if plan is not None and not plan.binding_wide:
+                by_domain.append({"domain": domain, **self._plan_status(binding, plan, now)})
+        by_provider: list[dict[str, object]] = []
+        for rule in self.providers.rules:
+            limits = self.providers.limits(binding, rule.name) if rule.warmup_steps else None
+            if limits is not None and limits.warmup is not None:
+                status = self._plan_status(binding, limits.warmup, now)
+                by_provider.append({"provider": rule.name, **status})
+        return by_domain, by_provider
+
+    def _plan_status(self, binding: str, plan: WarmupPlan, now: float) -> dict[str, object]:
         start = self.warmup.start_of(binding)
         begin = plan.start if start is None else start
         cap = cap_now(plan, now, start)

@@ -17,7 +17,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol, assert_never
@@ -611,6 +611,12 @@ class Scheduler:
     def warmup_status(self, binding: str, domain: str = "") -> dict[str, object] | None:
         """Age, today's cap and count of binding's warm-up (binding scope: domain "")."""
         return self.core.warmup_status(binding, domain, self.clock.now())
+
+    def warmup_details(
+        self, binding: str, domains: Iterable[str] = ()
+    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """binding's warm-up per binding x domain and per binding x provider (Queues)."""
+        return self.core.warmup_details(binding, domains, self.clock.now())
 
     def set_warmup_age(self, binding: str, days: int) -> float:
         """Make the binding `days` days old (day `days` of its schedules); returns the new
