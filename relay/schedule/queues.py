@@ -251,12 +251,12 @@ class Queues:
             key = ring.popleft()
             self._in_ring.discard(key)
             queue = self._due.get(key)
-            if not queue:
+            if queue is None or not queue.size:
                 continue
             if self._place(queue[0], now, out):
                 queue.popleft()
                 placed = True
-            if queue:
+            if queue.size:
                 if key not in self._blocked:
                     self._in_ring.add(key)
                     ring.append(key)
@@ -381,7 +381,7 @@ class Queues:
             return  # an open connection is waiting for mail: it takes the next job
         policy = rq.policy
         # Enough connections that each has at most connection_depth messages waiting.
-        needed = -(-len(rq.jobs) // policy.connection_depth) - len(rq.connections)
+        needed = -(-rq.jobs.size // policy.connection_depth) - len(rq.connections)
         while needed > 0:
             if 0 <= policy.max_connections <= len(rq.connections):
                 return
@@ -487,7 +487,7 @@ class Queues:
                 conn.state = ACTIVE
             if self._stopping:
                 return CLOSE  # finish the current message, leave the rest spooled
-            if not rq.jobs:
+            if not rq.jobs.size:
                 if state is PARKED or state is WOKEN or self._starved:
                     return CLOSE  # idle long enough, or another queue needs the slot
                 self._park(conn)
@@ -564,9 +564,9 @@ class Queues:
         out: list[Action] = []
         starved, self._starved = self._starved, set()
         for other in starved:
-            if other.jobs:
+            if other.jobs.size:
                 self._maybe_open(other, now, out)
-        if rq.jobs:
+        if rq.jobs.size:
             self._maybe_open(rq, now, out)
         return out
 
