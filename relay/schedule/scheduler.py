@@ -322,6 +322,7 @@ class Scheduler:
             deferred=self.outcomes.counts["deferred"],
             failed=self.outcomes.counts["failed"],
             tenants=self.outcomes.by_tenant.snapshot(),
+            campaigns=self.outcomes.by_campaign.snapshot(),
         )
 
     def queues(self) -> dict[str, list[dict[str, object]]]:
