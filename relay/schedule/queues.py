@@ -307,10 +307,14 @@ class Queues:
         selector = self.selector
         capped = selector.caps.version(domain)
         pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
+        if pick.all_full and job.binding is None and selector.caps.version(domain) != capped:
+            # Bindings found at their warm-up cap (after a restart, many at once): every
+            # member is looked at now, so the rotation is rebuilt once, not once per
+            # max_probe capped bindings (O(N) once per period instead of O(N^2)).
+            self._sweep_caps(job.group, domain, now)
         while pick.all_full and selector.caps.version(domain) != capped:
             # Bindings found at their warm-up cap left the rotation: overflow to the warm
-            # members, or (every one capped) wait for the earliest next period. Each pass
-            # takes up to max_probe capped bindings out, once per binding and period.
+            # members, or (every one capped) wait for the earliest next period.
             capped = selector.caps.version(domain)
             pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
@@ -618,6 +622,22 @@ class Queues:
             return False
         self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
         return True
+
+    def _sweep_caps(self, group: str, domain: str, now: float) -> None:
+        """Cap every member of the group at its warm-up cap for domain (the selector leaves
+        them out of the rotation it rebuilds next)."""
+        ready, caps = self._ready, self.selector.caps
+        for member in self.selector.members(group):
+            binding = member.name
+            if not member.plumbed or caps.until(binding, domain, now) is not None:
+                continue
+            rq = ready.get((binding, domain))
+            policy = rq.policy if rq is not None else self.policies.get(binding, domain)
+            if policy.warmup is not None and self._warm_capped(binding, domain, policy.warmup, now):
+                continue
+            warm = policy.provider_warmup
+            if warm is not None:
+                self._warm_capped(binding, domain, warm, now)
 
     def _warm_count(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> None:
         cap = cap_now(plan, now, self.warmup.start_of(binding))
