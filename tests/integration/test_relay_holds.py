@@ -207,6 +207,7 @@ async def test_a_campaign_scope_reply_rule_holds_the_campaign(
     await relay.wait(lambda: len(relay.events("campaign_hold")) == 1)
     (event,) = relay.events("campaign_hold")
     assert (event["campaign"], event["target"], event["by"]) == ("junk", "one.test", "adaptive")
+    await relay.wait(lambda: len(failures(relay)) == 2)  # both rejections logged
     attempts = failures(relay)
     await relay.send(
         "s@sender.test", ["later@one.test"], headers={"X-Tenant": "t", "X-Campaign": "junk"}
@@ -260,6 +261,7 @@ binding_group "g" {{
         "adaptive",
     )
     assert relay.events("adaptive_suspension") == []  # b1 itself is not suspended
+    await relay.wait(lambda: len(failures(relay)) == 2)  # both rejections logged
     attempts = failures(relay)
     await relay.send("s@sender.test", ["held@one.test"], headers={"X-Tenant": "spammer", **on_b1})
     await relay.send("s@sender.test", ["good@one.test"], headers={"X-Tenant": "good", **on_b1})
@@ -316,6 +318,7 @@ async def test_a_tenant_provider_scope_reply_rule_holds_the_tenant_for_every_dom
         "provider:big",
         None,
     )
+    await relay.wait(lambda: len(failures(relay)) == 2)  # both rejections logged
     attempts = failures(relay)
     await send(relay, "spammer", "held1@one.test")
     await send(relay, "spammer", "held2@two.test")  # the provider's other domain too
