@@ -26,6 +26,7 @@ from relay.admin.view import (
     SuspendedDomain,
     Taken,
 )
+from relay.bind.selector import Member
 from relay.bind.suspensions import SuspensionTable
 from relay.clock import Clock
 from relay.cluster.node import ClusterNode
@@ -152,21 +153,32 @@ class DaemonControl:
     def binding_groups(self) -> Mapping[str, Sequence[BindingView]]:
         daemon = self._daemon
         suspended = self._suspended_now()
-        selector = daemon.scheduler.selector if daemon.scheduler is not None else None
+        scheduler = daemon.scheduler
+        selector = scheduler.selector if scheduler is not None else None
+        domains = [
+            name
+            for block in daemon.config.all_blocks()
+            if block.domains is not None
+            for name in block.domains.exact
+        ]
+
+        def view(m: Member) -> BindingView:
+            by_domain, by_provider = (
+                scheduler.warmup_details(m.name, domains) if scheduler is not None else ([], [])
+            )
+            return BindingView(
+                m.name,
+                m.weight,
+                m.plumbed,
+                daemon.binding_address(m.name),
+                tuple(suspended.get(m.name, ())),
+                scheduler.warmup_status(m.name) if scheduler is not None else None,
+                tuple(by_domain),
+                tuple(by_provider),
+            )
+
         return {
-            group: [
-                BindingView(
-                    m.name,
-                    m.weight,
-                    m.plumbed,
-                    daemon.binding_address(m.name),
-                    tuple(suspended.get(m.name, ())),
-                    daemon.scheduler.warmup_status(m.name)
-                    if daemon.scheduler is not None
-                    else None,
-                )
-                for m in (selector.members(group) if selector is not None else ())
-            ]
+            group: [view(m) for m in (selector.members(group) if selector is not None else ())]
             for group in daemon.config.groups
         }
 

@@ -155,6 +155,8 @@ def routes(daemon: DaemonView, idempotency: IdempotencyStore | None = None) -> R
                     "bind_address": b.bind_address,
                     "suspended": [asdict(s) for s in b.suspended],
                     "warmup": dict(b.warmup) if b.warmup is not None else None,
+                    "warmup_domains": [dict(w) for w in b.warmup_domains],
+                    "warmup_providers": [dict(w) for w in b.warmup_providers],
                 }
                 for b in members
             ]

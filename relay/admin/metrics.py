@@ -80,6 +80,17 @@ class RelayCollector(Collector):
                     for outcome, count in row.items():
                         per_tenant.add_metric([tenant, outcome], count)
                 yield per_tenant
+            if stats.campaigns:
+                # The first 100 campaigns seen, the others as _other (tenant_counts.py)
+                per_campaign = CounterMetricFamily(
+                    "relay_campaign_recipients",
+                    "Recipient outcomes since start per campaign",
+                    labels=["campaign", "outcome"],
+                )
+                for campaign, row in sorted(stats.campaigns.items()):
+                    for outcome, count in row.items():
+                        per_campaign.add_metric([campaign, outcome], count)
+                yield per_campaign
         hooks = daemon.webhooks()
         if hooks:
             sent = CounterMetricFamily(

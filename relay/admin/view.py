@@ -87,6 +87,9 @@ class BindingView:
     bind_address: str | None
     suspended: tuple[SuspendedDomain, ...]
     warmup: Mapping[str, object] | None = None  # age_days, cap, period, count (today)
+    # The same per binding x domain ("domain": ...) and per binding x provider ("provider").
+    warmup_domains: tuple[Mapping[str, object], ...] = ()
+    warmup_providers: tuple[Mapping[str, object], ...] = ()
 
 
 class NoCluster(Exception):

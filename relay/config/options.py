@@ -994,10 +994,11 @@ _opt("replies", v.enum("4xx", "5xx", "any"), "any", RR, "Which failure replies c
 _opt("enabled", v.BOOLEAN, True, RR, "Whether the rule applies")
 _opt(
     "scope",
-    v.enum("binding", "tenant", "campaign"),
+    v.enum("binding", "tenant", "campaign", "tenant_binding", "tenant_provider"),
     "binding",
     RR,
-    "What the rule acts on: the binding x domain, or the message's tenant or campaign x domain",
+    "What a suspend acts on: the binding x domain, or the message's tenant x domain, campaign"
+    " x domain, tenant x binding x domain, or tenant x provider",
     "active",
 )
 

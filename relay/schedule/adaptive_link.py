@@ -28,7 +28,7 @@ from relay.adaptive import (
     Suspend,
 )
 from relay.adaptive import state as adaptive_state
-from relay.adaptive.subjects import SubjectHold, SubjectRules
+from relay.adaptive.subjects import Destination, SubjectHold, SubjectRules
 from relay.bind.suspensions import SuspensionTable
 from relay.durable import write_atomically
 from relay.outcome import Outcome, RecipientResult, Reply
@@ -61,6 +61,9 @@ class AdaptiveLink:
         # The engine's key for a destination domain: the domain, or its provider's rollup
         # key (adaptive_provider_rollup, schedule/providers.py); set by the scheduler.
         self.key_of: Callable[[str], str] = lambda domain: domain
+        # The destination's provider key ("provider:NAME", None: in no provider), for reply
+        # rules with scope = tenant_provider; set by the scheduler.
+        self.provider_key_of: Callable[[str], str | None] = lambda domain: None
         # Tenant / campaign reply rules (adaptive/subjects.py); their holds go to the
         # scheduler's hold table through `hold_subject` (set by the scheduler).
         self.subjects = SubjectRules()
@@ -133,18 +136,29 @@ class AdaptiveLink:
         tenant: str | None,
         campaign: str | None,
     ) -> None:
-        """Reply rules with scope tenant / campaign: hold that sender's mail (holds.py)."""
+        """Reply rules with a sender scope (tenant, campaign, tenant_binding,
+        tenant_provider): hold that sender's mail (holds.py)."""
+        domain = policy.domain
+        where = Destination(
+            domain, self.key_of(domain), self.provider_key_of(domain), policy.binding
+        )
         holds = self.subjects.record(
             policy.adaptive.reply_rules,
             {"tenant": tenant, "campaign": campaign},
-            self.key_of(policy.domain),
+            where,
             reply.code,
             reply.message,
             now,
         )
         for hold in holds:
+            on = "" if hold.binding is None else f"{hold.binding} x "
             log.info(
-                "adaptive: %s %s x %s held: %s", hold.kind, hold.subject, hold.target, hold.reason
+                "adaptive: %s %s x %s%s held: %s",
+                hold.kind,
+                hold.subject,
+                on,
+                hold.target,
+                hold.reason,
             )
             self.hold_subject(hold)
 

@@ -12,6 +12,17 @@ each run of round(1 / bulk_share) - 1 transactional ones). Every operation is O(
 
 Which tenant and class a job is in is the job's (`Job.tenant`, `Job.priority`), with the
 tenant's configured class (`tenant "t" { priority_class = ... }`) when the job names none.
+
+A lane that empties ends its tenant's turn (deficit round robin's rule): the ring holds only
+tenants with mail.
+
+Every message passes through two of these (the due FIFO, then the ready queue), so the hot
+path is short. While the queue holds a single lane (one tenant, one class: the common case)
+its jobs sit in one deque (`_lane`) and append, [0] and popleft touch only it; the classes
+and rings are built when a second lane appears and dropped when one lane is left. The core
+reads `size` (an attribute) rather than len(). tests/unit/schedule/test_fair_fast.py checks
+the queue against the plain version (tests/unit/schedule/fair_reference.py) on random
+operation sequences.
 """
 
 from __future__ import annotations
@@ -35,6 +46,12 @@ class Fairness:
     classes: Mapping[str, str] = field(default_factory=dict)  # tenant -> default class
     bulk_share: float = 0.1  # of the jobs taken while both classes wait, at least this bulk
     tenants: frozenset[str] = frozenset()  # every `tenant "t" {}` stanza (metrics' labels)
+    # Transactional jobs taken in a row while bulk waits (-1: no limit); from bulk_share.
+    tx_run: int = field(init=False, default=-1)
+
+    def __post_init__(self) -> None:
+        share = self.bulk_share
+        object.__setattr__(self, "tx_run", round(1 / share) - 1 if share > 0 else -1)
 
     def weight(self, tenant: str | None) -> int:
         return self.weights.get(tenant, 1) if tenant is not None else 1
@@ -56,30 +73,8 @@ class _Class:
     def __init__(self) -> None:
         self.lanes: dict[str | None, deque[Job]] = {}
         self.ring: deque[str | None] = deque()  # tenants with mail; ring[0]'s turn
-        self.deficit = 0  # jobs ring[0] may still take this turn
+        self.deficit = 0  # jobs ring[0] may still take this turn (<= 0: its turn starts)
         self.size = 0
-
-    def settle(self, fairness: Fairness) -> deque[Job]:
-        """The lane whose turn it is: drops emptied lanes, starts a turn (deficit = the
-        tenant's weight) when none is running. Idempotent: peeking does not use a turn."""
-        ring, lanes = self.ring, self.lanes
-        while True:
-            tenant = ring[0]
-            lane = lanes[tenant]
-            if lane:
-                if self.deficit <= 0:
-                    self.deficit = fairness.weight(tenant)
-                return lane
-            ring.popleft()
-            del lanes[tenant]
-            self.deficit = 0
-
-    def took(self) -> None:
-        """One job of ring[0]'s lane was taken: at the end of its turn, the next tenant's."""
-        self.size -= 1
-        self.deficit -= 1
-        if self.deficit <= 0 and len(self.ring) > 1:
-            self.ring.rotate(-1)
 
     def add(self, job: Job, left: bool) -> None:
         tenant = job.tenant
@@ -95,51 +90,178 @@ class _Class:
 
 
 class FairQueue:
-    __slots__ = ("_bulk_run", "_classes", "_size", "fairness")
+    """Jobs in lanes by (class, tenant); `size` is how many (also len())."""
+
+    __slots__ = (
+        "_bulk",
+        "_bulk_run",
+        "_class",
+        "_deficit",
+        "_fairness",
+        "_lane",
+        "_others",
+        "_tenant",
+        "_tx",
+        "_weight",
+        "size",
+    )
 
     def __init__(self, fairness: Fairness | None = None, jobs: Iterable[Job] = ()) -> None:
-        self.fairness = fairness or Fairness()
-        self._classes: dict[str, _Class] = {}
-        self._size = 0
+        self._fairness = fairness or Fairness()
+        # Single-lane mode (_lane is not None): every job is in _lane, of class _class and
+        # tenant _tenant, whose turn has _deficit jobs left (weight _weight); the classes
+        # below are empty. Otherwise the jobs are in the classes.
+        self._lane: deque[Job] | None = deque()
+        self._class = BULK
+        self._tenant: str | None = None
+        self._deficit = 0
+        self._weight = 1
+        self._tx: _Class | None = None
+        self._bulk: _Class | None = None
+        self._others: dict[str, _Class] | None = None  # classes relay does not know
+        self.size = 0
         self._bulk_run = 0  # transactional jobs taken in a row while bulk waited
-        self.extend(jobs)
+        if jobs:
+            self.extend(jobs)
+
+    @property
+    def fairness(self) -> Fairness:
+        return self._fairness
+
+    @fairness.setter
+    def fairness(self, fairness: Fairness) -> None:
+        """New shares (a reload): turns started keep their length."""
+        self._fairness = fairness
+        tenant = self._tenant
+        self._weight = fairness.weights.get(tenant, 1) if tenant is not None else 1
 
     # --- adding ------------------------------------------------------------------------
     def append(self, job: Job) -> None:
-        self._add(job, left=False)
+        tenant = job.tenant
+        name = job.priority
+        if name is None:
+            classes = self._fairness.classes
+            name = classes.get(tenant, BULK) if tenant is not None and classes else BULK
+        lane = self._lane
+        if lane is not None:
+            if not self.size:  # the empty lane becomes this job's
+                self._class, self._tenant, self._deficit = name, tenant, 0
+                weights = self._fairness.weights
+                self._weight = weights.get(tenant, 1) if tenant is not None and weights else 1
+                lane.append(job)
+                self.size = 1
+                return
+            if tenant == self._tenant and name == self._class:
+                lane.append(job)
+                self.size += 1
+                return
+            self._spread()
+        if name == BULK:
+            chosen = self._bulk
+            if chosen is None:
+                chosen = self._bulk = _Class()
+        else:
+            chosen = self._class_named(name)
+        lanes = chosen.lanes
+        found = lanes.get(tenant)
+        if found is None:
+            found = lanes[tenant] = deque()
+            chosen.ring.append(tenant)
+        found.append(job)
+        chosen.size += 1
+        self.size += 1
 
     def appendleft(self, job: Job) -> None:
         """Next in line of its lane (a requeued job keeps its place)."""
-        self._add(job, left=True)
+        name = self._fairness.class_of(job)
+        lane = self._lane
+        if lane is not None:
+            if not self.size:
+                self._start(name, job.tenant)
+            elif job.tenant != self._tenant or name != self._class:
+                self._spread()
+                self._class_named(name).add(job, True)
+                self.size += 1
+                return
+            lane.appendleft(job)
+            self.size += 1
+            return
+        self._class_named(name).add(job, True)
+        self.size += 1
 
     def extend(self, jobs: Iterable[Job]) -> None:
+        append = self.append
         for job in jobs:
-            self._add(job, left=False)
+            append(job)
 
-    def _add(self, job: Job, left: bool) -> None:
-        name = self.fairness.class_of(job)
-        lanes = self._classes.get(name)
-        if lanes is None:
-            lanes = self._classes[name] = _Class()
-        lanes.add(job, left)
-        self._size += 1
+    def _start(self, name: str, tenant: str | None) -> None:
+        """The empty single lane becomes (name, tenant)'s."""
+        self._class, self._tenant, self._deficit = name, tenant, 0
+        self._weight = self._fairness.weights.get(tenant, 1) if tenant is not None else 1
+
+    def _spread(self) -> None:
+        """A second lane: the single lane moves into its class (its turn kept)."""
+        lane = self._lane
+        assert lane is not None
+        chosen = self._class_named(self._class)
+        chosen.lanes[self._tenant] = lane
+        chosen.ring.append(self._tenant)
+        chosen.deficit = self._deficit
+        chosen.size = len(lane)
+        self._lane = None
+
+    def _gather(self) -> None:
+        """At most one lane left (its class's ring[0]): back to single-lane mode."""
+        for chosen in (self._tx, self._bulk, *(self._others or {}).values()):
+            if chosen is not None and chosen.size:
+                tenant = chosen.ring[0]
+                self._lane = chosen.lanes[tenant]
+                self._start(self._name_of(chosen), tenant)
+                self._deficit = chosen.deficit
+                break
+        else:
+            self._lane = deque()
+            self._deficit = 0
+        self._tx = self._bulk = self._others = None
+
+    def _name_of(self, chosen: _Class) -> str:
+        if chosen is self._tx:
+            return TRANSACTIONAL
+        if chosen is self._bulk:
+            return BULK
+        return next(name for name, c in (self._others or {}).items() if c is chosen)
+
+    def _class_named(self, name: str) -> _Class:
+        if name == BULK:
+            if self._bulk is None:
+                self._bulk = _Class()
+            return self._bulk
+        if name == TRANSACTIONAL:
+            if self._tx is None:
+                self._tx = _Class()
+            return self._tx
+        others = self._others
+        if others is None:
+            others = self._others = {}
+        found = others.get(name)
+        if found is None:
+            found = others[name] = _Class()
+        return found
 
     # --- taking ------------------------------------------------------------------------
-    def _class(self) -> _Class:
+    def _next_class(self) -> _Class:
         """The class whose job is next (transactional first, bulk its minimum share)."""
-        classes = self._classes
-        tx, bulk = classes.get(TRANSACTIONAL), classes.get(BULK)
+        tx, bulk = self._tx, self._bulk
         if tx is not None and tx.size:
             if bulk is None or not bulk.size:
                 return tx
-            share = self.fairness.bulk_share
-            run = round(1 / share) - 1 if share > 0 else -1
+            run = self._fairness.tx_run
             if run < 0 or self._bulk_run < run:
                 return tx
             return bulk
         if bulk is not None and bulk.size:
             return bulk
-        for other in classes.values():  # a class relay does not know: after both
+        for other in (self._others or {}).values():  # a class relay does not know: after both
             if other.size:
                 return other
         raise IndexError("pop from an empty FairQueue")
@@ -147,34 +269,84 @@ class FairQueue:
     def __getitem__(self, index: int) -> Job:
         if index != 0:
             raise IndexError("a FairQueue only shows its next job")
-        return self._class().settle(self.fairness)[0]
+        lane = self._lane
+        if lane is not None:
+            return lane[0]  # IndexError when empty
+        chosen = self._bulk
+        tx = self._tx
+        if chosen is None or not chosen.size or (tx is not None and tx.size):
+            chosen = self._next_class()
+        return chosen.lanes[chosen.ring[0]][0]
 
     def popleft(self) -> Job:
-        chosen = self._class()
-        lane = chosen.settle(self.fairness)
+        lane = self._lane
+        if lane is not None:
+            job = lane.popleft()  # IndexError when empty
+            self.size -= 1
+            if lane:
+                deficit = self._deficit
+                self._deficit = (self._weight if deficit <= 0 else deficit) - 1
+            else:
+                self._deficit = 0  # the lane emptied: its turn ends
+            if self._bulk_run:
+                self._bulk_run = 0
+            return job
+        bulk, tx = self._bulk, self._tx
+        chosen = bulk
+        if chosen is None or not chosen.size or (tx is not None and tx.size):
+            chosen = self._next_class()
+        ring = chosen.ring
+        tenant = ring[0]
+        lane = chosen.lanes[tenant]
         job = lane.popleft()
-        chosen.took()
-        self._size -= 1
-        if chosen is self._classes.get(TRANSACTIONAL):
-            bulk = self._classes.get(BULK)
+        chosen.size -= 1
+        self.size -= 1
+        if chosen is tx:
             self._bulk_run = self._bulk_run + 1 if bulk is not None and bulk.size else 0
-        else:
+        elif self._bulk_run:
             self._bulk_run = 0
+        if lane:
+            deficit = chosen.deficit
+            if deficit <= 0:  # its turn starts
+                weights = self._fairness.weights
+                deficit = weights.get(tenant, 1) if tenant is not None else 1
+            chosen.deficit = deficit - 1
+            if deficit <= 1 and len(ring) > 1:
+                ring.rotate(-1)  # its turn is over: the next tenant's
+        else:  # the lane emptied: its turn ends
+            ring.popleft()
+            del chosen.lanes[tenant]
+            chosen.deficit = 0
+            if self._lanes_left() <= 1:
+                self._gather()
         return job
+
+    def _lanes_left(self) -> int:
+        return sum(
+            len(c.ring)
+            for c in (self._tx, self._bulk, *(self._others or {}).values())
+            if c is not None
+        )
 
     # --- the rest of the deque API the core uses ------------------------------------------
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     def __bool__(self) -> bool:
-        return self._size > 0
+        return self.size > 0
 
     def __iter__(self) -> Iterator[Job]:
-        for lanes in self._classes.values():
-            for lane in lanes.lanes.values():
-                yield from lane
+        if self._lane is not None:
+            yield from self._lane
+            return
+        for lanes in (self._tx, self._bulk, *(self._others or {}).values()):
+            if lanes is not None:
+                for lane in lanes.lanes.values():
+                    yield from lane
 
     def clear(self) -> None:
-        self._classes.clear()
-        self._size = 0
+        self._tx = self._bulk = self._others = None
+        self._lane = deque()
+        self._deficit = 0
+        self.size = 0
         self._bulk_run = 0

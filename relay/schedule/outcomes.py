@@ -58,6 +58,7 @@ class OutcomeRecorder:
         self.on_invalid_recipient: InvalidRecipient | None = None
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
         self.by_tenant = TenantCounts()  # the same, per tenant (bounded: tenant_counts.py)
+        self.by_campaign = TenantCounts()  # and per campaign
         # message id -> (binding group, binding, time) of its last attempt, for the admin's
         # message lookup: in memory only (lost at a restart), the newest LAST_ATTEMPTS kept.
         # An OrderedDict: a plain dict's oldest entry, next(iter(d)), is found by skipping
@@ -81,6 +82,7 @@ class OutcomeRecorder:
             updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, str(d.reply)))
             self.counts["delivered"] += 1
             self.by_tenant.add(job.tenant, "delivered")
+            self.by_campaign.add(job.campaign, "delivered")
             self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
         if decision.failed:
             if self.on_failed is not None:
@@ -91,6 +93,7 @@ class OutcomeRecorder:
                 )
                 self.counts["failed"] += 1
                 self.by_tenant.add(job.tenant, "failed")
+                self.by_campaign.add(job.campaign, "failed")
                 kind = "expiration" if f.expired else "bounce"
                 self.events(kind, self._fields(job, policy, f.address, f.reply, remote))
                 if (
@@ -130,6 +133,7 @@ class OutcomeRecorder:
             )
             self.counts["deferred"] += 1
             self.by_tenant.add(job.tenant, "deferred")
+            self.by_campaign.add(job.campaign, "deferred")
             fields = self._fields(job, policy, r.address, r.reply, remote)
             fields["next_attempt"] = r.next_attempt
             fields["attempt"] = r.attempts

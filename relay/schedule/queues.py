@@ -29,7 +29,7 @@ import itertools
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -251,12 +251,12 @@ class Queues:
             key = ring.popleft()
             self._in_ring.discard(key)
             queue = self._due.get(key)
-            if not queue:
+            if queue is None or not queue.size:
                 continue
             if self._place(queue[0], now, out):
                 queue.popleft()
                 placed = True
-            if queue:
+            if queue.size:
                 if key not in self._blocked:
                     self._in_ring.add(key)
                     ring.append(key)
@@ -275,7 +275,7 @@ class Queues:
         holds = self.holds
         tenant = job.tenant
         if holds and (tenant is not None or job.campaign is not None):
-            hold = holds.for_job(tenant, job.campaign, domain, self._provider_key(domain), now)
+            hold = holds.for_job(tenant, job.campaign, domain, self.provider_key(domain), now)
             if hold is not None:
                 self._park_job(job, hold)
                 return True  # out of the FIFO: the rest of the domain's mail flows
@@ -307,10 +307,14 @@ class Queues:
         selector = self.selector
         capped = selector.caps.version(domain)
         pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
+        if pick.all_full and job.binding is None and selector.caps.version(domain) != capped:
+            # Bindings found at their warm-up cap (after a restart, many at once): every
+            # member is looked at now, so the rotation is rebuilt once, not once per
+            # max_probe capped bindings (O(N) once per period instead of O(N^2)).
+            self._sweep_caps(job.group, domain, now)
         while pick.all_full and selector.caps.version(domain) != capped:
             # Bindings found at their warm-up cap left the rotation: overflow to the warm
-            # members, or (every one capped) wait for the earliest next period. Each pass
-            # takes up to max_probe capped bindings out, once per binding and period.
+            # members, or (every one capped) wait for the earliest next period.
             capped = selector.caps.version(domain)
             pick = selector.pick(job.group, domain, now, has_room, binding=job.binding, also=also)
         binding = pick.binding
@@ -381,7 +385,7 @@ class Queues:
             return  # an open connection is waiting for mail: it takes the next job
         policy = rq.policy
         # Enough connections that each has at most connection_depth messages waiting.
-        needed = -(-len(rq.jobs) // policy.connection_depth) - len(rq.connections)
+        needed = -(-rq.jobs.size // policy.connection_depth) - len(rq.connections)
         while needed > 0:
             if 0 <= policy.max_connections <= len(rq.connections):
                 return
@@ -487,7 +491,7 @@ class Queues:
                 conn.state = ACTIVE
             if self._stopping:
                 return CLOSE  # finish the current message, leave the rest spooled
-            if not rq.jobs:
+            if not rq.jobs.size:
                 if state is PARKED or state is WOKEN or self._starved:
                     return CLOSE  # idle long enough, or another queue needs the slot
                 self._park(conn)
@@ -564,14 +568,15 @@ class Queues:
         out: list[Action] = []
         starved, self._starved = self._starved, set()
         for other in starved:
-            if other.jobs:
+            if other.jobs.size:
                 self._maybe_open(other, now, out)
-        if rq.jobs:
+        if rq.jobs.size:
             self._maybe_open(rq, now, out)
         return out
 
     # --- tenant and campaign holds (holds.py) ---------------------------------------------
-    def _provider_key(self, domain: str) -> str | None:
+    def provider_key(self, domain: str) -> str | None:
+        """The domain's provider as a hold target ("provider:NAME"); None: in none."""
         provider = self.provider_of(domain)
         return None if provider is None else ROLLUP_PREFIX + provider.lower()
 
@@ -618,6 +623,22 @@ class Queues:
         self.selector.caps.cap(binding, None if plan.binding_wide else domain, cap.period_end)
         return True
 
+    def _sweep_caps(self, group: str, domain: str, now: float) -> None:
+        """Cap every member of the group at its warm-up cap for domain (the selector leaves
+        them out of the rotation it rebuilds next)."""
+        ready, caps = self._ready, self.selector.caps
+        for member in self.selector.members(group):
+            binding = member.name
+            if not member.plumbed or caps.until(binding, domain, now) is not None:
+                continue
+            rq = ready.get((binding, domain))
+            policy = rq.policy if rq is not None else self.policies.get(binding, domain)
+            if policy.warmup is not None and self._warm_capped(binding, domain, policy.warmup, now):
+                continue
+            warm = policy.provider_warmup
+            if warm is not None:
+                self._warm_capped(binding, domain, warm, now)
+
     def _warm_count(self, binding: str, domain: str, plan: WarmupPlan, now: float) -> None:
         cap = cap_now(plan, now, self.warmup.start_of(binding))
         if cap is None:
@@ -636,8 +657,30 @@ class Queues:
         """The binding's warm-up as binding x domain sees it: its age in days, the cap in
         force and the count so far (None: no warm-up schedule)."""
         plan = self._policy(binding, domain).warmup
-        if plan is None:
-            return None
+        return None if plan is None else self._plan_status(binding, plan, now)
+
+    def warmup_details(
+        self, binding: str, domains: Iterable[str], now: float
+    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """The binding's warm-up per binding x domain (the plans of domain stanzas, for
+        `domains` and the domains it has a ready queue for) and per binding x provider (every
+        provider stanza with a warmup_schedule): rows of warmup_status plus their domain /
+        provider."""
+        names = set(domains) | {d for (b, d) in self._ready if b == binding}
+        by_domain: list[dict[str, object]] = []
+        for domain in sorted(names):
+            plan = self._policy(binding, domain).warmup
+            if plan is not None and not plan.binding_wide:
+                by_domain.append({"domain": domain, **self._plan_status(binding, plan, now)})
+        by_provider: list[dict[str, object]] = []
+        for rule in self.providers.rules:
+            limits = self.providers.limits(binding, rule.name) if rule.warmup_steps else None
+            if limits is not None and limits.warmup is not None:
+                status = self._plan_status(binding, limits.warmup, now)
+                by_provider.append({"provider": rule.name, **status})
+        return by_domain, by_provider
+
+    def _plan_status(self, binding: str, plan: WarmupPlan, now: float) -> dict[str, object]:
         start = self.warmup.start_of(binding)
         begin = plan.start if start is None else start
         cap = cap_now(plan, now, start)

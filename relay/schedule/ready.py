@@ -33,7 +33,7 @@ class ReadyQueue:
     parked: deque[Connection] = field(default_factory=deque)  # idle, oldest first
 
     def has_room(self) -> bool:
-        return len(self.jobs) < self.policy.ready_capacity
+        return self.jobs.size < self.policy.ready_capacity
 
 
 @dataclass(eq=False, slots=True)

@@ -17,7 +17,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol, assert_never
@@ -141,6 +141,7 @@ class Scheduler:
         if adaptive is not None:
             adaptive.on_change = self._adaptive_changed
             adaptive.key_of = self._adaptive_key
+            adaptive.provider_key_of = self.core.provider_key
             adaptive.hold_subject = self._adaptive_hold
         self._parked: dict[Connection, asyncio.Future[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -209,7 +210,15 @@ class Scheduler:
 
     def _adaptive_hold(self, found: SubjectHold) -> None:
         kind: Kind = "tenant" if found.kind == "tenant" else "campaign"
-        self.hold(kind, found.subject, found.target, found.duration, found.reason, by="adaptive")
+        self.hold(
+            kind,
+            found.subject,
+            found.target,
+            found.duration,
+            found.reason,
+            found.binding,
+            by="adaptive",
+        )
 
     # --- tenant and campaign holds (holds.py) ---------------------------------------------
     def hold(
@@ -313,6 +322,7 @@ class Scheduler:
             deferred=self.outcomes.counts["deferred"],
             failed=self.outcomes.counts["failed"],
             tenants=self.outcomes.by_tenant.snapshot(),
+            campaigns=self.outcomes.by_campaign.snapshot(),
         )
 
     def queues(self) -> dict[str, list[dict[str, object]]]:
@@ -602,6 +612,12 @@ class Scheduler:
     def warmup_status(self, binding: str, domain: str = "") -> dict[str, object] | None:
         """Age, today's cap and count of binding's warm-up (binding scope: domain "")."""
         return self.core.warmup_status(binding, domain, self.clock.now())
+
+    def warmup_details(
+        self, binding: str, domains: Iterable[str] = ()
+    ) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+        """binding's warm-up per binding x domain and per binding x provider (Queues)."""
+        return self.core.warmup_details(binding, domains, self.clock.now())
 
     def set_warmup_age(self, binding: str, days: int) -> float:
         """Make the binding `days` days old (day `days` of its schedules); returns the new

@@ -20,3 +20,4 @@ class SchedulerStatistics:
     failed: int
     # tenant -> outcome -> recipients (configured tenants and the first seen: bounded)
     tenants: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    campaigns: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # the same

@@ -1,9 +1,11 @@
-"""Recipient outcomes per tenant, for the `relay_tenant_recipients` metric. Pure.
+"""Recipient outcomes per tenant (and per campaign), for the `relay_tenant_recipients`
+(`relay_campaign_recipients`) metric. Pure.
 
 A label value per tenant would let injected X-Tenant headers grow the metric without bound,
 so the tenants counted by name are the configured ones (`tenant "t" {}` stanzas) and the
 first MAX_SEEN others seen; mail of any further tenant counts under OTHER. Mail without a
-tenant is not counted here (`relay_recipients` has every recipient).
+tenant is not counted here (`relay_recipients` has every recipient). Campaigns are counted
+the same way (no campaign is configured: the first MAX_SEEN by name).
 """
 
 from __future__ import annotations

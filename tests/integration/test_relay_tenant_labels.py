@@ -1,6 +1,7 @@
 """The tenant and campaign outside the event log, through the whole daemon: a bounce's DSN
 names them (X-Tenant / X-Campaign, and X-Relay-Tenant in the delivery-status part), and
-/metrics counts recipient outcomes per tenant (relay_tenant_recipients)."""
+/metrics counts recipient outcomes per tenant (relay_tenant_recipients) and per campaign
+(relay_campaign_recipients)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,6 @@ async def test_a_dsn_names_the_tenant_and_campaign_and_metrics_count_per_tenant(
     assert 'relay_tenant_recipients_total{outcome="failed",tenant="acme"} 1.0' in metrics
     assert 'relay_tenant_recipients_total{outcome="delivered",tenant="zeta"} 1.0' in metrics
     assert 'tenant=""' not in metrics
+    assert 'relay_campaign_recipients_total{campaign="spring",outcome="delivered"} 1.0' in metrics
+    assert 'relay_campaign_recipients_total{campaign="spring",outcome="failed"} 1.0' in metrics
+    assert 'campaign="_other"' not in metrics and 'campaign=""' not in metrics

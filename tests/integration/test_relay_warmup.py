@@ -146,3 +146,55 @@ async def test_a_provider_stanza_warmup_caps_each_binding_x_provider(
     assert relay.events("transient_failure") == []  # waiting, not attempted
     await clock.advance(DAY)  # the next UTC day: no cap past the schedule
     await relay.wait(lambda: len(one.messages) + len(two.messages) == 6)
+
+
+async def test_bindings_show_warmup_per_binding_x_domain_and_binding_x_provider(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    """GET /api/v1/bindings (and `relay admin bindings`) give each plan's age, today's cap
+    and today's count: the binding's own, per domain stanza and per provider stanza."""
+    clock = ManualClock(NOON + DAY)  # day 1 of schedules started 2026-12-01
+    zone = {
+        **ZONE,
+        "two.test": {"MX": ["10 mx.two.test."]},
+        "mx.two.test": {"A": ["127.0.0.11"]},
+    }
+    dns = await dns_server(zone)
+    one = await smtp_sink("127.0.0.10")
+    two = await smtp_sink("127.0.0.11")
+    relay = await relay_factory(
+        f"""
+remote_smtp_port = {smtp_sink.port}
+retry_interval = 60
+binding_group "g" {{
+  binding "b1" {{
+    bind_address = 127.0.0.2
+    domain "one.test" {{ warmup_schedule = ( "3/day" "7/day" ) warmup_start = "2026-12-01" }}
+  }}
+}}
+provider "p" {{ match_domain = ( "two.test" ) warmup_schedule = ( "2/day" "4/day" "8/day" )
+  warmup_start = "2026-11-30" }}
+""",
+        dns=dns,
+        clock=clock,
+        admin=True,
+        listener='binding_group = "g"',
+    )
+    await relay.send("s@sender.test", ["a@one.test"])
+    for i in range(3):
+        await relay.send("s@sender.test", [f"b{i}@two.test"])
+    await relay.wait(lambda: len(one.messages) == 1 and len(two.messages) == 3)
+    (b1,) = (await api(relay, "GET", "/api/v1/bindings"))["binding_groups"]["g"]
+    assert b1["warmup"] is None  # no binding-wide schedule
+    assert b1["warmup_domains"] == [
+        {"domain": "one.test", "age_days": 1, "cap": 7, "period": "day", "count": 1}
+    ]
+    assert b1["warmup_providers"] == [
+        {"provider": "p", "age_days": 2, "cap": 8, "period": "day", "count": 3}
+    ]
+    await api(relay, "POST", "/api/v1/bindings/warmup", {"binding": "b1", "age_days": 0})
+    (b1,) = (await api(relay, "GET", "/api/v1/bindings"))["binding_groups"]["g"]
+    assert [(w["age_days"], w["cap"]) for w in b1["warmup_domains"]] == [(0, 3)]
+    assert [(w["age_days"], w["cap"]) for w in b1["warmup_providers"]] == [(0, 2)]
+    code, out, _ = await cli(relay, "bindings")
+    assert code == 0 and "warmup_providers" in out and '"provider":"p"' in out

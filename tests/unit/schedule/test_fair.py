@@ -158,5 +158,5 @@ def test_fair_queue_cost_per_message_is_a_few_microseconds() -> None:
         queue.popleft()
     per_message = (time.perf_counter() - start) / len(jobs)
     print(f"fair queue: {per_message * 1e6:.2f} us per message (append, peek, pop)")
-    assert per_message < 20e-6  # generous for a loaded CI machine; measured ~2-3 us
+    assert per_message < 20e-6  # generous for a loaded machine; ~1-2 us (tests/bench/fair_cost.py)
     assert not plain

@@ -214,3 +214,32 @@ def test_many_bindings_found_capped_at_once_still_overflow() -> None:
         core.q.schedule(job())
     core.run()
     assert core.per_binding() == {"warm": 3}  # found past the 40 capped ones (5 probes each)
+
+
+def test_bindings_found_capped_at_once_leave_the_rotation_in_one_rebuild(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a restart, 40 bindings at their cap: one look at every member, one rotation
+    rebuilt (not one per max_probe of them: O(N) once, not O(N^2))."""
+    members = "\n".join(
+        f'binding "c{i}" {{ bind_address = 127.0.1.{i + 2} {COLD} }}' for i in range(40)
+    )
+    text = f'binding_group "g" {{\n{members}\nbinding "warm" {{ bind_address = 127.0.2.2 }}\n}}'
+    counts = WarmupCounts()
+    for i in range(40):
+        for _ in range(3):
+            counts.add((f"c{i}", "binding_group", "g", "binding", f"c{i}"), START)
+    core = Core(text, counts)
+    built: list[str] = []
+    original = core.q.selector._build
+
+    def counting(group: str, suspended: object) -> object:
+        built.append(group)
+        return original(group, suspended)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core.q.selector, "_build", counting)
+    for _ in range(3):
+        core.q.schedule(job())
+    core.run()
+    assert core.per_binding() == {"warm": 3}
+    assert len(built) == 2  # the first rotation, and the one without the 40 capped
