@@ -133,3 +133,67 @@ async def test_a_peer_stanza_priority_class_beats_the_listeners(
     await relay.wait(lambda: len(relay.events("reception")) == 1)
     (reception,) = relay.events("reception")
     assert await lookup(relay, reception["message_id"]) == ("transactional", "message")
+
+
+async def pipelined_bdat(port: int, messages: list[tuple[str, bytes]]) -> list[bytes]:
+    """One session, every message pipelined as MAIL, RCPT, BDAT LAST: the final reply of
+    each message (the quick way to queue thousands of messages through the listener)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def reply() -> bytes:
+        lines = []
+        while True:
+            line = await reader.readline()
+            lines.append(line)
+            if line[3:4] != b"-":
+                return b"".join(lines)
+
+    await reply()  # greeting
+    writer.write(b"EHLO fair.test\r\n")
+    await reply()
+    finals = []
+    for start in range(0, len(messages), 500):
+        batch = messages[start : start + 500]
+        for rcpt, content in batch:
+            writer.write(
+                b"MAIL FROM:<s@sender.test>\r\nRCPT TO:<%s>\r\nBDAT %d LAST\r\n%s"
+                % (rcpt.encode(), len(content), content)
+            )
+        await writer.drain()
+        for _ in batch:
+            await reply()
+            await reply()
+            finals.append(await reply())
+    writer.write(b"QUIT\r\n")
+    await reply()
+    writer.close()
+    return finals
+
+
+def content(tenant: str, n: int) -> bytes:
+    return (
+        f"From: s@sender.test\r\nTo: r{n}@one.test\r\nSubject: {n}\r\nX-Tenant: {tenant}\r\n"
+        f"\r\nbody {n}\r\n"
+    ).encode()
+
+
+async def test_one_message_of_another_tenant_is_not_buried_behind_10000_bulk(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory, smtp_sink: SinkFactory
+) -> None:
+    dns = await dns_server(ZONE)
+    sink = await smtp_sink("127.0.0.10", script=Script(stall="DATA"))
+    relay = await relay_factory(config(smtp_sink.port), dns=dns, listener='binding_group = "g"')
+    bulk = [(f"bulk{i}@one.test", content("big", i)) for i in range(10_000)]
+    finals = await pipelined_bdat(relay.port, bulk)
+    assert all(final.startswith(b"250") for final in finals), finals[:3]
+    await relay.wait(lambda: sink.commands.count("DATA") == 1)  # the one connection is busy
+    (final,) = await pipelined_bdat(relay.port, [("small@one.test", content("small", 0))])
+    assert final.startswith(b"250")
+    await asyncio.sleep(0.2)
+    sink.script.stall = None
+    sink._release.set()
+    await relay.wait(lambda: any(m.rcpt_tos == ["small@one.test"] for m in sink.messages))
+    order = [m.rcpt_tos[0] for m in sink.messages]
+    # As with 60 queued (above): the stalled one, those already handed to the connection and
+    # one turn of "big", not 10,000.
+    assert order.index("small@one.test") <= 4, order[:10]
