@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= config/relay.conf
 
-.PHONY: run test test-deps lint bench bench-quick bench-deps check-config clean docker docker-test
+.PHONY: run test test-deps soak lint bench bench-quick bench-deps check-config clean docker docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test-deps:
 
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q
+
+# The long reliability runs (tests/reliability, marker `soak`): RELAY_SOAK_MESSAGES,
+# RELAY_SOAK_KILLS, RELAY_SOAK_SECONDS size them; RELAY_CRASH_SEED repeats a run.
+soak: $(STAMP) test-deps
+	$(BIN)/python -m pytest -q -m soak tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check relay tests

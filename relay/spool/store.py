@@ -36,6 +36,7 @@ from relay.spool.errors import (
     CorruptMessage,
     MessageNotFound,
     SpoolError,
+    SpoolFullError,
     from_os_error,
 )
 from relay.spool.fileops import FileOps
@@ -115,6 +116,7 @@ class Spool:
         self._removed = 0
         self._updates = 0
         self._compacted = 0
+        self._disk_full = False  # a commit failed for want of space, not reclaimed since
         self._segments_deleted = 0
         self._id_counter = secrets.randbelow(1 << 16)
         # Ids need to be unique, not secret: a seeded generator, not a syscall per message.
@@ -424,12 +426,17 @@ class Spool:
     async def _flush(self, records: list[bytes]) -> list[Location]:
         """One commit batch: plan compaction, write on the commit thread, adopt the result."""
         copies, deletions = self._plan_maintenance()
+        reclaiming = self._log.active in deletions
         try:
             written = await self._disk.run(self._write_batch, records, copies, deletions)
         except OSError as exc:
-            raise from_os_error(exc, "spooling") from exc
+            error = from_os_error(exc, "spooling")
+            self._disk_full = self._disk_full or isinstance(error, SpoolFullError)
+            raise error from exc
         except FormatError as exc:
             raise CorruptMessage(f"compaction: {exc}") from exc
+        if reclaiming:
+            self._disk_full = False
         self._index.sync_segments(written.sizes)
         self._segments_deleted += len(written.deleted)
         for copy, location in zip(copies, written.copies, strict=True):
@@ -444,7 +451,7 @@ class Spool:
     ) -> _Written:
         """Runs on the commit thread."""
         if deletions:
-            self._log.delete(deletions)
+            self._log.delete(deletions, with_active=True)
         copied: list[bytes] = []
         for copy in copies:
             data = self._log.read(copy.old)
@@ -472,6 +479,12 @@ class Spool:
         while closed and not closed[0][1].live:
             deletions.append(closed.pop(0)[0])
         if not closed:
+            # A full disk and nothing live left anywhere: the active segment goes too (its
+            # records override nothing that remains), else its dead bytes would keep the
+            # disk full for as long as it stays below segment_bytes (64 MB by default).
+            usage = self._index.segments.get(active) if active is not None else None
+            if self._disk_full and active is not None and (usage is None or not usage.live):
+                deletions.append(active)
             return [], deletions
         total = sum(u.size for _, u in closed)
         live = sum(u.live_bytes for _, u in closed)
