@@ -90,7 +90,7 @@ class ChaosSink:
     def _draw(self, kinds: tuple[str, ...]) -> str | None:
         if self.rng.random() >= self.faults:
             return None
-        if kinds is TRANSACTION_FAULTS and self.rng.random() < self.perm_share:
+        if kinds == TRANSACTION_FAULTS and self.rng.random() < self.perm_share:
             return "perm_reply"
         choices = [k for k in kinds if k != "perm_reply"]
         if self.tls is None:
