@@ -60,6 +60,7 @@ from relay.spool.statistics import SpoolStatistics
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+SPACE_KEPT = 64 * 1024 * 1024  # free space new mail never takes (delivery records need it)
 COMPACT_PER_BATCH = 64  # messages copied forward per commit batch, at most
 _ENCODE_OFF_LOOP = 256 * 1024  # bodies this large are checksummed on a thread
 LOCK_FILE = "lock"
@@ -238,11 +239,32 @@ class Spool:
             priority=message.priority,
         )
         content = message.content
+        if self._short_of_space(len(content)):
+            refused: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+            refused.set_exception(
+                SpoolFullError("spooling: spool disk full (the rest is kept for delivery records)")
+            )
+            return refused
         if len(content) >= _ENCODE_OFF_LOOP:
             return asyncio.ensure_future(self._store_large(envelope, content))
         return self._committer.submit_nowait(
             encode_message(envelope, content), self._placer(envelope, content)
         )
+
+    def _short_of_space(self, size: int) -> bool:
+        """Would this message eat into the space kept for the records of deliveries (10% of
+        the filesystem, at most SPACE_KEPT)? A disk filled by new mail to the last byte
+        could record no outcome: every delivered message would stay queued and go out
+        again and again. One statvfs per message (microseconds)."""
+        try:
+            disk = os.statvfs(self.directory)
+        except OSError:
+            return False  # the write itself will tell
+        kept = min(SPACE_KEPT, disk.f_blocks * disk.f_frsize // 10)
+        if disk.f_bavail * disk.f_frsize >= size + kept:
+            return False
+        self._disk_full = True
+        return len(self) > 0  # nothing live: this commit deletes the dead active segment
 
     async def _store_large(self, envelope: Envelope, content: bytes) -> Envelope:
         loop = asyncio.get_running_loop()

@@ -147,3 +147,40 @@ async def test_an_fsync_error_never_yields_250(tmp_path: Path, relay_factory: Re
     accepted = {t for t, c in codes.items() if c == 250}
     assert await spooled_tokens(spoolbase) == accepted  # and nothing that was refused
     assert leftovers(spoolbase) == []
+
+
+async def test_a_spool_filled_by_small_messages_still_records_deliveries(
+    tmp_path: Path, tmpfs_spool: Path
+) -> None:
+    """Filled with small messages the disk used to fill to the last byte: then no delivery
+    could be recorded, and every message went out again and again (1,783 deliveries of 661
+    messages in 20 s, none removed). Now new mail stops short (452) of the space kept for
+    the records of deliveries: each message goes out once and the spool drains."""
+    gateway = free_port("127.0.0.47")
+    relay = RelayProcess(
+        tmp_path,
+        {"one.test": f"127.0.0.47:{gateway}"},
+        "force_fsync = true\nretry_interval = 0.5\nmax_retry_interval = 1\nconnect_timeout = 2\n",
+    )
+    sink = ChaosSink("127.0.0.47", random.Random(0), faults=0.0, port=gateway)
+    try:
+        await relay.start()
+        codes: dict[str, int] = {}
+        for n in range(3000):  # 1.5 kB each: a 2 MB disk holds about 1,000
+            codes[f"small{n}"] = await send(relay.port, f"small{n}", 20)
+            if list(codes.values())[-3:] == [452] * 3:
+                break
+        accepted = {t for t, c in codes.items() if c == 250}
+        assert set(codes.values()) == {250, 452}, "the disk did not fill"
+        await sink.start()
+        deadline = time.monotonic() + 90
+        while await relay.spool_messages() != 0:
+            assert time.monotonic() < deadline, "the spool did not drain"
+            await asyncio.sleep(0.2)
+        assert await relay.stop() == 0
+    finally:
+        await relay.stop()
+        await sink.stop()
+    delivered = [d.token for d in sink.deliveries]
+    assert set(delivered) == accepted
+    assert len(delivered) == len(accepted), "messages delivered more than once"
