@@ -25,10 +25,11 @@ test-deps:
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q
 
-# The long reliability runs (tests/reliability, marker `soak`); RELAY_SOAK_SECONDS sets the
-# steady load's duration (600 s unless set).
+# The long reliability runs (tests/reliability, marker `soak`): RELAY_SOAK_SECONDS is each
+# run's duration (steady load 600 s, crash test 900 s unless set); RELAY_SOAK_MESSAGES and
+# RELAY_SOAK_KILLS size the crash run; RELAY_CRASH_SEED repeats one.
 soak: $(STAMP) test-deps
-	$(BIN)/python -m pytest -m soak tests/reliability
+	$(BIN)/python -m pytest -q -m soak tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check relay tests

@@ -55,6 +55,7 @@ from relay.schedule.providers import ProviderDirectory
 from relay.schedule.scheduler import Scheduler
 from relay.schedule.smtp_transport import HostGates, SmtpTransport
 from relay.schedule.warmup import WarmupCounts
+from relay.spool.fileops import FileOps
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.statistics import SpoolStatistics
 from relay.spool.store import Spool
@@ -74,8 +75,16 @@ TLS_REPORT_INTERVAL = 600.0  # save the TLS counts / send finished days' reports
 
 
 class Daemon:
-    def __init__(self, config: Config, path: str | None = None, clock: Clock | None = None):
+    def __init__(
+        self,
+        config: Config,
+        path: str | None = None,
+        clock: Clock | None = None,
+        file_ops: FileOps | None = None,
+    ):
+        """file_ops: the spool's file calls (tests inject disk faults there)."""
         self.config = config
+        self.file_ops = file_ops
         self.settings: Settings = compile_settings(config)
         self.path = path
         self.clock: Clock = clock or SystemClock()
@@ -120,6 +129,7 @@ class Daemon:
             fsync=options.force_fsync,
             max_resident_messages=options.max_resident_messages,
             clock=self.clock.now,
+            file_ops=self.file_ops,
         )
         if options.suppression_enabled:
             self.suppression = SuppressionList(

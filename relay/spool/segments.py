@@ -70,7 +70,12 @@ class SegmentLog:
 
     def append(self, records: Sequence[bytes]) -> list[Location]:
         """Write records at the end of the active segment and make them durable."""
-        if self._fd is None or self._broken or self.sizes[self.active or 0] >= self._segment_bytes:
+        if (
+            self._fd is None
+            or self._broken
+            or self.active is None
+            or self.sizes[self.active] >= self._segment_bytes
+        ):
             self._rotate()
         assert self._fd is not None and self.active is not None
         fd, number = self._fd, self.active
@@ -156,10 +161,14 @@ class SegmentLog:
         finally:
             self._ops.close(fd)
 
-    def delete(self, numbers: Sequence[int]) -> None:
+    def delete(self, numbers: Sequence[int], *, with_active: bool = False) -> None:
+        """Unlink segments; the active one only `with_active` (the next append rotates)."""
         for number in numbers:
             if number == self.active:
-                raise SpoolError(f"refusing to delete the active segment {number}")
+                if not with_active:
+                    raise SpoolError(f"refusing to delete the active segment {number}")
+                self._close_active()
+                self.active = None
             with contextlib.suppress(FileNotFoundError):
                 self._ops.unlink(self.path(number))
             self.sizes.pop(number, None)

@@ -36,6 +36,7 @@ from relay.spool.errors import (
     CorruptMessage,
     MessageNotFound,
     SpoolError,
+    SpoolFullError,
     from_os_error,
 )
 from relay.spool.fileops import FileOps
@@ -59,6 +60,7 @@ from relay.spool.statistics import SpoolStatistics
 log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+SPACE_KEPT = 64 * 1024 * 1024  # free space new mail never takes (delivery records need it)
 COMPACT_PER_BATCH = 64  # messages copied forward per commit batch, at most
 _ENCODE_OFF_LOOP = 256 * 1024  # bodies this large are checksummed on a thread
 LOCK_FILE = "lock"
@@ -115,6 +117,7 @@ class Spool:
         self._removed = 0
         self._updates = 0
         self._compacted = 0
+        self._disk_full = False  # a commit failed for want of space, not reclaimed since
         self._segments_deleted = 0
         self._id_counter = secrets.randbelow(1 << 16)
         # Ids need to be unique, not secret: a seeded generator, not a syscall per message.
@@ -236,11 +239,32 @@ class Spool:
             priority=message.priority,
         )
         content = message.content
+        if self._short_of_space(len(content)):
+            refused: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+            refused.set_exception(
+                SpoolFullError("spooling: spool disk full (the rest is kept for delivery records)")
+            )
+            return refused
         if len(content) >= _ENCODE_OFF_LOOP:
             return asyncio.ensure_future(self._store_large(envelope, content))
         return self._committer.submit_nowait(
             encode_message(envelope, content), self._placer(envelope, content)
         )
+
+    def _short_of_space(self, size: int) -> bool:
+        """Would this message eat into the space kept for the records of deliveries (10% of
+        the filesystem, at most SPACE_KEPT)? A disk filled by new mail to the last byte
+        could record no outcome: every delivered message would stay queued and go out
+        again and again. One statvfs per message (microseconds)."""
+        try:
+            disk = os.statvfs(self.directory)
+        except OSError:
+            return False  # the write itself will tell
+        kept = min(SPACE_KEPT, disk.f_blocks * disk.f_frsize // 10)
+        if disk.f_bavail * disk.f_frsize >= size + kept:
+            return False
+        self._disk_full = True
+        return len(self) > 0  # nothing live: this commit deletes the dead active segment
 
     async def _store_large(self, envelope: Envelope, content: bytes) -> Envelope:
         loop = asyncio.get_running_loop()
@@ -424,12 +448,17 @@ class Spool:
     async def _flush(self, records: list[bytes]) -> list[Location]:
         """One commit batch: plan compaction, write on the commit thread, adopt the result."""
         copies, deletions = self._plan_maintenance()
+        reclaiming = self._log.active in deletions
         try:
             written = await self._disk.run(self._write_batch, records, copies, deletions)
         except OSError as exc:
-            raise from_os_error(exc, "spooling") from exc
+            error = from_os_error(exc, "spooling")
+            self._disk_full = self._disk_full or isinstance(error, SpoolFullError)
+            raise error from exc
         except FormatError as exc:
             raise CorruptMessage(f"compaction: {exc}") from exc
+        if reclaiming:
+            self._disk_full = False
         self._index.sync_segments(written.sizes)
         self._segments_deleted += len(written.deleted)
         for copy, location in zip(copies, written.copies, strict=True):
@@ -444,7 +473,7 @@ class Spool:
     ) -> _Written:
         """Runs on the commit thread."""
         if deletions:
-            self._log.delete(deletions)
+            self._log.delete(deletions, with_active=True)
         copied: list[bytes] = []
         for copy in copies:
             data = self._log.read(copy.old)
@@ -472,6 +501,12 @@ class Spool:
         while closed and not closed[0][1].live:
             deletions.append(closed.pop(0)[0])
         if not closed:
+            # A full disk and nothing live left anywhere: the active segment goes too (its
+            # records override nothing that remains), else its dead bytes would keep the
+            # disk full for as long as it stays below segment_bytes (64 MB by default).
+            usage = self._index.segments.get(active) if active is not None else None
+            if self._disk_full and active is not None and (usage is None or not usage.live):
+                deletions.append(active)
             return [], deletions
         total = sum(u.size for _, u in closed)
         live = sum(u.live_bytes for _, u in closed)

@@ -23,6 +23,7 @@ from relay.admin.auth import SCOPES
 from relay.clock import Clock
 from relay.config import loads
 from relay.daemon import Daemon
+from relay.spool import FileOps
 from tests.support.dns_server import DnsServer
 
 # Ports handed to processes that bind them later come from below the kernel's ephemeral
@@ -115,9 +116,13 @@ class RelayFactory:
         admin: bool = False,
         admin_tokens: bool = True,
         admin_extra: str = "",
+        file_ops: FileOps | None = None,
+        fsync: bool = False,
     ) -> RelayUnderTest:
         """admin: an admin API on loopback, with (admin_tokens) a token file holding one
-        token per scope (relay.tokens[scope]); admin_extra: more global options."""
+        token per scope (relay.tokens[scope]); admin_extra: more global options;
+        file_ops: the spool's file calls (tests/support/spool_faults.py injects faults);
+        fsync: force_fsync (off by default: the tests are faster without)."""
         port = free_port()
         admin_port = free_port() if admin else None
         tokens = (
@@ -140,7 +145,7 @@ class RelayFactory:
             f'hostname = "relay.test"\n'
             f'spoolbase = "{self.directory / "spool"}"\n'
             f'event_log = "{self.directory / "events.jsonl"}"\n'
-            f"force_fsync = false\n"
+            f"force_fsync = {'true' if fsync else 'false'}\n"
             f"shutdown_timeout = 2\n"
             + (f'admin_listen = "127.0.0.1:{admin_port}"\n' if admin_port else "")
             + (f'admin_token_file = "{token_file}"\n' if tokens else "")
@@ -153,7 +158,7 @@ class RelayFactory:
         )
         (self.directory / "relay.conf").write_text(text)
         path = self.directory / "relay.conf"
-        daemon = Daemon(loads(text, str(path)), str(path), clock=clock)
+        daemon = Daemon(loads(text, str(path)), str(path), clock=clock, file_ops=file_ops)
         await daemon.start()
         relay = RelayUnderTest(daemon, port, self.directory)
         scheme = "https" if "admin_tls_certificate" in admin_extra else "http"

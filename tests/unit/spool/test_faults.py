@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -12,34 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from relay.spool import FileOps, Spool, SpoolFullError, SpoolWriteError
+from relay.spool import Spool, SpoolFullError, SpoolWriteError
+from tests.support.spool_faults import FaultyOps
 from tests.unit.spool.helpers import leftovers, message
-
-
-class FaultyOps(FileOps):
-    """Raises a chosen OSError from pwrite (a write fault: half the data written; a sync
-    fault: all of it written, as an O_DSYNC write whose flush failed) or open."""
-
-    def __init__(self) -> None:
-        self.write_fault: int | None = None
-        self.sync_fault: int | None = None
-        self.open_fault: int | None = None
-        self.partial = True  # write half the data before failing, as a real disk would
-
-    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
-        if self.sync_fault is not None:
-            os.pwrite(fd, data, offset)
-            raise OSError(self.sync_fault, os.strerror(self.sync_fault))
-        if self.write_fault is not None:
-            if self.partial and len(data) > 1:
-                os.pwrite(fd, data[: len(data) // 2], offset)
-            raise OSError(self.write_fault, os.strerror(self.write_fault))
-        return super().pwrite(fd, data, offset)
-
-    def open(self, path: str, flags: int, mode: int = 0o600) -> int:
-        if self.open_fault is not None and flags & os.O_CREAT:
-            raise OSError(self.open_fault, os.strerror(self.open_fault))
-        return super().open(path, flags, mode)
 
 
 async def _check_reopen(directory: Path, expected: dict[str, bytes]) -> None:
@@ -177,3 +151,21 @@ async def test_real_disk_full_on_tmpfs(small_tmpfs: Path) -> None:
     kept[(await spool.store(new)).message_id] = new.content
     await spool.close()
     await _check_reopen(small_tmpfs / "spool", kept)
+
+
+async def test_a_drained_full_spool_takes_mail_again(small_tmpfs: Path) -> None:
+    """The active segment filled the disk; once every message in it is gone it is deleted
+    (it stays below segment_bytes, so no rotation would ever free it). Large messages, so
+    that the refused one leaves room for the removals' records."""
+    spool = await Spool.open(small_tmpfs / "spool")
+    stored = []
+    with pytest.raises(SpoolFullError):
+        for i in range(100):
+            stored.append((await spool.store(message(i, size=60_000))).message_id)
+    assert 2 <= len(stored) <= 4
+    for message_id in stored:
+        await spool.remove(message_id)
+    new = message(2000, size=60_000)
+    envelope = await spool.store(new)  # the first store after the drain already succeeds
+    await spool.close()
+    await _check_reopen(small_tmpfs / "spool", {envelope.message_id: new.content})
