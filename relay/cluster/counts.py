@@ -88,15 +88,11 @@ class ClusterCounts:
                     )
                     for epoch, counts in window.bucket_counts(now).items()
                 }
-                before = self._written.get(key, {})
-                changed = {f: value for f, value in mine.items() if before.get(f) != value}
-                gone = {f for f in before if f not in mine} | self._stale.pop(key, set())
-                if changed or gone:
-                    writes.append((key, changed, sorted(gone), window.span + window.width))
+                self._write(key, mine, window.span + window.width, writes)
                 current[key] = mine
                 reads.append((binding, domain, name, window, pair.cleared, key))
-            rules = [r for r in self.adaptive.settings(binding, domain).reply_rules]
-            rules = [r for r in rules if r.scope == "binding"]
+            settings = self.adaptive.settings(binding, domain)
+            rules = [rule for rule in settings.reply_rules if rule.scope == "binding"]
             if not rules:
                 continue
             key = self.store.key("counts", "replies", redis_name((binding, domain)))
@@ -108,12 +104,8 @@ class ClusterCounts:
                     mine[json.dumps([self.node, rule.name])] = json.dumps(
                         {"times": times, "fired": fired}
                     )
-            before = self._written.get(key, {})
-            changed = {f: value for f, value in mine.items() if before.get(f) != value}
-            gone = {f for f in before if f not in mine} | self._stale.pop(key, set())
             longest = max(rule.period for rule in rules)
-            if changed or gone:
-                writes.append((key, changed, sorted(gone), longest + self.interval))
+            self._write(key, mine, longest + self.interval, writes)
             current[key] = mine
             reads.append((binding, domain, "replies", None, longest, key))
         if not reads:
@@ -167,6 +159,21 @@ class ClusterCounts:
             )
         if acted:
             self.wake()
+
+    def _write(
+        self,
+        key: str,
+        mine: dict[str, str],
+        ttl: float,
+        writes: list[tuple[str, dict[str, str], list[str], float]],
+    ) -> None:
+        """Queue what changed in this node's fields of hash `key` since its last write (and
+        the stale fields found last time, to delete)."""
+        before = self._written.get(key, {})
+        changed = {f: value for f, value in mine.items() if before.get(f) != value}
+        gone = {f for f in before if f not in mine} | self._stale.pop(key, set())
+        if changed or gone:
+            writes.append((key, changed, sorted(gone), ttl))
 
     def _matches(
         self, key: str, fields: dict[str, str], oldest: float
