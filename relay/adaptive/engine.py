@@ -44,6 +44,7 @@ Suspensions have one owner: this engine. It writes every suspension it starts or
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ from relay.adaptive.knobs import (
     step,
 )
 from relay.adaptive.options import AdaptiveSettings
-from relay.adaptive.rules import Action
+from relay.adaptive.rules import Action, ReplyRule
 from relay.adaptive.window import Window, fingerprint
 from relay.bind.suspensions import SuspensionTable
 
@@ -117,6 +118,11 @@ class PairState:
     # sets these; empty on a single node or while Redis cannot be asked).
     remote_stats: dict[str, int] = field(default_factory=dict)
     remote_fbl: dict[str, int] = field(default_factory=dict)
+    # Reply rules across nodes: the other nodes' match times per rule, the latest time any
+    # other node fired the rule (matches until then are spent), and when this node fired it.
+    remote_matches: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    remote_fired: dict[str, float] = field(default_factory=dict)
+    fired: dict[str, float] = field(default_factory=dict)
     cleared: float = 0.0  # when a hold ending last emptied the windows (0: never)
 
 
@@ -230,10 +236,11 @@ class AdaptiveEngine:
             if seen is None or seen.maxlen != rule.count:
                 seen = pair.matches[rule.name] = deque(seen or (), maxlen=rule.count)
             seen.append(now)
-            if len(seen) >= rule.count and now - seen[0] <= rule.period:
+            if _reply_matches(pair, rule, now) >= rule.count:
                 reason = f"reply rule {rule.name}: {rule.count} x {fingerprint(code, text)!r}"
                 if self._act(binding, domain, pair, rule.action, reason, now, settings):
                     seen.clear()
+                    pair.fired[rule.name] = now
         self._check_rates(binding, domain, pair, now, settings)
         return result
 
@@ -511,6 +518,7 @@ class AdaptiveEngine:
         pair.fbl.clear()
         pair.matches.clear()
         pair.remote_stats, pair.remote_fbl = {}, {}
+        pair.remote_matches, pair.remote_fired, pair.fired = {}, {}, {}
         pair.cleared = now
 
     def due_actions(self, now: float) -> list[Event]:
@@ -562,25 +570,47 @@ class AdaptiveEngine:
         fbl: Mapping[str, int],
         now: float,
         settings: AdaptiveSettings,
+        matches: Mapping[str, tuple[float, ...]] | None = None,
+        fired: Mapping[str, float] | None = None,
     ) -> bool:
-        """What the other nodes counted for binding x domain in their windows now: the rules
-        judge this node's counts plus these (only for a pair this node sends to). New counts
-        are judged at once, as a record would (a node whose own mail came before the other
-        nodes' counts still acts). True when that queued events."""
+        """What the other nodes counted for binding x domain in their windows now, and the
+        times of their replies matching each reply rule (`matches`; `fired`: the latest time
+        another node fired a rule, matches until then are spent): the rules judge this node's
+        counts plus these (only for a pair this node sends to). New counts are judged at once,
+        as a record would (a node whose own mail came before the other nodes' counts still
+        acts). True when that queued events."""
         pair = self._pairs.get((binding, domain.lower()))
-        if pair is None or (pair.remote_stats == stats and pair.remote_fbl == fbl):
+        matches, fired = dict(matches or {}), dict(fired or {})
+        if pair is None or (
+            pair.remote_stats == stats
+            and pair.remote_fbl == fbl
+            and pair.remote_matches == matches
+            and pair.remote_fired == fired
+        ):
             return False
         pair.remote_stats, pair.remote_fbl = dict(stats), dict(fbl)
+        pair.remote_matches, pair.remote_fired = matches, fired
         if not settings.enabled:
             return False
         queued = len(self._pending)
-        self._check_rates(binding, domain.lower(), pair, now, settings)
+        domain = domain.lower()
+        for rule in settings.reply_rules:
+            if rule.scope != "binding" or rule.name not in matches:
+                continue
+            count = _reply_matches(pair, rule, now)
+            if count >= rule.count:
+                reason = f"reply rule {rule.name}: {count} matching replies across nodes"
+                if self._act(binding, domain, pair, rule.action, reason, now, settings):
+                    pair.matches.pop(rule.name, None)
+                    pair.fired[rule.name] = now
+        self._check_rates(binding, domain, pair, now, settings)
         return len(self._pending) > queued
 
     def clear_remote(self) -> None:
         """Back to this node's own counts (Redis cannot be asked)."""
         for pair in self._pairs.values():
             pair.remote_stats, pair.remote_fbl = {}, {}
+            pair.remote_matches, pair.remote_fired = {}, {}
 
     def set_live(
         self, binding: str, domain: str, option: str, value: Any, now: float, reason: str
@@ -655,14 +685,30 @@ class AdaptiveEngine:
         assert isinstance(event, Suspend)
         return event
 
-    def resume(self, binding: str, domain: str, now: float) -> list[Resume]:
-        """Lift the suspension and blackhole of binding x domain, if any."""
+    def start_blackhole(
+        self, binding: str, domain: str, now: float, duration: float, reason: str
+    ) -> Blackhole:
+        """Blackhole binding x domain for `duration` seconds (replacing any blackhole): what
+        another node decided (adaptive_scope = global)."""
+        domain = domain.lower()
+        pair = self._pair(binding, domain, now)
+        self._hold(binding, domain, pair, "blackhole", duration, reason, now, None, True)
+        event = self._pending[-1]
+        assert isinstance(event, Blackhole)
+        return event
+
+    def resume(
+        self, binding: str, domain: str, now: float, kinds: tuple[HoldKind, ...] | None = None
+    ) -> list[Resume]:
+        """Lift the suspension and blackhole of binding x domain (or only `kinds`), if any."""
         domain = domain.lower()
         pair = self._pairs.get((binding, domain))
         if pair is None:
             return []
         events = []
         for kind, hold in (("suspension", pair.suspension), ("blackhole", pair.blackhole)):
+            if kinds is not None and kind not in kinds:
+                continue
             if hold is not None and hold.until > now:
                 ended: HoldKind = "suspension" if kind == "suspension" else "blackhole"
                 self._lift(binding, domain, pair, ended, now)
@@ -703,6 +749,20 @@ class AdaptiveEngine:
 def _stat(pair: PairState, key: str) -> int:
     """A stats window count: this node's, plus the other nodes' (adaptive_scope = global)."""
     return pair.stats.totals.get(key, 0) + pair.remote_stats.get(key, 0)
+
+
+def _reply_matches(pair: PairState, rule: ReplyRule, now: float) -> int:
+    """Replies matching `rule` within its period: this node's since it last fired the rule,
+    plus the other nodes' (adaptive_scope = global) since any node fired it; matches before
+    the latest firing on another node are spent here too."""
+    remote_fired = pair.remote_fired.get(rule.name, -math.inf)
+    oldest = now - rule.period
+    own = sum(1 for t in pair.matches.get(rule.name, ()) if t >= oldest and t > remote_fired)
+    remote = pair.remote_matches.get(rule.name)
+    if not remote:
+        return own
+    floor = max(remote_fired, pair.fired.get(rule.name, -math.inf), pair.cleared)
+    return own + sum(1 for t in remote if t >= oldest and t > floor)
 
 
 def _fbl(pair: PairState, key: str) -> int:

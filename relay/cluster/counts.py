@@ -1,21 +1,27 @@
-"""`adaptive_scope = global`: adaptive window counts aggregated across nodes.
+"""`adaptive_scope = global`: adaptive window counts and reply rule matches aggregated
+across nodes.
 
 Every SYNC_INTERVAL each node writes, for each binding x domain of global scope it knows, the
-buckets of its stats and FBL windows that changed since its last write, and reads every other
-node's, in one pipelined round trip under the command timeout. Redis holds one hash per pair
-and window: field [node, bucket index] -> {"since", "counts"}, expiring one window after its
-last write; buckets older than the window are deleted by whichever node sees them. The
-engine's rules judge this node's counts plus the sum of the others' live buckets
-(engine.set_remote, which judges new counts at once), so failures seen half on each node add
-up. Rules are evaluated where the mail is sent (as the reference page says): a node reads
-only the pairs it sends to. Two nodes may decide the same suspension at once; each takes
+buckets of its stats and FBL windows that changed since its last write, and its reply rules'
+match times, and reads every other node's, in one pipelined round trip under the command
+timeout. Redis holds one hash per pair and window: field [node, bucket index] -> {"since",
+"counts"}, expiring one window after its last write; buckets older than the window are
+deleted by whichever node sees them. Reply rules ("N matching replies within a period") have
+one hash per pair: field [node, rule] -> {"times": the node's matches within the period,
+"fired": when the node last fired the rule}, expiring one (longest) period after its last
+write. The engine's rules judge this node's counts plus the sum of the others' live buckets
+and matches (engine.set_remote, which judges new counts at once), so failures seen half on
+each node add up; a rule fired on one node spends the matches before it on every node.
+Rules are evaluated where the mail is sent (as the reference page says): a node reads only
+the pairs it sends to. Two nodes may decide the same suspension at once; each takes
 the first it hears of (holds.py).
 
 A hold ending empties a pair's windows on every node (the hold was global) and moves its
 `cleared` time; another node's buckets from before this node's clearing, written before
 that node emptied its own windows (since < this node's cleared - CLEAR_SLACK), are not
 counted, so old failures do not trip the pair again at once.
-Redis down: each node judges its own counts (clear_remote) until a sync answers again.
+Redis down: each node judges its own counts and matches (clear_remote) until a sync answers
+again, then shares them again (everything written afresh).
 """
 
 from __future__ import annotations
@@ -70,7 +76,7 @@ class ClusterCounts:
         now = self.now()
         engine = self.adaptive.engine
         writes: list[tuple[str, dict[str, str], list[str], float]] = []
-        reads: list[tuple[str, str, str, Window, float, str]] = []
+        reads: list[tuple[str, str, str, Window | None, float, str]] = []
         current: dict[str, dict[str, str]] = {}
         for binding, domain in self._pairs():
             pair = engine.pairs[(binding, domain)]
@@ -82,13 +88,26 @@ class ClusterCounts:
                     )
                     for epoch, counts in window.bucket_counts(now).items()
                 }
-                before = self._written.get(key, {})
-                changed = {f: value for f, value in mine.items() if before.get(f) != value}
-                gone = {f for f in before if f not in mine} | self._stale.pop(key, set())
-                if changed or gone:
-                    writes.append((key, changed, sorted(gone), window.span + window.width))
+                self._write(key, mine, window.span + window.width, writes)
                 current[key] = mine
                 reads.append((binding, domain, name, window, pair.cleared, key))
+            settings = self.adaptive.settings(binding, domain)
+            rules = [rule for rule in settings.reply_rules if rule.scope == "binding"]
+            if not rules:
+                continue
+            key = self.store.key("counts", "replies", redis_name((binding, domain)))
+            mine = {}
+            for rule in rules:
+                times = sorted(t for t in pair.matches.get(rule.name, ()) if now - t <= rule.period)
+                fired = pair.fired.get(rule.name, 0.0)
+                if times or now - fired <= rule.period:
+                    mine[json.dumps([self.node, rule.name])] = json.dumps(
+                        {"times": times, "fired": fired}
+                    )
+            longest = max(rule.period for rule in rules)
+            self._write(key, mine, longest + self.interval, writes)
+            current[key] = mine
+            reads.append((binding, domain, "replies", None, longest, key))
         if not reads:
             return
         try:
@@ -99,7 +118,12 @@ class ClusterCounts:
         self._written = current
         self.syncs += 1
         totals: dict[tuple[str, str], dict[str, dict[str, int]]] = {}
-        for (binding, domain, name, window, cleared, key), fields in zip(reads, found, strict=True):
+        matches: dict[tuple[str, str], tuple[dict[str, list[float]], dict[str, float]]] = {}
+        for (binding, domain, name, shape, cleared, key), fields in zip(reads, found, strict=True):
+            if shape is None:  # reply rule matches; `cleared` holds the longest period
+                matches[(binding, domain)] = self._matches(key, fields, now - cleared)
+                continue
+            window = shape
             sums = totals.setdefault((binding, domain), {"stats": {}, "fbl": {}})[name]
             oldest = window.epoch(now) - window.buckets
             for field, value in fields.items():
@@ -122,9 +146,60 @@ class ClusterCounts:
         acted = False
         for (binding, domain), seen in totals.items():
             settings = self.adaptive.settings(binding, domain)
-            acted |= engine.set_remote(binding, domain, seen["stats"], seen["fbl"], now, settings)
+            remote_times, remote_fired = matches.get((binding, domain), ({}, {}))
+            acted |= engine.set_remote(
+                binding,
+                domain,
+                seen["stats"],
+                seen["fbl"],
+                now,
+                settings,
+                {rule: tuple(sorted(found)) for rule, found in remote_times.items()},
+                remote_fired,
+            )
         if acted:
             self.wake()
+
+    def _write(
+        self,
+        key: str,
+        mine: dict[str, str],
+        ttl: float,
+        writes: list[tuple[str, dict[str, str], list[str], float]],
+    ) -> None:
+        """Queue what changed in this node's fields of hash `key` since its last write (and
+        the stale fields found last time, to delete)."""
+        before = self._written.get(key, {})
+        changed = {f: value for f, value in mine.items() if before.get(f) != value}
+        gone = {f for f in before if f not in mine} | self._stale.pop(key, set())
+        if changed or gone:
+            writes.append((key, changed, sorted(gone), ttl))
+
+    def _matches(
+        self, key: str, fields: dict[str, str], oldest: float
+    ) -> tuple[dict[str, list[float]], dict[str, float]]:
+        """The other nodes' reply rule matches (rule -> times) and latest firings (rule ->
+        time) in one pair's hash; fields of nothing newer than `oldest` are deleted."""
+        times: dict[str, list[float]] = {}
+        fired: dict[str, float] = {}
+        for field, value in fields.items():
+            try:
+                node, rule = json.loads(field)
+                data = json.loads(value)
+                found = [float(t) for t in data["times"]]
+                last = float(data["fired"])
+                rule = str(rule)
+            except (ValueError, KeyError, TypeError):
+                self._stale.setdefault(key, set()).add(field)
+                continue
+            if max(found, default=last) < oldest and last < oldest:
+                self._stale.setdefault(key, set()).add(field)
+                continue
+            if node == self.node:
+                continue
+            times.setdefault(rule, []).extend(found)
+            fired[rule] = max(fired.get(rule, 0.0), last)
+        return times, fired
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="cluster-counts")

@@ -1,9 +1,11 @@
-"""`adaptive_scope = global`: a suspension (or its end) and an adaptive throttle (a managed
-option moved) decided on one node apply on every node within a second.
+"""`adaptive_scope = global`: a suspension or blackhole (or its end) and an adaptive throttle
+(a managed option moved) decided on one node apply on every node within a second.
 
-Each Suspend / Resume / Adjust adaptive delivery applies here (AdaptiveLink.on_event) for a
-binding x domain whose adaptive_scope is global is recorded in Redis and pushed by pub/sub.
-The record is a key that expires with what it holds (a suspension at its end; an adjusted
+Each Suspend / Blackhole / Resume / Adjust adaptive delivery applies here
+(AdaptiveLink.on_event) for a binding x domain whose adaptive_scope is global is recorded in
+Redis (one record per pair and kind: "hold", a suspension; "blackhole"; "live", an option)
+and pushed by pub/sub.
+The record is a key that expires with what it holds (a hold at its end; an adjusted
 value after adaptive_positive_adjustment_interval, by when delivery going well would have
 moved it back), so a node that joins or comes back later finds what is still in force and
 Redis keeps nothing old. Every node listens and applies what other nodes decided through its
@@ -21,7 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from relay.adaptive import Adjust, Event, Resume, Suspend
+from relay.adaptive import Adjust, Blackhole, Event, Resume, Suspend
 from relay.adaptive.state import decode_value, encode_value
 from relay.cluster.store import RedisUnavailable, Store
 from relay.schedule.adaptive_link import AdaptiveLink
@@ -68,7 +70,7 @@ class ClusterHolds:
             if echo is event:
                 del self._echo[index]
                 return
-        if not isinstance(event, Suspend | Resume | Adjust):
+        if not isinstance(event, Suspend | Blackhole | Resume | Adjust):
             return
         settings = self.adaptive.settings(event.binding, event.domain)
         if settings.scope != "global":
@@ -84,11 +86,14 @@ class ClusterHolds:
             ttl: float | None = settings.positive_adjustment_interval
             kind = "live"
         else:
-            until = event.until if isinstance(event, Suspend) else None
+            until = None if isinstance(event, Resume) else event.until
+            blackhole = isinstance(event, Blackhole) or (
+                isinstance(event, Resume) and event.ended == "blackhole"
+            )
+            kind = "blackhole" if blackhole else "hold"  # one record per pair and kind
             field = hold_field(event.binding, domain)
-            message = {**base, "type": "hold", "until": until, "reason": event.reason}
+            message = {**base, "type": kind, "until": until, "reason": event.reason}
             ttl = None if until is None else until - self.now()
-            kind = "hold"
         task = asyncio.get_running_loop().create_task(
             self._publish(kind, field, json.dumps(message), ttl)
         )
@@ -120,6 +125,18 @@ class ClusterHolds:
             return
         now = self.now()
         engine = self.adaptive.engine
+        if message.get("type") == "blackhole":
+            if until is None:
+                self._echo.extend(engine.resume(binding, domain, now, ("blackhole",)))
+            elif until > now:
+                held = engine.blackhole(binding, domain, now)
+                if held is not None and abs(held.until - until) < SAME_HOLD:
+                    return  # already applied, or decided here too
+                self._echo.append(engine.start_blackhole(binding, domain, now, until - now, reason))
+            else:
+                return
+            self.wake()
+            return
         if message.get("type", "hold") == "live":
             try:
                 adjusted = engine.set_live(binding, domain, option, value, now, reason)
@@ -130,7 +147,7 @@ class ClusterHolds:
                 return
             self._echo.append(adjusted)
         elif until is None:
-            self._echo.extend(engine.resume(binding, domain, now))
+            self._echo.extend(engine.resume(binding, domain, now, ("suspension",)))
         elif until > now:
             if self.adaptive.suspensions.is_suspended(binding, domain, now):
                 current = self.adaptive.suspensions.for_domain(domain, now).get(binding)
@@ -149,7 +166,7 @@ class ClusterHolds:
             try:
                 pubsub = await self.store.subscribe()
                 try:
-                    for kind in ("hold", "live"):  # what was decided before
+                    for kind in ("hold", "blackhole", "live"):  # what was decided before
                         for text in await self.store.shared(kind):
                             self.apply(text)
                     while True:

@@ -145,9 +145,9 @@ class Store:
 
     # --- adaptive_scope = global: state in keys that expire, changes pushed by pub/sub ------
     async def share(self, kind: str, field: str, message: str, ttl: float | None) -> None:
-        """Record one piece of shared state (kind "hold": a suspension, "live": an adjusted
-        option) for `ttl` seconds, or forget it (None), and push `message` to every node. The
-        key expires with what it holds, so Redis never keeps an old hold or throttle."""
+        """Record one piece of shared state (kind "hold": a suspension, "blackhole", "live":
+        an adjusted option) for `ttl` seconds, or forget it (None), and push `message` to every
+        node. The key expires with what it holds, so Redis never keeps an old hold or throttle."""
 
         async def run() -> None:
             key, index = self.key(kind, field), self.key(kind + "-index")

@@ -365,3 +365,139 @@ async def wait_for_async(predicate: Callable[[], Awaitable[object]], within: flo
     while not await predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+def pushback(rejected: list[str]) -> Callable[[str, str], str | None]:
+    """The sink's RCPT hook: "no..." recipients get a 451 the `pushback` rule counts."""
+
+    def hook(peer: str, address: str) -> str | None:
+        if address.startswith("no"):
+            rejected.append(address)
+            return "451 4.7.1 slow down please"
+        return None
+
+    return hook
+
+
+def reply_rule(threshold: str, action: str) -> str:
+    return f"""
+adaptive_reply_rule "pushback" {{
+  pattern = "slow down please"
+  threshold = "{threshold}"
+  action = {action}
+  replies = 4xx
+}}
+"""
+
+
+async def test_reply_rule_matches_add_up_across_nodes(nodes: ClusterNodes, sink: SmtpSink) -> None:
+    """A 6-in-60-s reply rule: 3 matching replies on each node. Alone neither trips it;
+    together they do, and the suspension holds on both."""
+    rejected: list[str] = []
+    sink.script.rcpt_hook = pushback(rejected)
+    options = GLOBAL_AD + reply_rule("6/60", '( "suspend" "1 hour" )')
+    n1, n2 = await asyncio.gather(nodes.start("n1", options), nodes.start("n2", options))
+    await n1.send(3, local="no")
+    await wait_for(lambda: len(rejected) == 3, within=10)
+    await asyncio.sleep(1.5)  # n1's matches reach Redis (synced every 0.5 s)
+    assert not (await adaptive_pair(n1.admin_url)).get("suspension")  # 3 < 6 on n1 alone
+    await n2.send(3, local="no")
+    await wait_for(lambda: len(rejected) == 6, within=10)
+    await wait_for(lambda: "adaptive_suspension" in nodes.events("n2"), within=3)
+    suspended = (await adaptive_pair(n2.admin_url))["suspension"]
+    assert isinstance(suspended, dict) and "reply rule pushback" in str(suspended["reason"])
+    await wait_for(lambda: "adaptive_suspension" in nodes.events("n1"), within=1.5)
+    assert (await adaptive_pair(n1.admin_url)).get("suspension")  # the action applies on both
+    await asyncio.gather(n1.send(2), n2.send(2))  # good mail waits on both nodes
+    await asyncio.sleep(1.0)
+    assert len(sink.messages) == 0
+
+
+async def test_a_blackhole_decided_on_one_node_applies_on_every_node(
+    nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    rejected: list[str] = []
+    sink.script.rcpt_hook = pushback(rejected)
+    options = GLOBAL_AD + reply_rule("2/60", '( "blackhole" "1 hour" )')
+    n1, n2 = await asyncio.gather(nodes.start("n1", options), nodes.start("n2", options))
+    await n1.send(2, local="no")
+    await wait_for(lambda: "adaptive_blackhole" in nodes.events("n1"), within=10)
+    await wait_for(lambda: "adaptive_blackhole" in nodes.events("n2"), within=1.0)
+    held = (await adaptive_pair(n2.admin_url))["blackhole"]
+    assert isinstance(held, dict) and "(node n1)" in str(held["reason"])
+    await n2.send(3)  # n2 discards its mail to x.test too: nothing reaches the sink
+    await wait_for(lambda: nodes.events("n2").count("blackholed by adaptive delivery") >= 3, 5)
+    assert sink.messages == []
+    # Kept in Redis until it ends, for nodes that join later.
+    client = aioredis.Redis.from_url(redis_server.url)
+    key = 'test:blackhole:["default", "x.test"]'
+    assert 3_500_000 < await client.pttl(key) <= 3_600_000
+    n3 = await nodes.start("n3", options)
+    await wait_for(lambda: "adaptive_blackhole" in nodes.events("n3"), within=2.0)
+    # Lifted on n1 (the operator's resume): lifted everywhere, the record gone.
+    pair = {"binding": "default", "domain": "x.test"}
+    await asyncio.to_thread(
+        request, n1.admin_url, "POST", "/api/v1/adaptive/resume", pair, token=ADMIN_TOKEN
+    )
+    for name in ("n2", "n3"):
+        await wait_for(lambda name=name: '"ended":"blackhole"' in nodes.events(name), 2.0)
+    assert not await client.exists(key)
+    await client.aclose()
+    await n3.send(1)
+    await wait_for(lambda: len(sink.messages) == 1, within=5)
+
+
+async def test_redis_down_each_node_judges_its_own_counts_and_shares_again_after(
+    nodes: ClusterNodes, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    """A 4-in-60-s reply rule for every domain. With Redis killed, 2 matches on each node
+    trip nothing (no counts shared, none stale) and 4 on one node still trip it there; with
+    Redis back, 2 on each node add up again."""
+    rejected: list[str] = []
+    sink.script.rcpt_hook = pushback(rejected)
+    everywhere = (
+        GLOBAL_AD
+        + reply_rule("4/60", '( "suspend" "1 hour" )')
+        + f'domain "y.test" {{ gateway = "127.0.0.1:{sink.port}" }}'
+    )
+    n1, n2 = await asyncio.gather(
+        nodes.start("n1", "", global_options=everywhere),
+        nodes.start("n2", "", global_options=everywhere),
+    )
+
+    async def suspended(node_url: str, domain: str) -> bool:
+        status, text = await get(node_url + "/api/v1/adaptive")
+        assert status == 200
+        return any(p["domain"] == domain and p.get("suspension") for p in json.loads(text)["pairs"])
+
+    await asyncio.gather(n1.send(1, local="no"), n2.send(1, local="no"))
+    await wait_for(lambda: len(rejected) == 2, within=10)
+    await asyncio.sleep(1.0)  # shared while Redis is up
+    redis_server.kill()
+    for name in ("n1", "n2"):
+        await wait_for(lambda name=name: "is unavailable" in nodes.log(name), within=3)
+    await asyncio.sleep(1.0)  # a count sync fails on each node: back to its own counts
+    await asyncio.gather(n1.send(1, local="no"), n2.send(1, local="no"))
+    await wait_for(lambda: len(rejected) == 4, within=10)
+    await asyncio.sleep(1.0)
+    # 4 matches in the cluster, 2 on each node: shared they would trip the rule; alone not.
+    assert not await suspended(n1.admin_url, "x.test")
+    assert not await suspended(n2.admin_url, "x.test")
+    await n1.send(2, local="no")  # n1's own 4: it trips there, Redis down or not
+    await wait_for(lambda: len(rejected) == 6, within=10)
+    await wait_for(lambda: "adaptive_suspension" in nodes.events("n1"), within=3)
+    assert await suspended(n1.admin_url, "x.test")
+    await asyncio.sleep(1.0)
+    assert not await suspended(n2.admin_url, "x.test")  # no push while Redis is down
+    redis_server.start()
+    for name in ("n1", "n2"):
+        await wait_for(lambda name=name: "shared again" in nodes.log(name), within=5)
+    await asyncio.sleep(1.0)  # the count syncs answer again
+    await asyncio.gather(n1.send(2, "y.test", "no"), n2.send(2, "y.test", "no"))
+    await wait_for(lambda: len(rejected) == 10, within=10)
+    # 2 on each node add up to 4 again: y.test suspended, on both nodes.
+    for node in (n1, n2):
+        deadline = time.monotonic() + 3
+        while not await suspended(node.admin_url, "y.test"):
+            assert time.monotonic() < deadline, node.name
+            await asyncio.sleep(0.1)

@@ -1,8 +1,8 @@
 import itertools
 
 from relay.adaptive.engine import AdaptiveEngine, EngineConfig
-from relay.adaptive.events import Adjust, OutcomeKind, Resume, Suspend
-from relay.adaptive.rules import DEFAULT_REPLY_RULES
+from relay.adaptive.events import Adjust, Blackhole, OutcomeKind, Resume, Suspend
+from relay.adaptive.rules import DEFAULT_REPLY_RULES, reply_rule
 from relay.config.values import Throttle as Rate
 
 from .helpers import make_settings
@@ -208,6 +208,57 @@ def test_other_nodes_counts_add_to_this_nodes_and_are_judged_when_they_arrive() 
     engine.set_remote("b1", "example.com", remote, {}, 10.0, s)
     engine.clear_remote()  # Redis down: this node's own counts only
     assert engine.pairs[("b1", "example.com")].remote_stats == {}
+
+
+def test_reply_rule_matches_add_up_with_the_other_nodes() -> None:
+    """adaptive_scope = global: 2 matches here and 2 on another node trip a 4/60 rule; the
+    other node's matches before its own firing (or this node's) are spent."""
+    rule = reply_rule("slow", "slow down", "4/60", ("blackhole", "10 minutes"))
+    s = make_settings(reply_rules=(rule,))
+    engine = AdaptiveEngine()
+    for now in (1.0, 2.0):
+        engine.record("b1", "example.com", T, 451, "4.7.0", "please slow down", now, s)
+    assert engine.blackhole("b1", "example.com", 2.0) is None  # 2 < 4 alone
+    assert not engine.set_remote("b1", "example.com", {}, {}, 3.0, s, {"slow": (2.5,)}, {})
+    assert engine.set_remote("b1", "example.com", {}, {}, 4.0, s, {"slow": (2.5, 3.5)}, {})
+    hold = engine.blackhole("b1", "example.com", 4.0)
+    assert hold is not None and "4 matching replies across nodes" in hold.reason
+    pair = engine.pairs[("b1", "example.com")]
+    assert pair.fired == {"slow": 4.0} and not pair.matches.get("slow")
+    engine.resume("b1", "example.com", 5.0)
+    assert pair.remote_matches == {} and pair.fired == {}  # a hold's end empties them
+    # The other node fired at 20: its matches and this node's until then are spent.
+    for now in (10.0, 11.0, 12.0):
+        engine.record("b1", "example.com", T, 451, "4.7.0", "please slow down", now, s)
+    remote = {"slow": (19.0, 19.5, 21.0)}
+    assert not engine.set_remote("b1", "example.com", {}, {}, 22.0, s, remote, {"slow": 20.0})
+    engine.record("b1", "example.com", T, 451, "4.7.0", "please slow down", 23.0, s)
+    assert engine.blackhole("b1", "example.com", 23.0) is None  # 21 and 23: 2 < 4
+    # Matches older than the period do not count, this node's nor the others'.
+    engine.set_remote("b1", "example.com", {}, {}, 90.0, s, {"slow": (21.0, 89.0)}, {})
+    assert engine.blackhole("b1", "example.com", 90.0) is None
+    # A single node (no remote matches) fires on its own, as before.
+    alone = AdaptiveEngine()
+    for now in (1.0, 2.0, 3.0, 4.0):
+        alone.record("b1", "example.com", T, 451, "4.7.0", "please slow down", now, s)
+    assert alone.blackhole("b1", "example.com", 4.0) is not None
+    # Redis down: this node's own matches only.
+    engine.set_remote("b1", "example.com", {}, {}, 95.0, s, {"slow": (94.0,)}, {})
+    engine.clear_remote()
+    assert pair.remote_matches == {} and pair.remote_fired == {}
+
+
+def test_a_blackhole_decided_on_another_node_is_taken_and_lifted_by_kind() -> None:
+    engine = AdaptiveEngine()
+    event = engine.start_blackhole("b1", "Example.com", 1.0, 60.0, "reply rule x (node n1)")
+    assert isinstance(event, Blackhole) and event.until == 61.0
+    assert engine.due_actions(1.0) == [event]
+    engine.suspend("b1", "example.com", 2.0, 600.0)
+    lifted = engine.resume("b1", "example.com", 3.0, ("blackhole",))
+    assert [e.ended for e in lifted] == ["blackhole"]
+    assert engine.blackhole("b1", "example.com", 3.0) is None
+    assert engine.suspension("b1", "example.com", 3.0) is not None  # the other kind stays
+    assert engine.resume("b1", "example.com", 4.0, ("blackhole",)) == []
 
 
 def test_a_live_value_decided_on_another_node_is_taken_and_paced_from_now() -> None:
