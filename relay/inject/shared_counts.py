@@ -1,9 +1,11 @@
 """Open connections per listener and per client address summed over injection worker
 processes, without a lock.
 
-A table in a shared file holds two regions (listeners, client addresses); each has one row
-per worker, and a row is an open-addressing hash of (key, count) slots. A worker writes
-only its own rows (single writer); a total is the sum of the key's count in every row. To
+A shared file holds one block per worker: a row of listener counts and a row of client
+address counts, each row an open-addressing hash of (key, count) slots. A worker writes
+only its own block (single writer); a total is the sum of the key's count in every row.
+The layout does not depend on the number of workers, and the file only ever grows (a
+mapping never loses its pages). To
 admit a connection a worker first adds it to its own count, then reads the total: over the
 limit, it takes it back and refuses. So the total never goes over; two workers admitting
 for the same key at the same moment may both refuse one that could have been admitted
@@ -20,6 +22,7 @@ reused; it is emptied when the slot after it is empty (no probe sequence goes pa
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import mmap
 import os
@@ -37,14 +40,18 @@ class CountTableFull(RuntimeError):
     """More distinct keys with open connections than a row has slots."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(name: str) -> int:
     """A non-zero 64-bit key (0 marks an empty slot)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") | 1
 
 
+BLOCK_BYTES = (LISTENER_SLOTS + ADDRESS_SLOTS) * SLOT_BYTES  # one worker's rows
+
+
 def table_size(workers: int) -> int:
-    """Bytes of the whole file: both regions."""
-    return workers * (LISTENER_SLOTS + ADDRESS_SLOTS) * SLOT_BYTES
+    """Bytes of the file for `workers` workers."""
+    return workers * BLOCK_BYTES
 
 
 _FENCE = threading.Lock()
@@ -58,24 +65,36 @@ def _fence() -> None:
 
 
 class CountTable:
-    """Worker `worker`'s (0-based) view of one region: `workers` rows of `slots` slots,
-    starting `offset` bytes into `buffer`. Zeroes the worker's row."""
+    """Worker `worker`'s (0-based) view of `workers` rows of `slots` slots, the first at
+    `offset` bytes into `buffer`, each `stride` bytes after the previous one (default:
+    adjacent). Zeroes the worker's row."""
 
     def __init__(
-        self, buffer: Buffer, workers: int, worker: int, *, slots: int, offset: int = 0
+        self,
+        buffer: Buffer,
+        workers: int,
+        worker: int,
+        *,
+        slots: int,
+        offset: int = 0,
+        stride: int | None = None,
     ) -> None:
         if not 0 <= worker < workers:
             raise ValueError(f"worker {worker} outside 0..{workers - 1}")
         if slots <= 0 or slots & (slots - 1):
             raise ValueError(f"slots must be a power of two, not {slots}")
-        size = workers * slots * SLOT_BYTES
+        stride = slots * SLOT_BYTES if stride is None else stride
+        if stride % 8 or stride < slots * SLOT_BYTES:
+            raise ValueError(f"rows of {slots} slots cannot be {stride} bytes apart")
+        size = (workers - 1) * stride + slots * SLOT_BYTES
         view = memoryview(buffer)
         if view.nbytes < offset + size:
             raise ValueError(f"table of {view.nbytes} bytes; {workers} workers need more")
         self._words = view.cast("B")[offset : offset + size].cast("Q")
         self._workers = workers
         self._slots = slots
-        self._row = worker * slots * 2
+        self._stride = stride // 8  # in words
+        self._row = worker * self._stride
         self._mine: dict[str, int] = {}  # key name -> its count word in my row (count > 0)
         self._words[self._row : self._row + slots * 2] = memoryview(bytes(slots * SLOT_BYTES)).cast(
             "Q"
@@ -129,7 +148,7 @@ class CountTable:
         key = _key(name)
         total = 0
         for worker in range(self._workers):
-            row = worker * self._slots * 2
+            row = worker * self._stride
             index = self._mine.get(name) if row == self._row else self._find(row, key)
             if index is not None:
                 total += self._words[index]
@@ -173,24 +192,25 @@ class CountTable:
 
 def tables(buffer: Buffer, workers: int, worker: int) -> tuple[CountTable, CountTable]:
     """Worker `worker`'s (listeners, client addresses) tables in the shared file."""
-    listeners = CountTable(buffer, workers, worker, slots=LISTENER_SLOTS)
+    listeners = CountTable(buffer, workers, worker, slots=LISTENER_SLOTS, stride=BLOCK_BYTES)
     addresses = CountTable(
         buffer,
         workers,
         worker,
         slots=ADDRESS_SLOTS,
-        offset=workers * LISTENER_SLOTS * SLOT_BYTES,
+        offset=LISTENER_SLOTS * SLOT_BYTES,
+        stride=BLOCK_BYTES,
     )
     return listeners, addresses
 
 
 def open_table(directory: Path, workers: int) -> mmap.mmap:
-    """The shared file in `directory` (created zeroed if missing or of another size),
-    mapped."""
+    """The shared file in `directory` (created, or grown, zeroed), its first `workers`
+    blocks mapped. Never shrunk: another worker may map more of it."""
     path = directory / FILE_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        if os.fstat(fd).st_size != table_size(workers):
+        if os.fstat(fd).st_size < table_size(workers):
             os.ftruncate(fd, table_size(workers))
         return mmap.mmap(fd, table_size(workers))
     finally:
@@ -198,14 +218,10 @@ def open_table(directory: Path, workers: int) -> mmap.mmap:
 
 
 def zero_worker(directory: Path, workers: int, worker: int) -> None:
-    """Zero a (dead) worker's rows, from another process (the daemon)."""
-    mapped = open_table(directory, workers)
+    """Zero a (dead) worker's block, from another process (the daemon)."""
+    mapped = open_table(directory, max(workers, worker + 1))
     try:
-        for slots, offset in (
-            (LISTENER_SLOTS, 0),
-            (ADDRESS_SLOTS, workers * LISTENER_SLOTS * SLOT_BYTES),
-        ):
-            start = offset + worker * slots * SLOT_BYTES
-            mapped[start : start + slots * SLOT_BYTES] = bytes(slots * SLOT_BYTES)
+        start = worker * BLOCK_BYTES
+        mapped[start : start + BLOCK_BYTES] = bytes(BLOCK_BYTES)
     finally:
         mapped.close()

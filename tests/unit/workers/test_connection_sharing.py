@@ -179,3 +179,18 @@ def test_limits_with_the_table_count_an_address_over_workers() -> None:
     assert one.admit("l", None, "10.0.0.2", "h") is None  # another address
     one.release("l", "10.0.0.1")
     assert two.admit("l", None, "10.0.0.1", "h") is None
+
+
+def test_a_worker_reading_another_worker_count_sees_the_same_rows(tmp_path: Path) -> None:
+    """The layout does not depend on the worker count (a worker restarted after a reload
+    may see another), and the file only grows: a mapping never loses its pages."""
+    small = open_table(tmp_path, 2)
+    first = tables(small, 2, 0)
+    first[0].claim("l", None)
+    first[1].claim("10.0.0.1", None)
+    large = open_table(tmp_path, 3)
+    third = tables(large, 3, 2)
+    assert third[0].total("l") == 1 and third[1].total("10.0.0.1") == 1
+    open_table(tmp_path, 1).close()
+    assert (tmp_path / "inject-connections").stat().st_size == table_size(3)
+    assert first[0].total("l") == 1
