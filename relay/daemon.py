@@ -297,7 +297,7 @@ class Daemon:
             self.workers.append(proc)
             code = await proc.wait()
             self.workers.remove(proc)
-            # Its connections died with it: they no longer count toward the listener totals.
+            # Its connections died with it: they no longer count in the shared totals.
             count = self.settings.daemon.injection_workers
             await asyncio.to_thread(
                 zero_worker, self.settings.daemon.spoolbase, max(count, index), index - 1
