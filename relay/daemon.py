@@ -44,6 +44,7 @@ from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import Listeners, start_listeners
+from relay.inject.shared_counts import zero_worker
 from relay.notify.settings import WebhookSettings
 from relay.notify.webhook import Webhook
 from relay.outcome import Reply
@@ -306,6 +307,11 @@ class Daemon:
             self.workers.append(proc)
             code = await proc.wait()
             self.workers.remove(proc)
+            # Its connections died with it: they no longer count in the shared totals.
+            count = self.settings.daemon.injection_workers
+            await asyncio.to_thread(
+                zero_worker, self.settings.daemon.spoolbase, max(count, index), index - 1
+            )
             if self._stopping:
                 return
             log.error("injection worker %d exited with %s; restarting", index, code)

@@ -22,7 +22,9 @@ from relay.inject.auth import Credentials
 from relay.inject.connection import InjectConnection, ListenerContext
 from relay.inject.limits import ConnectionLimits
 from relay.inject.settings import InjectSettings, ListenerSettings
+from relay.inject.shared_counts import CountTable
 from relay.inject.spooling import MessageStore
+from relay.inject.steering import SteeringError, attach
 from relay.suppress.entries import Suppressions
 
 log = logging.getLogger("relay.inject")
@@ -49,7 +51,9 @@ class Listeners:
         clock: Callable[[], float],
         reuse_port: bool = False,
         suppression: Suppressions | None = None,
+        steer: int | None = None,
     ) -> None:
+        self._steer = steer
         self._suppression = suppression
         self._servers: list[tuple[ListenerContext, asyncio.Server]] = []
         self._spool = spool
@@ -121,7 +125,7 @@ class Listeners:
             clock=self._clock,
             suppression=self._suppression,
         )
-        self._servers.append((ctx, await _serve(ctx, self._reuse_port)))
+        self._servers.append((ctx, await _serve(ctx, self._reuse_port, self._steer)))
 
     async def close(self, grace: float = 30.0) -> None:
         """Stop accepting; idle sessions get 421 4.3.2 now, sessions in a transaction when
@@ -179,18 +183,28 @@ async def start_listeners(
     clock: Callable[[], float] = time.time,
     reuse_port: bool = False,
     suppression: Suppressions | None = None,
+    steer: int | None = None,
+    shared: tuple[CountTable, CountTable] | None = None,
 ) -> Listeners:
     """Open every configured listener in the running loop and start serving.
 
     `reuse_port` sets SO_REUSEPORT so several worker processes can share the addresses;
+    `steer` (the number of worker processes) sends every connection from one client
+    address to the same one of them; `shared`: the workers' (listeners, addresses)
+    tables that make max_connections and max_connections_per_ip totals over them all;
     `suppression`: the suppression list every RCPT and message is checked against.
     Raises ListenError (nothing left listening) if any listener cannot be opened, and
     CredentialsError / ssl.SSLError / OSError for a bad credentials file or certificate.
     """
     credentials, tls_context = await _load_security(settings)
-    limits = ConnectionLimits(per_ip=settings.max_connections_per_ip)
+    limits = ConnectionLimits(per_ip=settings.max_connections_per_ip, shared=shared)
     listeners = Listeners(
-        limits, spool=spool, clock=clock, reuse_port=reuse_port, suppression=suppression
+        limits,
+        spool=spool,
+        clock=clock,
+        reuse_port=reuse_port,
+        suppression=suppression,
+        steer=steer,
     )
     try:
         for listener in settings.listeners:
@@ -212,26 +226,62 @@ async def _load_security(
     return credentials, await asyncio.to_thread(make_tls_context, settings)
 
 
-async def _serve(ctx: ListenerContext, reuse_port: bool) -> asyncio.Server:
+async def _serve(ctx: ListenerContext, reuse_port: bool, steer: int | None) -> asyncio.Server:
     """Listen on ctx.listener's address; ListenError names it if that fails."""
     listener = ctx.listener
     host, port = listener.address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        server = await asyncio.get_running_loop().create_server(
-            _factory(ctx),
-            host=host,
-            port=port,
-            family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-            reuse_address=True,
-            reuse_port=reuse_port or listener.reuse_port or None,
-            backlog=listener.backlog,
-        )
+        if steer is not None:
+            server = await asyncio.get_running_loop().create_server(
+                _factory(ctx), sock=_steered_socket(listener, family, steer)
+            )
+        else:
+            server = await asyncio.get_running_loop().create_server(
+                _factory(ctx),
+                host=host,
+                port=port,
+                family=family,
+                reuse_address=True,
+                reuse_port=reuse_port or listener.reuse_port or None,
+                backlog=listener.backlog,
+            )
     except OSError as error:
         raise ListenError(
             error.errno, f"cannot listen on {listener.listen!r}: {error.strerror}"
         ) from error
     log.info("listening on %s", listener.listen)
     return server
+
+
+def _steered_socket(listener: ListenerSettings, family: int, workers: int) -> socket.socket:
+    """A listening SO_REUSEPORT socket whose group steers each client address to one of
+    `workers` sockets; if the kernel refuses the program, the socket still listens and
+    shared counts still hold the limits (logged)."""
+    host, port = listener.address
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(listener.backlog)
+        try:
+            attach(sock, workers)
+        except SteeringError as error:
+            log.warning(
+                "%s: %s; client addresses are spread by the kernel's hash (the limits"
+                " still hold; simultaneous connections from one address may be refused"
+                " a little early)",
+                listener.listen,
+                error,
+            )
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _factory(ctx: ListenerContext) -> Callable[[], InjectConnection]:

@@ -25,6 +25,7 @@ from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
 from relay.inject.auth import CredentialsError
 from relay.inject.server import start_listeners
+from relay.inject.shared_counts import open_table, tables
 from relay.spool.errors import MessageNotFound, SpoolError
 from relay.spool.model import Envelope, NewMessage
 from relay.spool.store import Spool
@@ -177,6 +178,10 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
         await suppression.open(writer=False)
         suppression.memory.on_drop = lambda fields: link.notify("event", ("suppressed", fields))
         follow = asyncio.create_task(suppression.follow())
+    # max_connections and max_connections_per_ip count over every worker (this worker's
+    # rows of the shared table, zeroed now); each client address is steered to one worker.
+    workers = max(options.injection_workers, index)
+    shared = tables(open_table(options.spoolbase, workers), workers, index - 1)
     listeners = await start_listeners(
         settings.inject,
         Handoff(
@@ -188,6 +193,8 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
         ),
         reuse_port=True,
         suppression=None if suppression is None else suppression.memory,
+        steer=workers,
+        shared=shared,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

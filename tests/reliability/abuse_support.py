@@ -44,7 +44,8 @@ class RelayProcess:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, directory: Path) -> Iterator[RelayProcess]:
+    def start(cls, directory: Path, *, top: str = "", listen: str = "") -> Iterator[RelayProcess]:
+        """`top`: more top-level configuration; `listen`: more in esmtp_listener."""
         port, capped_port, nowhere = free_port(), free_port(), free_port()
         resolv = directory / "resolv.conf"
         resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
@@ -57,12 +58,14 @@ class RelayProcess:
             "dns_port = 9\n"
             f'gateway = "127.0.0.1:{nowhere}"\n'
             "retry_interval = 3600\n"
+            f"{top}\n"
             "esmtp_listener {\n"
             '  relay_hosts = ( "127.0.0.0/8" )\n'
             f"  max_message_size = {MAX_MESSAGE_SIZE}\n"
             "  inbound_idle_timeout = 60\n"
             f'  listen "127.0.0.1:{port}" {{ }}\n'
             f'  listen "127.0.0.1:{capped_port}" {{ max_connections = {LISTENER_CAP} }}\n'
+            f"{listen}\n"
             "}\n"
         )
         log = open(directory / "relay.log", "wb")  # noqa: SIM115 (closed below)
