@@ -395,6 +395,19 @@ def wire(reply: str) -> bytes:
     return data
 
 
+_greetings: dict[str, bytes] = {}
+
+
+def _greeting(hostname: str) -> bytes:
+    """The 220 a connection starts with, built once per hostname."""
+    data = _greetings.get(hostname)
+    if data is None:
+        if len(_greetings) >= _WIRE_MAX:
+            _greetings.clear()
+        data = _greetings[hostname] = wire(replies.GREETING.format(host=hostname))
+    return data
+
+
 _NO_LIMITS: dict[bytes, int] = {}  # after HELO: 510 for every command (never changed)
 _SENDER_OK = wire(replies.SENDER_OK)
 _RECIPIENT_OK = wire(replies.RECIPIENT_OK)
@@ -422,11 +435,13 @@ class Session:
         self.hostname = hostname
         self.client = client  # for the relay check (None: unknown, never a relay host)
         self.tls_available = tls_available
-        self.mechanisms = tuple(sorted(m for m in mechanisms if m in MECHANISMS))
+        self.mechanisms = (
+            tuple(sorted(m for m in mechanisms if m in MECHANISMS)) if mechanisms else ()
+        )
         self.commands = 0  # commands taken so far (the driver's idle deadline restarts at each)
         self.reading_content = False  # from the 354 to the end of the data (whole-DATA deadline)
         self.tls = False
-        self._out: list[bytes] = [wire(replies.GREETING.format(host=hostname))]
+        self._out: list[bytes] = [_greeting(hostname)]
         self._input = b""  # received, not yet read (from `_pos` on); b"" when none
         self._pos = 0
         self._mode = _COMMAND
@@ -656,7 +671,7 @@ class Session:
         if not arg:
             return self._say(self._usage("EHLO"))
         self._greeted(arg, esmtp=True)
-        offered = tuple(extension.offered(self) for extension in EXTENSIONS)
+        offered = tuple([extension.offered(self) for extension in EXTENSIONS])
         key = (self.hostname, offered)
         answer = _ehlo_cache.get(key)
         if answer is None:
