@@ -13,13 +13,35 @@ from relay.inject import replies
 from relay.inject.settings import DEFAULT_GROUP, IPAddress, IPNetwork
 from relay.suppress.entries import Suppressions
 
+_ADDRESS_CACHE_SIZE = 4096  # client hosts remembered (parsing one is ~10 us, per connection)
+_clients: dict[str, tuple[IPAddress | None, str]] = {}
+_UNKNOWN: tuple[IPAddress | None, str] = (None, "unknown")
+
 
 def client_address(peername: object) -> IPAddress | None:
     """The client's IP from a socket peername; IPv4-mapped IPv6 becomes IPv4."""
+    return client_identity(peername)[0]
+
+
+def client_identity(peername: object) -> tuple[IPAddress | None, str]:
+    """`client_address` and its text ("unknown" without one), remembered by the peername's
+    host (a client opening a connection per message is parsed once, not every time)."""
     if not isinstance(peername, tuple) or not peername or not isinstance(peername[0], str):
-        return None
+        return _UNKNOWN
+    host = peername[0]
+    known = _clients.get(host)
+    if known is None:
+        address = _parse_address(host)
+        known = _UNKNOWN if address is None else (address, str(address))
+        if len(_clients) >= _ADDRESS_CACHE_SIZE:
+            _clients.clear()
+        _clients[host] = known
+    return known
+
+
+def _parse_address(host: str) -> IPAddress | None:
     try:
-        address = ipaddress.ip_address(peername[0].split("%", 1)[0])
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:

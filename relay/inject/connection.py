@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import random
 import ssl
 from collections.abc import Callable
@@ -116,7 +117,17 @@ class InjectConnection(asyncio.Protocol):
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None  # an AUTH check or a TLS handshake
-        self.closed: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] | None = None  # made when a shutdown waits for it
+        self._gone = False
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Done once the connection is gone (made on demand: only a shutdown waits)."""
+        if self._closed is None:
+            self._closed = self._loop.create_future()
+            if self._gone:
+                self._closed.set_result(None)
+        return self._closed
 
     # --- connection life ----------------------------------------------------------------
 
@@ -126,9 +137,9 @@ class InjectConnection(asyncio.Protocol):
         self._transport = transport
         ctx = self._ctx
         ctx.sessions.add(self)
-        self._client_ip = checks.client_address(transport.get_extra_info("peername"))
-        ip_key = str(self._client_ip) if self._client_ip is not None else "unknown"
-        self._client_text = ip_key  # for the log and every Received: field of the session
+        # ip_key: for the log and every Received: field of the session
+        self._client_ip, ip_key = checks.client_identity(transport.get_extra_info("peername"))
+        self._client_text = ip_key
         limit = ctx.listener.max_connections
         if limit is None:
             limit = ctx.settings.max_connections_per_listener
@@ -160,8 +171,9 @@ class InjectConnection(asyncio.Protocol):
         self._ctx.sessions.discard(self)
         self._stop_timer()
         self._transport = None
-        if not self.closed.done():
-            self.closed.set_result(None)
+        self._gone = True
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
     def pause_writing(self) -> None:
         """The client does not read its replies: stop reading its commands meanwhile."""
@@ -234,7 +246,9 @@ class InjectConnection(asyncio.Protocol):
             if transport is None or transport.is_closing():
                 return
             if isinstance(event, _MESSAGE_EVENTS):
-                self._stop_timer()  # the spool's time is not the client's
+                # The spool's time is not the client's: no deadline until the reply (the
+                # timer stays armed, not cancelled and made again for every message).
+                self._deadline = math.inf
                 if isinstance(event, MessageComplete):
                     outcome = self._hand_over(event)
                 else:
@@ -434,6 +448,8 @@ class InjectConnection(asyncio.Protocol):
 
     def _on_deadline(self) -> None:
         self._timer = None
+        if self._deadline == math.inf:  # waiting for the spool: _reset_timeout re-arms
+            return
         if self._loop.time() < self._deadline - TIMER_SLACK:
             self._timer = self._loop.call_at(self._deadline, self._on_deadline)
             return

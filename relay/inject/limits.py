@@ -71,12 +71,18 @@ class ConnectionLimits:
         if self._shared is not None:
             self._shared[0].release(listener)
             self._shared[1].release(ip)
-        for counter, key in ((self._by_listener, listener), (self._by_ip, ip)):
-            counter[key] -= 1
-            if counter[key] <= 0:
-                del counter[key]
+        _release(self._by_listener, listener)
+        _release(self._by_ip, ip)
 
     def open_connections(self, listener: str | None = None) -> int:
         if listener is None:
             return sum(self._by_listener.values())
         return self._by_listener[listener]
+
+
+def _release(counter: Counter[str], key: str) -> None:
+    left = counter[key] - 1
+    if left > 0:
+        counter[key] = left
+    else:
+        counter.pop(key, None)

@@ -395,6 +395,20 @@ def wire(reply: str) -> bytes:
     return data
 
 
+_greetings: dict[str, bytes] = {}
+
+
+def _greeting(hostname: str) -> bytes:
+    """The 220 a connection starts with, built once per hostname."""
+    data = _greetings.get(hostname)
+    if data is None:
+        if len(_greetings) >= _WIRE_MAX:
+            _greetings.clear()
+        data = _greetings[hostname] = wire(replies.GREETING.format(host=hostname))
+    return data
+
+
+_NO_LIMITS: dict[bytes, int] = {}  # after HELO: 510 for every command (never changed)
 _SENDER_OK = wire(replies.SENDER_OK)
 _RECIPIENT_OK = wire(replies.RECIPIENT_OK)
 _START_DATA = wire(replies.START_DATA)
@@ -421,11 +435,13 @@ class Session:
         self.hostname = hostname
         self.client = client  # for the relay check (None: unknown, never a relay host)
         self.tls_available = tls_available
-        self.mechanisms = tuple(sorted(m for m in mechanisms if m in MECHANISMS))
+        self.mechanisms = (
+            tuple(sorted(m for m in mechanisms if m in MECHANISMS)) if mechanisms else ()
+        )
         self.commands = 0  # commands taken so far (the driver's idle deadline restarts at each)
         self.reading_content = False  # from the 354 to the end of the data (whole-DATA deadline)
         self.tls = False
-        self._out: list[bytes] = [wire(replies.GREETING.format(host=hostname))]
+        self._out: list[bytes] = [_greeting(hostname)]
         self._input = b""  # received, not yet read (from `_pos` on); b"" when none
         self._pos = 0
         self._mode = _COMMAND
@@ -449,7 +465,7 @@ class Session:
         self.esmtp = False
         self.authenticated = False
         self.user: str | None = None
-        self._line_limits: dict[bytes, int] = {}  # in an EHLO session; else 510 for all
+        self._line_limits: dict[bytes, int] = _NO_LIMITS  # in an EHLO session; else 510
         self._phase = BEFORE_HELO
         self._new_transaction()
 
@@ -648,26 +664,22 @@ class Session:
         if not arg:
             return self._say(self._usage("HELO"))
         self._greeted(arg, esmtp=False)
-        self._line_limits = {}
+        self._line_limits = _NO_LIMITS
         return self._say(f"250 {self.hostname}")
 
     def _ehlo(self, arg: str) -> Event | None:
         if not arg:
             return self._say(self._usage("EHLO"))
         self._greeted(arg, esmtp=True)
-        lines = [self.hostname]
-        limits = {row.verb.encode(): row.line_limit for row in COMMANDS}
-        for extension in EXTENSIONS:
-            text = extension.offered(self)
-            if text is None:
-                continue
-            lines.append(text or extension.keyword)
-            for verb, extra in extension.line_extra.items():
-                limits[verb.encode()] += extra
-        self._line_limits = limits
-        last = len(lines) - 1
-        reply = "\r\n".join(f"250{'-' if n < last else ' '}{text}" for n, text in enumerate(lines))
-        return self._say(reply)
+        offered = tuple([extension.offered(self) for extension in EXTENSIONS])
+        key = (self.hostname, offered)
+        answer = _ehlo_cache.get(key)
+        if answer is None:
+            if len(_ehlo_cache) >= _WIRE_MAX:
+                _ehlo_cache.clear()
+            answer = _ehlo_cache[key] = _ehlo_answer(self.hostname, offered)
+        self._line_limits = answer[1]
+        return self._say_wire(answer[0])
 
     def _rset(self, arg: str) -> Event | None:
         if arg:
@@ -1056,6 +1068,28 @@ class Session:
         self.tls = True
         self._new_session()
         self._mode = _COMMAND
+
+
+# (hostname, what each extension offered) -> the EHLO reply's bytes and the line limits
+# it sets: one reply per listener and TLS state, built once, not at every EHLO.
+_ehlo_cache: dict[tuple[str, tuple[str | None, ...]], tuple[bytes, dict[bytes, int]]] = {}
+
+
+def _ehlo_answer(hostname: str, offered: tuple[str | None, ...]) -> tuple[bytes, dict[bytes, int]]:
+    """The EHLO reply (one line per extension offered, in table order) and the command
+    line limits it brings; `offered[i]` is `EXTENSIONS[i].offered(session)`. The limits
+    are shared by the sessions given this reply: read, never changed."""
+    lines = [hostname]
+    limits = {row.verb.encode(): row.line_limit for row in COMMANDS}
+    for extension, text in zip(EXTENSIONS, offered, strict=True):
+        if text is None:
+            continue
+        lines.append(text or extension.keyword)
+        for verb, extra in extension.line_extra.items():
+            limits[verb.encode()] += extra
+    last = len(lines) - 1
+    reply = "\r\n".join(f"250{'-' if n < last else ' '}{text}" for n, text in enumerate(lines))
+    return reply.encode("ascii") + b"\r\n", limits
 
 
 def _has_option(options: tuple[str, ...], name: str) -> bool:

@@ -132,3 +132,19 @@ def test_haraka_end_to_end_column(tmp_path: Path) -> None:
     (row,) = [line for line in table.splitlines() if "| end-to-end msgs/s |" in line]
     haraka_cell = row.split("|")[5].strip()
     assert _number(haraka_cell) > 0, row
+
+
+def test_bindings_ratio_is_a_row_with_its_target() -> None:
+    """(d): the 1,000-binding rate over the 4-binding one, median of the pairs, in a row."""
+    args = run.argparse.Namespace(
+        messages=1000, size=2048, sessions=20, bindings=1000, rcpt_messages=100, queued=10
+    )
+    res = {
+        "b-relay": run.Result("relay", messages=1000, e2e_rate=2000.0),
+        "d-relay": run.Result("relay", messages=1000, e2e_rate=1700.0),
+    }
+    table = run.build_table(args, res, "not run", [], [0.85, 0.80, 0.95])
+    cells = _relay_cells(table, "(d) 1,000 bindings")
+    assert cells["end-to-end rate vs 4 bindings (median of 3 pairs)"] == "0.85"
+    (row,) = [line for line in table.splitlines() if "rate vs 4 bindings" in line]
+    assert "target >= 0.9 (short)" in row

@@ -126,6 +126,27 @@ async def test_idle_client_is_cut_with_421(tmp_path: Path) -> None:
         await client.close()
 
 
+async def test_slow_spool_is_not_the_clients_idle_time_and_the_deadline_returns(
+    tmp_path: Path,
+) -> None:
+    """The idle deadline stops while the spool takes the message (longer than the deadline
+    here) and applies again from the 250 on."""
+    spool = DirSpool(tmp_path)
+    spool.delay = 0.6
+    async with serving(make_settings(idle_timeout=0.3), spool) as (_, port):
+        client = await RawClient.connect(port)
+        await client.greet()
+        code, text = await send_message(client, b"Subject: slow\r\n\r\nbody\r\n.\r\n")
+        assert code == 250, text
+        started = time.monotonic()
+        _, text = await client.reply()
+        assert text.startswith("421 4.4.2"), text
+        assert 0.2 < time.monotonic() - started < 1.5
+        assert await client.closed()
+        await client.close()
+    assert len(spool.messages) == 1
+
+
 async def test_client_trickling_a_command_is_cut_with_421(tmp_path: Path) -> None:
     async with serving(make_settings(idle_timeout=0.4), DirSpool(tmp_path)) as (_, port):
         client = await RawClient.connect(port)

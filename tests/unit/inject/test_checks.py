@@ -12,6 +12,7 @@ from relay.inject.checks import (
     check_declared_size,
     check_recipient,
     client_address,
+    client_identity,
     declared_size,
     may_relay,
 )
@@ -39,6 +40,10 @@ GROUPS = {
 def test_client_address(peer: object, expected: str | None) -> None:
     address = client_address(peer)
     assert (str(address) if address else None) == expected
+    # Asked again (the next connection from the same host): the same answer, from memory.
+    again, text = client_identity(peer)
+    assert again == address
+    assert text == (expected or "unknown")
 
 
 @pytest.mark.parametrize(
