@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from relay.sign import pool
 from relay.sign.keys import SigningKey, load_key
 from relay.sign.pool import sign_in_pool
 from relay.sign.settings import AUTH_USER, Profile, SigningSpec
-from relay.sign.signer import sign_message
+from relay.sign.signer import Signed, sign_message
 from tests.support.dkim_tools import signature_tags, txt_records, verify_all, write_key
 from tests.support.fixtures import DnsServerFactory
 
@@ -203,19 +204,7 @@ async def test_signing_runs_off_the_event_loop_thread(keys: dict[str, Path]) -> 
     assert all(r.signatures for r in results) and ticks > 50
 
 
-async def test_one_turns_jobs_go_as_one_chunk_per_thread(
-    keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from relay.sign import pool
-
-    calls: list[int] = []
-    real = pool.sign_all
-
-    def counting(jobs: list[pool.Job]) -> list[object]:
-        calls.append(len(jobs))
-        return real(jobs)  # type: ignore[return-value]
-
-    monkeypatch.setattr(pool, "sign_all", counting)
+async def test_a_failing_job_fails_alone(keys: dict[str, Path]) -> None:
     key = load_key(keys["ed25519"])
 
     class Failing(Profile):
@@ -226,9 +215,46 @@ async def test_one_turns_jobs_go_as_one_chunk_per_thread(
     message = HEADERS + b"\r\nbody\r\n"
     futures = [
         sign_in_pool(message, [good] if i != 3 else [Failing("f")], authenticated=False, now=1)
-        for i in range(10)
+        for i in range(40)
     ]
     results = await asyncio.gather(*futures, return_exceptions=True)
-    assert len(calls) == min(pool.THREADS, 10) and sum(calls) == 10  # one chunk per thread
     assert isinstance(results[3], RuntimeError)
     assert all(r.signatures for i, r in enumerate(results) if i != 3)  # type: ignore[union-attr]
+
+
+async def test_results_go_back_to_their_loop_in_batches() -> None:
+    """Results put while the loop has not drained its inbox yet go back in one wake-up;
+    a signing thread's held results reach each loop they belong to."""
+    loop = asyncio.get_running_loop()
+    box = pool.inbox(loop)
+    assert pool.inbox(loop) is box
+    futures = [loop.create_future() for _ in range(5)]
+    before = box.wakeups
+    box.put([(futures[0], Signed(b"0"))])
+    box.put([(futures[1], Signed(b"1")), (futures[2], RuntimeError("two"))])
+    assert box.wakeups == before + 1 and not any(f.done() for f in futures)
+    await asyncio.sleep(0)
+    assert futures[0].result().content == b"0" and futures[1].result().content == b"1"
+    assert isinstance(futures[2].exception(), RuntimeError)
+    futures[3].cancel()  # its client went away: dropped, not an error
+    other_loop = asyncio.new_event_loop()
+    try:
+        other = pool.Inbox(other_loop)
+        elsewhere = other_loop.create_future()
+        pool._hand_back(
+            [
+                (box, futures[3], Signed(b"3")),
+                (other, elsewhere, Signed(b"x")),
+                (box, futures[4], Signed(b"4")),
+            ]
+        )
+        assert box.wakeups == before + 2 and other.wakeups == 1
+        await asyncio.sleep(0)
+        assert futures[4].result().content == b"4" and not elsewhere.done()
+        other.drain()  # what its loop would run (scheduled there with call_soon_threadsafe)
+        assert elsewhere.result().content == b"x"
+    finally:
+        other_loop.close()
+    closed = pool.Inbox(other_loop)  # its loop closed: nobody to tell
+    closed.put([(futures[0], Signed(b""))])
+    assert closed.wakeups == 0
