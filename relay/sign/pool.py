@@ -3,22 +3,25 @@
 The key operation is OpenSSL's and releases the GIL (an RSA-2048 signature is about
 0.75 ms here; a Python thread keeps running while another thread is in it), so threads
 use every core without a process hop. Each signing thread takes one job at a time from a
-queue all of them share (`queue.SimpleQueue`: C, and a thread waiting on it holds no GIL),
-so a thread that finishes early takes the next job instead of idling while the other
-works through a fixed share. Results go back to their event loop through an inbox: the
-first result into an empty inbox wakes the loop with one `call_soon_threadsafe`; results
-that arrive before the loop has drained the inbox ride along, so a busy loop gets one
-wake-up per batch, not per signature, and settles the batch in one callback.
+queue they all share (`queue.SimpleQueue`: C, and a thread waiting on it holds no GIL), so
+no thread idles while jobs wait (a fixed share per thread left one idle while the other
+finished its own).
 
-The event loop's part per job is a future and a queue put; per batch one callback.
+Results go back in batches, as waking the event loop per signature costs the loop a turn
+(and the threads the GIL) each time: a thread holds its results until it has BATCH, or
+the oldest has waited LINGER, or no job is waiting (it would idle: nothing is held then).
+A batch goes to its loop's inbox; the first results into an empty inbox schedule one
+drain with `call_soon_threadsafe`, and results arriving before it runs ride along. The
+loop's part is a future and a queue put per job, and one callback per batch.
 
 A signing thread coming back from OpenSSL needs the GIL. When the event loop is running
 Python (a loaded relay: parsing SMTP, spooling), the thread waits for the interpreter's
-switch interval (5 ms by default) before the loop is asked to let go, once per
-signature: the threads then sign at a fraction of the rate the cores allow. The first use
-of the pool therefore lowers the process's switch interval to 0.5 ms (measured with a busy
-loop: see the README's bench section). This only matters when a thread waits for the GIL;
-the cost is at most one GIL hand-over per 0.5 ms between threads that both run Python.
+switch interval (5 ms by default) before the loop is asked to let go, once per signature,
+and the threads sign at a fraction of what the cores allow. The first use of the pool
+therefore lowers the process's switch interval to 0.5 ms (measured with a busy loop: see
+the README's bench section). Only threads waiting for the GIL see it: a forced hand-over
+at most every 0.5 ms instead of 5 between threads that both run Python (relay's other
+threads wait in system calls, without the GIL).
 """
 
 from __future__ import annotations
@@ -63,10 +66,10 @@ class Inbox:
             if self._scheduled:
                 return
             self._scheduled = True
-        loop = self._loop()
-        if loop is None or loop.is_closed():
-            return  # nobody left to tell
-        self.wakeups += 1
+            loop = self._loop()
+            if loop is None or loop.is_closed():
+                return  # nobody left to tell
+            self.wakeups += 1
         with contextlib.suppress(RuntimeError):  # closed meanwhile
             loop.call_soon_threadsafe(self.drain)
 
@@ -103,11 +106,24 @@ def start() -> None:
             _threads.append(thread)
 
 
+def _forget_threads() -> None:
+    """In a forked child: the parent's threads and jobs are not there; start afresh."""
+    global _jobs, _starting
+    _threads.clear()
+    _jobs = queue.SimpleQueue()
+    _starting = threading.Lock()
+    _inboxes.clear()
+
+
+os.register_at_fork(after_in_child=_forget_threads)
+
+
 def _sign_forever() -> None:
     """A signing thread: one job at a time, for as long as the process runs. Results are
     handed back in batches: when no job is waiting (the thread would idle anyway), when
     BATCH are held, or when the oldest has waited LINGER seconds."""
-    take, idle, clock = _jobs.get, _jobs.empty, time.monotonic
+    jobs = _jobs
+    take, idle, clock = jobs.get, jobs.empty, time.monotonic
     held: list[tuple[Inbox, asyncio.Future[Signed], Result]] = []
     since = 0.0
     while True:

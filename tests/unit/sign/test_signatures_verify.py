@@ -5,6 +5,8 @@ that trip canonicalization up, two signatures side by side, oversigning and life
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -258,3 +260,45 @@ async def test_results_go_back_to_their_loop_in_batches() -> None:
     closed = pool.Inbox(other_loop)  # its loop closed: nobody to tell
     closed.put([(futures[0], Signed(b""))])
     assert closed.wakeups == 0
+
+
+FORK_SCRIPT = """
+import asyncio, os, sys
+from relay.sign.keys import load_key
+from relay.sign.pool import sign_in_pool
+from relay.sign.settings import Profile, SigningSpec
+
+key = load_key(sys.argv[1])
+profiles = [Profile("p", fallback=SigningSpec("p", None, "s", key, "relaxed", "relaxed"))]
+
+async def sign_once():
+    signed = await asyncio.wait_for(
+        sign_in_pool(b"From: a@b.test\\r\\n\\r\\nbody\\r\\n", profiles, authenticated=False, now=1),
+        20,
+    )
+    return bool(signed.signatures)
+
+assert asyncio.run(sign_once())  # the parent's signing threads run
+child = os.fork()
+if child == 0:
+    try:
+        os._exit(0 if asyncio.run(sign_once()) else 1)
+    except BaseException as error:
+        print("child:", repr(error), file=sys.stderr)
+        os._exit(2)
+_, status = os.waitpid(child, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_signs_with_threads_of_its_own(keys: dict[str, Path]) -> None:
+    """The parent's signing threads do not exist in a forked child: it starts its own
+    (in a process of its own, away from the test runner's threads)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, str(keys["ed25519"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
