@@ -11,7 +11,7 @@ continuation lines and the final CRLF included.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 SIMPLE = "simple"
 RELAXED = "relaxed"
@@ -69,8 +69,31 @@ def header_relaxed(name: bytes, value: bytes) -> bytes:
     return name.lower().rstrip(b" \t") + b":" + text + b"\r\n"
 
 
+def fields_simple(fields: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """header_simple over each (name, value), joined."""
+    return b"".join(map(b":".join, fields))
+
+
+def fields_relaxed(fields: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """header_relaxed over each (name, value), joined. When no field is folded and none has
+    a tab or two spaces in a row (most mail), one scan of them all decides it and each
+    field only needs its name lower-cased and the spaces around its value cut."""
+    raw = b"".join(map(b":".join, fields))
+    plain = b"\t" not in raw and b"  " not in raw and b"\r\n " not in raw
+    if not plain or raw.count(b"\r\n") != len(fields) or not raw.endswith(b"\r\n"):
+        return b"".join([header_relaxed(name, value) for name, value in fields])
+    # Each value ends in its only CRLF and has one space at most at either end: the one
+    # after the colon goes here, the one before the CRLF below.
+    cut = [name.lower().rstrip(b" ") + b":" + value.lstrip(b" ") for name, value in fields]
+    return b"".join(cut).replace(b" \r\n", b"\r\n")
+
+
 BODY: dict[str, Callable[[bytes], bytes]] = {SIMPLE: body_simple, RELAXED: body_relaxed}
 HEADER: dict[str, Callable[[bytes, bytes], bytes]] = {
     SIMPLE: header_simple,
     RELAXED: header_relaxed,
+}
+FIELDS: dict[str, Callable[[Sequence[tuple[bytes, bytes]]], bytes]] = {
+    SIMPLE: fields_simple,
+    RELAXED: fields_relaxed,
 }

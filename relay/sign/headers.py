@@ -1,8 +1,9 @@
 """The header section as DKIM sees it, and which fields a signature covers (pure).
 
 fields, body = split(content)        # [(b"From", b" a@example.com\r\n"), ...], body bytes
-names = signed_names(fields, headerlist, oversign)   # the h= list, lower case
-selected = select(fields, names)     # the instances the h= list means (RFC 6376 5.4.2)
+found = index(fields)                # {"from": [(b"From", ...)], ...}
+names = signed_names(found, headerlist, oversign)    # the h= list, lower case
+selected = select(found, names)      # the instances the h= list means (RFC 6376 5.4.2)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 Field = tuple[bytes, bytes]  # (name as written, raw value after the colon, CRLF included)
+Index = dict[str, list[Field]]  # lower-case name -> its instances, top to bottom
 
 # The usual From: values, read without the email package: `<local@domain>` or a bare
 # `local@domain`. Anything else (comments, groups, quoted strings) goes the general way.
@@ -69,49 +71,51 @@ def split(content: bytes) -> tuple[list[Field], bytes]:
     else:
         head, body = content[: end + 2], content[end + 4 :]
     fields: list[Field] = []
-    for match in _FIELD.finditer(head):
-        raw = match.group()
-        colon = raw.find(b":")
-        if colon < 0:
-            continue  # not a field (relay's injection refuses these; be lenient here)
-        fields.append((raw[:colon], raw[colon + 1 :]))
+    for raw in _FIELD.findall(head):
+        name, colon, value = raw.partition(b":")
+        if colon:  # else not a field (relay's injection refuses these; be lenient here)
+            fields.append((name, value))
     return fields, body
 
 
-def names_present(fields: Iterable[Field]) -> dict[str, int]:
-    """How many instances of each field name (lower case) the section has."""
-    counts: dict[str, int] = {}
-    for name, _ in fields:
-        key = name.decode("ascii", "replace").strip().lower()
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+def index(fields: Iterable[Field]) -> Index:
+    """Each field name (lower case) and its instances, top to bottom."""
+    found: Index = {}
+    for item in fields:
+        found.setdefault(item[0].decode("ascii", "replace").strip().lower(), []).append(item)
+    return found
 
 
 def signed_names(
-    fields: Sequence[Field], headerlist: Sequence[str], oversign: Sequence[str] = ()
+    found: Index, headerlist: Sequence[str], oversign: Sequence[str] = ()
 ) -> list[str]:
     """The h= list: each listed name once per instance present (absent ones left out),
     each oversigned name once more (so an instance added later breaks the signature).
     `headerlist` and `oversign` are lower case, without NEVER_SIGNED names."""
-    counts = names_present(fields)
     extra = set(oversign)
     names: list[str] = []
     for name in dict.fromkeys((*headerlist, *oversign)):
-        names.extend([name] * (counts.get(name, 0) + (1 if name in extra else 0)))
+        instances = found.get(name)
+        count = (len(instances) if instances else 0) + (1 if name in extra else 0)
+        if count == 1:
+            names.append(name)
+        elif count:
+            names.extend([name] * count)
     return names
 
 
-def select(fields: Sequence[Field], names: Sequence[str]) -> list[Field]:
+def select(found: Index, names: Sequence[str]) -> list[Field]:
     """The field each h= name stands for: per name the instances from the bottom up;
     a name with no instance left stands for nothing (RFC 6376 section 5.4.2)."""
-    by_name: dict[str, list[Field]] = {}
-    for item in fields:
-        by_name.setdefault(item[0].decode("ascii", "replace").strip().lower(), []).append(item)
+    taken: dict[str, int] = {}
     chosen: list[Field] = []
     for name in names:
-        stack = by_name.get(name)
-        if stack:
-            chosen.append(stack.pop())
+        instances = found.get(name)
+        if instances:
+            used = taken.get(name, 0)
+            if used < len(instances):
+                chosen.append(instances[-1 - used])
+                taken[name] = used + 1
     return chosen
 
 

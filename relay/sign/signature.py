@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 
 from relay.sign import canon
-from relay.sign.headers import Field, select, signed_names
+from relay.sign.headers import Index, select, signed_names
 from relay.sign.settings import SigningSpec
 
 NAME = b"DKIM-Signature"
@@ -25,10 +25,33 @@ def body_hash(body: bytes, body_canon: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def unsigned_field(
-    spec: SigningSpec, domain: str, names: Sequence[str], bh: str, now: int
-) -> bytes:
-    """The field up to and including `b=` (folded; no CRLF)."""
+def _fold(tokens: Sequence[tuple[str, bool]], lines: list[str], line: str) -> str:
+    """Add tokens (text, glued to the one before) to the field's `lines` and the `line`
+    being filled, folding before a token that would pass WIDTH; the new line being filled."""
+    for text, glued in tokens:
+        if len(line) + 1 + len(text) > WIDTH:
+            lines.append(line)
+            line = " " + text
+        elif glued:
+            line += text
+        else:
+            line += " " + text
+    return line
+
+
+# (spec, d=, t=, h= names) -> the field's folded lines up to h= and the line being filled.
+# Every message of a second from one domain shares them; cleared when it grows past HEADS.
+_heads: dict[tuple[object, ...], tuple[tuple[str, ...], str]] = {}
+HEADS = 256
+
+
+def _head(
+    spec: SigningSpec, domain: str, names: Sequence[str], now: int
+) -> tuple[tuple[str, ...], str]:
+    key = (spec, domain, now, *names)
+    found = _heads.get(key)
+    if found is not None:
+        return found
     tokens: list[tuple[str, bool]] = [
         ("v=1;", False),
         (f"a={spec.algorithm};", False),
@@ -43,18 +66,21 @@ def unsigned_field(
         last = index == len(names) - 1
         text = ("h=" if index == 0 else "") + name + (";" if last else ":")
         tokens.append((text, index > 0))  # within h=, continue without a space
-    tokens.append((f"bh={bh};", False))
-    tokens.append(("b=", False))
-    line = NAME.decode() + ":"
     lines: list[str] = []
-    for text, glued in tokens:
-        if len(line) + 1 + len(text) > WIDTH:
-            lines.append(line)
-            line = " " + text
-        elif glued:
-            line += text
-        else:
-            line += " " + text
+    line = _fold(tokens, lines, NAME.decode() + ":")
+    if len(_heads) >= HEADS:
+        _heads.clear()
+    found = _heads[key] = (tuple(lines), line)
+    return found
+
+
+def unsigned_field(
+    spec: SigningSpec, domain: str, names: Sequence[str], bh: str, now: int
+) -> bytes:
+    """The field up to and including `b=` (folded; no CRLF)."""
+    done, line = _head(spec, domain, names, now)
+    lines = list(done)
+    line = _fold(((f"bh={bh};", False), ("b=", False)), lines, line)
     lines.append(line)
     return "\r\n".join(lines).encode("ascii")
 
@@ -72,21 +98,15 @@ def fold_signature(head: bytes, signature: bytes) -> bytes:
     return b"".join(parts)
 
 
-def signing_input(
-    spec: SigningSpec, fields: Sequence[Field], head: bytes, names: Sequence[str]
-) -> bytes:
+def signing_input(spec: SigningSpec, found: Index, head: bytes, names: Sequence[str]) -> bytes:
     """What the key signs: the fields `names` selects, then `head`, canonicalized."""
-    header = canon.HEADER[spec.header_canon]
-    parts = [header(name, value) for name, value in select(fields, names)]
-    own = header(NAME, head[len(NAME) + 1 :] + b"\r\n")
-    parts.append(own[:-2])
-    return b"".join(parts)
+    own = canon.HEADER[spec.header_canon](NAME, head[len(NAME) + 1 :] + b"\r\n")
+    return canon.FIELDS[spec.header_canon](select(found, names)) + own[:-2]
 
 
-def signature_field(
-    spec: SigningSpec, from_domain: str, fields: Sequence[Field], bh: str, now: int
-) -> bytes:
-    """The complete DKIM-Signature field (CRLF-terminated) for this message."""
-    names = signed_names(fields, spec.headers, spec.oversign)
+def signature_field(spec: SigningSpec, from_domain: str, found: Index, bh: str, now: int) -> bytes:
+    """The complete DKIM-Signature field (CRLF-terminated) for the message whose header
+    fields `found` indexes (headers.index)."""
+    names = signed_names(found, spec.headers, spec.oversign)
     head = unsigned_field(spec, spec.domain or from_domain, names, bh, now)
-    return fold_signature(head, spec.key.sign(signing_input(spec, fields, head, names)))
+    return fold_signature(head, spec.key.sign(signing_input(spec, found, head, names)))

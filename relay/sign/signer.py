@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from relay.sign.headers import from_domain, split
+from relay.sign.headers import from_domain, index, split
 from relay.sign.settings import AUTH_USER, Profile
 from relay.sign.signature import body_hash, signature_field
 
@@ -39,6 +39,7 @@ def sign_message(
     described: list[str] = []
     hashes: dict[str, str] = {}
     keyed = False
+    found = None
     for profile in profiles:
         spec = profile.spec_for(domain)
         if spec is None:
@@ -49,7 +50,9 @@ def sign_message(
         bh = hashes.get(spec.body_canon)
         if bh is None:
             bh = hashes[spec.body_canon] = body_hash(body, spec.body_canon)
-        added.append(signature_field(spec, domain, fields, bh, stamp))
+        if found is None:
+            found = index(fields)
+        added.append(signature_field(spec, domain, found, bh, stamp))
         described.append(f"a={spec.algorithm} d={spec.domain or domain} s={spec.selector}")
     if not keyed:
         return Signed(content, unsigned=f"no DKIM key for the From: domain {domain}", domain=domain)
