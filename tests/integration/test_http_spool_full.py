@@ -3,8 +3,6 @@ up; the API answers 507 (SMTP 452 4.3.1) and queues nothing for that request."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,27 +11,13 @@ import pytest
 
 from tests.integration.relay_harness import RelayFactory
 from tests.integration.test_admin_http import inject
+from tests.support.tmpfs import mounted_tmpfs
 
 
 @pytest.fixture
 def small_spool(tmp_path: Path) -> Iterator[Path]:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(spool)],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "spool") as spool:
         yield spool
-    finally:
-        subprocess.run(["umount", "-l", str(spool)], capture_output=True, timeout=10, check=False)
 
 
 async def test_a_full_spool_answers_507_and_queues_nothing(

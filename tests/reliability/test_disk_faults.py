@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import random
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,25 +27,13 @@ from tests.integration.relay_harness import RelayFactory, free_port
 from tests.reliability.chaos_sink import ChaosSink
 from tests.reliability.harness import SENDER, RelayProcess, leftovers, message
 from tests.support.spool_faults import FaultyOps
+from tests.support.tmpfs import mounted_tmpfs
 
 
 @pytest.fixture
 def tmpfs_spool(tmp_path: Path) -> Iterator[Path]:
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(spool)],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the spool (needs root): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "spool") as spool:
         yield spool
-    finally:
-        subprocess.run(["umount", "-l", str(spool)], capture_output=True, timeout=10, check=False)
 
 
 async def send(port: int, token: str, lines: int) -> int:
