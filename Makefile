@@ -29,7 +29,7 @@ test: $(STAMP) test-deps
 # run's duration (steady load 600 s, crash test 900 s unless set); RELAY_SOAK_MESSAGES and
 # RELAY_SOAK_KILLS size the crash run; RELAY_CRASH_SEED repeats one.
 soak: $(STAMP) test-deps
-	$(BIN)/python -m pytest -q -m soak tests/reliability
+	HYPOTHESIS_PROFILE=explore $(BIN)/python -m pytest -q -m soak tests/reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check relay tests

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relay.config.errors import ConfigError, Location, Problem, sorted_problems
+from relay.config.listener_checks import listener_problems
 from relay.config.method_checks import method_problems
 from relay.config.model import Config, build
 from relay.config.parser import parse_file_partial, parse_text
@@ -23,7 +24,7 @@ def loads(text: str, name: str = "<text>") -> Config:
 
 def _consistent(config: Config) -> Config:
     """Settings that are each valid but cannot work together are errors too."""
-    problems = method_problems(config)
+    problems = method_problems(config) + listener_problems(config)
     if problems:
         raise ConfigError(sorted_problems(problems))
     return config

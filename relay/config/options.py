@@ -502,7 +502,7 @@ def not_supported(name: str) -> str | None:
 
 # --- global: the daemon ----------------------------------------------------------------
 G = frozenset({GLOBAL})
-_opt("hostname", v.STRING, system_hostname, G, "This host's name (greeting, Received, DSNs)")
+_opt("hostname", v.HOST_NAME, system_hostname, G, "This host's name (greeting, Received, DSNs)")
 _opt("spoolbase", v.STRING, "./var/spool", G, "Spool directory")
 _opt(
     "event_log",
@@ -689,8 +689,16 @@ _opt(
     frozenset({ESMTP_LISTENER, LISTEN}),
     "SO_REUSEPORT: several nodes on one host share this address (relay extension)",
 )
-_opt("inbound_idle_timeout", SECONDS, 300.0, LG, "Idle time allowed between client commands")
-_opt("inbound_data_timeout", SECONDS, 600.0, LG, "Time allowed for a whole DATA transfer")
+_opt(
+    "inbound_idle_timeout",
+    v.POSITIVE_DURATION,
+    300.0,
+    LG,
+    "Idle time allowed between client commands",
+)
+_opt(
+    "inbound_data_timeout", v.POSITIVE_DURATION, 600.0, LG, "Time allowed for a whole DATA transfer"
+)
 _opt(
     "normalize_bare_line_endings",
     v.BOOLEAN,

@@ -246,6 +246,30 @@ def _duration(value: Value) -> float:
 DURATION = ValueType(
     "duration", _duration, 'seconds (300, 0.5) or "N unit" such as "4 hours", "30m", "1h30m"'
 )
+
+
+def _positive_duration(value: Value) -> float:
+    seconds = parse_duration(_scalar(value))
+    if seconds <= 0:
+        raise ValueProblem(f"{_scalar(value)!r} must be more than 0 seconds")
+    return seconds
+
+
+POSITIVE_DURATION = ValueType(
+    "duration",
+    _positive_duration,
+    'seconds above 0 (300, 0.5) or "N unit" such as "4 hours", "30m"',
+)
+
+
+def _hostname(value: Value) -> str:
+    text = _scalar(value)
+    if not HOSTNAME.fullmatch(text):
+        raise ValueProblem(f"{text!r} is not a host name (letters, digits, - and _ between dots)")
+    return text
+
+
+HOST_NAME = ValueType("hostname", _hostname, "a host name such as mta1.example.com")
 THROTTLE = ValueType(
     "throttle", lambda v: parse_throttle(_scalar(v)), '"N" per second or "N/seconds"; 0 = none'
 )

@@ -6,7 +6,8 @@ its file descriptors and asyncio tasks come back to where they were once the loa
 The steps, all against the one daemon:
   1. idle: one session, a message every 1/IDLE_RATE s -> the idle p99 of MAIL..250
   2. baseline: spool drained, outbound connections idle-closed -> fds, tasks, RSS
-  3. capacity: SESSIONS sessions, closed loop for CALIBRATION_SECONDS -> messages/s
+  3. capacity: SESSIONS sessions, closed loop for CALIBRATION_SECONDS, then drained ->
+     messages/s accepted and delivered (end to end; injection alone only fills the spool)
   4. steady load: the same sessions paced to half of it for the duration (2 minutes in
      `make test`, RELAY_SOAK_SECONDS, 600 by default, under `make soak`); RSS and fds sampled
      from /proc/PID every second, the spool and the task count from /metrics
@@ -239,9 +240,14 @@ async def run_process(*args: str, within: float) -> None:
     assert code == 0, f"{args[0]} exited with {code}"
 
 
-async def capacity(port: int, out: Path) -> tuple[float, int]:
+async def capacity(
+    port: int, out: Path, scrape: Scraper, injected: Injected
+) -> tuple[float, float]:
     """Closed loop over SESSIONS sessions (tests/bench/inject.py in its own process) for
-    CALIBRATION_SECONDS after a 1 s ramp: messages/s answered 250, and how many in all."""
+    CALIBRATION_SECONDS after a 1 s ramp, then until the spool has drained: relay's capacity
+    end to end (messages accepted and delivered, from the first send to the last delivery,
+    per second), and its rate of injection alone (answered 250 per second in the window past
+    the ramp, while the spool fills because delivery does not keep up)."""
     await run_process(
         *("tests.bench.inject", "--port", str(port), "--messages", "1000000"),
         *("--sessions", str(SESSIONS), "--size", str(SIZE), "--run", "capacity"),
@@ -249,11 +255,28 @@ async def capacity(port: int, out: Path) -> tuple[float, int]:
         within=CALIBRATION_SECONDS + 60,
     )
     result = read_json(str(out))
+    injected.accepted += len(result["accepted"])
+    drained = await drained_at(scrape, injected)
     start = result["start"] + 1.0
     counted = [
         done for _, _, done in result["accepted"] if start <= done < start + CALIBRATION_SECONDS
     ]
-    return len(counted) / CALIBRATION_SECONDS, len(result["accepted"])
+    return len(result["accepted"]) / (drained - result["start"]), len(counted) / CALIBRATION_SECONDS
+
+
+async def drained_at(scrape: Scraper, injected: Injected) -> float:
+    """The time (monotonic, as the injectors') when the spool was first seen empty with
+    every message injected so far delivered, polled every 50 ms."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        m = await scrape()
+        if m.get("relay_spool_messages", -1) == 0 and delivered(m) == injected.accepted:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"not reached in {SETTLE_SECONDS:.0f} s: the spool drained after calibration"
+            )
+        await asyncio.sleep(0.05)
 
 
 async def until(check: Callable[[], object], within: float, what: str) -> None:
@@ -334,8 +357,9 @@ async def run_steady_load(daemon: Daemon, sink_pid: int, seconds: float, work: P
     f.rss_start_kb = rss_kb(daemon.pid)
 
     # 3. capacity
-    f.capacity, accepted = await capacity(daemon.port, work / "capacity.json")
-    injected.accepted += accepted
+    f.capacity, f.injection_only = await capacity(
+        daemon.port, work / "capacity.json", scrape, injected
+    )
     f.rate = min(LIMITS.load_share * f.capacity, MAX_RATE)
     await quiet(daemon, scrape, injected)
 

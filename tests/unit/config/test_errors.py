@@ -58,12 +58,28 @@ def test_bad_value_lists_accepted_forms(write: Write) -> None:
         ("adaptive_max_outbound_connections = 5", "( low high )"),
         ('gateway = "mx.example.com:99999"', "port"),
         ("max_outbound_connections = many", "integer"),
+        ("esmtp_listener { inbound_idle_timeout = 0 }", "more than 0 seconds"),
+        ('esmtp_listener { inbound_data_timeout = "0s" }', "more than 0 seconds"),
+        ('hostname = ""', "not a host name"),
+        ('hostname = "relay one"', "not a host name"),
     ],
 )
 def test_bad_values(write: Write, line: str, expect: str) -> None:
     p = one(write, line + "\n")
     assert p.location.line == 1
     assert expect in p.message
+
+
+def test_listener_certificate_without_key_names_the_certificate(write: Write) -> None:
+    p = one(write, 'esmtp_listener {\n  tls_certificate = "/etc/relay/cert.pem"\n}\n')
+    assert (p.location.line, p.option) == (2, "tls_certificate")
+    assert "needs tls_key" in p.message
+
+
+def test_listener_key_without_certificate_names_the_key(write: Write) -> None:
+    p = one(write, 'tls_key = "/etc/relay/key.pem"\n')
+    assert (p.location.line, p.option) == (1, "tls_key")
+    assert "needs tls_certificate" in p.message
 
 
 def test_duplicate_scalar_in_one_stanza(write: Write) -> None:
