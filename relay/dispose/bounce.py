@@ -17,14 +17,14 @@ scheduler decides that: a next hop given NOTIFY reports success itself, RFC 3461
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from relay.clock import Clock
 from relay.dispose.decide import EXPIRED, Failed
 from relay.dispose.dsn import DsnRecipient, build_dsn
 from relay.esmtp import Esmtp
-from relay.spool.model import Envelope, NewMessage
+from relay.spool.model import Envelope, NewMessage, Recipient
 
 log = logging.getLogger("relay.dispose")
 EventSink = Callable[[str, dict[str, object]], None]
@@ -76,6 +76,10 @@ class BounceOptions(Protocol):
 class SpoolStore(Protocol):
     async def store(self, message: NewMessage) -> Envelope: ...
 
+    async def store_reporting(
+        self, message: NewMessage, about: str, updates: Sequence[Recipient]
+    ) -> tuple[Envelope, bool]: ...
+
     async def load(self, message_id: str) -> bytes: ...
 
 
@@ -109,28 +113,32 @@ class Bouncer:
         failures: list[Failed],
         policy: BounceOptions | None,
         action: str = "failed",
-    ) -> None:
+        journal: Sequence[Recipient] | None = None,
+    ) -> bool:
+        """Make and spool the DSN for `failures` (or say why none is sent). `journal`: the
+        message's recipient outcomes to make durable in the DSN's own commit (both or
+        neither); returns whether they were (False: no DSN, the caller journals them)."""
         if policy is not None and not policy.generate_bounces:
             self._suppress(job, "generate_bounces is off")
-            return
+            return False
         esmtp = job.esmtp
         if esmtp is not None:
             keyword, default = _NOTIFY.get(action, ("FAILURE", True))
             failures = [f for f in failures if esmtp.wants(f.index, keyword, default)]
             if not failures:
                 self._suppress(job, f"NOTIFY asked for no {action} notice")
-                return
+                return False
         to = job.sender
         if not to:
             notify = policy.mdn_failures_notify if policy is not None else None
             if not notify:
                 self._suppress(job, "the message came from the null sender")
-                return
+                return False
             to = notify
         sender_of_dsn = self.from_address(policy)
         if to.lower() == sender_of_dsn.lower():
             self._suppress(job, "the DSN would go to relay's own mailer-daemon")
-            return
+            return False
         original = await self.spool.load(job.message_id)
         content = build_dsn(
             original=original,
@@ -157,9 +165,11 @@ class Bouncer:
             tenant=job.tenant,
             campaign=job.campaign,
         )
-        envelope = await self.spool.store(
-            NewMessage("", (to,), self.group, None, content, self.clock.now())
-        )
+        dsn = NewMessage("", (to,), self.group, None, content, self.clock.now())
+        if journal:
+            envelope, _ = await self.spool.store_reporting(dsn, job.message_id, journal)
+        else:
+            envelope = await self.spool.store(dsn)
         self.sent += 1
         self.events(
             "dsn",
@@ -172,6 +182,7 @@ class Bouncer:
             },
         )
         self.submit(envelope)
+        return bool(journal)
 
     def _suppress(self, job: BouncedMessage, why: str) -> None:
         self.suppressed += 1

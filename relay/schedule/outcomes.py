@@ -1,5 +1,6 @@
-"""Record one attempt's per-recipient decisions: DSNs spooled first, then the spool journal,
-the event log and the counters. Says which jobs follow (a retry later, a requeue now); the
+"""Record one attempt's per-recipient decisions: the spool journal (in the same commit as
+the DSN for failed recipients; delay and success DSNs are spooled before it), the event
+log and the counters. Says which jobs follow (a retry later, a requeue now); the
 scheduler, the only owner of queue state, queues them."""
 
 from __future__ import annotations
@@ -18,7 +19,23 @@ from relay.schedule.route_settings import RouteSettings
 from relay.schedule.tenant_counts import TenantCounts
 from relay.spool.model import Recipient, RecipientState
 
-FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[None]]
+FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[object]]
+
+
+class BounceHandler(Protocol):
+    """Makes the DSN for failed recipients and journals `journal` (the message's recipient
+    outcomes) in the DSN's own commit; False when it sent none (the caller journals)."""
+
+    def __call__(
+        self,
+        job: Job,
+        failures: list[Failed],
+        policy: RouteSettings | None,
+        *,
+        journal: Sequence[Recipient],
+    ) -> Awaitable[bool]: ...
+
+
 EventSink = Callable[[str, dict[str, object]], None]
 InvalidRecipient = Callable[[Job, str, Reply], None]
 LAST_ATTEMPTS = 100_000  # messages whose last attempt's binding is remembered
@@ -45,7 +62,7 @@ class OutcomeRecorder:
         spool: SpoolJournal,
         clock: Clock,
         events: EventSink,
-        on_failed: FailureHandler | None = None,
+        on_failed: BounceHandler | None = None,
         on_delayed: FailureHandler | None = None,
     ) -> None:
         self.spool = spool
@@ -85,8 +102,6 @@ class OutcomeRecorder:
             self.by_campaign.add(job.campaign, "delivered")
             self.events("delivery", self._fields(job, policy, d.address, d.reply, remote))
         if decision.failed:
-            if self.on_failed is not None:
-                await self.on_failed(job, decision.failed, policy)  # the DSN is spooled first
             for f in decision.failed:
                 updates.append(
                     Recipient(f.address, RecipientState.FAILED, f.attempts, 0.0, str(f.reply))
@@ -138,7 +153,11 @@ class OutcomeRecorder:
             fields["next_attempt"] = r.next_attempt
             fields["attempt"] = r.attempts
             self.events("transient_failure", fields)
-        if updates:
+        journalled = False
+        if decision.failed and self.on_failed is not None:
+            # The DSN and these outcomes in one commit: a crash keeps both or neither.
+            journalled = await self.on_failed(job, decision.failed, policy, journal=updates)
+        if updates and not journalled:
             await self.spool.update_recipients(job.message_id, updates)
         retry = again = None
         if decision.deferred:

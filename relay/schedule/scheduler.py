@@ -46,7 +46,7 @@ from relay.schedule.holds import to_json as holds_to_json
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
-from relay.schedule.outcomes import FailureHandler, OutcomeRecorder
+from relay.schedule.outcomes import BounceHandler, FailureHandler, OutcomeRecorder
 from relay.schedule.providers import ProviderDirectory, rollup_name
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
@@ -96,7 +96,7 @@ class Scheduler:
         transport: Transport,
         clock: Clock,
         *,
-        on_failed: FailureHandler | None = None,
+        on_failed: BounceHandler | None = None,
         on_delayed: FailureHandler | None = None,
         events: EventSink | None = None,
         max_in_flight: int = 20000,

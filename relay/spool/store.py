@@ -222,9 +222,50 @@ class Spool:
     def submit(self, message: NewMessage) -> asyncio.Future[Envelope]:
         """`store` without a coroutine (injection's path): the future of the envelope."""
         self._check_open()
+        envelope = self._new_envelope(message)
+        content = message.content
+        if self._short_of_space(len(content)):
+            return self._refused()
+        if len(content) >= _ENCODE_OFF_LOOP:
+            return asyncio.ensure_future(self._store_large(envelope, content))
+        return self._committer.submit_nowait(
+            encode_message(envelope, content), self._placer(envelope, content)
+        )
+
+    async def store_reporting(
+        self, message: NewMessage, about: str, updates: Iterable[Recipient]
+    ) -> tuple[Envelope, bool]:
+        """Store a new message (a DSN) and journal the recipient outcomes it reports on
+        message `about` in one commit: both records go in one append and one fsync, so a
+        crash keeps both or neither. Stored one after the other, a kill between the two
+        left a DSN for recipients that a restart then tried again and delivered.
+
+        Returns the new message's envelope and what `update_recipients` returns."""
+        self._check_open()
+        envelope = self._new_envelope(message)
+        content = message.content
+        if self._short_of_space(len(content)):
+            raise SpoolFullError(
+                "spooling: spool disk full (the rest is kept for delivery records)"
+            )
+        if len(content) >= _ENCODE_OFF_LOOP:
+            loop = asyncio.get_running_loop()
+            record = await loop.run_in_executor(self._readers, encode_message, envelope, content)
+        else:
+            record = encode_message(envelope, content)
+        journal = self._journal(about, updates)  # after the await: the index as it is now
+        stored = self._committer.submit_nowait(record, self._placer(envelope, content))
+        if journal is None:
+            return await stored, False
+        # No await between the two submissions: they join the same commit batch.
+        outcome = self._committer.submit_nowait(*journal)
+        envelope, removed = await asyncio.gather(stored, outcome)  # one batch: both or neither
+        return envelope, removed
+
+    def _new_envelope(self, message: NewMessage) -> Envelope:
         if not message.recipients:
             raise ValueError("a message needs at least one recipient")
-        envelope = Envelope(
+        return Envelope(
             message_id=self._new_id(),
             sender=sys.intern(message.sender),  # bulk mail: one sender, many messages
             binding_group=message.binding_group,
@@ -238,18 +279,14 @@ class Spool:
             campaign=message.campaign,
             priority=message.priority,
         )
-        content = message.content
-        if self._short_of_space(len(content)):
-            refused: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-            refused.set_exception(
-                SpoolFullError("spooling: spool disk full (the rest is kept for delivery records)")
-            )
-            return refused
-        if len(content) >= _ENCODE_OFF_LOOP:
-            return asyncio.ensure_future(self._store_large(envelope, content))
-        return self._committer.submit_nowait(
-            encode_message(envelope, content), self._placer(envelope, content)
+
+    @staticmethod
+    def _refused() -> asyncio.Future[Envelope]:
+        refused: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        refused.set_exception(
+            SpoolFullError("spooling: spool disk full (the rest is kept for delivery records)")
         )
+        return refused
 
     def _short_of_space(self, size: int) -> bool:
         """Would this message eat into the space kept for the records of deliveries (10% of
@@ -313,6 +350,15 @@ class Spool:
         Returns True when every recipient is now final and the message left the spool.
         """
         self._check_open()
+        journal = self._journal(message_id, updates)
+        if journal is None:
+            return False
+        return await self._committer.submit(*journal)
+
+    def _journal(
+        self, message_id: str, updates: Iterable[Recipient]
+    ) -> tuple[bytes, Callable[[Location], bool]] | None:
+        """The UPDATE record for these outcomes and what its commit applies (None: none)."""
         entry = self._index.get(message_id)
         if entry is None:
             raise MessageNotFound(message_id)
@@ -325,8 +371,7 @@ class Spool:
                 raise ValueError(f"{update.address!r} is not a recipient of {message_id}")
             rows.extend((i, update.copy()) for i in matches)
         if not rows:
-            return False
-        record = encode_update(message_id, rows)
+            return None
 
         def apply(_: Location) -> bool:
             result = self._index.apply_updates(message_id, rows)
@@ -338,7 +383,7 @@ class Spool:
                 self._removed += 1
             return result
 
-        return await self._committer.submit(record, apply)
+        return encode_update(message_id, rows), apply
 
     async def regroup(self, message_id: str, group: str) -> bool:
         """Move a queued message to binding group `group` for good (an operator's rebind;

@@ -117,6 +117,17 @@ class ShardedSpool:
     def submit(self, message: NewMessage) -> asyncio.Future[Envelope]:
         return self.local.submit(message)
 
+    async def store_reporting(
+        self, message: NewMessage, about: str, updates: Sequence[Recipient]
+    ) -> tuple[Envelope, bool]:
+        """One commit when `about` is in the daemon's own spool (`Spool.store_reporting`);
+        a worker's message is journalled in its shard after the DSN is stored here, so a
+        kill between the two can leave a DSN for recipients that are tried again."""
+        if about not in self.owners:
+            return await self.local.store_reporting(message, about, updates)
+        envelope = await self.local.store(message)
+        return envelope, await self.update_recipients(about, updates)
+
     def _link(self, shard: str) -> WorkerLink:
         link = self.links.get(shard)
         if link is None or link.closed:

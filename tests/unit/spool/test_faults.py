@@ -169,3 +169,30 @@ async def test_a_drained_full_spool_takes_mail_again(small_tmpfs: Path) -> None:
     envelope = await spool.store(new)  # the first store after the drain already succeeds
     await spool.close()
     await _check_reopen(small_tmpfs / "spool", {envelope.message_id: new.content})
+
+
+async def test_dsn_and_the_failures_it_reports_are_stored_together_or_not_at_all(
+    tmp_path: Path,
+) -> None:
+    """store_reporting: one append for the DSN and the original's FAILED outcomes; a write
+    that fails loses both (no DSN for recipients that stay pending), and the retry keeps
+    both across a reopen."""
+    from relay.spool import Recipient, RecipientState
+
+    ops = FaultyOps()
+    spool = await Spool.open(tmp_path, file_ops=ops)
+    original = await spool.store(message(0, recipients=1))
+    failed = [Recipient("rcpt0@example.net", RecipientState.FAILED, 3, 0.0, "550 5.1.1 no")]
+    dsn = message(1, recipients=1)
+    ops.write_fault = errno.EIO
+    with pytest.raises(SpoolWriteError):
+        await spool.store_reporting(dsn, original.message_id, failed)
+    assert [e.message_id for e in spool.scan()] == [original.message_id]
+    assert spool.get(original.message_id).recipients[0].state is RecipientState.PENDING
+    ops.write_fault = None
+    fsyncs = spool.statistics().fsyncs
+    stored, removed = await spool.store_reporting(dsn, original.message_id, failed)
+    assert removed, "the original's only recipient is final: it leaves the spool"
+    assert spool.statistics().fsyncs == fsyncs + 1, "one commit for the two records"
+    await spool.close()
+    await _check_reopen(tmp_path, {stored.message_id: dsn.content})
