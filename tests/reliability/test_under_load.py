@@ -66,12 +66,13 @@ PRIORITY = -10  # nice value of the test's processes, where permitted
 # RSS: the admin's memory of last attempts (LAST_ATTEMPTS = 100,000 messages in
 # relay/schedule/outcomes.py, about 250 B each, then flat) fills within the 2-minute run on a
 # quiet machine (82,144 messages in CI), so both runs allow for it on top of 16 MB.
-# Latency: the target is 2x the idle p99, not met: three quiet CI runs measured
-# 2.24x, 2.61x and 3.98x (idle p99 2.9-5.1 ms, 10.4-11.7 ms under load with relay at 83-86%
-# of a core: a probe's message can wait for the group commit in flight and then its own).
-# The ratio is printed; the bound asserted is a guard against gross regressions only.
-LIMITS = Limits(rss_growth_kb=(16 + 32) * 1024, latency_factor=10.0)
-SOAK_LIMITS = LIMITS
+# Latency: the target is 2x the idle p99. The 10-minute run of `make soak` is held
+# to it (1.91x on a quiet VM: idle p99 3.5 ms, 6.7 ms under load at 659 msg/s, relay at 82%
+# of a core). The 2-minute run in `make test` is held to 4x: quiet runs measured 2.22x and,
+# before the injectors ran on uvloop (their CPU is taken from relay's two cores), 2.24x to
+# 3.98x; the tail of two minutes is a handful of probe messages.
+LIMITS = Limits(rss_growth_kb=(16 + 32) * 1024, latency_factor=4.0)
+SOAK_LIMITS = Limits(rss_growth_kb=(16 + 32) * 1024, latency_factor=2.0)
 
 
 @dataclass
