@@ -249,7 +249,7 @@ DURATION = ValueType(
 
 
 def _positive_duration(value: Value) -> float:
-    seconds = parse_duration(_scalar(value))
+    seconds = _duration(value)
     if seconds <= 0:
         raise ValueProblem(f"{_scalar(value)!r} must be more than 0 seconds")
     return seconds

@@ -63,6 +63,7 @@ DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 SPACE_KEPT = 64 * 1024 * 1024  # free space new mail never takes (delivery records need it)
 COMPACT_PER_BATCH = 64  # messages copied forward per commit batch, at most
 _ENCODE_OFF_LOOP = 256 * 1024  # bodies this large are checksummed on a thread
+_FULL = "spooling: spool disk full (the rest is kept for delivery records)"
 LOCK_FILE = "lock"
 
 Clock = Callable[[], float]
@@ -245,14 +246,8 @@ class Spool:
         envelope = self._new_envelope(message)
         content = message.content
         if self._short_of_space(len(content)):
-            raise SpoolFullError(
-                "spooling: spool disk full (the rest is kept for delivery records)"
-            )
-        if len(content) >= _ENCODE_OFF_LOOP:
-            loop = asyncio.get_running_loop()
-            record = await loop.run_in_executor(self._readers, encode_message, envelope, content)
-        else:
-            record = encode_message(envelope, content)
+            raise SpoolFullError(_FULL)
+        record = await self._encoded(envelope, content)
         journal = self._journal(about, updates)  # after the await: the index as it is now
         stored = self._committer.submit_nowait(record, self._placer(envelope, content))
         if journal is None:
@@ -283,9 +278,7 @@ class Spool:
     @staticmethod
     def _refused() -> asyncio.Future[Envelope]:
         refused: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
-        refused.set_exception(
-            SpoolFullError("spooling: spool disk full (the rest is kept for delivery records)")
-        )
+        refused.set_exception(SpoolFullError(_FULL))
         return refused
 
     def _short_of_space(self, size: int) -> bool:
@@ -304,9 +297,15 @@ class Spool:
         return len(self) > 0  # nothing live: this commit deletes the dead active segment
 
     async def _store_large(self, envelope: Envelope, content: bytes) -> Envelope:
-        loop = asyncio.get_running_loop()
-        record = await loop.run_in_executor(self._readers, encode_message, envelope, content)
+        record = await self._encoded(envelope, content)
         return await self._committer.submit(record, self._placer(envelope, content))
+
+    async def _encoded(self, envelope: Envelope, content: bytes) -> bytes:
+        """The MESSAGE record; a large body is checksummed on a reader thread."""
+        if len(content) < _ENCODE_OFF_LOOP:
+            return encode_message(envelope, content)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, encode_message, envelope, content)
 
     def _placer(self, envelope: Envelope, content: bytes) -> Callable[[Location], Envelope]:
         """What a stored message's commit applies: index it, keep its body, hand out a copy."""

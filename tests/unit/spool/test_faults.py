@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 
 from relay.spool import Spool, SpoolFullError, SpoolWriteError
 from tests.support.spool_faults import FaultyOps
+from tests.support.tmpfs import mounted_tmpfs
 from tests.unit.spool.helpers import leftovers, message
 
 
@@ -114,21 +113,8 @@ async def test_update_failure_keeps_old_state(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no mount command")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "tmpfs", "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_real_disk_full_on_tmpfs(small_tmpfs: Path) -> None:
