@@ -204,9 +204,7 @@ class Daemon:
             self.events,
             group=options.dsn_binding_group,
         )
-        self.scheduler.outcomes.on_failed = self.bouncer
-        self.scheduler.outcomes.on_delayed = functools.partial(self.bouncer, action="delayed")
-        self.scheduler.outcomes.on_relayed = functools.partial(self.bouncer, action="relayed")
+        self.scheduler.outcomes.notifier = self.bouncer
         self.scheduler.outcomes.on_invalid_recipient = self._invalid_recipient
         recovered = self.spool.scan()
         for envelope in recovered:

@@ -74,13 +74,14 @@ class BounceOptions(Protocol):
 
 
 class SpoolStore(Protocol):
-    async def store(self, message: NewMessage) -> Envelope: ...
-
     async def store_reporting(
-        self, message: NewMessage, about: str, updates: Sequence[Recipient]
-    ) -> tuple[Envelope, bool]: ...
+        self, messages: Sequence[NewMessage], about: str, updates: Sequence[Recipient]
+    ) -> tuple[list[Envelope], bool]: ...
 
     async def load(self, message_id: str) -> bytes: ...
+
+
+Notice = tuple[str, list[Failed]]  # (action: "failed", "delayed" or "relayed", recipients)
 
 
 class Bouncer:
@@ -110,37 +111,91 @@ class Bouncer:
     async def __call__(
         self,
         job: BouncedMessage,
-        failures: list[Failed],
+        notices: Sequence[Notice],
         policy: BounceOptions | None,
-        action: str = "failed",
-        journal: Sequence[Recipient] | None = None,
+        *,
+        journal: Sequence[Recipient] = (),
     ) -> bool:
-        """Make and spool the DSN for `failures` (or say why none is sent). `journal`: the
-        message's recipient outcomes to make durable in the DSN's own commit (both or
-        neither); returns whether they were (False: no DSN, the caller journals them)."""
+        """Make the DSN for each notice of one attempt (or say why none is sent) and spool
+        them all with `journal`, the message's recipient outcomes, in one commit: a crash
+        keeps all or none, so no DSN is sent twice and none is lost. Returns whether
+        `journal` was stored (False: no DSN was sent, the caller journals)."""
+        made: list[tuple[str, str, list[Failed], NewMessage]] = []
+        original: bytes | None = None
+        for action, failures in notices:
+            addressed = self._addressed(job, failures, policy, action)
+            if addressed is None:
+                continue
+            to, wanted = addressed
+            if original is None:
+                original = await self.spool.load(job.message_id)
+            content = self._content(job, wanted, policy, action, to, original)
+            made.append(
+                (
+                    action,
+                    to,
+                    wanted,
+                    NewMessage("", (to,), self.group, None, content, self.clock.now()),
+                )
+            )
+        if not made:
+            return False
+        envelopes, _ = await self.spool.store_reporting(
+            [dsn for *_, dsn in made], job.message_id, journal
+        )
+        for (action, to, failures, _), envelope in zip(made, envelopes, strict=True):
+            self.sent += 1
+            self.events(
+                "dsn",
+                {
+                    "message_id": job.message_id,
+                    "dsn_id": envelope.message_id,
+                    "to": to,
+                    "action": action,
+                    "recipients": [f.address for f in failures],
+                },
+            )
+            self.submit(envelope)
+        return True
+
+    def _addressed(
+        self, job: BouncedMessage, failures: list[Failed], policy: BounceOptions | None, action: str
+    ) -> tuple[str, list[Failed]] | None:
+        """Who the notice goes to and the recipients it reports; None (logged) when none is
+        sent."""
         if policy is not None and not policy.generate_bounces:
             self._suppress(job, "generate_bounces is off")
-            return False
+            return None
         esmtp = job.esmtp
         if esmtp is not None:
             keyword, default = _NOTIFY.get(action, ("FAILURE", True))
             failures = [f for f in failures if esmtp.wants(f.index, keyword, default)]
             if not failures:
                 self._suppress(job, f"NOTIFY asked for no {action} notice")
-                return False
+                return None
         to = job.sender
         if not to:
             notify = policy.mdn_failures_notify if policy is not None else None
             if not notify:
                 self._suppress(job, "the message came from the null sender")
-                return False
+                return None
             to = notify
-        sender_of_dsn = self.from_address(policy)
-        if to.lower() == sender_of_dsn.lower():
+        if to.lower() == self.from_address(policy).lower():
             self._suppress(job, "the DSN would go to relay's own mailer-daemon")
-            return False
-        original = await self.spool.load(job.message_id)
-        content = build_dsn(
+            return None
+        return to, failures
+
+    def _content(
+        self,
+        job: BouncedMessage,
+        failures: list[Failed],
+        policy: BounceOptions | None,
+        action: str,
+        to: str,
+        original: bytes,
+    ) -> bytes:
+        esmtp = job.esmtp
+        return build_dsn(
             original=original,
             original_sender=to,
             original_id=job.message_id,
@@ -158,31 +213,13 @@ class Bouncer:
                 for f in failures
             ],
             reporting_mta=self.hostname,
-            from_address=sender_of_dsn,
+            from_address=self.from_address(policy),
             inline=_inline(esmtp, policy),
             now=self.clock.now(),
             envelope_id=None if esmtp is None else esmtp.envid_text,
             tenant=job.tenant,
             campaign=job.campaign,
         )
-        dsn = NewMessage("", (to,), self.group, None, content, self.clock.now())
-        if journal:
-            envelope, _ = await self.spool.store_reporting(dsn, job.message_id, journal)
-        else:
-            envelope = await self.spool.store(dsn)
-        self.sent += 1
-        self.events(
-            "dsn",
-            {
-                "message_id": job.message_id,
-                "dsn_id": envelope.message_id,
-                "to": to,
-                "action": action,
-                "recipients": [f.address for f in failures],
-            },
-        )
-        self.submit(envelope)
-        return bool(journal)
 
     def _suppress(self, job: BouncedMessage, why: str) -> None:
         self.suppressed += 1

@@ -1,7 +1,7 @@
 """Record one attempt's per-recipient decisions: the spool journal (in the same commit as
-the DSN for failed recipients; delay and success DSNs are spooled before it), the event
-log and the counters. Says which jobs follow (a retry later, a requeue now); the
-scheduler, the only owner of queue state, queues them."""
+the attempt's DSNs: failure, delay and success notices), the event log and the counters.
+Says which jobs follow (a retry later, a requeue now); the scheduler, the only owner of
+queue state, queues them."""
 
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ from relay.schedule.route_settings import RouteSettings
 from relay.schedule.tenant_counts import TenantCounts
 from relay.spool.model import Recipient, RecipientState
 
-FailureHandler = Callable[[Job, list[Failed], RouteSettings | None], Awaitable[object]]
+Notice = tuple[str, list[Failed]]  # (DSN action: "failed", "delayed", "relayed", recipients)
 
 
-class BounceHandler(Protocol):
-    """Makes the DSN for failed recipients and journals `journal` (the message's recipient
-    outcomes) in the DSN's own commit; False when it sent none (the caller journals)."""
+class Notifier(Protocol):
+    """Makes the attempt's DSNs and journals `journal` (the message's recipient outcomes)
+    in their commit; False when it sent none (the caller journals)."""
 
     def __call__(
         self,
         job: Job,
-        failures: list[Failed],
+        notices: Sequence[Notice],
         policy: RouteSettings | None,
         *,
         journal: Sequence[Recipient],
@@ -62,15 +62,12 @@ class OutcomeRecorder:
         spool: SpoolJournal,
         clock: Clock,
         events: EventSink,
-        on_failed: BounceHandler | None = None,
-        on_delayed: FailureHandler | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.spool = spool
         self.clock = clock
         self.events = events
-        self.on_failed = on_failed  # makes the DSN for failed recipients
-        self.on_delayed = on_delayed  # makes delay DSNs
-        self.on_relayed: FailureHandler | None = None  # makes success DSNs (NOTIFY=SUCCESS)
+        self.notifier = notifier  # makes the DSNs (failure, delay, success)
         # told of each recipient that failed for good as "no such user" (the suppression list)
         self.on_invalid_recipient: InvalidRecipient | None = None
         self.counts = {"delivered": 0, "deferred": 0, "failed": 0}
@@ -93,8 +90,11 @@ class OutcomeRecorder:
         remote = {r.recipient: r.remote for r in results}
         self._attempted(job, policy)
         updates: list[Recipient] = []
-        if decision.delivered and job.esmtp is not None and self.on_relayed is not None:
-            await self._success_notices(job, decision, results, policy)
+        notices: list[Notice] = []
+        if decision.delivered and job.esmtp is not None and self.notifier is not None:
+            relayed = self._relayed(job, decision, results)
+            if relayed:
+                notices.append(("relayed", relayed))
         for d in decision.delivered:
             updates.append(Recipient(d.address, RecipientState.DELIVERED, 0, 0.0, str(d.reply)))
             self.counts["delivered"] += 1
@@ -117,8 +117,8 @@ class OutcomeRecorder:
                     and no_such_user(f.reply)
                 ):
                     self.on_invalid_recipient(job, f.address, f.reply)
-        notices = dict(job.notices) if job.notices else {}
-        if decision.deferred and policy.generate_delay_dsn and self.on_delayed is not None:
+        sent = dict(job.notices) if job.notices else {}  # delay notices per recipient
+        if decision.deferred and policy.generate_delay_dsn and self.notifier is not None:
             now = self.clock.now()
             late = [
                 Failed(r.index, r.address, r.reply, r.attempts)
@@ -126,15 +126,15 @@ class OutcomeRecorder:
                 if delay_notice_due(
                     job.received_at,
                     now,
-                    notices.get(r.address, 0),
+                    sent.get(r.address, 0),
                     policy.delay_dsn_retry_interval,
                     policy.delay_dsn_max_retry_interval,
                 )
             ]
             if late:
-                await self.on_delayed(job, late, policy)  # spooled before the state moves on
+                notices.append(("delayed", late))
                 for f in late:
-                    notices[f.address] = notices.get(f.address, 0) + 1
+                    sent[f.address] = sent.get(f.address, 0) + 1
         for r in decision.deferred:
             updates.append(
                 Recipient(
@@ -143,7 +143,7 @@ class OutcomeRecorder:
                     r.attempts,
                     r.next_attempt,
                     str(r.reply),
-                    notices.get(r.address, 0),
+                    sent.get(r.address, 0),
                 )
             )
             self.counts["deferred"] += 1
@@ -153,10 +153,12 @@ class OutcomeRecorder:
             fields["next_attempt"] = r.next_attempt
             fields["attempt"] = r.attempts
             self.events("transient_failure", fields)
+        if decision.failed:
+            notices.append(("failed", decision.failed))
         journalled = False
-        if decision.failed and self.on_failed is not None:
-            # The DSN and these outcomes in one commit: a crash keeps both or neither.
-            journalled = await self.on_failed(job, decision.failed, policy, journal=updates)
+        if notices and self.notifier is not None:
+            # The DSNs and these outcomes in one commit: a crash keeps all or none.
+            journalled = await self.notifier(job, notices, policy, journal=updates)
         if updates and not journalled:
             await self.spool.update_recipients(job.message_id, updates)
         retry = again = None
@@ -165,7 +167,7 @@ class OutcomeRecorder:
                 job,
                 recipients=[(r.index, r.address, r.attempts) for r in decision.deferred],
                 due=min(r.next_attempt for r in decision.deferred),
-                notices={a: n for a, n in notices.items() if n},
+                notices={a: n for a, n in sent.items() if n},
             )
             if max(r.attempts for r in decision.deferred) >= policy.drop_body_after_trans_fail:
                 self.spool.evict(job.message_id)  # stays on disk; read back when due
@@ -193,22 +195,19 @@ class OutcomeRecorder:
         if updates:
             await self.spool.update_recipients(job.message_id, updates)
 
-    async def _success_notices(
-        self, job: Job, decision: Decision, results: list[RecipientResult], policy: RouteSettings
-    ) -> None:
-        """NOTIFY=SUCCESS: a "relayed" DSN for each delivered recipient whose next hop was
-        not given the NOTIFY (it offers no DSN); one that was reports success itself
-        (RFC 3461 4.1). Spooled before the recipients are marked delivered."""
-        esmtp, handler = job.esmtp, self.on_relayed
-        assert esmtp is not None and handler is not None
+    @staticmethod
+    def _relayed(job: Job, decision: Decision, results: list[RecipientResult]) -> list[Failed]:
+        """NOTIFY=SUCCESS: the delivered recipients a "relayed" DSN reports, those whose next
+        hop was not given the NOTIFY (it offers no DSN); one that was reports success
+        itself (RFC 3461 4.1)."""
+        esmtp = job.esmtp
+        assert esmtp is not None
         passed = {r.recipient for r in results if r.dsn_passed}
-        relayed = [
+        return [
             Failed(d.index, d.address, d.reply, 0)
             for d in decision.delivered
             if esmtp.wants(d.index, "SUCCESS", False) and d.address not in passed
         ]
-        if relayed:
-            await handler(job, relayed, policy)
 
     @staticmethod
     def _fields(

@@ -46,7 +46,7 @@ from relay.schedule.holds import to_json as holds_to_json
 from relay.schedule.jobs import Job, jobs_for
 from relay.schedule.live_routes import LiveRoutes
 from relay.schedule.local_replies import Local, local_reply, local_results
-from relay.schedule.outcomes import BounceHandler, FailureHandler, OutcomeRecorder
+from relay.schedule.outcomes import Notifier, OutcomeRecorder
 from relay.schedule.providers import ProviderDirectory, rollup_name
 from relay.schedule.queues import SPOOL_RETRY, Queues
 from relay.schedule.ready import Connection
@@ -96,8 +96,7 @@ class Scheduler:
         transport: Transport,
         clock: Clock,
         *,
-        on_failed: BounceHandler | None = None,
-        on_delayed: FailureHandler | None = None,
+        notifier: Notifier | None = None,
         events: EventSink | None = None,
         max_in_flight: int = 20000,
         adaptive: AdaptiveLink | None = None,
@@ -121,7 +120,7 @@ class Scheduler:
         self.transport = transport
         self.clock = clock
         self.events = events or (lambda kind, fields: None)
-        self.outcomes = OutcomeRecorder(spool, clock, self.events, on_failed, on_delayed)
+        self.outcomes = OutcomeRecorder(spool, clock, self.events, notifier)
         if fairness is not None:
             self.outcomes.by_tenant.configure(fairness.tenants)
         self.adaptive = adaptive

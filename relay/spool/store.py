@@ -24,7 +24,7 @@ import random
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -234,28 +234,38 @@ class Spool:
         )
 
     async def store_reporting(
-        self, message: NewMessage, about: str, updates: Iterable[Recipient]
-    ) -> tuple[Envelope, bool]:
-        """Store a new message (a DSN) and journal the recipient outcomes it reports on
-        message `about` in one commit: both records go in one append and one fsync, so a
-        crash keeps both or neither. Stored one after the other, a kill between the two
-        left a DSN for recipients that a restart then tried again and delivered.
+        self, messages: Sequence[NewMessage], about: str, updates: Iterable[Recipient]
+    ) -> tuple[list[Envelope], bool]:
+        """Store new messages (the DSNs of one attempt) and journal the recipient outcomes
+        they report on message `about` in one commit: every record goes in one append and
+        one fsync, so a crash keeps all or none. Stored one after the other, a kill between
+        them left a DSN for recipients that a restart then tried again and delivered (or
+        a delay notice that went out again).
 
-        Returns the new message's envelope and what `update_recipients` returns."""
+        Returns the new messages' envelopes and what `update_recipients` returns."""
         self._check_open()
-        envelope = self._new_envelope(message)
-        content = message.content
-        if self._short_of_space(len(content)):
+        if not messages:
+            raise ValueError("store_reporting needs a message to store")
+        envelopes = [self._new_envelope(message) for message in messages]
+        if self._short_of_space(sum(len(message.content) for message in messages)):
             raise SpoolFullError(_FULL)
-        record = await self._encoded(envelope, content)
-        journal = self._journal(about, updates)  # after the await: the index as it is now
-        stored = self._committer.submit_nowait(record, self._placer(envelope, content))
+        records = [
+            await self._encoded(envelope, message.content)
+            for envelope, message in zip(envelopes, messages, strict=True)
+        ]
+        rows = list(updates)
+        # After the awaits (the index as it is now); none to journal: `about` may be elsewhere.
+        journal = self._journal(about, rows) if rows else None
+        # No await between the submissions: they join the same commit batch.
+        stored = [
+            self._committer.submit_nowait(record, self._placer(envelope, message.content))
+            for record, envelope, message in zip(records, envelopes, messages, strict=True)
+        ]
         if journal is None:
-            return await stored, False
-        # No await between the two submissions: they join the same commit batch.
+            return list(await asyncio.gather(*stored)), False
         outcome = self._committer.submit_nowait(*journal)
-        envelope, removed = await asyncio.gather(stored, outcome)  # one batch: both or neither
-        return envelope, removed
+        _, removed = await asyncio.gather(asyncio.gather(*stored), outcome)  # all or none
+        return [future.result() for future in stored], removed
 
     def _new_envelope(self, message: NewMessage) -> Envelope:
         if not message.recipients:

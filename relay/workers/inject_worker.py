@@ -106,6 +106,12 @@ class SchedulerLink:
                 result = await self.spool.update_recipients(
                     message_id, [recipient_from(u) for u in updates]
                 )
+            elif kind == "report":  # DSNs and the outcomes they report: one commit
+                messages, about, updates = payload
+                envelopes, removed = await self.spool.store_reporting(
+                    messages, about, [recipient_from(u) for u in updates]
+                )
+                result = ([envelope_tuple(e) for e in envelopes], removed)
             elif kind == "get":
                 try:
                     result = envelope_tuple(self.spool.get(payload))

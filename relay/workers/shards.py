@@ -118,15 +118,24 @@ class ShardedSpool:
         return self.local.submit(message)
 
     async def store_reporting(
-        self, message: NewMessage, about: str, updates: Sequence[Recipient]
-    ) -> tuple[Envelope, bool]:
-        """One commit when `about` is in the daemon's own spool (`Spool.store_reporting`);
-        a worker's message is journalled in its shard after the DSN is stored here, so a
-        kill between the two can leave a DSN for recipients that are tried again."""
-        if about not in self.owners:
-            return await self.local.store_reporting(message, about, updates)
-        envelope = await self.local.store(message)
-        return envelope, await self.update_recipients(about, updates)
+        self, messages: Sequence[NewMessage], about: str, updates: Sequence[Recipient]
+    ) -> tuple[list[Envelope], bool]:
+        """One commit where `about` is: the daemon's own spool (`Spool.store_reporting`), or
+        the worker's shard that holds it, which then holds the DSNs too."""
+        shard = self.owners.get(about)
+        if shard is None:
+            return await self.local.store_reporting(messages, about, updates)
+        records, removed = await self._link(shard).call(
+            "report", (list(messages), about, [recipient_tuple(u) for u in updates])
+        )
+        envelopes = [envelope_from(record) for record in records]
+        for envelope, message in zip(envelopes, messages, strict=True):
+            self.owners[envelope.message_id] = shard  # the caller queues it
+            self.bodies.put(envelope.message_id, message.content)
+        if removed:
+            self.owners.pop(about, None)
+            self.bodies.discard(about)
+        return envelopes, bool(removed)
 
     def _link(self, shard: str) -> WorkerLink:
         link = self.links.get(shard)

@@ -2,7 +2,9 @@
 plain tuples, over a unix socket only our own processes can open (mode 0600).
 
 Frames: (kind, request_id, payload). Requests from the scheduler get a reply frame with the
-same id: ("ok", id, result) or ("error", id, (error type name, message)). Workers send
+same id: ("ok", id, result) or ("error", id, (error type name, message)); ("report", id,
+(DSN NewMessages, message id, recipient tuples)) stores an attempt's DSNs in the shard that
+holds the message, in the commit that journals its outcomes. Workers send
 notifications with id 0: ("hello", 0, shard), ("new", 0, (envelope tuple, content)),
 ("complaint", 0, (binding, domain, feedback type, message id, recipient, tenant)),
 ("event", 0, (kind, fields)) for the event log (a suppressed recipient dropped).

@@ -380,3 +380,30 @@ async def test_parameters_survive_injection_workers_and_a_restart(
         assert blocks[0]["Original-Envelope-Id"] == "kept+safe"
         assert blocks[1]["Original-Recipient"] == "rfc822;r@one.test"
         assert blocks[1]["Action"] == "relayed"
+
+
+async def test_a_workers_message_and_its_dsn_share_the_workers_shard(
+    relay_factory: RelayFactory, dns_server: DnsServerFactory
+) -> None:
+    """With injection_workers the DSN is stored in the worker's shard that holds the
+    message, in the commit that journals the recipient's outcome: a kill keeps both or
+    neither (stored in the daemon's own spool, it was a commit of its own before the
+    outcome's)."""
+    dns = await dns_server(ZONE)
+    async with (
+        EsmtpSink("127.0.0.11") as senders,
+        EsmtpSink("127.0.0.10", senders.port) as mx,
+    ):
+        relay = await relay_factory(
+            config(senders.port, "injection_workers = 1"), dns=dns, listener='binding_group = "g"'
+        )
+        await inject(relay, [("r@one.test", ["NOTIFY=SUCCESS"])])
+        await relay.wait(lambda: len(mx.messages) == 1 and len(senders.messages) == 1)
+        _, blocks = report(senders.messages[0])
+        assert blocks[1]["Action"] == "relayed"
+        assert relay.daemon.shards is not None
+        await relay.wait(lambda: len(relay.daemon.shards.owners) == 0)  # type: ignore[union-attr]
+        parts = await relay.daemon.spool_statistics()
+        assert parts["local"].stored == 0
+        assert parts["shard-1"].stored == 2, "the message and its DSN, both in the shard"
+        assert sum(p.messages for p in parts.values()) == 0

@@ -160,25 +160,34 @@ async def test_a_drained_full_spool_takes_mail_again(small_tmpfs: Path) -> None:
 async def test_dsn_and_the_failures_it_reports_are_stored_together_or_not_at_all(
     tmp_path: Path,
 ) -> None:
-    """store_reporting: one append for the DSN and the original's FAILED outcomes; a write
-    that fails loses both (no DSN for recipients that stay pending), and the retry keeps
-    both across a reopen."""
+    """store_reporting: one append for an attempt's DSNs (here a delay notice and a bounce)
+    and the original's outcomes; a write that fails loses all of them (no DSN for
+    recipients that stay pending, no notice count without its notice), and the retry keeps
+    all across a reopen."""
     from relay.spool import Recipient, RecipientState
 
     ops = FaultyOps()
     spool = await Spool.open(tmp_path, file_ops=ops)
-    original = await spool.store(message(0, recipients=1))
-    failed = [Recipient("rcpt0@example.net", RecipientState.FAILED, 3, 0.0, "550 5.1.1 no")]
-    dsn = message(1, recipients=1)
+    first = message(0, recipients=2)
+    original = await spool.store(first)
+    outcomes = [
+        Recipient("rcpt0@example.net", RecipientState.FAILED, 3, 0.0, "550 5.1.1 no"),
+        Recipient("rcpt1@example.net", RecipientState.PENDING, 3, 9e9, "451 4.3.0 later", 1),
+    ]
+    bounce, delay = message(1, recipients=1), message(2, recipients=1)
     ops.write_fault = errno.EIO
     with pytest.raises(SpoolWriteError):
-        await spool.store_reporting(dsn, original.message_id, failed)
+        await spool.store_reporting([delay, bounce], original.message_id, outcomes)
     assert [e.message_id for e in spool.scan()] == [original.message_id]
-    assert spool.get(original.message_id).recipients[0].state is RecipientState.PENDING
+    kept = spool.get(original.message_id).recipients
+    assert [r.state for r in kept] == [RecipientState.PENDING] * 2
+    assert kept[1].delay_notices == 0
     ops.write_fault = None
     fsyncs = spool.statistics().fsyncs
-    stored, removed = await spool.store_reporting(dsn, original.message_id, failed)
-    assert removed, "the original's only recipient is final: it leaves the spool"
-    assert spool.statistics().fsyncs == fsyncs + 1, "one commit for the two records"
+    stored, removed = await spool.store_reporting([delay, bounce], original.message_id, outcomes)
+    assert not removed, "one recipient is still pending"
+    assert spool.statistics().fsyncs == fsyncs + 1, "one commit for the three records"
+    assert spool.get(original.message_id).recipients[1].delay_notices == 1
     await spool.close()
-    await _check_reopen(tmp_path, {stored.message_id: dsn.content})
+    contents = {stored[0].message_id: delay.content, stored[1].message_id: bounce.content}
+    await _check_reopen(tmp_path, {original.message_id: first.content, **contents})
