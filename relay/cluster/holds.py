@@ -12,6 +12,11 @@ Redis keeps nothing old. Every node listens and applies what other nodes decided
 own adaptive engine (the one writer of suspensions and live values); what it applies that
 way is not pushed back. Operator overrides and resets of a live value stay on their node.
 `local` and `auto` (relay has no DuraVIP: local) stay on the node. Window counts: counts.py.
+
+A decision made while Redis is down is kept (the latest per pair and kind) and shared when
+Redis answers again, before the node reads what others decided: a hold or blackhole still
+in force unless Redis records one of another node's that ends later, a resume or an
+adjusted value unless the record in Redis is another node's (theirs may be newer).
 """
 
 from __future__ import annotations
@@ -43,6 +48,21 @@ def live_field(binding: str, domain: str, option: str) -> str:
     return json.dumps([binding, domain.lower(), option])
 
 
+def still_to_share(
+    ends: float | None, theirs: tuple[str, float | None] | None, node: str, now: float
+) -> bool:
+    """Is a decision this node made while Redis was down (ending at `ends`; None: a resume)
+    still worth sharing, given the record Redis has for the same pair and kind (`theirs`:
+    (node, end; None for an adjusted value), None: no record)? Not once it is over, nor
+    over another node's record unless that is a hold or blackhole ending before this one."""
+    if ends is not None and ends <= now:
+        return False  # over already
+    if theirs is None or theirs[0] == node:
+        return True  # nothing newer than this node's own decisions
+    their_end = theirs[1]
+    return ends is not None and their_end is not None and their_end < ends
+
+
 class ClusterHolds:
     def __init__(
         self,
@@ -60,6 +80,10 @@ class ClusterHolds:
         self.wake = wake  # the scheduler: a hold or live value changed
         self.retry = retry
         self._echo: list[Event] = []  # events of other nodes' decisions, not to push back
+        # (kind, field) -> (sequence, message, when it ends; None: a resume or no end):
+        # decisions Redis was down for, shared when it is back (_catch_up).
+        self._unshared: dict[tuple[str, str], tuple[int, str, float | None]] = {}
+        self._sequence = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         adaptive.on_event = self.on_event
@@ -94,17 +118,71 @@ class ClusterHolds:
             field = hold_field(event.binding, domain)
             message = {**base, "type": kind, "until": until, "reason": event.reason}
             ttl = None if until is None else until - self.now()
+        self._sequence += 1
+        ends = None if ttl is None else self.now() + ttl
         task = asyncio.get_running_loop().create_task(
-            self._publish(kind, field, json.dumps(message), ttl)
+            self._publish(self._sequence, kind, field, json.dumps(message), ends)
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, kind: str, field: str, message: str, ttl: float | None) -> None:
+    async def _publish(
+        self, sequence: int, kind: str, field: str, message: str, ends: float | None
+    ) -> None:
+        ttl = None if ends is None else ends - self.now()
         try:
             await self.store.share(kind, field, message, ttl)
         except RedisUnavailable:
-            log.warning("cluster: could not share %s %s (Redis down)", kind, field)
+            log.warning(
+                "cluster: could not share %s %s (Redis down): shared when it is back", kind, field
+            )
+            held = self._unshared.get((kind, field))
+            if held is None or held[0] < sequence:
+                self._unshared[(kind, field)] = (sequence, message, ends)
+            return
+        held = self._unshared.get((kind, field))
+        if held is not None and held[0] <= sequence:
+            del self._unshared[(kind, field)]  # a later decision reached Redis
+
+    async def _catch_up(self) -> None:
+        """Share what was decided while Redis was down (see the module docstring); raises
+        RedisUnavailable with what is left kept for the next time."""
+        if not self._unshared:
+            return
+        pending, self._unshared = self._unshared, {}
+        try:
+            recorded = {kind: await self._records(kind) for kind in {k for k, _ in pending}}
+            now = self.now()
+            for (kind, field), (_, message, ends) in sorted(pending.items()):
+                if not still_to_share(ends, recorded[kind].get(field), self.node, now):
+                    del pending[(kind, field)]
+                    continue
+                ttl = None if ends is None else ends - now
+                await self.store.share(kind, field, message, ttl)
+                del pending[(kind, field)]
+                log.info("cluster: shared %s %s decided while Redis was down", kind, field)
+        finally:
+            for key, value in pending.items():  # not shared yet: kept unless a later one is
+                if key not in self._unshared or self._unshared[key][0] < value[0]:
+                    self._unshared[key] = value
+
+    async def _records(self, kind: str) -> dict[str, tuple[str, float | None]]:
+        """field -> (node, end) of each `kind` record in Redis."""
+        found: dict[str, tuple[str, float | None]] = {}
+        for text in await self.store.shared(kind):
+            try:
+                message = json.loads(text)
+                binding, domain = message["binding"], message["domain"]
+                if kind == "live":
+                    field = live_field(binding, domain, message["option"])
+                    end = None
+                else:
+                    field = hold_field(binding, domain)
+                    end = None if message.get("until") is None else float(message["until"])
+                found[field] = (str(message["node"]), end)
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
 
     # --- other nodes' decisions, in -------------------------------------------------------
     def apply(self, text: str) -> None:
@@ -166,6 +244,7 @@ class ClusterHolds:
             try:
                 pubsub = await self.store.subscribe()
                 try:
+                    await self._catch_up()  # what this node decided while Redis was down
                     for kind in ("hold", "blackhole", "live"):  # what was decided before
                         for text in await self.store.shared(kind):
                             self.apply(text)

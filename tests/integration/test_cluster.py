@@ -452,7 +452,7 @@ async def test_redis_down_each_node_judges_its_own_counts_and_shares_again_after
 ) -> None:
     """A 4-in-60-s reply rule for every domain. With Redis killed, 2 matches on each node
     trip nothing (no counts shared, none stale) and 4 on one node still trip it there; with
-    Redis back, 2 on each node add up again."""
+    Redis back, that suspension reaches the other node and 2 on each node add up again."""
     rejected: list[str] = []
     sink.script.rcpt_hook = pushback(rejected)
     everywhere = (
@@ -492,6 +492,12 @@ async def test_redis_down_each_node_judges_its_own_counts_and_shares_again_after
     redis_server.start()
     for name in ("n1", "n2"):
         await wait_for(lambda name=name: "shared again" in nodes.log(name), within=5)
+    # n1's suspension, decided while Redis was down, is shared now that it is back.
+    deadline = time.monotonic() + 5
+    while not await suspended(n2.admin_url, "x.test"):
+        assert time.monotonic() < deadline, "the suspension n1 decided alone never reached n2"
+        await asyncio.sleep(0.1)
+    assert "decided while Redis was down" in nodes.log("n1")
     await asyncio.sleep(1.0)  # the count syncs answer again
     await asyncio.gather(n1.send(2, "y.test", "no"), n2.send(2, "y.test", "no"))
     await wait_for(lambda: len(rejected) == 10, within=10)
