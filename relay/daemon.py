@@ -69,6 +69,9 @@ ADAPTIVE_STATE = "adaptive-state.json"
 HOLDS_STATE = "holds.json"  # tenant/campaign holds with their end times (schedule/holds.py)
 WARMUP_STATE = "warmup.json"  # warm-up counts per UTC day (or hour) and bindings' ages
 STATE_SAVE_INTERVAL = 10.0
+# Warm-up counts are saved this often while they change: a binding on a cap of a few
+# hundred a day can reach it in a second, and a count lost to a crash would be sent again.
+WARMUP_SAVE_INTERVAL = 0.5
 MTA_STS_STORE = "mtasts"  # directory in the spool (mta_sts_policy_store unset)
 MTA_STS_FILE = "policies.json"
 TLS_REPORT_STATE = "tls-report-counts.json"
@@ -220,7 +223,7 @@ class Daemon:
         )
         self._background.append(
             asyncio.create_task(
-                self.scheduler.keep_saving_warmup(STATE_SAVE_INTERVAL, self.clock.sleep)
+                self.scheduler.keep_saving_warmup(WARMUP_SAVE_INTERVAL, self.clock.sleep)
             )
         )
         self.handoff = Handoff(

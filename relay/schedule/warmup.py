@@ -7,8 +7,9 @@ x that domain stanza. A count is shared by everything that falls back to the def
 per binding (`WarmupPlan.key`). A binding's age set through the admin API replaces the start
 of every plan of that binding. What counts is each message placed on the binding (a retry
 counts again). `WarmupCounts` keeps the counts of the current period and the ages; the
-scheduler saves them to the spool directory (`warmup.json`) every few seconds and at stop,
-so a restart keeps them (a crash loses at most the last few seconds of counts).
+scheduler saves them to the spool directory (`warmup.json`) every half second while they
+change and at stop, so a restart keeps them (a crash loses at most the last half second of
+counts).
 """
 
 from __future__ import annotations
