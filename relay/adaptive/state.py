@@ -70,6 +70,10 @@ def _encode_pair(binding: str, domain: str, pair: PairState) -> dict[str, Any]:
         "live": {k: encode_value(x) for k, x in pair.live.items()},
         "overrides": {k: encode_value(x) for k, x in pair.overrides.items()},
         "matches": {k: list(times) for k, times in pair.matches.items()},
+        # when this node last fired each reply rule, and when a hold's end emptied the
+        # windows: the other nodes' matches before them stay spent after a restart
+        "fired": dict(pair.fired),
+        "cleared": pair.cleared,
         "last_adjust": pair.last_adjust,
         "last_negative": pair.last_negative,
         "last_positive": pair.last_positive,
@@ -114,6 +118,8 @@ def from_json(
             pair.matches = {
                 str(k): deque(float(t) for t in ts) for k, ts in item["matches"].items()
             }
+            pair.fired = {str(k): float(t) for k, t in item.get("fired", {}).items()}
+            pair.cleared = float(item.get("cleared", 0.0))
             pair.last_adjust = _optional_float(item["last_adjust"])
             pair.last_negative = _optional_float(item["last_negative"])
             pair.last_positive = _optional_float(item["last_positive"])

@@ -214,3 +214,31 @@ def test_record_cost_does_not_grow_with_the_number_of_pairs() -> None:
     large = _calls_in_one_record(5000)
     assert small > 0
     assert large == small
+
+
+def test_a_fired_reply_rule_does_not_fire_again_on_spent_matches_after_a_restart() -> None:
+    """adaptive_scope = global: the time this node last fired a rule is saved, so the other
+    nodes' matches it spent (still in Redis, read again after the restart) stay spent; they
+    fired the rule a second time on a restarted node."""
+    from relay.adaptive.rules import reply_rule
+
+    rule = reply_rule("slow", r"slow down", "3/60", ("throttle", "down"), replies="4")
+    s = make_settings(
+        reply_rules=(rule,),
+        adaptive_outbound_throttle_messages=(Rate(10, 60.0), Rate(100, 60.0)),
+        adaptive_adjustment_interval=1.0,  # a second throttle may follow soon after
+    )
+    theirs = {"slow": (0.5, 1.0)}  # two matches on another node
+    engine = AdaptiveEngine()
+    engine.record("b", "d", T, 450, None, "please slow down", 2.0, s)  # and one here
+    engine.set_remote("b", "d", {}, {}, 2.0, s, matches=theirs)
+    assert [e for e in engine.due_actions(2.0) if isinstance(e, Adjust)], "3 in 60 s: fired"
+    restored, warning = state.from_json(state.to_json(engine))
+    assert warning is None
+    restored.set_remote("b", "d", {}, {}, 4.0, s, matches=theirs)  # the first sync after
+    restored.record("b", "d", T, 450, None, "please slow down", 4.0, s)
+    again = [e for e in restored.due_actions(4.0) if isinstance(e, Adjust)]
+    assert again == [], "the other node's spent matches fired the rule again"
+    for t in (5.0, 6.0):  # three new ones since it fired: it fires again
+        restored.record("b", "d", T, 450, None, "please slow down", t, s)
+    assert [e for e in restored.due_actions(6.0) if isinstance(e, Adjust)]
