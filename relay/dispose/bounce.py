@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from relay.clock import Clock
-from relay.dispose.decide import EXPIRED, Failed
+from relay.dispose.decide import EXPIRED, Failed, Notice
 from relay.dispose.dsn import DsnRecipient, build_dsn
 from relay.esmtp import Esmtp
 from relay.spool.model import Envelope, NewMessage, Recipient
@@ -79,9 +79,6 @@ class SpoolStore(Protocol):
     ) -> tuple[list[Envelope], bool]: ...
 
     async def load(self, message_id: str) -> bytes: ...
-
-
-Notice = tuple[str, list[Failed]]  # (action: "failed", "delayed" or "relayed", recipients)
 
 
 class Bouncer:

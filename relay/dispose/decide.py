@@ -42,6 +42,10 @@ class Failed:
     expired: bool = False
 
 
+# One DSN to make: its action ("failed", "delayed" or "relayed") and the recipients it reports.
+Notice = tuple[str, list[Failed]]
+
+
 @dataclass(frozen=True, slots=True)
 class Deferred:
     index: int

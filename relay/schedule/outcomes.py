@@ -12,14 +12,12 @@ from typing import Protocol
 
 from relay.adaptive.classify import BounceClass, classify
 from relay.clock import Clock
-from relay.dispose.decide import Decision, Failed, delay_notice_due
+from relay.dispose.decide import Decision, Failed, Notice, delay_notice_due
 from relay.outcome import RecipientResult, Remote, Reply
 from relay.schedule.jobs import Job
 from relay.schedule.route_settings import RouteSettings
 from relay.schedule.tenant_counts import TenantCounts
 from relay.spool.model import Recipient, RecipientState
-
-Notice = tuple[str, list[Failed]]  # (DSN action: "failed", "delayed", "relayed", recipients)
 
 
 class Notifier(Protocol):

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from relay.clock import ManualClock
-from relay.dispose.decide import Decision, Deferred, Delivered, Failed
+from relay.dispose.decide import Decision, Deferred, Delivered, Failed, Notice
 from relay.outcome import Reply
 from relay.schedule.jobs import Job
-from relay.schedule.outcomes import Notice, OutcomeRecorder
+from relay.schedule.outcomes import OutcomeRecorder
 from relay.spool.model import Recipient, RecipientState
 
 NOW = 1_000_000.0
