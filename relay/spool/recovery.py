@@ -34,7 +34,7 @@ from relay.spool.format import (
     update_group,
 )
 from relay.spool.index import Location, SpoolIndex, all_final
-from relay.spool.segments import TEMP_SUFFIX, segment_name, segment_number
+from relay.spool.segments import DEAD_SUFFIX, TEMP_SUFFIX, segment_name, segment_number
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def recover(directory: str, ops: FileOps, *, fsync: bool) -> Recovered:
     numbers: list[int] = []
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
-        if name.endswith(TEMP_SUFFIX):
+        if name.endswith((TEMP_SUFFIX, DEAD_SUFFIX)):  # half written, or being deleted
             ops.unlink(path)
             report.temp_removed.append(name)
             log.info("spool: removed temporary file %s", path)

@@ -503,8 +503,11 @@ class Spool:
         """One commit batch: plan compaction, write on the commit thread, adopt the result."""
         copies, deletions = self._plan_maintenance()
         reclaiming = self._log.active in deletions
+        # Short of space, the space comes back before this batch is written; else the
+        # unlinks run beside the commits (SegmentLog.delete_later).
+        at_once = reclaiming or self._disk_full
         try:
-            written = await self._disk.run(self._write_batch, records, copies, deletions)
+            written = await self._disk.run(self._write_batch, records, copies, deletions, at_once)
         except OSError as exc:
             error = from_os_error(exc, "spooling")
             self._disk_full = self._disk_full or isinstance(error, SpoolFullError)
@@ -523,11 +526,13 @@ class Spool:
         return written.locations
 
     def _write_batch(
-        self, records: list[bytes], copies: list[_Copy], deletions: list[int]
+        self, records: list[bytes], copies: list[_Copy], deletions: list[int], at_once: bool
     ) -> _Written:
         """Runs on the commit thread."""
-        if deletions:
+        if deletions and at_once:
             self._log.delete(deletions, with_active=True)
+        elif deletions:
+            self._log.delete_later(deletions)
         copied: list[bytes] = []
         for copy in copies:
             data = self._log.read(copy.old)

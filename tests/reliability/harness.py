@@ -54,8 +54,9 @@ def message(token: str, lines: int) -> bytes:
 
 
 def leftovers(spoolbase: Path) -> list[Path]:
-    """Temporary files under the spool (a segment or state file being written)."""
-    return [p for p in spoolbase.rglob("*") if p.name.endswith(".tmp")]
+    """Temporary files under the spool (a segment or state file being written, a segment
+    being deleted)."""
+    return [p for p in spoolbase.rglob("*") if p.name.endswith((".tmp", ".dead"))]
 
 
 class RelayProcess:

@@ -25,5 +25,5 @@ def segments(directory: Path) -> list[Path]:
 
 
 def leftovers(directory: Path) -> list[Path]:
-    """Temporary files left in the spool directory."""
-    return sorted(directory.glob("*.tmp"))
+    """Temporary files, and segments being deleted, left in the spool directory."""
+    return sorted([*directory.glob("*.tmp"), *directory.glob("*.dead")])

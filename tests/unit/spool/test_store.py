@@ -249,3 +249,58 @@ async def test_segments_are_written_synchronously_when_fsync_is_on(
     assert bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC) is fsync
     assert spool.statistics().fsyncs == (1 if fsync else 0)
     await spool.close()
+
+
+async def test_commits_do_not_wait_for_a_segment_being_deleted(tmp_path: Path) -> None:
+    """A dead segment is deleted on a thread of its own: with that deletion stuck (freeing
+    a full 64 MB segment takes the filesystem 50-100 ms here), messages are still stored
+    and answered; the segments go once it is free, oldest first, and close waits for them."""
+    import threading
+
+    from relay.spool.fileops import FileOps
+
+    class StuckUnlink(FileOps):
+        def __init__(self) -> None:
+            self.free = threading.Event()
+            self.unlinked: list[str] = []
+
+        def rename(self, src: str, dst: str) -> None:
+            if dst.endswith(".dead"):  # taken out of the log, to be shrunk and unlinked
+                assert self.free.wait(30), "never released"
+                self.unlinked.append(Path(src).name)
+            super().rename(src, dst)
+
+    ops = StuckUnlink()
+    spool = await Spool.open(tmp_path, segment_bytes=16 * 1024, file_ops=ops)
+    for _ in range(6):  # fill segments, then make them dead
+        batch = await asyncio.gather(*(spool.store(message(i)) for i in range(8)))
+        for envelope in batch:
+            await spool.remove(envelope.message_id)
+    first = sorted(p.name for p in segments(tmp_path))
+    stored = await asyncio.wait_for(spool.store(message(99)), 5)  # a commit plans deletions
+    more = await asyncio.wait_for(asyncio.gather(*(spool.store(message(i)) for i in range(8))), 5)
+    assert spool.statistics().segments_deleted > 0, "deletions were planned"
+    assert ops.unlinked == [] and segments(tmp_path), "the unlinks are still stuck"
+    ops.free.set()
+    await spool.close()
+    assert ops.unlinked == sorted(ops.unlinked) and ops.unlinked[0] == first[0]
+    assert leftovers(tmp_path) == [], "every dead segment shrunk and unlinked"
+    spool = await Spool.open(tmp_path)
+    assert {e.message_id for e in spool.scan()} == {stored.message_id} | {
+        e.message_id for e in more
+    }
+    await spool.close()
+
+
+async def test_a_segment_left_half_deleted_by_a_crash_is_removed_at_recovery(
+    tmp_path: Path,
+) -> None:
+    spool = await Spool.open(tmp_path)
+    kept = await spool.store(message(0))
+    await spool.close()
+    (tmp_path / "000000000007.seg.dead").write_bytes(b"half shrunk, no header")
+    spool = await Spool.open(tmp_path)
+    assert [e.message_id for e in spool.scan()] == [kept.message_id]
+    assert spool.statistics().quarantined == 0
+    assert leftovers(tmp_path) == []
+    await spool.close()
