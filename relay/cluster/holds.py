@@ -107,7 +107,7 @@ class ClusterHolds:
             field = live_field(event.binding, domain, event.option)
             message = {**base, "type": "live", "option": event.option}
             message.update(value=encode_value(event.new), reason=event.reason)
-            ttl: float | None = settings.positive_adjustment_interval
+            ends: float | None = self.now() + settings.positive_adjustment_interval
             kind = "live"
         else:
             until = None if isinstance(event, Resume) else event.until
@@ -117,9 +117,8 @@ class ClusterHolds:
             kind = "blackhole" if blackhole else "hold"  # one record per pair and kind
             field = hold_field(event.binding, domain)
             message = {**base, "type": kind, "until": until, "reason": event.reason}
-            ttl = None if until is None else until - self.now()
+            ends = until  # the record lasts as long as the hold
         self._sequence += 1
-        ends = None if ttl is None else self.now() + ttl
         task = asyncio.get_running_loop().create_task(
             self._publish(self._sequence, kind, field, json.dumps(message), ends)
         )

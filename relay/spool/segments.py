@@ -168,7 +168,10 @@ class SegmentLog:
             self._ops.close(fd)
 
     def delete(self, numbers: Sequence[int], *, with_active: bool = False) -> None:
-        """Unlink segments now; the active one only `with_active` (the next append rotates)."""
+        """Unlink segments now; the active one only `with_active` (the next append rotates).
+        Segments handed to delete_later go first: deletions stay oldest first."""
+        if self._deleter is not None:
+            self._deleter.submit(lambda: None).result()  # one thread: the earlier ones are done
         self._unlink(self._detach(numbers, with_active=with_active))
 
     def delete_later(self, numbers: Sequence[int]) -> None:

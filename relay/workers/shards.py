@@ -132,10 +132,7 @@ class ShardedSpool:
         for envelope, message in zip(envelopes, messages, strict=True):
             self.owners[envelope.message_id] = shard  # the caller queues it
             self.bodies.put(envelope.message_id, message.content)
-        if removed:
-            self.owners.pop(about, None)
-            self.bodies.discard(about)
-        return envelopes, bool(removed)
+        return envelopes, self._left(about, bool(removed))
 
     def _link(self, shard: str) -> WorkerLink:
         link = self.links.get(shard)
@@ -161,6 +158,10 @@ class ShardedSpool:
         removed: bool = await self._link(shard).call(
             "update", (message_id, [recipient_tuple(u) for u in updates])
         )
+        return self._left(message_id, removed)
+
+    def _left(self, message_id: str, removed: bool) -> bool:
+        """A worker's message whose last recipient went final left its shard: forget it."""
         if removed:
             self.owners.pop(message_id, None)
             self.bodies.discard(message_id)
