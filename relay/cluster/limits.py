@@ -13,7 +13,10 @@ its connection closes. A crashed node renews nothing: its leases lapse within le
 
 Redis down (store.up False): throttles use a local bucket at this node's share of the rate,
 caps this node's share of the limit (share.py), counting the connections open now. Nothing
-waits on Redis: every answer is synchronous.
+waits on Redis: every answer is synchronous. Each stretch alone starts every local bucket as
+just spent (one event, then the share's rate): its burst may have gone through Redis a moment
+before, and a Redis that flaps (a stale connection failing right after a restart) let a
+full local burst through each time, on top of the cluster rate.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class ClusterLimits:
         self.live_nodes = live_nodes  # nodes seen lately (membership), this one included
         self._pools: dict[Hashable, _Pool] = {}
         self._fallback = Buckets()  # while Redis is down: this node's share
+        self._stretch = -1  # the store's fallback count the local buckets were spent for
+        self._spent: set[Hashable] = set()  # local buckets started as spent this stretch
         # Leases held, not in use yet: (lease, time.monotonic() when granted).
         self._spare: dict[tuple[Cap, ...], list[tuple[str, float]]] = {}
         self._held: dict[tuple[Cap, ...], list[str]] = {}  # leases of open connections
@@ -77,8 +82,13 @@ class ClusterLimits:
     def take(self, throttle: ThrottleRef, now: float) -> float:
         key, rate = throttle
         if not self.store.up:
-            share = throttle_share(rate, self.live_nodes())
-            return self._fallback.get(("share", key), share).take(now)
+            if self._stretch != self.store.fallbacks:  # a new stretch alone
+                self._stretch, self._spent = self.store.fallbacks, set()
+            bucket = self._fallback.get(("share", key), throttle_share(rate, self.live_nodes()))
+            if key not in self._spent:
+                self._spent.add(key)
+                bucket.spend_burst(now)
+            return bucket.take(now)
         pool = self._pools.get(key)
         if pool is None or pool.want != batch_size(rate):
             pool = self._pools[key] = _Pool(batch_size(rate))

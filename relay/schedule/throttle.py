@@ -29,6 +29,10 @@ class Bucket:
         wait = max(self._tat, now) - self._tolerance - now
         return wait if wait > self._slack else 0.0
 
+    def spend_burst(self, now: float) -> None:
+        """As if the burst had just been spent: one event now, then the rate."""
+        self._tat = max(self._tat, now + self._tolerance)
+
     def take(self, now: float) -> float:
         """Take one event if allowed now and return 0; else return the wait, taking nothing."""
         wait = self.delay(now)
