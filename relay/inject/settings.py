@@ -135,7 +135,7 @@ class InjectSettings:
         turns each bare CR or LF into CRLF in the stored content; the message still ends
         only at <CRLF>.<CRLF>. A NUL octet is refused either way.
     max_received_headers: more `Received:` headers than this is a mail loop: 554 5.4.0.
-    dkim: the DKIM signing profiles; each accepted message is signed (in a thread) after
+    dkim: the DKIM signing profiles; each accepted message is signed (in a signing process) after
         relay's header changes and before it is spooled.
     """
 

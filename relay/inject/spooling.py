@@ -4,7 +4,7 @@
 (message.py: loop check, group assignment, trace fields) and submitted to the store; the
 reply comes from `stored_reply` once the store's future is done (a 250 only after the
 store says the message is durable). With DKIM profiles configured the message is signed
-first, in a signing thread (relay.sign.pool), and the signed bytes are what is spooled, so
+first, in a signing process (relay.sign.pool), and the signed bytes are what is spooled, so
 every attempt sends the same message. No I/O here besides the store's own.
 """
 
@@ -20,7 +20,7 @@ from relay.esmtp import Esmtp
 from relay.inject import replies
 from relay.inject.message import Prepared, Reception, prepare
 from relay.inject.settings import InjectSettings
-from relay.sign.pool import sign_in_pool
+from relay.sign.pool import SigningProcessError, sign_in_pool
 from relay.sign.settings import DkimSettings
 from relay.sign.signer import Signed
 from relay.spool.errors import SpoolError, SpoolFullError
@@ -135,7 +135,7 @@ def _wants_signing(dkim: DkimSettings, message: NewMessage) -> bool:
 def _sign_then_submit(
     store: MessageStore, message: NewMessage, dkim: DkimSettings, reception: Reception
 ) -> asyncio.Future[Envelope]:
-    """Sign in a thread, then submit the signed message: the future of its envelope."""
+    """Sign in a signing process, then submit the signed message: the future of its envelope."""
     done: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
     signing = sign_in_pool(
         message.content,
@@ -160,7 +160,7 @@ def _signed(
         done.cancel()
         return
     error = signing.exception()
-    if error is not None:  # a bug or an OpenSSL failure: 451, the client tries again
+    if error is not None:  # a signing process failed or died: 451, the client tries again
         log.error("%s: DKIM signing failed, message not accepted: %r", client, error)
         done.set_exception(error)
         return
@@ -235,7 +235,8 @@ def stored_reply(future: asyncio.Future[Envelope], client: str) -> str:
         return replies.SPOOL_FAILED
     error = future.exception()
     if error is not None:
-        log.warning("%s: spool refused message: %r", client, error)
+        if not isinstance(error, SigningProcessError):  # that one is logged where it failed
+            log.warning("%s: spool refused message: %r", client, error)
         return failure_reply(error)
     stored = future.result()
     if not stored.message_id:

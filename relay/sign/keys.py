@@ -47,6 +47,18 @@ class SigningKey:
             return self.private.sign(data, _PKCS1V15, _SHA256)
         return self.private.sign(hashlib.sha256(data).digest())
 
+    def pem(self) -> bytes:
+        """The private key as PKCS#8 PEM (what a signing process loads it from)."""
+        return self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def __reduce__(self) -> tuple[object, tuple[str, bytes]]:
+        """Pickled as its path and PEM (relay's own signing processes: pool.py)."""
+        return key_from_pem, (self.path, self.pem())
+
     def public_value(self) -> str:
         """The p= tag: base64 of the SubjectPublicKeyInfo (RSA) or of the raw 32-byte key
         (Ed25519, RFC 8463 section 4.2)."""
@@ -76,6 +88,17 @@ def load_key(path: str | Path, algorithm: str | None = None) -> SigningKey:
         raise KeyFileError(f"key file {name} is not readable by this user") from None
     except OSError as err:
         raise KeyFileError(f"key file {name} cannot be read: {err.strerror or err}") from None
+    key = key_from_pem(name, data)
+    if algorithm is not None and key.algorithm != algorithm:
+        raise KeyFileError(
+            f"key file {name} holds an {key.kind} key but digest is {algorithm}; "
+            f"set digest = {key.algorithm!r} or use an {algorithm.split('-')[0]} key"
+        )
+    return key
+
+
+def key_from_pem(name: str, data: bytes) -> SigningKey:
+    """The key in PEM `data` (read from the file `name`). Raises KeyFileError."""
     try:
         private = serialization.load_pem_private_key(data, password=None)
     except TypeError:
@@ -101,11 +124,6 @@ def load_key(path: str | Path, algorithm: str | None = None) -> SigningKey:
     else:
         raise KeyFileError(
             f"key file {name} holds a {type(private).__name__}; DKIM signs with RSA or Ed25519"
-        )
-    if algorithm is not None and key.algorithm != algorithm:
-        raise KeyFileError(
-            f"key file {name} holds an {key.kind} key but digest is {algorithm}; "
-            f"set digest = {key.algorithm!r} or use an {algorithm.split('-')[0]} key"
         )
     return key
 

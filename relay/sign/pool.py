@@ -1,174 +1,264 @@
-"""Signing off the event loop: one thread per core, pulling jobs from one shared queue.
+"""Signing off the event loop: each message goes to a signing process over a pipe.
 
-The key operation is OpenSSL's and releases the GIL (an RSA-2048 signature is about
-0.75 ms here; a Python thread keeps running while another thread is in it), so threads
-use every core without a process hop. Each signing thread takes one job at a time from a
-queue they all share (`queue.SimpleQueue`: C, and a thread waiting on it holds no GIL), so
-no thread idles while jobs wait (a fixed share per thread left one idle while the other
-finished its own).
+    signed = await sign_in_pool(content, profiles, authenticated=False, now=time.time())
 
-Results go back in batches, as waking the event loop per signature costs the loop a turn
-(and the threads the GIL) each time: a thread holds its results until it has BATCH, or
-the oldest has waited LINGER, or no job is waiting (it would idle: nothing is held then).
-A batch goes to its loop's inbox; the first results into an empty inbox schedule one
-drain with `call_soon_threadsafe`, and results arriving before it runs ride along. The
-loop's part is a future and a queue put per job, and one callback per batch.
+Processes, not threads. The key operation releases the GIL, but the rest of signing is
+Python (canonicalization, the field: 40-60 us a message), and a thread coming back from
+OpenSSL needs the GIL the event loop holds: with two signing threads beside a loaded loop
+(2 December 2026, `tests.bench.inject_cpu --dkim`), each job waited 0.4-0.6 ms for the
+GIL around a 0.24 ms RSA-2048 signature, the threads were idle half the time, and
+injection signed with Ed25519 (a 30 us key operation) ran at 0.35 of unsigned. A process
+has a GIL of its own: the loop's part is a pickle and a pipe write per job and a read per
+batch of answers (pool.py), the process does the rest (worker.py).
 
-A signing thread coming back from OpenSSL needs the GIL. When the event loop is running
-Python (a loaded relay: parsing SMTP, spooling), the thread waits for the interpreter's
-switch interval (5 ms by default) before the loop is asked to let go, once per signature,
-and the threads sign at a fraction of what the cores allow. The first use of the pool
-therefore lowers the process's switch interval to 0.5 ms (measured with a busy loop: see
-the README's bench section). Only threads waiting for the GIL see it: a forced hand-over
-at most every 0.5 ms instead of 5 between threads that both run Python (relay's other
-threads wait in system calls, without the GIL).
+One pool per event loop, PROCESSES processes, started at the first job (`python -m
+relay.sign.worker`, which exits when its pipe closes: when relay stops or dies). A job
+goes to the process with the fewest jobs outstanding; what is sent within one turn of the
+loop goes in one write per process, and the answers come back in the batches the process
+writes. The profiles go to each process once (pickled, the keys as PEM), then each job
+names them by number.
+
+A process that exits or writes garbage fails the jobs it held with SigningProcessError
+(the client is answered 451 and sends again) and is replaced at the next job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import os
-import queue
+import pickle
+import subprocess
 import sys
 import threading
-import time
-import weakref
 from collections.abc import Sequence
 
+from relay.sign.frames import DONE, PROFILES, SIGN, FrameError, Reader, frame
 from relay.sign.settings import Profile
-from relay.sign.signer import Signed, sign_message
+from relay.sign.signer import Signed
 
-THREADS = max(2, os.cpu_count() or 2)
-SWITCH_INTERVAL = 0.0005  # seconds; see the module docstring
-BATCH = 8  # results a signing thread holds at most before handing them back
-LINGER = 0.002  # seconds a result waits at most for others to go back with it
+log = logging.getLogger("relay.sign")
 
-Result = Signed | BaseException
+PROCESSES = max(2, os.cpu_count() or 2)
+CHUNK = 1 << 20  # bytes read from a process at a time
+PROFILE_SETS = 64  # profile sets remembered per pool (a reload makes a new one)
 
 
-class Inbox:
-    """One event loop's finished jobs, settled on that loop in batches.
+class SigningProcessError(Exception):
+    """A signing process failed or went away: the message was not signed (the client is
+    told to try again)."""
 
-    `put` is called in the signing threads; the first results into an empty inbox schedule
-    one `drain` on the loop, and `drain` settles everything that arrived until it ran."""
+
+Pending = tuple[asyncio.Future[Signed], bytes]  # the job's future, the unsigned message
+
+
+class SigningProcess:
+    """One `python -m relay.sign.worker` and the jobs it holds."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = weakref.ref(loop)  # the loop's own table refers to this inbox
-        self._lock = threading.Lock()
-        self._results: list[tuple[asyncio.Future[Signed], Result]] = []
-        self._scheduled = False
-        self.wakeups = 0  # drains scheduled so far (the bench and tests read it)
+        self._loop = loop
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "relay.sign.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._to, self._from = self._proc.stdin, self._proc.stdout
+        os.set_blocking(self._to.fileno(), False)
+        os.set_blocking(self._from.fileno(), False)
+        self.pending: dict[int, Pending] = {}
+        self.known: set[int] = set()  # profile sets this process has been sent
+        self.alive = True
+        self._reader = Reader()
+        self._queued = bytearray()
+        self._flushing = False  # a flush is scheduled or a writer is registered
+        loop.add_reader(self._from.fileno(), self._readable)
 
-    def put(self, results: list[tuple[asyncio.Future[Signed], Result]]) -> None:
-        with self._lock:
-            self._results += results
-            if self._scheduled:
-                return
-            self._scheduled = True
-            loop = self._loop()
-            if loop is None or loop.is_closed():
-                return  # nobody left to tell
-            self.wakeups += 1
-        with contextlib.suppress(RuntimeError):  # closed meanwhile
-            loop.call_soon_threadsafe(self.drain)
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
-    def drain(self) -> None:
-        with self._lock:
-            batch, self._results = self._results, []
-            self._scheduled = False
-        for future, result in batch:
-            if future.cancelled():
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
+    def send(self, data: bytes, number: int | None = None, pending: Pending | None = None) -> None:
+        """Queue frames `data` (written at the end of this turn of the loop); `number`
+        and `pending`: the job they carry, answered when its frame comes back."""
+        if number is not None and pending is not None:
+            self.pending[number] = pending
+        self._queued += data
+        if not self._flushing:
+            self._flushing = True
+            self._loop.call_soon(self._flush)
 
-
-Job = tuple[bytes, Sequence[Profile], bool, float, asyncio.Future[Signed], Inbox]
-
-_jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-_threads: list[threading.Thread] = []
-_starting = threading.Lock()
-_inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Inbox] = weakref.WeakKeyDictionary()
-
-
-def start() -> None:
-    """Start the process's signing threads (the first `sign_in_pool` does it)."""
-    with _starting:
-        if _threads:
+    def _flush(self) -> None:
+        if not self.alive:
             return
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-        for index in range(THREADS):
-            thread = threading.Thread(target=_sign_forever, name=f"dkim-{index}", daemon=True)
-            thread.start()
-            _threads.append(thread)
-
-
-def _forget_threads() -> None:
-    """In a forked child: the parent's threads and jobs are not there; start afresh."""
-    global _jobs, _starting
-    _threads.clear()
-    _jobs = queue.SimpleQueue()
-    _starting = threading.Lock()
-    _inboxes.clear()
-
-
-os.register_at_fork(after_in_child=_forget_threads)
-
-
-def _sign_forever() -> None:
-    """A signing thread: one job at a time, for as long as the process runs. Results are
-    handed back in batches: when no job is waiting (the thread would idle anyway), when
-    BATCH are held, or when the oldest has waited LINGER seconds."""
-    jobs = _jobs
-    take, idle, clock = jobs.get, jobs.empty, time.monotonic
-    held: list[tuple[Inbox, asyncio.Future[Signed], Result]] = []
-    since = 0.0
-    while True:
-        content, profiles, authenticated, now, future, box = take()
-        result: Result
         try:
-            result = sign_message(content, profiles, authenticated=authenticated, now=now)
-        except Exception as error:  # the job's failure, not the thread's
-            result = error
-        if not held:
-            since = clock()
-        held.append((box, future, result))
-        if len(held) >= BATCH or idle() or clock() - since >= LINGER:
-            _hand_back(held)
-            held = []
+            written = os.write(self._to.fileno(), self._queued)
+        except BlockingIOError:
+            written = 0
+        except OSError as error:
+            self.stop(f"signing process {self.pid} cannot be written to: {error}")
+            return
+        del self._queued[:written]
+        if self._queued:
+            self._loop.add_writer(self._to.fileno(), self._writable)
+        else:
+            self._flushing = False
+
+    def _writable(self) -> None:
+        self._loop.remove_writer(self._to.fileno())
+        self._flush()
+
+    def _readable(self) -> None:
+        try:
+            chunk = os.read(self._from.fileno(), CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self.stop(f"signing process {self.pid} cannot be read from: {error}")
+            return
+        if not chunk:
+            self.stop(f"signing process {self.pid} exited ({self._proc.poll()})")
+            return
+        try:
+            frames = self._reader.feed(chunk)
+        except FrameError as error:
+            self.stop(f"signing process {self.pid} sent garbage: {error}")
+            return
+        for kind, number, body in frames:
+            job = self.pending.pop(number, None)
+            if job is None or job[0].done():
+                continue  # its client went away meanwhile
+            future, content = job
+            if kind == DONE:
+                try:
+                    added, signatures, unsigned, domain = pickle.loads(body)
+                except Exception as error:  # a broken process, as garbage is
+                    future.set_exception(SigningProcessError(f"a bad answer: {error!r}"))
+                    continue
+                signed = added + content if added else content
+                future.set_result(Signed(signed, signatures, unsigned, domain))
+            else:
+                text = body.decode("utf-8", "replace")
+                future.set_exception(SigningProcessError(f"signing failed: {text}"))
+
+    def stop(self, reason: str | None = None) -> None:
+        """End the process; its outstanding jobs fail with `reason` (or as stopped)."""
+        if not self.alive:
+            return
+        self.alive = False
+        if reason is not None:
+            log.error(
+                "%s; %d messages not signed, their clients will retry", reason, len(self.pending)
+            )
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._from.fileno())
+            self._loop.remove_writer(self._to.fileno())
+        for future, _ in self.pending.values():
+            if not future.done():
+                future.set_exception(SigningProcessError(reason or "relay is stopping"))
+        self.pending.clear()
+        self.forget()
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        threading.Thread(target=self._proc.wait, name="dkim-reaper", daemon=True).start()
+
+    def forget(self) -> None:
+        """Close this side's pipes (in a forked child, which does not own the process)."""
+        self.alive = False
+        for pipe in (self._to, self._from):
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
-def _hand_back(held: list[tuple[Inbox, asyncio.Future[Signed], Result]]) -> None:
-    """Each inbox's results in one `put` (one wake-up of its loop at most)."""
-    first = held[0][0]
-    if all(box is first for box, _, _ in held):
-        first.put([(future, result) for _, future, result in held])
-        return
-    by_box: dict[Inbox, list[tuple[asyncio.Future[Signed], Result]]] = {}
-    for box, future, result in held:
-        by_box.setdefault(box, []).append((future, result))
-    for box, results in by_box.items():
-        box.put(results)
+class Pool:
+    """One event loop's signing processes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, processes: int = PROCESSES) -> None:
+        self.loop = loop
+        self.processes: list[SigningProcess | None] = [None] * processes
+        self._jobs = itertools.count(1)
+        self._sets = itertools.count(1)
+        # id(profiles) -> (the profiles, their number, their PROFILES frame)
+        self._profiles: dict[int, tuple[Sequence[Profile], int, bytes]] = {}
+
+    def _process(self) -> SigningProcess:
+        """The live process with the fewest jobs outstanding (started where missing)."""
+        best: SigningProcess | None = None
+        for index, process in enumerate(self.processes):
+            if process is None or not process.alive:
+                process = self.processes[index] = SigningProcess(self.loop)
+            if best is None or len(process.pending) < len(best.pending):
+                best = process
+        assert best is not None
+        return best
+
+    def _profile_set(self, profiles: Sequence[Profile]) -> tuple[int, bytes]:
+        entry = self._profiles.get(id(profiles))
+        if entry is None or entry[0] is not profiles:
+            if len(self._profiles) >= PROFILE_SETS:
+                self._profiles.clear()
+            number = next(self._sets)
+            body = pickle.dumps(tuple(profiles), pickle.HIGHEST_PROTOCOL)
+            entry = self._profiles[id(profiles)] = (profiles, number, frame(PROFILES, number, body))
+        return entry[1], entry[2]
+
+    def sign(
+        self, content: bytes, profiles: Sequence[Profile], authenticated: bool, now: float
+    ) -> asyncio.Future[Signed]:
+        future: asyncio.Future[Signed] = self.loop.create_future()
+        try:
+            number, profile_frame = self._profile_set(profiles)
+            process = self._process()
+        except OSError as error:  # no process could start (out of fds, memory)
+            future.set_exception(SigningProcessError(f"no signing process: {error}"))
+            return future
+        if number not in process.known:
+            process.known.add(number)
+            process.send(profile_frame)
+        job = next(self._jobs)
+        body = pickle.dumps((number, authenticated, now, content), pickle.HIGHEST_PROTOCOL)
+        process.send(frame(SIGN, job, body), job, (future, content))
+        return future
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p is not None and p.alive]
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process is not None:
+                process.stop()
 
 
-def inbox(loop: asyncio.AbstractEventLoop) -> Inbox:
-    """`loop`'s inbox."""
-    found = _inboxes.get(loop)
+_pools: dict[asyncio.AbstractEventLoop, Pool] = {}
+
+
+def pool_for(loop: asyncio.AbstractEventLoop) -> Pool:
+    """`loop`'s pool (the pools of loops that have closed are stopped here)."""
+    found = _pools.get(loop)
     if found is None:
-        found = _inboxes[loop] = Inbox(loop)
+        for old in [old for old in _pools if old.is_closed()]:
+            _pools.pop(old).close()
+        found = _pools[loop] = Pool(loop)
     return found
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's processes are the parent's; start afresh."""
+    for found in _pools.values():
+        for process in found.processes:
+            if process is not None:
+                process.forget()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def sign_in_pool(
     content: bytes, profiles: Sequence[Profile], *, authenticated: bool, now: float
 ) -> asyncio.Future[Signed]:
-    """The future of `sign_message(...)`, computed in a signing thread."""
-    if not _threads:
-        start()
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Signed] = loop.create_future()
-    _jobs.put((content, profiles, authenticated, now, future, inbox(loop)))
-    return future
+    """The future of `sign_message(...)`, computed in a signing process."""
+    return pool_for(asyncio.get_running_loop()).sign(content, profiles, authenticated, now)

@@ -51,9 +51,22 @@ class Profile:
     domains: Mapping[str, SigningSpec] = field(default_factory=lambda: MappingProxyType({}))
     fallback: SigningSpec | None = None
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        """Pickled with its domains as a plain dict (a mapping proxy does not pickle)."""
+        return _profile, (type(self), self.name, dict(self.domains), self.fallback)
+
     def spec_for(self, from_domain: str) -> SigningSpec | None:
         spec = self.domains.get(from_domain)
         return spec if spec is not None else self.fallback
+
+
+def _profile(
+    kind: type[Profile],
+    name: str,
+    domains: dict[str, SigningSpec],
+    fallback: SigningSpec | None,
+) -> Profile:
+    return kind(name, MappingProxyType(domains), fallback)
 
 
 def _always(group: str, binding: str | None, domain: str) -> bool:

@@ -1,4 +1,4 @@
-"""DKIM signing speed: signatures per second through relay's signer and its thread pool,
+"""DKIM signing speed: signatures per second through relay's signer and its signing processes,
 and how late the event loop's turns came meanwhile, beside what the key operation alone
 makes on the same cores in the same minutes.
 
@@ -6,16 +6,17 @@ makes on the same cores in the same minutes.
         [--only rsa]
 
 For RSA-2048 and Ed25519: `sign_message` on one thread, then --rounds pairs of
-- the key operation alone: one bare `key.sign` loop per signing thread (no canonicalization,
-  no event loop; what OpenSSL makes on these cores: the ceiling), and
+- the key operation alone: one bare `key.sign` loop per signing process, each in a thread of
+  this process (no canonicalization, no event loop; what OpenSSL makes on these cores: the
+  ceiling), and
 - `sign_in_pool` with 64 jobs in flight (what injection does: one job per message, one
-  thread per core), while a ticker on the event loop asks for a turn every millisecond and
+  signing process per core), while a ticker on the event loop asks for a turn every millisecond and
   records how late each came (the loop's lag: max and p99).
 This VM's speed drifts by up to 1.7x within minutes, so the pool is judged against the
 ceiling measured next to it: *_pool is the median of the rounds, *_key_alone the median of
 theirs, *_of_key_alone the median of each round's pool / key-alone ratio. --busy S keeps
-the loop running Python S seconds at a time between turns, as a loaded relay's does (the
-signing threads then wait for the GIL). Prints JSON (run.py puts it in the table), rates
+the loop running Python S seconds at a time between turns, as a loaded relay's does (its
+writes to the signing processes then wait). Prints JSON (run.py puts it in the table), rates
 in signatures/s, lags in seconds.
 """
 
@@ -31,8 +32,7 @@ import time
 from pathlib import Path
 
 from relay.sign.keys import load_key
-from relay.sign.pool import THREADS, sign_in_pool
-from relay.sign.pool import start as start_pool
+from relay.sign.pool import PROCESSES, sign_in_pool
 from relay.sign.settings import Profile, SigningSpec
 from relay.sign.signer import sign_message
 from tests.support.dkim_tools import write_key
@@ -68,7 +68,7 @@ def one_thread(content: bytes, profiles: list[Profile], seconds: float) -> float
     return count / (time.perf_counter() - start)
 
 
-def key_alone(profiles: list[Profile], seconds: float, threads: int = THREADS) -> float:
+def key_alone(profiles: list[Profile], seconds: float, threads: int = PROCESSES) -> float:
     """Signatures/s of `threads` bare loops over the key operation (the data a DKIM
     signature signs is about 600 bytes of canonicalized header fields)."""
     spec = profiles[0].fallback
@@ -103,8 +103,11 @@ async def pooled(
     """Signatures/s with IN_FLIGHT jobs at a time, and the event loop's lag meanwhile: a
     ticker asks for a turn every TICK seconds and records how late each one came (max and
     p99). With `busy` > 0 the loop also runs Python for `busy` seconds at a time between
-    turns (as a loaded relay's loop does), so the signing threads compete for the GIL."""
-    start_pool()  # threads started before the clock runs
+    turns (as a loaded relay's loop does), so the answers wait for it."""
+    # The signing processes started (and sent the profiles) before the clock runs.
+    await asyncio.gather(
+        *(sign_in_pool(content, profiles, authenticated=False, now=0) for _ in range(PROCESSES))
+    )
     lags: list[float] = []
     stop = False
 
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("rsa", "ed25519"), default=None)
     args = parser.parse_args(argv)
     content = message(args.size)
-    results: dict[str, object] = {"threads": THREADS, "size": len(content)}
+    results: dict[str, object] = {"processes": PROCESSES, "size": len(content)}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in (args.only,) if args.only else ("rsa", "ed25519"):
             profiles = [profile(kind, Path(tmp))]

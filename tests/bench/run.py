@@ -21,8 +21,9 @@ Scenarios (issue 8):
      delivery (relay `tls = "ifavailable"`, Postfix `smtpd_/smtp_tls_security_level = may`
      with the session caches Debian ships): injection only and end to end
   k  DKIM signing (relay only): signatures/s for RSA-2048 and Ed25519 through relay's signer
-     and thread pool (tests/bench/dkim_sign.py) with the event loop's lag (max, p99), and (b)
-     again with every message signed (RSA-2048, then Ed25519), next to a (b) run unsigned
+     and its signing processes (tests/bench/dkim_sign.py) with the event loop's lag (max,
+     p99), and (b) again with every message signed (RSA-2048, then Ed25519), next to a (b)
+     run unsigned
   n  cluster (relay only, tests/bench/cluster.py): end-to-end rate of 1 node vs 2 nodes
      sharing one redis-server and one address (reuse_port), and 1 node with a cluster
      throttle whose limit is never reached (target >= 0.9 of the rate without it)
@@ -620,7 +621,7 @@ def build_table(
         row(s, "CPU ms/msg", "e", "cpu_per_msg", 1000, 3)
 
     if dkim:
-        threads = int(dkim.get("threads", 2))
+        processes = int(dkim.get("processes", 2))
         s = f"(k) DKIM signing, {int(dkim.get('size', 0)):,} B message, relaxed/relaxed"
         for kind, label in (("rsa", "RSA-2048"), ("ed25519", "Ed25519")):
             pool = fmt(dkim.get(f"{kind}_pool"))
@@ -630,15 +631,15 @@ def build_table(
             alone = dkim.get(f"{kind}_key_alone")
             share = dkim.get(f"{kind}_of_key_alone")
             note = (
-                f"1 thread: {one}/s; the key operation alone on {threads} threads "
-                f"{fmt(alone)}/s, the pool {fmt(share, 1, 2)} of it (median of pairs); "
+                f"sign_message on 1 thread: {one}/s; the key operation alone on {processes} "
+                f"threads {fmt(alone)}/s, the pool {fmt(share, 1, 2)} of it (median of pairs); "
                 f"event loop lag max {fmt(gap, 1000, 1)} ms, p99 {fmt(p99, 1000, 1)} ms"
             )
             if kind == "rsa":
                 rate = dkim.get("rsa_pool")
                 short = rate is not None and rate < 2000
                 note += "; target >= 2,000" + (" (short)" if short else " (met)")
-            metric = f"{label} signatures/s ({threads} threads)"
+            metric = f"{label} signatures/s ({processes} signing processes)"
             rows.append([s, metric, pool, "n/a", "n/a", "n/a", "-", "-", "-", note])
     base = g("kb-relay")
     for key, label in (("kr", "RSA-2048"), ("ke", "Ed25519")):

@@ -4,11 +4,16 @@ loopback DNS server's TXT records; unsigned mail is logged; workers sign too."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from pathlib import Path
 
+import aiosmtplib
 import pytest
 
 from relay.config import ConfigError, loads
+from relay.sign.pool import pool_for
 from tests.integration.relay_harness import RelayFactory
 from tests.support.dkim_tools import signature_tags, txt_records, verify_all, write_key
 from tests.support.fixtures import DnsServerFactory, SinkFactory
@@ -156,3 +161,38 @@ async def test_injection_workers_sign_too(
     assert await verify_all(by_rcpt["a@one.test"], dns) == [True, True]
     await relay.wait(lambda: len(relay.events("dkim_unsigned")) == 1)
     assert relay.events("dkim_unsigned")[0]["domain"] == "nokey.test"
+
+
+async def test_a_signing_process_that_dies_costs_a_451_and_nothing_else(
+    relay_factory: RelayFactory,
+    dns_server: DnsServerFactory,
+    smtp_sink: SinkFactory,
+    tmp_path: Path,
+) -> None:
+    """A message whose signing process dies under it is answered 451 (never 250 unsigned,
+    never spooled); the next message gets a new process and goes signed."""
+    dns = await dns_server({**ZONE, **txt_records(make_keys(tmp_path))})
+    sink = await smtp_sink("127.0.0.10")
+    relay = await relay_factory(signing_config(tmp_path, smtp_sink.port), dns=dns)
+    headers = {"X-Binding-Group": "news"}
+    await relay.send("news@sender.test", ["a@one.test"], headers=headers)  # starts them
+    signers = pool_for(asyncio.get_running_loop())
+    before = signers.pids()
+    for pid in before:  # stopped: the next message's job waits in one of them
+        os.kill(pid, signal.SIGSTOP)
+    refused = asyncio.create_task(relay.send("news@sender.test", ["b@one.test"], headers=headers))
+    await relay.wait(lambda: any(p is not None and p.pending for p in signers.processes))
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    with pytest.raises(aiosmtplib.SMTPDataError) as answer:
+        await refused
+    assert answer.value.code == 451
+    await relay.send("news@sender.test", ["c@one.test"], headers=headers)
+    await relay.wait(lambda: len(sink.messages) == 2, within=15)
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == ["a@one.test", "c@one.test"]
+    for message in sink.messages:
+        assert await verify_all(message.content, dns) == [True, True]
+    assert not set(signers.pids()) & set(before)
+    assert [e["message_id"] for e in relay.events("reception")] == [
+        e["message_id"] for e in relay.events("delivery")
+    ]

@@ -4,19 +4,13 @@ that trip canonicalization up, two signatures side by side, oversigning and life
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from relay.sign import pool
 from relay.sign.keys import SigningKey, load_key
-from relay.sign.pool import sign_in_pool
 from relay.sign.settings import AUTH_USER, Profile, SigningSpec
-from relay.sign.signer import Signed, sign_message
+from relay.sign.signer import sign_message
 from tests.support.dkim_tools import signature_tags, txt_records, verify_all, write_key
 from tests.support.fixtures import DnsServerFactory
 
@@ -171,134 +165,3 @@ def test_sign_condition_auth_user(keys: dict[str, Path]) -> None:
     assert sign_message(message, [profile], authenticated=False, now=1).content == message
     assert sign_message(message, [profile], authenticated=False, now=1).unsigned is None
     assert sign_message(message, [profile], authenticated=True, now=1).signatures
-
-
-async def test_signing_runs_off_the_event_loop_thread(keys: dict[str, Path]) -> None:
-    seen: list[int] = []
-    key = load_key(keys["rsa"])
-
-    class Watched(Profile):
-        def spec_for(self, from_domain: str) -> SigningSpec | None:
-            seen.append(threading.get_ident())
-            return spec(key, "s", ("relaxed", "relaxed"))
-
-    signed = await sign_in_pool(
-        HEADERS + b"\r\nbody\r\n", [Watched("p")], authenticated=False, now=1
-    )
-    assert signed.signatures and seen and seen[0] != threading.get_ident()
-    # Many at once complete, and the loop keeps turning meanwhile.
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(ticker())
-    results = await asyncio.gather(
-        *(
-            sign_in_pool(HEADERS + b"\r\nbody\r\n", [Watched("p")], authenticated=False, now=1)
-            for _ in range(50)
-        )
-    )
-    task.cancel()
-    assert all(r.signatures for r in results) and ticks > 50
-
-
-async def test_a_failing_job_fails_alone(keys: dict[str, Path]) -> None:
-    key = load_key(keys["ed25519"])
-
-    class Failing(Profile):
-        def spec_for(self, from_domain: str) -> SigningSpec | None:
-            raise RuntimeError("broken profile")
-
-    good = Profile("p", fallback=spec(key, "s", ("relaxed", "relaxed")))
-    message = HEADERS + b"\r\nbody\r\n"
-    futures = [
-        sign_in_pool(message, [good] if i != 3 else [Failing("f")], authenticated=False, now=1)
-        for i in range(40)
-    ]
-    results = await asyncio.gather(*futures, return_exceptions=True)
-    assert isinstance(results[3], RuntimeError)
-    assert all(r.signatures for i, r in enumerate(results) if i != 3)  # type: ignore[union-attr]
-
-
-async def test_results_go_back_to_their_loop_in_batches() -> None:
-    """Results put while the loop has not drained its inbox yet go back in one wake-up;
-    a signing thread's held results reach each loop they belong to."""
-    loop = asyncio.get_running_loop()
-    box = pool.inbox(loop)
-    assert pool.inbox(loop) is box
-    futures = [loop.create_future() for _ in range(5)]
-    before = box.wakeups
-    box.put([(futures[0], Signed(b"0"))])
-    box.put([(futures[1], Signed(b"1")), (futures[2], RuntimeError("two"))])
-    assert box.wakeups == before + 1 and not any(f.done() for f in futures)
-    await asyncio.sleep(0)
-    assert futures[0].result().content == b"0" and futures[1].result().content == b"1"
-    assert isinstance(futures[2].exception(), RuntimeError)
-    futures[3].cancel()  # its client went away: dropped, not an error
-    other_loop = asyncio.new_event_loop()
-    try:
-        other = pool.Inbox(other_loop)
-        elsewhere = other_loop.create_future()
-        pool._hand_back(
-            [
-                (box, futures[3], Signed(b"3")),
-                (other, elsewhere, Signed(b"x")),
-                (box, futures[4], Signed(b"4")),
-            ]
-        )
-        assert box.wakeups == before + 2 and other.wakeups == 1
-        await asyncio.sleep(0)
-        assert futures[4].result().content == b"4" and not elsewhere.done()
-        other.drain()  # what its loop would run (scheduled there with call_soon_threadsafe)
-        assert elsewhere.result().content == b"x"
-    finally:
-        other_loop.close()
-    closed = pool.Inbox(other_loop)  # its loop closed: nobody to tell
-    closed.put([(futures[0], Signed(b""))])
-    assert closed.wakeups == 0
-
-
-FORK_SCRIPT = """
-import asyncio, os, sys
-from relay.sign.keys import load_key
-from relay.sign.pool import sign_in_pool
-from relay.sign.settings import Profile, SigningSpec
-
-key = load_key(sys.argv[1])
-profiles = [Profile("p", fallback=SigningSpec("p", None, "s", key, "relaxed", "relaxed"))]
-
-async def sign_once():
-    signed = await asyncio.wait_for(
-        sign_in_pool(b"From: a@b.test\\r\\n\\r\\nbody\\r\\n", profiles, authenticated=False, now=1),
-        20,
-    )
-    return bool(signed.signatures)
-
-assert asyncio.run(sign_once())  # the parent's signing threads run
-child = os.fork()
-if child == 0:
-    try:
-        os._exit(0 if asyncio.run(sign_once()) else 1)
-    except BaseException as error:
-        print("child:", repr(error), file=sys.stderr)
-        os._exit(2)
-_, status = os.waitpid(child, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def test_a_forked_child_signs_with_threads_of_its_own(keys: dict[str, Path]) -> None:
-    """The parent's signing threads do not exist in a forked child: it starts its own
-    (in a process of its own, away from the test runner's threads)."""
-    done = subprocess.run(
-        [sys.executable, "-c", FORK_SCRIPT, str(keys["ed25519"])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
