@@ -27,6 +27,7 @@ KINDS = frozenset({PROFILES, SIGN, DONE, FAILED})
 
 _HEAD = struct.Struct(">IcQ")
 _AFTER_LENGTH = _HEAD.size - 4  # kind and number, counted in the length
+PROFILE_SETS = 64  # profile sets kept on either side: relay numbers at most this many at once
 MAX_FRAME = 1 << 30  # bytes; a longer length is garbage (no message is this big)
 
 Frame = tuple[bytes, int, bytes]

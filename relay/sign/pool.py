@@ -35,7 +35,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from relay.sign.frames import DONE, PROFILES, SIGN, FrameError, Reader, frame
+from relay.sign.frames import DONE, PROFILE_SETS, PROFILES, SIGN, FrameError, Reader, frame
 from relay.sign.settings import Profile
 from relay.sign.signer import Signed
 
@@ -43,7 +43,6 @@ log = logging.getLogger("relay.sign")
 
 PROCESSES = max(2, os.cpu_count() or 2)
 CHUNK = 1 << 20  # bytes read from a process at a time
-PROFILE_SETS = 64  # profile sets remembered per pool (a reload makes a new one)
 
 
 class SigningProcessError(Exception):
@@ -198,8 +197,11 @@ class Pool:
     def _profile_set(self, profiles: Sequence[Profile]) -> tuple[int, bytes]:
         entry = self._profiles.get(id(profiles))
         if entry is None or entry[0] is not profiles:
-            if len(self._profiles) >= PROFILE_SETS:
+            if len(self._profiles) >= PROFILE_SETS:  # a reload makes a new set
                 self._profiles.clear()
+                for process in self.processes:
+                    if process is not None:
+                        process.known.clear()
             number = next(self._sets)
             body = pickle.dumps(tuple(profiles), pickle.HIGHEST_PROTOCOL)
             entry = self._profiles[id(profiles)] = (profiles, number, frame(PROFILES, number, body))

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from relay.sign.frames import DONE, FAILED, PROFILES, SIGN, Reader, frame
+from relay.sign.frames import DONE, FAILED, PROFILE_SETS, PROFILES, SIGN, Reader, frame
 from relay.sign.settings import Profile
 from relay.sign.signer import sign_message
 
@@ -29,6 +29,8 @@ def answer(profiles: dict[int, Sequence[Profile]], kind: bytes, number: int, bod
     """The frame answering one job (b"" for a PROFILES frame, which is remembered)."""
     if kind == PROFILES:
         profiles[number] = pickle.loads(body)
+        while len(profiles) > PROFILE_SETS:  # the oldest: relay has numbered others since
+            del profiles[next(iter(profiles))]
         return b""
     if kind != SIGN:
         return frame(FAILED, number, f"a signing process got a {kind!r} frame".encode())

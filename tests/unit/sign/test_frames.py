@@ -74,3 +74,12 @@ def test_a_signing_process_answers_each_job(tmp_path: Path) -> None:
         job = pickle.dumps((which, False, 1e9, MESSAGE))
         [(kind, number, body)] = Reader().feed(answer(known, SIGN, 43, job))  # type: ignore[arg-type]
         assert (kind, number) == (FAILED, 43) and why in body.decode()
+
+
+def test_a_signing_process_keeps_the_newest_profile_sets(tmp_path: Path) -> None:
+    key = load_key(write_key(tmp_path / "k.pem", "ed25519"))
+    body = pickle.dumps((Profile("p", fallback=SigningSpec("p", None, "s", key)),))
+    known: dict[int, object] = {}
+    for number in range(1, frames.PROFILE_SETS + 7):
+        answer(known, PROFILES, number, body)  # type: ignore[arg-type]
+    assert list(known) == list(range(7, frames.PROFILE_SETS + 7))
