@@ -9,10 +9,12 @@ import pytest
 from tests.reliability.steady_load import (
     Figures,
     Limits,
+    disturbed_windows,
     judge,
     open_fds,
     percentile,
     rss_kb,
+    undisturbed,
     windows,
 )
 
@@ -94,3 +96,35 @@ def test_a_load_short_of_its_target_is_a_problem() -> None:
 def test_proc_readings_of_this_process() -> None:
     assert rss_kb(os.getpid()) > 1000
     assert open_fds(os.getpid()) >= 3
+
+
+def test_windows_where_other_work_took_the_cores_are_found() -> None:
+    # One reading a second for 30 s; the machine busy 1.0 core throughout, the test's own
+    # processes 0.9 of it, except in seconds 12-15 where they took only 0.2 (other work 0.8).
+    readings, busy, ours = [], 0.0, 0.0
+    for second in range(31):
+        readings.append((100.0 + second, busy, ours))
+        busy += 1.0
+        ours += 0.2 if 12 <= second < 16 else 0.9
+    found = disturbed_windows(readings, 100.0, 10.0, 0.25)
+    assert list(found) == [1] and found[1] == pytest.approx(0.38)  # 4 s of 0.8, 6 s of 0.1
+    assert disturbed_windows(readings, 100.0, 10.0, 0.5) == {}
+    samples = [(100.0 + t / 2, float(t)) for t in range(60)]
+    assert undisturbed(samples, 100.0, 10.0, found) == [float(t) for t in range(20)] + [
+        float(t) for t in range(40, 60)
+    ]
+
+
+def test_the_bound_applies_outside_the_disturbed_windows() -> None:
+    f = healthy()
+    f.window_p99 = [0.015] * 12
+    f.load_p99 = 0.060  # the p99 over every window: raised by two disturbed ones
+    f.disturbed = {3: 0.9, 7: 0.6}
+    f.judged_p99 = 0.018
+    assert judge(f, Limits()) == []
+    f.judged_p99 = 0.021
+    assert judge(f, Limits()) == [
+        "p99 latency under load 21.0 ms is over 2.0x the idle p99 10.0 ms"
+    ]
+    f.disturbed = {k: 0.5 for k in range(7)}  # most windows disturbed: not judged at all
+    assert judge(f, Limits()) == []
