@@ -5,11 +5,11 @@
 Processes, not threads. The key operation releases the GIL, but the rest of signing is
 Python (canonicalization, the field: 40-60 us a message), and a thread coming back from
 OpenSSL needs the GIL the event loop holds: with two signing threads beside a loaded loop
-(2 December 2026, `tests.bench.inject_cpu --dkim`), each job waited 0.4-0.6 ms for the
-GIL around a 0.24 ms RSA-2048 signature, the threads were idle half the time, and
-injection signed with Ed25519 (a 30 us key operation) ran at 0.35 of unsigned. A process
-has a GIL of its own: the loop's part is a pickle and a pipe write per job and a read per
-batch of answers (pool.py), the process does the rest (worker.py).
+(2 December 2026, `tests.bench.inject_cpu --dkim`), a job spent 0.57-0.70 ms in a 0.24 ms
+RSA-2048 signature, waiting for the GIL, and injection signed with Ed25519 (a 30 us key
+operation) ran at 0.35 of unsigned. A process has a GIL of its own: the loop's part is a
+pickle and a pipe write per job and a read per batch of answers (this module), the
+process does the rest (worker.py). README's bench section has the pairs measured.
 
 One pool per event loop, PROCESSES processes, started at the first job (`python -m
 relay.sign.worker`, which exits when its pipe closes: when relay stops or dies). A job

@@ -1,7 +1,7 @@
 """Sign one message with every profile that has a key for its From: domain.
 
-Pure apart from the key operations; `pool.py` runs it in a thread. The signatures go on
-top of the message, the first profile's first.
+Pure apart from the key operations; `pool.py` runs it in a signing process. The
+signatures go on top of the message, the first profile's first.
 """
 
 from __future__ import annotations
