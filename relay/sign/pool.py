@@ -152,8 +152,9 @@ class SigningProcess:
             log.error(
                 "%s; %d messages not signed, their clients will retry", reason, len(self.pending)
             )
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # the loop may be closed
             self._loop.remove_reader(self._from.fileno())
+        with contextlib.suppress(Exception):
             self._loop.remove_writer(self._to.fileno())
         for future, _ in self.pending.values():
             if not future.done():

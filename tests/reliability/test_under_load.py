@@ -441,8 +441,9 @@ async def run_steady_load(daemon: Daemon, sink_pid: int, seconds: float, work: P
     f.load_p99 = percentile([x for _, x in latencies], 99)
     f.window_p99 = windows(latencies, start, 10.0)
     f.disturbed = disturbed_windows(readings, start, 10.0, LIMITS.other_cores)
-    if f.disturbed:
-        f.judged_p99 = percentile(undisturbed(latencies, start, 10.0, f.disturbed), 99)
+    left = undisturbed(latencies, start, 10.0, f.disturbed)
+    if f.disturbed and left:  # none left: latency_judged says not judged
+        f.judged_p99 = percentile(left, 99)
     own = [x for t, x in load["latencies"] if t >= start + 2.0]  # past each first message
     f.sessions_p50 = percentile(own, 50)
     f.sessions_p99 = percentile(own, 99)
