@@ -171,8 +171,10 @@ async def test_redis_down_each_node_goes_on_at_its_share_and_back(
     await wait_for(lambda: len(sink.messages) == 35, within=15)
     # The restarted Redis (no persistence here) lost the bucket and the marker that it kept
     # its data: the bucket starts as just spent, not as a fresh burst. The rate right after
-    # the restart, over every message, is the limit (not the 27/s a fresh burst gave).
-    assert 9.0 <= rate(sink.arrivals) <= 10.5, rate(sink.arrivals)
+    # the restart, over every message, is the limit (not the 27/s a fresh burst gave), give or
+    # take the tokens a node holds in batches (share.batch_size): CI measured 10.61/s once,
+    # 35 arrivals over 3.20 s where the limit alone spaces them over 3.40.
+    assert 9.0 <= rate(sink.arrivals) <= 11.0, rate(sink.arrivals)
 
 
 async def test_a_killed_nodes_leases_lapse_and_the_other_node_gets_them(
