@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from relay import heap
 from relay.admin.api import routes as admin_routes
 from relay.admin.auth import Token, TokenFileError, load_tokens
 from relay.admin.http import MAX_BODY, AdminServer, start_admin
@@ -649,6 +650,7 @@ async def _wait_listening(addresses: list[tuple[str, int]], within: float = 30.0
 async def _main(config: Config, path: str) -> int:
     daemon = Daemon(config, path)
     await daemon.start()
+    heap.settle()
     listening = (
         [b.listen for b in daemon.listeners.bound]
         if daemon.listeners is not None

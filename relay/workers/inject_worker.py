@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from relay import heap
 from relay.config import ConfigError, load
 from relay.dispose.feedback import Complaint
 from relay.handoff import Handoff
@@ -202,6 +203,7 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
         steer=workers,
         shared=shared,
     )
+    heap.settle()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
