@@ -677,6 +677,7 @@ async def _main(config: Config, path: str) -> int:
             log.error("reload refused, keeping the running configuration:\n%s", err)
             return
         task = loop.create_task(daemon.reload(new))
+        task.add_done_callback(lambda _: heap.resettle())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 

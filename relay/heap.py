@@ -29,3 +29,10 @@ def settle() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+
+
+def resettle() -> None:
+    """After a reload: what the old configuration built is frozen, and a cycle among it
+    would never be collected. Thaw it all, collect, and freeze what lives on."""
+    gc.unfreeze()
+    settle()

@@ -218,6 +218,7 @@ async def run_worker(config_path: str, index: int, socket_path: str) -> int:
             await listeners.reconfigure(new.inject)
             if suppression is not None:
                 suppression.memory.action = action_of(new.daemon.suppression_action)
+            heap.resettle()
         except (ConfigError, OSError, ssl.SSLError, CredentialsError) as err:
             log.error("worker %s: injection settings not reloaded: %s", shard, err)
 

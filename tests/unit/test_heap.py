@@ -31,6 +31,16 @@ CHILD = textwrap.dedent(
     del a, b
     gc.collect()
     assert gone() is None, "a cycle made after settle() was not collected"
+    # a cycle among what start-up built, dropped by a reload: found after resettle()
+    old_a, old_b = built[1], built[2]
+    old_a.other, old_b.other = old_b, old_a
+    heap.settle()  # frozen with the cycle in it
+    dropped = weakref.ref(old_a)
+    del old_a, old_b, built[1:3]
+    gc.collect()
+    assert dropped() is not None, "frozen objects are not walked"
+    heap.resettle()
+    assert dropped() is None, "resettle() left a dropped cycle frozen"
     # and frozen objects are freed by reference counting as before
     probe = weakref.ref(built[0])
     del built
