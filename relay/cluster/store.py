@@ -8,6 +8,7 @@ the next heartbeat gets an answer (membership.py calls `ping`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -208,9 +209,26 @@ class Store:
         return await self._call("counts", run)
 
     async def subscribe(self) -> Any:
-        """A pub/sub connection listening to the holds channel."""
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._call("subscribe", lambda: pubsub.subscribe(self.key("holds")))
+        """A pub/sub connection listening to the holds channel, returned once Redis confirmed
+        the subscription: SUBSCRIBE only sends the command, and a node that read the records
+        (ClusterHolds._listen) before Redis processed it would miss a record shared between the
+        two, on that connection and in the read both."""
+        pubsub: Any = self._redis.pubsub()  # redis-py leaves PubSub.aclose untyped
+        channel = self.key("holds")
+
+        async def run() -> None:
+            await pubsub.subscribe(channel)
+            while True:
+                reply = await pubsub.get_message(timeout=self.timeout)
+                if reply is not None and reply.get("type") == "subscribe":
+                    return
+
+        try:
+            await self._call("subscribe", run)
+        except RedisUnavailable:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            raise
         return pubsub
 
     async def next_message(self, pubsub: Any, wait: float) -> str | None:

@@ -497,7 +497,10 @@ async def test_redis_down_each_node_judges_its_own_counts_and_shares_again_after
     # n1's suspension, decided while Redis was down, is shared now that it is back.
     deadline = time.monotonic() + 5
     while not await suspended(n2.admin_url, "x.test"):
-        assert time.monotonic() < deadline, "the suspension n1 decided alone never reached n2"
+        assert time.monotonic() < deadline, (
+            "the suspension n1 decided alone never reached n2\n"
+            f"n1:\n{nodes.log('n1')[-3000:]}\nn2:\n{nodes.log('n2')[-3000:]}"
+        )
         await asyncio.sleep(0.1)
     assert "decided while Redis was down" in nodes.log("n1")
     await asyncio.sleep(1.0)  # the count syncs answer again
