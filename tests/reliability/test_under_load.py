@@ -70,11 +70,12 @@ PRIORITY = -10  # nice value of the test's processes, where permitted
 # quiet machine (82,144 messages in CI), so both runs allow for it on top of 16 MB.
 # Latency: the issue's target is 2x the idle p99. The 10-minute run of `make soak` is held
 # to it (1.91x on a quiet VM: idle p99 3.5 ms, 6.7 ms under load at 659 msg/s, relay at 82%
-# of a core). The 2-minute run in `make test` is held to 4x, a guard: quiet runs measured
-# 2.22x, 3.26x and 3.52x (relay at 87-96% of a core at "half capacity": a message costs it
-# twice the CPU it does in the closed loop) and, before the injectors ran on uvloop (their
-# CPU is taken from relay's two cores), 2.24x to 3.98x.
-LIMITS = Limits(rss_growth_kb=(16 + 32) * 1024, latency_factor=4.0)
+# of a core). The 2-minute run in `make test` is held to 6x, a guard against gross
+# regressions: quiet runs measured 1.54x to 3.94x (relay at 87-96% of a core at "half
+# capacity": a message costs it twice the CPU it does in the closed loop), 3.94x in a green
+# CI run; on a VM whose hypervisor took 6% of its CPU, 10-second windows of one load read
+# 7-50 ms against 3.1 ms idle for 6 minutes and 4-13 ms for the next 4 (README, Reliability).
+LIMITS = Limits(rss_growth_kb=(16 + 32) * 1024, latency_factor=6.0)
 SOAK_LIMITS = Limits(rss_growth_kb=(16 + 32) * 1024, latency_factor=2.0)
 
 
