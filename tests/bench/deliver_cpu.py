@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from relay import heap
 from relay.config import loads
 from relay.daemon import Daemon
 from relay.spool.model import NewMessage
@@ -109,6 +110,7 @@ binding_group "bench" {{
     if profiler:
         profiler.enable()
     await daemon.start()
+    heap.settle()  # as relay serve does after start-up
     assert daemon.spool is not None
     while len(daemon.spool) and time.monotonic() - t0 < seconds:  # noqa: ASYNC110 - a poll
         await asyncio.sleep(0.05)
