@@ -71,3 +71,53 @@ async def test_smtputf8_per_recipient_and_requiretls_without_tls() -> None:
         (refused,) = await _send(sink, DEFAULT_CONTENT, "c@x.test", esmtp=Esmtp(requiretls=True))
         assert refused.outcome is Outcome.PERMANENT and str(refused.reply.enhanced) == "5.7.10"
     assert [m.recipients for m in sink.messages] == [["plain@x.test"]]
+
+
+async def test_with_pipelining_bdat_and_the_content_go_with_mail_and_rcpt() -> None:
+    # The sink holds every reply until the content has arrived: a client that waited for
+    # the RCPT replies (or a 354) before sending the content would time out.
+    async with EsmtpSink(
+        HOST, extensions=["PIPELINING", "CHUNKING"], replies_after_content=True
+    ) as sink:
+        results = await _send(sink, DEFAULT_CONTENT, "a@x.test", "b@x.test")
+        assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2
+        assert [r.outcome for r in await _send(sink, DEFAULT_CONTENT, "c@x.test")] == [
+            Outcome.DELIVERED
+        ]
+    assert [m.via for m in sink.messages] == ["BDAT", "BDAT"]
+    assert [m.content for m in sink.messages] == [DEFAULT_CONTENT] * 2
+    assert sink.messages[0].rcpts == ["TO:<a@x.test>", "TO:<b@x.test>"]
+    assert not [line for line in sink.lines if line.startswith("DATA")]
+
+
+async def test_a_pipelined_bdat_delivers_to_the_accepted_recipients_only() -> None:
+    async with EsmtpSink(
+        HOST, extensions=["PIPELINING", "CHUNKING"], refuse=["TO:<gone@x.test>"]
+    ) as sink:
+        settings = DeliverySettings(remote_smtp_port=sink.port, ehlo_hostname="relay.test")
+        connection = await open_connection(
+            settings, "x.test", [Destination("mx.x.test", HOST, sink.port, 10)]
+        )
+        async with connection:  # one connection for the three messages
+            results = await connection.send(make_message("a@x.test", "gone@x.test"))  # type: ignore[arg-type]
+            assert [(r.outcome, r.reply.code) for r in results] == [
+                (Outcome.DELIVERED, 250),
+                (Outcome.PERMANENT, 550),
+            ]
+            # every recipient refused: the BDAT is refused too, nothing is delivered, and
+            # the connection stays in step for the next message
+            (alone,) = await connection.send(make_message("gone@x.test"))  # type: ignore[arg-type]
+            assert (alone.outcome, alone.reply.code) == (Outcome.PERMANENT, 550)
+            (last,) = await connection.send(make_message("b@x.test"))  # type: ignore[arg-type]
+            assert (last.outcome, last.reply.code) == (Outcome.DELIVERED, 250)
+    assert [m.rcpts for m in sink.messages] == [["TO:<a@x.test>"], ["TO:<b@x.test>"]]
+    assert sink.connections == 1
+
+
+async def test_a_refused_sender_with_a_pipelined_bdat_delivers_nothing() -> None:
+    async with EsmtpSink(
+        HOST, extensions=["PIPELINING", "CHUNKING"], refuse=["FROM:<a@sender.test>"]
+    ) as sink:
+        results = await _send(sink, DEFAULT_CONTENT, "a@x.test", "b@x.test")
+    assert [(r.outcome, r.reply.code) for r in results] == [(Outcome.PERMANENT, 550)] * 2
+    assert sink.messages == []

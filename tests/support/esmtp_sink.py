@@ -53,8 +53,15 @@ class EsmtpSink:
         extensions: Sequence[str] = ("PIPELINING", "8BITMIME"),
         tls_context: ssl.SSLContext | None = None,
         hostname: str = "esmtp-sink.test",
+        refuse: Sequence[str] = (),
+        replies_after_content: bool = False,
     ) -> None:
         self.host = host
+        # MAIL or RCPT arguments answered 550 (a refused BDAT's octets are read and dropped)
+        self.refuse = set(refuse)
+        # Every reply of a transaction is held until its BDAT LAST chunk has arrived: a
+        # client that waits for the RCPT replies before sending the content never gets them.
+        self.replies_after_content = replies_after_content
         self.port = port
         self.extensions = list(extensions)
         self.tls_context = tls_context
@@ -92,6 +99,7 @@ class _Session(asyncio.Protocol):
         self.mode = "command"  # command | data | bdat
         self.left = 0  # BDAT octets still to come
         self.last = False
+        self.held: list[str] = []  # replies_after_content: said at the end of the chunk
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -107,6 +115,12 @@ class _Session(asyncio.Protocol):
 
     def say(self, line: str) -> None:
         assert self.transport is not None
+        if self.sink.replies_after_content and self.tx.mail is not None and self.mode != "end":
+            self.held.append(line)
+            return
+        for held in self.held:
+            self.transport.write(held.encode() + b"\r\n")
+        self.held = []
         self.transport.write(line.encode() + b"\r\n")
 
     def data_received(self, data: bytes) -> None:
@@ -124,6 +138,16 @@ class _Session(asyncio.Protocol):
                     self.finish(b"".join(self.tx.chunks), "BDAT")
                 else:
                     self.say("250 2.0.0 chunk ok")
+                continue
+            if self.mode == "drop":  # a refused BDAT's octets
+                take = self.buffer[: self.left]
+                self.buffer = self.buffer[len(take) :]
+                self.left -= len(take)
+                if self.left:
+                    return
+                self.mode = "end"
+                self.say("554 5.5.1 no valid recipients")
+                self.tx, self.mode = _Transaction(), "command"
                 continue
             if self.mode == "data":
                 end = self.buffer.find(b"\r\n.\r\n")
@@ -152,8 +176,9 @@ class _Session(asyncio.Protocol):
     def finish(self, content: bytes, via: str) -> None:
         assert self.tx.mail is not None
         self.sink.messages.append(Got(self.tx.mail, self.tx.rcpts, content, self.tls, via))
-        self.tx = _Transaction()
+        self.mode = "end"
         self.say("250 2.0.0 queued")
+        self.tx, self.mode = _Transaction(), "command"
 
     def command(self, line: str) -> bool:
         """Run one command; True when reading must stop (STARTTLS)."""
@@ -172,12 +197,18 @@ class _Session(asyncio.Protocol):
             self.say("220 2.0.0 go ahead")
             asyncio.get_running_loop().create_task(self.starttls())
             return True
+        elif verb == "MAIL" and arg in self.sink.refuse:
+            self.say("550 5.7.1 sender refused")
         elif verb == "MAIL":
             self.tx = _Transaction(mail=arg)
             self.say("250 2.1.0 OK")
+        elif verb == "RCPT" and arg in self.sink.refuse:
+            self.say("550 5.1.1 no such user")
         elif verb == "RCPT":
             self.tx.rcpts.append(arg)
             self.say("250 2.1.5 OK")
+        elif verb == "BDAT" and not self.tx.rcpts:
+            self.left, self.mode = int(arg.split()[0]), "drop"
         elif verb == "DATA":
             self.mode = "data"
             self.say("354 go ahead")
