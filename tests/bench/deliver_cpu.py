@@ -1,12 +1,13 @@
 """Delivery alone: N spooled messages, relay's scheduler and SMTP client, a fast sink.
 
-    python -m tests.bench.deliver_cpu [--messages N] [--profile FILE] [--tls]
+    python -m tests.bench.deliver_cpu [--messages N] [--profile FILE] [--tls] [--chunking]
 
 Fills a spool directly (no SMTP injection), starts the daemon in-process under uvloop with a
 gateway to tests/bench/sink.py in a subprocess, and reports messages/s and relay CPU ms per
 message (time.process_time of this process, the sink's CPU excluded). Bounded: --seconds.
 `--tls`: the sink offers STARTTLS (trustme certificate) and relay delivers with
-`tls = "ifavailable"`.
+`tls = "ifavailable"`. `--chunking`: the sink offers CHUNKING too (with PIPELINING, relay
+sends BDAT LAST and the content with MAIL and RCPT: one round trip per message).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ async def run(
     bindings: int = 4,
     per_connection: int = 0,
     tls: bool = False,
+    chunking: bool = False,
 ) -> None:
     work = Path(tempfile.mkdtemp(prefix="relay-deliver-"))
     tls_args: list[str] = []
@@ -85,6 +87,7 @@ async def run(
             "--seconds",
             str(seconds),
             *tls_args,
+            *(["--chunking"] if chunking else []),
         ],
         stdout=subprocess.PIPE,
     )
@@ -141,6 +144,7 @@ def main() -> None:
         "--per-connection", type=int, default=0, help="max_deliveries_per_connection (0: no cap)"
     )
     parser.add_argument("--tls", action="store_true", help="STARTTLS to the sink")
+    parser.add_argument("--chunking", action="store_true", help="the sink offers CHUNKING")
     args = parser.parse_args()
     import uvloop
 
@@ -154,6 +158,7 @@ def main() -> None:
                 args.bindings,
                 args.per_connection,
                 args.tls,
+                args.chunking,
             )
         )
 

@@ -1,9 +1,10 @@
 """A minimal, fast SMTP sink for the benchmark: accepts everything, timestamps each message.
 
     python -m tests.bench.sink --listen 127.0.0.20 --port P --expect N --out FILE [--seconds S]
-        [--tls-cert PEM --tls-key PEM]
+        [--tls-cert PEM --tls-key PEM] [--chunking]
 
-With `--tls-cert`/`--tls-key` it offers STARTTLS (one server context for every connection).
+With `--tls-cert`/`--tls-key` it offers STARTTLS (one server context for every connection);
+with `--chunking`, CHUNKING (RFC 3030: each BDAT is taken as the whole message).
 
 Prints `ready` once listening. Exits when it has seen `--expect` distinct `X-Bench-Token:`
 values (or after `--seconds`, or on SIGTERM) and writes a JSON summary to `--out`:
@@ -68,13 +69,19 @@ class Stats:
 
 
 class SinkProtocol(asyncio.Protocol):
-    def __init__(self, stats: Stats, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, stats: Stats, tls: ssl.SSLContext | None = None, chunking: bool = False
+    ) -> None:
         self.stats = stats
         self.tls = tls
         self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+        if chunking:
+            self.ehlo += b"250-CHUNKING\r\n"
+        self.chunk = 0  # BDAT octets still to come (each BDAT is taken as LAST)
         if tls is not None:
             self.ehlo += b"250-STARTTLS\r\n"
         self.ehlo += b"250 SIZE\r\n"
+        self.ehlo_before_tls = self.ehlo
         self.buf = bytearray()
         self.in_data = False
         self.scanned = 0
@@ -93,6 +100,14 @@ class SinkProtocol(asyncio.Protocol):
         out: list[bytes] = []
         buf = self.buf
         while True:
+            if self.chunk:
+                if len(buf) < self.chunk:
+                    break
+                self.stats.message(buf[: self.chunk], self.rcpts)
+                del buf[: self.chunk]
+                self.chunk = self.rcpts = 0
+                out.append(b"250 2.0.0 Ok: queued\r\n")
+                continue
             if self.in_data:
                 if buf.startswith(b".\r\n"):
                     end, skip = 0, 3
@@ -113,6 +128,8 @@ class SinkProtocol(asyncio.Protocol):
             if eol < 0:
                 break
             verb = bytes(buf[:4]).upper()
+            if verb == b"BDAT":
+                self.chunk = int(buf[5:eol].split()[0])
             del buf[: eol + 2]
             if verb == b"RCPT":
                 self.rcpts += 1
@@ -124,6 +141,12 @@ class SinkProtocol(asyncio.Protocol):
                 self.in_data = True
                 self.scanned = 0
                 out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            elif verb == b"BDAT" and not self.chunk:  # BDAT 0 LAST
+                self.stats.message(b"", self.rcpts)
+                self.rcpts = 0
+                out.append(b"250 2.0.0 Ok: queued\r\n")
+            elif verb == b"BDAT":
+                continue
             elif verb == b"EHLO":
                 out.append(self.ehlo)
             elif verb == b"STAR" and self.tls is not None and self.transport is not None:
@@ -155,11 +178,15 @@ class SinkProtocol(asyncio.Protocol):
             transport.close()
             return
         self.transport = upgraded
+        self.ehlo_before_tls = self.ehlo
         self.stats.tls_sessions += 1
         ssl_object = upgraded.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.session_reused:
             self.stats.tls_resumed += 1
-        self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE\r\n"
+        self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+        if b"CHUNKING" in self.ehlo_before_tls:
+            self.ehlo += b"250-CHUNKING\r\n"
+        self.ehlo += b"250 SIZE\r\n"
 
 
 class StallProtocol(asyncio.Protocol):
@@ -179,12 +206,13 @@ async def serve(
     seconds: float,
     stall: bool = False,
     tls: ssl.SSLContext | None = None,
+    chunking: bool = False,
 ) -> dict[str, object]:
     stats = Stats(expect)
     loop = asyncio.get_running_loop()
 
     def protocol() -> asyncio.Protocol:
-        return StallProtocol(stats) if stall else SinkProtocol(stats, tls)
+        return StallProtocol(stats) if stall else SinkProtocol(stats, tls, chunking)
 
     server = await loop.create_server(protocol, listen, port, backlog=4096, reuse_address=True)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -206,6 +234,7 @@ def main() -> None:
     parser.add_argument("--stall", action="store_true", help="accept and never answer")
     parser.add_argument("--tls-cert", default=None, help="offer STARTTLS with this PEM")
     parser.add_argument("--tls-key", default=None)
+    parser.add_argument("--chunking", action="store_true", help="offer CHUNKING (BDAT)")
     args = parser.parse_args()
     tls = None
     if args.tls_cert:
@@ -219,7 +248,15 @@ def main() -> None:
         runner = asyncio.Runner()
     with runner:
         summary = runner.run(
-            serve(args.listen, args.port, args.expect, args.seconds, stall=args.stall, tls=tls)
+            serve(
+                args.listen,
+                args.port,
+                args.expect,
+                args.seconds,
+                stall=args.stall,
+                tls=tls,
+                chunking=args.chunking,
+            )
         )
     with open(args.out, "w") as f:
         json.dump(summary, f)
