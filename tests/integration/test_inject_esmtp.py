@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from relay.deliver import DeliverySettings, Destination
+from relay.deliver.connection import open_connection
 from relay.esmtp import Esmtp
 from relay.inject import replies
+from relay.outcome import Outcome
 from tests.integration.inject_helpers import (
     DirSpool,
     RawClient,
@@ -18,6 +21,7 @@ from tests.integration.inject_helpers import (
     serving,
     tls_files,
 )
+from tests.support.messages import DEFAULT_CONTENT, make_message
 
 
 async def _client(port: int) -> RawClient:
@@ -209,3 +213,27 @@ async def test_bdat_over_the_size_limit_and_bdat_out_of_order(tmp_path: Path) ->
         assert (await client.command("NOOP"))[0] == 250
         await client.close()
     assert spool.messages == []
+
+
+async def test_relays_own_client_pipelines_bdat_into_its_listener(tmp_path: Path) -> None:
+    """relay to relay: MAIL, RCPT, BDAT LAST and the content in one write; a refused RCPT
+    (over max_recipients) leaves the rest delivered and the connection in step."""
+    spool = DirSpool(tmp_path)
+    async with serving(make_settings(max_recipients=1), spool) as (_, port):
+        settings = DeliverySettings(remote_smtp_port=port, ehlo_hostname="relay.test")
+        connection = await open_connection(
+            settings, "example.com", [Destination("mx.example.com", "127.0.0.1", port, 10)]
+        )
+        async with connection:
+            assert connection.extensions.keys() >= {"pipelining", "chunking"}
+            first = await connection.send(make_message("a@example.com", "b@example.com"))  # type: ignore[arg-type]
+            assert [(r.outcome, r.reply.code) for r in first] == [
+                (Outcome.DELIVERED, 250),
+                (Outcome.TEMPORARY, 452),
+            ]
+            second = await connection.send(make_message("c@example.com", message_id="m2"))  # type: ignore[arg-type]
+            assert [(r.outcome, r.reply.code) for r in second] == [(Outcome.DELIVERED, 250)]
+    assert [m.recipients for m in spool.messages] == [("a@example.com",), ("c@example.com",)]
+    for m in spool.messages:  # relay's Received and Message-ID added, the rest as sent
+        assert b"\r\nFrom: a@sender.test\r\nSubject: test\r\n" in m.content
+        assert m.content.endswith(DEFAULT_CONTENT.split(b"\r\n\r\n", 1)[1])
