@@ -74,19 +74,22 @@ class SinkProtocol(asyncio.Protocol):
     ) -> None:
         self.stats = stats
         self.tls = tls
-        self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
-        if chunking:
-            self.ehlo += b"250-CHUNKING\r\n"
+        self.chunking = chunking
+        self.ehlo = self._ehlo(starttls=tls is not None)
         self.chunk = 0  # BDAT octets still to come (each BDAT is taken as LAST)
-        if tls is not None:
-            self.ehlo += b"250-STARTTLS\r\n"
-        self.ehlo += b"250 SIZE\r\n"
-        self.ehlo_before_tls = self.ehlo
         self.buf = bytearray()
         self.in_data = False
         self.scanned = 0
         self.rcpts = 0
         self.transport: asyncio.Transport | None = None
+
+    def _ehlo(self, *, starttls: bool) -> bytes:
+        ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+        if self.chunking:
+            ehlo += b"250-CHUNKING\r\n"
+        if starttls:
+            ehlo += b"250-STARTTLS\r\n"
+        return ehlo + b"250 SIZE\r\n"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -141,12 +144,11 @@ class SinkProtocol(asyncio.Protocol):
                 self.in_data = True
                 self.scanned = 0
                 out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-            elif verb == b"BDAT" and not self.chunk:  # BDAT 0 LAST
-                self.stats.message(b"", self.rcpts)
-                self.rcpts = 0
-                out.append(b"250 2.0.0 Ok: queued\r\n")
-            elif verb == b"BDAT":
-                continue
+            elif verb == b"BDAT":  # its octets are taken at the top of the loop
+                if not self.chunk:  # BDAT 0 LAST
+                    self.stats.message(b"", self.rcpts)
+                    self.rcpts = 0
+                    out.append(b"250 2.0.0 Ok: queued\r\n")
             elif verb == b"EHLO":
                 out.append(self.ehlo)
             elif verb == b"STAR" and self.tls is not None and self.transport is not None:
@@ -178,15 +180,11 @@ class SinkProtocol(asyncio.Protocol):
             transport.close()
             return
         self.transport = upgraded
-        self.ehlo_before_tls = self.ehlo
         self.stats.tls_sessions += 1
         ssl_object = upgraded.get_extra_info("ssl_object")
         if ssl_object is not None and ssl_object.session_reused:
             self.stats.tls_resumed += 1
-        self.ehlo = b"250-sink.bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
-        if b"CHUNKING" in self.ehlo_before_tls:
-            self.ehlo += b"250-CHUNKING\r\n"
-        self.ehlo += b"250 SIZE\r\n"
+        self.ehlo = self._ehlo(starttls=False)
 
 
 class StallProtocol(asyncio.Protocol):

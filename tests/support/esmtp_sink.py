@@ -113,9 +113,10 @@ class _Session(asyncio.Protocol):
         if self.transport is not None:
             self.sink._transports.discard(self.transport)
 
-    def say(self, line: str) -> None:
+    def say(self, line: str, *, final: bool = False) -> None:
+        """Send a reply; `final`: the one that ends a transaction (held replies go first)."""
         assert self.transport is not None
-        if self.sink.replies_after_content and self.tx.mail is not None and self.mode != "end":
+        if self.sink.replies_after_content and self.tx.mail is not None and not final:
             self.held.append(line)
             return
         for held in self.held:
@@ -145,8 +146,7 @@ class _Session(asyncio.Protocol):
                 self.left -= len(take)
                 if self.left:
                     return
-                self.mode = "end"
-                self.say("554 5.5.1 no valid recipients")
+                self.say("554 5.5.1 no valid recipients", final=True)
                 self.tx, self.mode = _Transaction(), "command"
                 continue
             if self.mode == "data":
@@ -176,9 +176,8 @@ class _Session(asyncio.Protocol):
     def finish(self, content: bytes, via: str) -> None:
         assert self.tx.mail is not None
         self.sink.messages.append(Got(self.tx.mail, self.tx.rcpts, content, self.tls, via))
-        self.mode = "end"
-        self.say("250 2.0.0 queued")
-        self.tx, self.mode = _Transaction(), "command"
+        self.say("250 2.0.0 queued", final=True)
+        self.tx = _Transaction()
 
     def command(self, line: str) -> bool:
         """Run one command; True when reading must stop (STARTTLS)."""
