@@ -121,7 +121,13 @@ class HttpSession:
             self._closed = True
             await self._client.close()
 
-    async def send(self, message: MessageLike) -> list[RecipientResult]:
+    @property
+    def sends_ahead(self) -> bool:
+        return False  # a request per message: nothing to gain from knowing the next
+
+    async def send(
+        self, message: MessageLike, then: MessageLike | None = None
+    ) -> list[RecipientResult]:
         """One request per max_recipients_per_batch recipients; a result per recipient, in
         order. Recipients beyond max_recipients_per_connection come back NOT_ATTEMPTED."""
         settings = self.settings

@@ -557,7 +557,7 @@ class Queues:
         rq = conn.queue
         if conn.state is PARKED:
             self._unpark(conn, ACTIVE)
-        if conn.held is not None:  # stopped while waiting for the throttle: next in line
+        if conn.held is not None:  # stopped while it waited (throttle) or was ahead: next
             rq.jobs.appendleft(conn.held)
             conn.held = None
         rq.connections.remove(conn)
@@ -757,6 +757,24 @@ class Queues:
         return found if isinstance(found, str) else None
 
     # --- outcomes -----------------------------------------------------------------------
+    def take_next(self, conn: Connection) -> Job | None:
+        """The job this connection would be sent next, taken now (it is held: next_job
+        returns it), so its commands can follow the current message's content on the wire.
+        Only when one is queued and nothing could make it wait or go elsewhere: no message
+        throttle on the route, not stopping, none held already."""
+        rq = conn.queue
+        policy = rq.policy
+        if conn.held is not None or self._stopping or not rq.jobs.size:
+            return None
+        if policy.message_throttle is not None or policy.provider_message_throttle is not None:
+            return None
+        if self.shared is not None and policy.cluster_message_throttle is not None:
+            return None
+        conn.held = job = rq.jobs.popleft()
+        if self._blocked:
+            self._unblock_domain(rq.domain)
+        return job
+
     def job_finished(self, job: Job, retry: Job | None = None, requeue: Job | None = None) -> None:
         """A placed job is done with: `retry` goes back to the timers (at retry.due),
         `requeue` (stopped by a per-connection cap) is next in line, with no penalty."""

@@ -41,7 +41,7 @@ class Connection:
     queue: ReadyQueue
     policy: RouteSettings  # as when it was opened: the transport settings and caps it uses
     state: State = OPENING
-    held: Job | None = None  # taken from the queue, waiting for the message throttle
+    held: Job | None = None  # taken from the queue: for the message throttle, or ahead
 
     @property
     def binding(self) -> str:

@@ -18,7 +18,7 @@ import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, assert_never
 
@@ -456,11 +456,12 @@ class Scheduler:
     async def _serve(self, conn: Connection, session: Session) -> None:
         next_job, clock, parked = self.core.next_job, self.clock, self._parked
         loop = asyncio.get_running_loop()
+        ahead: _Following | None = None
         while True:
             now = clock.now()
             step = next_job(conn, now)
             if isinstance(step, Send):
-                await self._send(conn, session, step)
+                ahead = await self._send(conn, session, step, ahead)
                 if not session.usable:
                     return
             elif isinstance(step, Wait):  # until then, or until the core resumes it
@@ -475,44 +476,62 @@ class Scheduler:
             else:
                 return
 
-    async def _send(self, conn: Connection, session: Session, send: Send) -> None:
+    async def _send(
+        self, conn: Connection, session: Session, send: Send, ready: _Following | None
+    ) -> _Following | None:
+        """One job over the session; `ready`: the job as made ready when it was given to
+        the session to follow the previous one. Returns the job given to follow this one
+        (held by the core: the connection's next Send)."""
         job, policy = send.job, send.policy
-        retry = requeue = None
+        retry = requeue = following = None
         try:
-            try:
-                content = await self.spool.load(job.message_id)
-            except MessageNotFound:
-                log.error("message %s is no longer in the spool; dropped", job.message_id)
-                return
-            except SpoolError as err:  # e.g. its injection worker is restarting: try again soon
-                log.warning("message %s cannot be loaded now: %s", job.message_id, err)
-                job.due = self.clock.now() + SPOOL_RETRY
-                retry = job
-                return
-            results = await self._send_over(session, conn, job, policy, content)
+            if ready is not None and ready.job is job:
+                message = ready.message
+            else:
+                try:
+                    content = await self.spool.load(job.message_id)
+                except MessageNotFound:
+                    log.error("message %s is no longer in the spool; dropped", job.message_id)
+                    return None
+                except SpoolError as err:  # e.g. its injection worker is restarting: soon
+                    log.warning("message %s cannot be loaded now: %s", job.message_id, err)
+                    job.due = self.clock.now() + SPOOL_RETRY
+                    retry = job
+                    return None
+                message = _outbound(conn, job, policy, content)
+            if session.sends_ahead:
+                following = await self._following(conn)
+            results = await self._send_over(
+                session, conn, job, message, following.message if following else None
+            )
             retry, requeue = await self._dispose(job, results, policy)
         finally:
             self.core.job_finished(job, retry, requeue)
+        return following
+
+    async def _following(self, conn: Connection) -> _Following | None:
+        """The job queued next on this connection, taken early (RFC 2920: its commands may
+        go behind the current content) when the core allows it and its content is at hand;
+        a job whose content cannot be loaded stays held and is sent (and fails) as usual."""
+        job = self.core.take_next(conn)
+        if job is None:
+            return None
+        try:
+            content = await self.spool.load(job.message_id)
+        except SpoolError:
+            return None
+        return _Following(job, _outbound(conn, job, conn.route_policy, content))
 
     async def _send_over(
-        self, session: Session, conn: Connection, job: Job, policy: RouteSettings, content: bytes
+        self,
+        session: Session,
+        conn: Connection,
+        job: Job,
+        message: OutboundMessage,
+        then: OutboundMessage | None = None,
     ) -> list[RecipientResult]:
-        if policy.fbl_header:
-            only = job.recipients[0][1] if len(job.recipients) == 1 else None
-            content = (
-                fbl_header(conn.binding, conn.domain, job.message_id, only, job.tenant) + content
-            )
-        message = OutboundMessage(
-            job.message_id,
-            job.sender,
-            tuple(a for _, a, _ in job.recipients),
-            content,
-            job.client,
-            job.esmtp,
-            tuple(i for i, _, _ in job.recipients) if job.esmtp is not None else (),
-        )
         try:
-            return await session.send(message)
+            return await session.send(message, then)
         except Exception as err:
             log.exception("sending %s through %s failed", job.message_id, conn.binding)
             return local_results(Local.SEND_ERROR, job, str(err))
@@ -553,7 +572,8 @@ class Scheduler:
                 return
             try:
                 content = await self.spool.load(job.message_id)
-                results = await self._send_over(session, conn, job, policy, content)
+                message = _outbound(conn, job, policy, content)
+                results = await self._send_over(session, conn, job, message)
             finally:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5.0):
@@ -683,3 +703,27 @@ class Scheduler:
             log.exception("recording the outcome of %s failed; will retry", job.message_id)
             job.due = now + policy.retry.retry_interval
             return job, None
+
+
+@dataclass(frozen=True, slots=True)
+class _Following:
+    """A job given to a session to follow the one being sent, and its message."""
+
+    job: Job
+    message: OutboundMessage
+
+
+def _outbound(conn: Connection, job: Job, policy: RouteSettings, content: bytes) -> OutboundMessage:
+    """The job as the session sends it (with the FBL header when the route asks)."""
+    if policy.fbl_header:
+        only = job.recipients[0][1] if len(job.recipients) == 1 else None
+        content = fbl_header(conn.binding, conn.domain, job.message_id, only, job.tenant) + content
+    return OutboundMessage(
+        job.message_id,
+        job.sender,
+        tuple(a for _, a, _ in job.recipients),
+        content,
+        job.client,
+        job.esmtp,
+        tuple(i for i, _, _ in job.recipients) if job.esmtp is not None else (),
+    )

@@ -48,7 +48,18 @@ class Session(Protocol):
     @property
     def usable(self) -> bool: ...
 
-    async def send(self, message: OutboundMessage) -> list[RecipientResult]: ...
+    @property
+    def sends_ahead(self) -> bool:
+        """Whether `send` can use the message that follows (`then`): worth taking it from
+        the queue early."""
+        ...
+
+    async def send(
+        self, message: OutboundMessage, then: OutboundMessage | None = None
+    ) -> list[RecipientResult]:
+        """Deliver `message`; `then`, when given, is the next message this session is
+        given (it may start on the wire behind `message`)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -3,8 +3,11 @@ CHUNKING, REQUIRETLS, against a raw sink that offers exactly what each test name
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 from relay.deliver import DeliverySettings, Destination
-from relay.deliver.connection import BDAT_MIN_SIZE, open_connection
+from relay.deliver.connection import BDAT_MIN_SIZE, OutboundConnection, open_connection
 from relay.esmtp import Esmtp
 from relay.outcome import Outcome, RecipientResult
 from tests.support.esmtp_sink import EsmtpSink
@@ -121,3 +124,76 @@ async def test_a_refused_sender_with_a_pipelined_bdat_delivers_nothing() -> None
         results = await _send(sink, DEFAULT_CONTENT, "a@x.test", "b@x.test")
     assert [(r.outcome, r.reply.code) for r in results] == [(Outcome.PERMANENT, 550)] * 2
     assert sink.messages == []
+
+
+def _connection_to(sink: EsmtpSink, **settings: object) -> Awaitable[OutboundConnection]:
+    delivery = DeliverySettings(remote_smtp_port=sink.port, ehlo_hostname="relay.test", **settings)  # type: ignore[arg-type]
+    return open_connection(delivery, "x.test", [Destination("mx.x.test", HOST, sink.port, 10)])
+
+
+async def test_the_next_message_goes_behind_the_content_and_its_replies_wait_for_it() -> None:
+    # Each transaction's last reply comes 0.3 s late: a MAIL that arrives meanwhile was
+    # sent behind the content (RFC 2920 3.1), not after the 250.
+    m1, m2, m3 = (make_message(f"{n}@x.test", message_id=n) for n in ("m1", "m2", "m3"))
+    async with EsmtpSink(HOST, extensions=["PIPELINING"], final_delay=0.3) as sink:
+        connection = await _connection_to(sink)
+        async with connection:
+            assert connection.sends_ahead
+            for message, then in ((m1, m2), (m2, m3), (m3, None)):
+                (result,) = await connection.send(message, then)  # type: ignore[arg-type]
+                assert result.outcome is Outcome.DELIVERED
+    assert sink.ahead == 2 and sink.connections == 1
+    assert [m.recipients for m in sink.messages] == [["m1@x.test"], ["m2@x.test"], ["m3@x.test"]]
+    assert [m.content for m in sink.messages] == [DEFAULT_CONTENT] * 3
+    assert not [line for line in sink.lines if line == "RSET"]
+
+
+async def test_a_message_sent_ahead_and_not_used_is_never_delivered() -> None:
+    m1, m2 = make_message("a@x.test", message_id="m1"), make_message("b@x.test", message_id="m2")
+    async with EsmtpSink(HOST, extensions=["PIPELINING"], final_delay=0.2) as sink:
+        connection = await _connection_to(sink)
+        async with connection:
+            (result,) = await connection.send(m1, m2)  # type: ignore[arg-type]
+            assert result.outcome is Outcome.DELIVERED
+        # closed with m2's DATA accepted: no QUIT (it would be read as m2's content)
+        await asyncio.sleep(0.3)
+    assert sink.ahead == 1 and [m.recipients for m in sink.messages] == [["a@x.test"]]
+    assert "QUIT" not in sink.lines
+
+
+async def test_what_the_connection_cannot_take_is_not_sent_ahead() -> None:
+    big = make_message("b@x.test", message_id="big", content=DEFAULT_CONTENT * 10_000)
+    cases = [  # (settings, the message to follow)
+        ({"max_deliveries_per_connection": 1}, make_message("b@x.test", message_id="m2")),
+        ({"max_recipients_per_batch": 1}, make_message("b@x.test", "c@x.test", message_id="m2")),
+        ({}, make_message("jürgen@x.test", message_id="m2")),  # no SMTPUTF8 offered
+        ({}, make_message("b\r\n@x.test", message_id="m2")),  # unsendable
+    ]
+    async with EsmtpSink(HOST, extensions=["PIPELINING", "SIZE 100000"], final_delay=0.05) as sink:
+        for settings, then in [*cases, ({}, big)]:  # big: over the server's SIZE
+            connection = await _connection_to(sink, **settings)
+            async with connection:
+                (result,) = await connection.send(make_message("a@x.test"), then)  # type: ignore[arg-type]
+                assert result.outcome is Outcome.DELIVERED
+    assert sink.ahead == 0 and len(sink.messages) == len(cases) + 1
+
+
+async def test_a_server_refusing_a_mail_sent_ahead_gets_each_message_after_its_reply() -> None:
+    m1, m2, m3 = (make_message(f"{n}@x.test", message_id=n) for n in ("m1", "m2", "m3"))
+    async with EsmtpSink(
+        HOST, extensions=["PIPELINING"], final_delay=0.1, refuse_ahead=True
+    ) as sink:
+        connection = await _connection_to(sink)
+        async with connection:
+            (first,) = await connection.send(m1, m2)  # type: ignore[arg-type]
+            (second,) = await connection.send(m2, m3)  # type: ignore[arg-type]
+            assert not connection.sends_ahead
+            (third,) = await connection.send(m3)  # type: ignore[arg-type]
+    assert first.outcome is Outcome.DELIVERED and third.outcome is Outcome.DELIVERED
+    # not the mail's fault: a temporary failure, retried
+    assert second.outcome is Outcome.TEMPORARY and str(second.reply.enhanced) == "4.5.0"
+    assert "503" in second.reply.text
+    assert sink.ahead == 1 and [m.recipients for m in sink.messages] == [
+        ["m1@x.test"],
+        ["m3@x.test"],
+    ]

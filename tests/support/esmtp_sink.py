@@ -55,6 +55,8 @@ class EsmtpSink:
         hostname: str = "esmtp-sink.test",
         refuse: Sequence[str] = (),
         replies_after_content: bool = False,
+        final_delay: float = 0.0,
+        refuse_ahead: bool = False,
     ) -> None:
         self.host = host
         # MAIL or RCPT arguments answered 550 (a refused BDAT's octets are read and dropped)
@@ -62,6 +64,11 @@ class EsmtpSink:
         # Every reply of a transaction is held until its BDAT LAST chunk has arrived: a
         # client that waits for the RCPT replies before sending the content never gets them.
         self.replies_after_content = replies_after_content
+        # The reply that ends a transaction waits this long (replies after it wait too):
+        # a MAIL that arrives meanwhile was sent ahead, not after the client had the reply.
+        self.final_delay = final_delay
+        self.refuse_ahead = refuse_ahead  # such a MAIL is answered 503 (bad sequence)
+        self.ahead = 0  # MAILs that arrived before the previous transaction's last reply
         self.port = port
         self.extensions = list(extensions)
         self.tls_context = tls_context
@@ -100,6 +107,7 @@ class _Session(asyncio.Protocol):
         self.left = 0  # BDAT octets still to come
         self.last = False
         self.held: list[str] = []  # replies_after_content: said at the end of the chunk
+        self.delaying = False  # final_delay: the last reply is on its way, later ones wait
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -116,13 +124,28 @@ class _Session(asyncio.Protocol):
     def say(self, line: str, *, final: bool = False) -> None:
         """Send a reply; `final`: the one that ends a transaction (held replies go first)."""
         assert self.transport is not None
-        if self.sink.replies_after_content and self.tx.mail is not None and not final:
+        if self.delaying or (
+            self.sink.replies_after_content and self.tx.mail is not None and not final
+        ):
             self.held.append(line)
+            return
+        if final and self.sink.final_delay:
+            self.delaying = True
+            self.held.append(line)
+            asyncio.get_running_loop().call_later(self.sink.final_delay, self.release)
             return
         for held in self.held:
             self.transport.write(held.encode() + b"\r\n")
         self.held = []
         self.transport.write(line.encode() + b"\r\n")
+
+    def release(self) -> None:
+        """final_delay: the held last reply and what came after it go out now."""
+        self.delaying = False
+        if self.transport is not None and not self.transport.is_closing():
+            for held in self.held:
+                self.transport.write(held.encode() + b"\r\n")
+        self.held = []
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -196,11 +219,18 @@ class _Session(asyncio.Protocol):
             self.say("220 2.0.0 go ahead")
             asyncio.get_running_loop().create_task(self.starttls())
             return True
+        elif verb == "MAIL" and self.delaying and self.sink.refuse_ahead:
+            self.sink.ahead += 1
+            self.say("503 5.5.1 wait for my reply")
         elif verb == "MAIL" and arg in self.sink.refuse:
+            self.sink.ahead += self.delaying
             self.say("550 5.7.1 sender refused")
         elif verb == "MAIL":
+            self.sink.ahead += self.delaying
             self.tx = _Transaction(mail=arg)
             self.say("250 2.1.0 OK")
+        elif verb in ("RCPT", "DATA") and self.tx.mail is None:
+            self.say("503 5.5.1 MAIL first")
         elif verb == "RCPT" and arg in self.sink.refuse:
             self.say("550 5.1.1 no such user")
         elif verb == "RCPT":

@@ -192,6 +192,46 @@ def test_message_throttle_makes_the_connection_wait() -> None:
     assert len({first.message_id, second.message_id, third.message_id}) == 3
 
 
+def test_the_next_job_is_taken_ahead_and_sent_next_or_given_back_first_in_line() -> None:
+    core = Core()
+    for _ in range(3):
+        core.q.schedule(job())
+    (conn,) = core.open()
+    core.step()
+    core.step()
+    first = send(core, conn)
+    ahead = core.q.take_next(conn)
+    assert ahead is not None and core.q.take_next(conn) is None  # one at a time
+    assert core.sizes().ready == 1 and core.sizes().in_flight == 3
+    core.q.job_finished(first)
+    assert send(core, conn) is ahead  # the held job is the connection's next Send
+    ahead2 = core.q.take_next(conn)
+    assert ahead2 is not None
+    # closed with it held: first in line again, for the connection opened in its place
+    (again,) = opened(core.q.connection_closed(conn, T0))
+    assert core.q.ready_rows()[0].queued == 1
+    core.q.connection_opened(again)
+    assert send(core, again) is ahead2
+
+
+def test_nothing_is_taken_ahead_under_a_message_throttle_or_when_stopping() -> None:
+    core = Core('outbound_throttle_messages = "100/1"\n' + ONE)
+    for _ in range(2):
+        core.q.schedule(job())
+    (conn,) = core.open()
+    core.step()
+    send(core, conn)
+    assert core.q.take_next(conn) is None  # each message waits for the bucket
+    plain = Core()
+    for _ in range(2):
+        plain.q.schedule(job())
+    (other,) = plain.open()
+    plain.step()
+    send(plain, other)
+    plain.q.stop()
+    assert plain.q.take_next(other) is None
+
+
 def test_connection_throttle_opens_the_next_connection_when_allowed() -> None:
     core = Core(
         'outbound_throttle_connections = "1/10"\n'

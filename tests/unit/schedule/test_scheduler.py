@@ -53,12 +53,20 @@ class FakeSession:
         self.transport = transport
         self.binding = binding
         self.sent = 0
+        self.sends_ahead = transport.ahead
+        self.following: OutboundMessage | None = None  # the `then` of the last send
 
     @property
     def usable(self) -> bool:
         return self.sent < self.transport.per_connection
 
-    async def send(self, message: OutboundMessage) -> list[RecipientResult]:
+    async def send(
+        self, message: OutboundMessage, then: OutboundMessage | None = None
+    ) -> list[RecipientResult]:
+        if self.following is not None:  # what a real session needs: the very same object
+            assert message is self.following, (message, self.following)
+        self.following = then
+        self.transport.thens.append((message.message_id, then.message_id if then else None))
         self.sent += 1
         self.transport.started += 1
         await self.transport.gate.wait()
@@ -77,6 +85,8 @@ class FakeTransport:
         self.opened: list[tuple[str, str]] = []
         self.sent: list[OutboundMessage] = []
         self.started = self.closed = 0
+        self.ahead = False  # sessions' sends_ahead
+        self.thens: list[tuple[str, str | None]] = []  # (message, then) per send
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -159,6 +169,25 @@ async def test_actions_are_carried_out_and_counts_return_to_zero() -> None:
     assert world.scheduler.statistics().connections == 1  # fbl.test's second, idle
     assert 4.5 <= await advance_until(world.clock, world.idle) <= 5.5  # idle_timeout
     assert world.transport.closed == 4
+    await world.scheduler.stop()
+
+
+async def test_a_session_that_sends_ahead_is_given_the_next_job_and_then_sent_it() -> None:
+    world = World()
+    world.transport.ahead = True
+    world.transport.gate.clear()
+    ids = [world.send(f"a{i}@one.test") for i in range(4)]
+    world.scheduler.start()
+    placed = world.scheduler.statistics
+    await until(lambda: world.transport.started == 1 and placed().due == placed().scheduled == 0)
+    world.transport.gate.set()
+    await until(lambda: world.scheduler.statistics().delivered == 4)
+    assert [m.message_id for m in world.transport.sent] == ids
+    # the first send may start before the second job is placed
+    assert world.transport.thens[0] in ((ids[0], None), (ids[0], ids[1]))
+    assert world.transport.thens[1:] == [(ids[1], ids[2]), (ids[2], ids[3]), (ids[3], None)]
+    assert world.transport.opened == [("b1", "one.test")]
+    assert set(world.spool.states.values()) == {RecipientState.DELIVERED}
     await world.scheduler.stop()
 
 
