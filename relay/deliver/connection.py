@@ -366,11 +366,13 @@ class OutboundConnection:
     @property
     def sends_ahead(self) -> bool:
         """Whether `send(message, then)` may put `then`'s commands on the wire behind
-        `message`'s content: PIPELINING over SMTP, without XCLIENT."""
+        `message`'s content: PIPELINING over SMTP, without XCLIENT, and no CHUNKING (a
+        message goes by BDAT there, in one round trip already)."""
         return (
             self._sends_ahead
             and self._pipelining
             and not self._lmtp
+            and "chunking" not in self._extensions
             and (self.settings.xclient == "no" or "xclient" not in self._extensions)
         )
 

@@ -102,6 +102,7 @@ async def test_a_pipelined_bdat_delivers_to_the_accepted_recipients_only() -> No
             settings, "x.test", [Destination("mx.x.test", HOST, sink.port, 10)]
         )
         async with connection:  # one connection for the three messages
+            assert not connection.sends_ahead  # BDAT: one round trip per message already
             results = await connection.send(make_message("a@x.test", "gone@x.test"))  # type: ignore[arg-type]
             assert [(r.outcome, r.reply.code) for r in results] == [
                 (Outcome.DELIVERED, 250),
