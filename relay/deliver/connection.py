@@ -690,7 +690,16 @@ class OutboundConnection:
                     channel.write(block, expected, Phase.MAIL)
             else:
                 channel.write(mail, 1, Phase.MAIL)
-            reply = await channel.reply(Phase.MAIL, settings.mailfrom_timeout)
+            try:
+                reply = await channel.reply(Phase.MAIL, settings.mailfrom_timeout)
+            except SessionFailed:
+                if presented is None:
+                    raise
+                # Gone before it answered anything of this transaction (a server that
+                # closes after a message): as if never sent, the message goes again now.
+                self._broken = True
+                channel.close()
+                return None
             self._dirty = True
             if not reply.is_positive:
                 if presented is not None and reply.code == _BAD_SEQUENCE:

@@ -162,6 +162,22 @@ async def test_a_message_sent_ahead_and_not_used_is_never_delivered() -> None:
     assert "QUIT" not in sink.lines
 
 
+async def test_a_connection_closed_after_the_250_leaves_the_message_sent_ahead_unattempted() -> (
+    None
+):
+    m1, m2 = make_message("a@x.test", message_id="m1"), make_message("b@x.test", message_id="m2")
+    async with EsmtpSink(HOST, extensions=["PIPELINING"], final_delay=0.1, close_after=1) as sink:
+        connection = await _connection_to(sink)
+        async with connection:
+            (first,) = await connection.send(m1, m2)  # type: ignore[arg-type]
+            (second,) = await connection.send(m2)  # type: ignore[arg-type]
+            assert not connection.usable
+    assert first.outcome is Outcome.DELIVERED and sink.ahead == 1
+    # unanswered, so not attempted: sent again at once on another connection, no retry
+    assert second.outcome is Outcome.NOT_ATTEMPTED
+    assert [m.recipients for m in sink.messages] == [["a@x.test"]]
+
+
 async def test_what_the_connection_cannot_take_is_not_sent_ahead() -> None:
     big = make_message("b@x.test", message_id="big", content=DEFAULT_CONTENT * 10_000)
     cases = [  # (settings, the message to follow)

@@ -57,6 +57,7 @@ class EsmtpSink:
         replies_after_content: bool = False,
         final_delay: float = 0.0,
         refuse_ahead: bool = False,
+        close_after: int = 0,
     ) -> None:
         self.host = host
         # MAIL or RCPT arguments answered 550 (a refused BDAT's octets are read and dropped)
@@ -69,6 +70,7 @@ class EsmtpSink:
         self.final_delay = final_delay
         self.refuse_ahead = refuse_ahead  # such a MAIL is answered 503 (bad sequence)
         self.ahead = 0  # MAILs that arrived before the previous transaction's last reply
+        self.close_after = close_after  # messages; then the connection closes after the 250
         self.port = port
         self.extensions = list(extensions)
         self.tls_context = tls_context
@@ -108,6 +110,7 @@ class _Session(asyncio.Protocol):
         self.last = False
         self.held: list[str] = []  # replies_after_content: said at the end of the chunk
         self.delaying = False  # final_delay: the last reply is on its way, later ones wait
+        self.closing = False  # close_after reached: nothing after the held 250
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -143,8 +146,10 @@ class _Session(asyncio.Protocol):
         """final_delay: the held last reply and what came after it go out now."""
         self.delaying = False
         if self.transport is not None and not self.transport.is_closing():
-            for held in self.held:
+            for held in self.held[:1] if self.closing else self.held:
                 self.transport.write(held.encode() + b"\r\n")
+            if self.closing:
+                self.transport.close()
         self.held = []
 
     def data_received(self, data: bytes) -> None:
@@ -199,8 +204,11 @@ class _Session(asyncio.Protocol):
     def finish(self, content: bytes, via: str) -> None:
         assert self.tx.mail is not None
         self.sink.messages.append(Got(self.tx.mail, self.tx.rcpts, content, self.tls, via))
+        self.closing = len(self.sink.messages) == self.sink.close_after
         self.say("250 2.0.0 queued", final=True)
         self.tx = _Transaction()
+        if self.closing and not self.delaying and self.transport is not None:
+            self.transport.close()
 
     def command(self, line: str) -> bool:
         """Run one command; True when reading must stop (STARTTLS)."""
