@@ -568,7 +568,9 @@ class OutboundConnection:
         try:
             mail = mail_line(message.sender, plan.mail_options, plan.utf8)
             rcpts = [
-                rcpt_line(message.recipients[i], plan.utf8, options[i] if options else ())
+                rcpt_line(
+                    message.recipients[i], plan.utf8, options[i] if options is not None else ()
+                )
                 for i in plan.todo
             ]
         except Unsendable:
