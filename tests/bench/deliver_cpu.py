@@ -121,12 +121,14 @@ binding_group "bench" {{
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - t0
     done = messages - len(daemon.spool)
+    stats = daemon.spool.statistics()
     await daemon.stop(deadline=5)
     sink.terminate()
     sink.wait(10)
     print(
         f"delivered {done}/{messages} in {wall:.2f} s: {done / wall:,.0f} msgs/s, "
-        f"relay CPU {1000 * cpu / max(done, 1):.3f} ms/msg"
+        f"relay CPU {1000 * cpu / max(done, 1):.3f} ms/msg; spool: {stats.commit_batches} "
+        f"commit batches, {stats.fsyncs} fsyncs"
     )
     if profiler and profile:
         profiler.dump_stats(profile)

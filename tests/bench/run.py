@@ -548,6 +548,10 @@ def build_table(
         row(s, "accepted msgs/s (= connections/s)", "pa", "inject_rate")
         row(s, "DATA end -> 250 p99 (ms)", "pa", "data_p99", 1000, 2)
         row(s, "CPU ms/connection (1 msg each)", "pa", "cpu_per_msg", 1000, 3)
+    if g("pac-relay") or g("pac-postfix"):
+        s = f"(p, C tools) smtp-source without -d -> system, {n:,} msgs, delivery held"
+        row(s, "accepted msgs/s (= connections/s)", "pac", "inject_rate", note="target >= 4")
+        row(s, "CPU ms/connection (1 msg each)", "pac", "cpu_per_msg", 1000, 3)
     if g("pb-relay") or g("pb-postfix"):
         s = f"(p) a connection per message, end to end, {n:,} x {args.size} B, 4 bindings"
         row(s, "injection msgs/s", "pb", "inject_rate")
@@ -778,7 +782,9 @@ def run_ctools(
     Without `sessions_reused`: smtp-source without -d (a connection per message)."""
     if not deliver:
         assert system is not None
-        return run_source_only(bench, system, messages)
+        return run_source_only(
+            bench, system, messages, label=label, sessions_reused=sessions_reused
+        )
     a = bench.args
     name = system.name if system else "loopback"
     result = Result(name, messages=messages)
@@ -881,11 +887,19 @@ def source_command(bench: Bench, messages: int, target: str, reuse: bool = True)
     ]
 
 
-def run_source_only(bench: Bench, system: Relay | Postfix | Haraka, messages: int) -> Result:
+def run_source_only(
+    bench: Bench,
+    system: Relay | Postfix | Haraka,
+    messages: int,
+    *,
+    label: str = "ac",
+    sessions_reused: bool = True,
+) -> Result:
     """Injection only with smtp-source: the accepted rate when the injector costs little CPU.
-    smtp-source stops at the first refusal, so a zero exit means all were accepted."""
+    smtp-source stops at the first refusal, so a zero exit means all were accepted.
+    Without `sessions_reused`: smtp-source without -d (a connection per message)."""
     result = Result(system.name, messages=messages)
-    tag = f"ac-{system.name}"
+    tag = f"{label}-{system.name}"
     bench.log(f"{tag}: {messages} messages with smtp-source, delivery held")
     source = None
     try:
@@ -898,7 +912,7 @@ def run_source_only(bench: Bench, system: Relay | Postfix | Haraka, messages: in
         t0 = time.monotonic()
         target = f"127.0.0.1:{system.port}"
         source = spawn(
-            source_command(bench, messages, target),
+            source_command(bench, messages, target, reuse=sessions_reused),
             bench.logs / f"{tag}.source.log",
             stdout=subprocess.DEVNULL,
         )
@@ -1053,6 +1067,11 @@ def main(argv: list[str] | None = None) -> int:
         both("pb", messages=n, per_connection=1)
         with_haraka("pb", messages=n, per_connection=1)
         if not args.no_c_tools and have_c:
+            for name, held in (("relay", relay()), ("postfix", postfix())):
+                if held is not None:
+                    res[f"pac-{name}"] = run_ctools(
+                        bench, held, n, False, label="pac", sessions_reused=False
+                    )
             res["pc-relay"] = run_ctools(bench, relay(), n, label="pc", sessions_reused=False)
             pf = postfix()
             if pf is not None:
