@@ -246,8 +246,10 @@ class Figures:
     arrived: int = 0  # distinct messages at the sink
     duplicates: int = 0
     refused: int = 0  # injections under load answered other than 250 (or cut off)
-    idle_p50: float = 0.0  # the probe session alone
+    idle_p50: float = 0.0  # the probe session alone, before the load
     idle_p99: float = 0.0
+    idle_after_p50: float = 0.0  # the same once the load has drained (0: not measured)
+    idle_after_p99: float = 0.0
     load_p50: float = 0.0  # the same probe session while the load runs
     load_p99: float = 0.0
     sessions_p50: float = 0.0  # the load's own sessions (measured in the load's process)
@@ -277,6 +279,13 @@ class Figures:
         """The latency the bound applies to: the p99 outside the disturbed windows."""
         return self.judged_p99 if self.disturbed and self.judged_p99 > 0 else self.load_p99
 
+    @property
+    def idle_reference(self) -> float:
+        """The idle p99 the load is held to: the lower of before and after the load (one
+        20 s idle phase can be slow on its own, as on a VM whose hypervisor takes CPU)."""
+        measured = [x for x in (self.idle_p99, self.idle_after_p99) if x > 0]
+        return min(measured) if measured else 0.0
+
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -294,9 +303,11 @@ class Figures:
             f"{self.arrived} at the sink, {self.duplicates} duplicates, "
             f"{self.refused} refused under load; spool peak {self.spool_peak}",
             f"  injection latency MAIL..250 of a probe session: idle p50 {self.idle_p50 * ms:.1f}"
-            f" ms p99 {self.idle_p99 * ms:.1f} ms; under load p50 {self.load_p50 * ms:.1f} ms "
-            f"p99 {self.load_p99 * ms:.1f} ms ({self.load_p99 / max(self.idle_p99, 1e-9):.2f}x);"
-            f" the load's sessions p50 {self.sessions_p50 * ms:.1f} ms "
+            f" ms p99 {self.idle_p99 * ms:.1f} ms before the load, p50 "
+            f"{self.idle_after_p50 * ms:.1f} ms p99 {self.idle_after_p99 * ms:.1f} ms after it; "
+            f"under load p50 {self.load_p50 * ms:.1f} ms p99 {self.load_p99 * ms:.1f} ms "
+            f"({self.load_p99 / max(self.idle_reference, 1e-9):.2f}x the lower idle p99); the "
+            f"load's sessions p50 {self.sessions_p50 * ms:.1f} ms "
             f"p99 {self.sessions_p99 * ms:.1f} ms",
             f"  RSS: {self.rss_start_kb / 1024:.1f} MB before, {self.rss_warm_kb / 1024:.1f} MB "
             f"after the warm-up, peak {self.rss_peak_kb / 1024:.1f} MB (growth "
@@ -311,7 +322,7 @@ class Figures:
                     "  left out of the judged p99, other work took (cores): "
                     + ", ".join(f"window {k + 1} {c:.2f}" for k, c in self.disturbed.items())
                     + f"; judged p99 {self.p99_judged * ms:.1f} ms "
-                    f"({self.p99_judged / max(self.idle_p99, 1e-9):.2f}x)"
+                    f"({self.p99_judged / max(self.idle_reference, 1e-9):.2f}x)"
                 ]
                 if self.disturbed
                 else []
@@ -343,10 +354,10 @@ def judge(f: Figures, limits: Limits) -> list[str]:
         problems.append(
             f"RSS grew {f.rss_growth_kb} kB after the warm-up (bound {limits.rss_growth_kb} kB)"
         )
-    if latency_judged(f, limits) and f.p99_judged > limits.latency_factor * f.idle_p99:
+    if latency_judged(f, limits) and f.p99_judged > limits.latency_factor * f.idle_reference:
         problems.append(
             f"p99 latency under load {f.p99_judged * 1000:.1f} ms is over "
-            f"{limits.latency_factor}x the idle p99 {f.idle_p99 * 1000:.1f} ms"
+            f"{limits.latency_factor}x the idle p99 {f.idle_reference * 1000:.1f} ms"
         )
     if f.fds_after > f.fds_baseline:
         problems.append(f"{f.fds_after} fds open after the load, {f.fds_baseline} before")

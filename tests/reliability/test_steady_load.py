@@ -87,6 +87,18 @@ def test_latency_is_not_judged_while_other_work_holds_the_cores() -> None:
     ]
 
 
+def test_the_load_is_held_to_the_lower_of_the_two_idle_p99s() -> None:
+    """A slow idle phase (before or after the load) does not lift the bound."""
+    f = healthy()  # 19 ms under load, 10 ms idle before
+    f.idle_after_p99 = 0.008
+    assert f.idle_reference == 0.008
+    assert judge(f, Limits()) == ["p99 latency under load 19.0 ms is over 2.0x the idle p99 8.0 ms"]
+    f.idle_p99, f.idle_after_p99 = 0.030, 0.010  # the phase before was the slow one
+    assert f.idle_reference == 0.010 and judge(f, Limits()) == []
+    f.idle_after_p99 = 0.0  # not measured: the one before alone
+    assert f.idle_reference == 0.030
+
+
 def test_a_load_short_of_its_target_is_a_problem() -> None:
     f = healthy()
     f.achieved = 200

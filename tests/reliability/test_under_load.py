@@ -4,14 +4,15 @@ real sink process; its memory stays flat, its injection latency near an idle rel
 its file descriptors and asyncio tasks come back to where they were once the load stops.
 
 The steps, all against the one daemon:
-  1. idle: one session, a message every 1/IDLE_RATE s -> the idle p99 of MAIL..250
+  1. idle: one session, a message every 1/PROBE_RATE s -> the idle p99 of MAIL..250
   2. baseline: spool drained, outbound connections idle-closed -> fds, tasks, RSS
   3. capacity: SESSIONS sessions, closed loop for CALIBRATION_SECONDS, then drained ->
      messages/s accepted and delivered (end to end; injection alone only fills the spool)
   4. steady load: the same sessions paced to half of it for the duration (2 minutes in
      `make test`, RELAY_SOAK_SECONDS, 600 by default, under `make soak`); RSS and fds sampled
      from /proc/PID every second, the spool and the task count from /metrics
-  5. drained again: every message delivered, fds and tasks back at the baseline
+  5. drained again: the probe alone once more (the load is held to the lower of the two
+     idle p99s), every message delivered, fds and tasks back at the baseline
 
 Figures are printed at the end (README's "Reliability / Under load" quotes them). The bounds
 are relative to baselines measured in the same run, since the machine is shared.
@@ -449,7 +450,12 @@ async def run_steady_load(daemon: Daemon, sink_pid: int, seconds: float, work: P
     f.sessions_p50 = percentile(own, 50)
     f.sessions_p99 = percentile(own, 99)
 
-    # 5. drained, back at the baseline
+    # 5. drained, the probe alone again (the idle p99 after the load), back at the baseline
+    await quiet(daemon, scrape, injected)
+    after: list[tuple[float, float]] = []
+    await probe("idle-after", IDLE_SECONDS, after)
+    f.idle_after_p50 = percentile([x for _, x in after], 50)
+    f.idle_after_p99 = percentile([x for _, x in after], 99)
     metrics = await quiet(daemon, scrape, injected)
     f.delivered = delivered(metrics)
     f.injected = injected.accepted
