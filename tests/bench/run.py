@@ -1042,10 +1042,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers != spread:
             res["aw-relay"] = bench.case("aw", relay(workers=spread), messages=n, deliver=False)
         if not args.no_c_tools and have_c:
-            res["ac-relay"] = run_ctools(bench, relay(), n, deliver=False)
+            res["ac-relay"] = run_ctools(bench, relay(), n, deliver=False, label="ac")
             pf = postfix()
             if pf is not None:
-                res["ac-postfix"] = run_ctools(bench, pf, n, deliver=False)
+                res["ac-postfix"] = run_ctools(bench, pf, n, deliver=False, label="ac")
     if "h" in only:
         res["h-relay"] = bench.case("h", relay(http=True), messages=n, deliver=False, http=True)
     if "b" in only:
