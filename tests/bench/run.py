@@ -16,7 +16,8 @@ Scenarios (issue 8):
   p  a connection per message (most application mailers; smtp-source without -d): the
      Python injector opening a new SMTP session for every message, injection only
      (delivery suspended / hold queue: CPU per connection) and end to end; and
-     smtp-source without -d -> system -> smtp-sink end to end
+     smtp-source without -d into the system, injection only (delivery held) and
+     -> smtp-sink end to end
   t  STARTTLS (trustme certificates) on injection, a connection per message, and on
      delivery (relay `tls = "ifavailable"`, Postfix `smtpd_/smtp_tls_security_level = may`
      with the session caches Debian ships): injection only and end to end
@@ -772,19 +773,13 @@ def run_ctools(
     bench: Bench,
     system: Relay | Postfix | Haraka | None,
     messages: int,
-    deliver: bool = True,
     *,
     label: str = "bc",
     sessions_reused: bool = True,
 ) -> Result:
     """smtp-source -> system -> smtp-sink; rates only (no per-message timestamps).
-    Without `deliver`: smtp-source into the system with delivery held, no sink.
-    Without `sessions_reused`: smtp-source without -d (a connection per message)."""
-    if not deliver:
-        assert system is not None
-        return run_source_only(
-            bench, system, messages, label=label, sessions_reused=sessions_reused
-        )
+    Without `sessions_reused`: smtp-source without -d (a connection per message).
+    Injection alone with smtp-source (delivery held, no sink): run_source_only."""
     a = bench.args
     name = system.name if system else "loopback"
     result = Result(name, messages=messages)
@@ -1015,6 +1010,14 @@ def main(argv: list[str] | None = None) -> int:
     d_ratios: list[float] = []
     n = args.messages
 
+    def held_by_smtp_source(label: str, *, sessions_reused: bool) -> None:
+        """Injection alone with smtp-source into relay and Postfix, delivery held."""
+        for name, system in (("relay", relay()), ("postfix", postfix())):
+            if system is not None:
+                res[f"{label}-{name}"] = run_source_only(
+                    bench, system, n, label=label, sessions_reused=sessions_reused
+                )
+
     def both(label: str, **kw: object) -> None:
         res[f"{label}-relay"] = bench.case(label, relay(), **kw)  # type: ignore[arg-type]
         pf = postfix()
@@ -1042,10 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers != spread:
             res["aw-relay"] = bench.case("aw", relay(workers=spread), messages=n, deliver=False)
         if not args.no_c_tools and have_c:
-            res["ac-relay"] = run_ctools(bench, relay(), n, deliver=False, label="ac")
-            pf = postfix()
-            if pf is not None:
-                res["ac-postfix"] = run_ctools(bench, pf, n, deliver=False, label="ac")
+            held_by_smtp_source("ac", sessions_reused=True)
     if "h" in only:
         res["h-relay"] = bench.case("h", relay(http=True), messages=n, deliver=False, http=True)
     if "b" in only:
@@ -1067,11 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
         both("pb", messages=n, per_connection=1)
         with_haraka("pb", messages=n, per_connection=1)
         if not args.no_c_tools and have_c:
-            for name, held in (("relay", relay()), ("postfix", postfix())):
-                if held is not None:
-                    res[f"pac-{name}"] = run_ctools(
-                        bench, held, n, False, label="pac", sessions_reused=False
-                    )
+            held_by_smtp_source("pac", sessions_reused=False)
             res["pc-relay"] = run_ctools(bench, relay(), n, label="pc", sessions_reused=False)
             pf = postfix()
             if pf is not None:

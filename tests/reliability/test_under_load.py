@@ -364,12 +364,16 @@ async def run_steady_load(daemon: Daemon, sink_pid: int, seconds: float, work: P
     nice = os.getpriority(os.PRIO_PROCESS, daemon.pid)
     f.notes.append(f"relay, sink and injectors at nice {nice} (a shared machine)")
 
+    async def alone(run: str) -> tuple[float, float]:
+        """The probe session alone for IDLE_SECONDS: its p50 and p99."""
+        idle: list[tuple[float, float]] = []
+        await probe(run, IDLE_SECONDS, idle)
+        values = [x for _, x in idle]
+        return percentile(values, 50), percentile(values, 99)
+
     # 1. idle: warm up, then the probe session alone
     await probe("warm", 2.0, [])
-    idle: list[tuple[float, float]] = []
-    await probe("idle", IDLE_SECONDS, idle)
-    f.idle_p50 = percentile([x for _, x in idle], 50)
-    f.idle_p99 = percentile([x for _, x in idle], 99)
+    f.idle_p50, f.idle_p99 = await alone("idle")
 
     # 2. baseline
     metrics = await quiet(daemon, scrape, injected)
@@ -452,10 +456,7 @@ async def run_steady_load(daemon: Daemon, sink_pid: int, seconds: float, work: P
 
     # 5. drained, the probe alone again (the idle p99 after the load), back at the baseline
     await quiet(daemon, scrape, injected)
-    after: list[tuple[float, float]] = []
-    await probe("idle-after", IDLE_SECONDS, after)
-    f.idle_after_p50 = percentile([x for _, x in after], 50)
-    f.idle_after_p99 = percentile([x for _, x in after], 99)
+    f.idle_after_p50, f.idle_after_p99 = await alone("idle-after")
     metrics = await quiet(daemon, scrape, injected)
     f.delivered = delivered(metrics)
     f.injected = injected.accepted
