@@ -55,6 +55,7 @@ from relay.spool.index import Location, SpoolIndex, copy_envelope
 from relay.spool.model import Envelope, NewMessage, Recipient
 from relay.spool.recovery import RecoveryReport, recover
 from relay.spool.segments import SegmentLog
+from relay.spool.space import SpaceAllowance
 from relay.spool.statistics import SpoolStatistics
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class Spool:
         self._updates = 0
         self._compacted = 0
         self._disk_full = False  # a commit failed for want of space, not reclaimed since
+        self._space = SpaceAllowance()  # what the last statvfs allows without asking again
         self._segments_deleted = 0
         self._id_counter = secrets.randbelow(1 << 16)
         # Ids need to be unique, not secret: a seeded generator, not a syscall per message.
@@ -295,14 +297,20 @@ class Spool:
         """Would this message eat into the space kept for the records of deliveries (10% of
         the filesystem, at most SPACE_KEPT)? A disk filled by new mail to the last byte
         could record no outcome: every delivered message would stay queued and go out
-        again and again. One statvfs per message (microseconds)."""
+        again and again. A statvfs answer stands for a while (space.py)."""
+        now = self._clock()
+        if not self._disk_full and self._space.take(size, now):
+            return False
         try:
             disk = os.statvfs(self.directory)
         except OSError:
             return False  # the write itself will tell
         kept = min(SPACE_KEPT, disk.f_blocks * disk.f_frsize // 10)
-        if disk.f_bavail * disk.f_frsize >= size + kept:
+        above_kept = disk.f_bavail * disk.f_frsize - kept
+        if above_kept >= size:
+            self._space.grant(above_kept, size, now)
             return False
+        self._space.revoke()
         self._disk_full = True
         return len(self) > 0  # nothing live: this commit deletes the dead active segment
 
@@ -510,7 +518,9 @@ class Spool:
             written = await self._disk.run(self._write_batch, records, copies, deletions, at_once)
         except OSError as exc:
             error = from_os_error(exc, "spooling")
-            self._disk_full = self._disk_full or isinstance(error, SpoolFullError)
+            if isinstance(error, SpoolFullError):
+                self._disk_full = True
+                self._space.revoke()
             raise error from exc
         except FormatError as exc:
             raise CorruptMessage(f"compaction: {exc}") from exc
