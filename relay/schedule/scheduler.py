@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -24,7 +25,7 @@ from typing import Any, Protocol, assert_never
 
 from relay.adaptive.subjects import SubjectHold
 from relay.bind.selector import Selector
-from relay.clock import Clock
+from relay.clock import Cancellable, Clock
 from relay.dispose.decide import decide
 from relay.dispose.feedback import fbl_header
 from relay.durable import write_atomically
@@ -126,6 +127,8 @@ class Scheduler:
         self.adaptive = adaptive
         self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
+        self._alarm: Cancellable | None = None  # the dispatcher's timer (_wait)
+        self._alarm_at = math.inf
         self.core = Queues(
             selector,
             self.live,
@@ -377,31 +380,42 @@ class Scheduler:
     # --- carrying actions out -----------------------------------------------------------
     async def _dispatch(self) -> None:
         core, clock, adaptive = self.core, self.clock, self.adaptive
-        while True:
-            now = clock.now()
-            if adaptive is not None:
-                await adaptive.poll(now)
-            wake_at = self._carry_out(core.step(now))
-            if wake_at <= now:  # placed something: another round at once
-                await asyncio.sleep(0)
-                continue
-            if adaptive is not None:
-                due = adaptive.next_due()
-                if due is not None and due < wake_at:
-                    wake_at = due
-            await self._wait(wake_at - now)
-
-    async def _wait(self, delay: float) -> None:
-        self._wake.clear()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        # A timer that sets the wake event: one handle per wait, not two tasks.
-        timer = self.clock.call_later(delay, self._wake.set)
         try:
-            await self._wake.wait()
+            while True:
+                now = clock.now()
+                if adaptive is not None:
+                    await adaptive.poll(now)
+                wake_at = self._carry_out(core.step(now))
+                if wake_at <= now:  # placed something: another round at once
+                    await asyncio.sleep(0)
+                    continue
+                if adaptive is not None:
+                    due = adaptive.next_due()
+                    if due is not None and due < wake_at:
+                        wake_at = due
+                await self._wait(wake_at, now)
         finally:
-            timer.cancel()
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
+
+    async def _wait(self, wake_at: float, now: float) -> None:
+        """Until `wake_at` or until something sets the wake event. One timer serves many
+        waits: it is set again only when the time asked for is earlier than the one it is
+        set for (or it has rung). A timer that rings early costs one round of `step`, which
+        finds nothing due and asks for the later time; setting and cancelling a timer on
+        every round cost 3.3% of the event loop at a paced 1,250 messages/s."""
+        self._wake.clear()
+        if self._alarm is None or wake_at < self._alarm_at:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            self._alarm = self.clock.call_later(wake_at - now, self._ring)
+            self._alarm_at = wake_at
+        await self._wake.wait()
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._wake.set()
 
     def _carry_out(self, actions: list[Action]) -> float:
         """Returns the WakeAt time (step's last action), else +inf."""

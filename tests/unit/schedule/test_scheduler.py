@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from relay.bind.build import build_selector
-from relay.clock import ManualClock
+from relay.clock import Cancellable, ManualClock
 from relay.config import loads
 from relay.deliver.settings import DeliverySettings
 from relay.dispose.feedback import HEADER
@@ -246,6 +246,37 @@ async def test_stop_finishes_the_current_message_and_leaves_the_rest() -> None:
     assert [m.recipients for m in world.transport.sent] == [("a@one.test",)]
     assert world.spool.states == {"a@one.test": RecipientState.DELIVERED}
     assert world.transport.closed == 1
+
+
+async def test_one_dispatcher_timer_serves_many_waits() -> None:
+    """Every delivery is a round of the dispatcher, each ending in a wait for the same far
+    time: the timer is set once for all of them, and set again only for an earlier time."""
+    world = World()
+    armed: list[float] = []  # the times the dispatcher's timer was set for
+    call_later = world.clock.call_later
+
+    def counting(seconds: float, callback: Callable[[], object]) -> Cancellable:
+        if callback == world.scheduler._ring:
+            armed.append(world.clock.now() + seconds)
+        return call_later(seconds, callback)
+
+    world.clock.call_later = counting  # type: ignore[method-assign]
+    world.scheduler.start()
+    for i in range(10):
+        world.send(f"a{i}@one.test")
+        await until(lambda n=i: world.scheduler.statistics().delivered == n + 1)
+        await world.clock.advance(0.25)
+    assert len(armed) == 1, armed
+    # relay's own limit refuses a session for two.test: its retry is due sooner
+    world.transport.failures = [
+        ConnectFailed(Reply.make(421, "4.7.0", "host limit"), local=True),
+    ]
+    world.send("b@two.test")
+    await until(lambda: len(armed) == 2)
+    assert len(armed) == 2 and armed[1] < armed[0], armed
+    waited = await advance_until(world.clock, lambda: world.scheduler.statistics().delivered == 11)
+    assert waited <= 1.25
+    await world.scheduler.stop()
 
 
 async def test_stop_cancels_sessions_after_the_deadline() -> None:
