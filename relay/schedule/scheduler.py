@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -128,7 +127,7 @@ class Scheduler:
         self.live = LiveRoutes(routes, adaptive)
         self._wake = asyncio.Event()
         self._alarm: Cancellable | None = None  # the dispatcher's timer (_wait)
-        self._alarm_at = math.inf
+        self._alarm_at = 0.0  # the time it is set for (while there is one)
         self.core = Queues(
             selector,
             self.live,

@@ -36,5 +36,5 @@ class SpaceAllowance:
         self.until = now + SPACE_TRUSTED
 
     def revoke(self) -> None:
-        """Ask again next time (a write failed for want of space)."""
+        """Ask again next time (the filesystem was short, or a write failed for want of it)."""
         self.left = 0

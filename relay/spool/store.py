@@ -299,7 +299,7 @@ class Spool:
         could record no outcome: every delivered message would stay queued and go out
         again and again. A statvfs answer stands for a while (space.py)."""
         now = self._clock()
-        if not self._disk_full and self._space.take(size, now):
+        if self._space.take(size, now):
             return False
         try:
             disk = os.statvfs(self.directory)
