@@ -108,7 +108,7 @@ def order_mx(records: Iterable[MxRecord], rng: random.Random) -> list[MxRecord]:
         known = best.get(record.exchange)
         if known is None or record.preference < known.preference:
             best[record.exchange] = record
-    shuffled = list(best.values())
+    shuffled = [best[name] for name in sorted(best)]  # the answer's order plays no part
     rng.shuffle(shuffled)
     return sorted(shuffled, key=lambda r: r.preference)  # stable: keeps the shuffle
 

@@ -38,6 +38,15 @@ def test_order_mx_shuffles_equal_preferences() -> None:
     assert all(order_mx(records, rng)[0].exchange == "z" for _ in range(20))
 
 
+def test_order_mx_depends_on_the_random_source_not_on_the_answers_order() -> None:
+    """A seeded router orders the same hosts the same way whatever order the DNS answer
+    listed them in (the loopback routing test's seeds relied on it)."""
+    records = [MxRecord(10, "a"), MxRecord(10, "b"), MxRecord(10, "c"), MxRecord(20, "d")]
+    for seed in range(20):
+        ordered = order_mx(records, random.Random(seed))
+        assert order_mx(records[::-1], random.Random(seed)) == ordered
+
+
 def test_order_mx_keeps_a_host_once_at_its_best_preference() -> None:
     records = [MxRecord(20, "a"), MxRecord(10, "a"), MxRecord(15, "b")]
     assert [(r.preference, r.exchange) for r in order_mx(records, random.Random())] == [
