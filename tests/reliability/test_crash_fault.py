@@ -26,26 +26,28 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
 from relay.spool import Spool
-from tests.reliability.chaos_sink import ChaosSink
+from tests.reliability.chaos_sink import ChaosSink, Delivery
 from tests.reliability.harness import Injector, RelayProcess, Verdict, figures, judge, leftovers
 from tests.support.redis_server import RedisServer
 from tests.support.sinks import server_tls_context
 
 SINKS = 4  # one per destination domain, on 127.0.0.41-44; DSNs go to a clean one on .45
+BODY_TIMEOUT = 3.0  # s: how long relay waits for the reply to the final dot
 
-RETRIES = """
+RETRIES = f"""
 retry_interval = 0.5
 max_retry_interval = 2
 connect_timeout = 3
 ehlo_timeout = 3
 mailfrom_timeout = 3
 rcptto_timeout = 3
-body_timeout = 3
+body_timeout = {BODY_TIMEOUT:g}
 idle_timeout = 1
 tls = ifavailable
 tls_verify = ca
@@ -167,8 +169,9 @@ async def crash_run(
         [d for s in sinks for d in s.deliveries],
         dsn_sink.deliveries,
         relay.kills,
+        reply_timeout=BODY_TIMEOUT,
     )
-    write_ledger(directory / "ledger.json", started, sinks, dsn_sink, relay, verdict)
+    ledger = write_ledger(directory / "ledger.json", started, sinks, dsn_sink, relay, verdict)
     extra_figures: dict[str, object] = {
         "delivery connections": sum(len(s.connections) for s in sinks),
         "drained after": f"{drained:.1f} s",
@@ -194,7 +197,12 @@ async def crash_run(
         )
         assert not verdict.unknown, [d.token for d in verdict.unknown][:20]
         assert not verdict.altered, verdict.altered[:20]
-        assert not verdict.unexplained, f"duplicates outside any kill: {verdict.unexplained}"
+        assert not verdict.unexplained, (
+            "duplicates outside any kill (times in s from the start; 'waited': from the "
+            "dot read to the 250 sent): "
+            + json.dumps({t: ledger["messages"][t] for t in verdict.unexplained})
+            + f"; kills at {ledger['kills']}"
+        )
         assert not temporary, temporary
         assert not quarantined, quarantined
         assert remaining == [], f"{len(remaining)} messages stuck in the spool"
@@ -212,20 +220,21 @@ def write_ledger(
     dsn_sink: ChaosSink,
     relay: RelayProcess,
     verdict: Verdict,
-) -> None:
+) -> dict[str, Any]:
     """For a failed run: when each suspicious message arrived where, and the kills."""
 
     def at(moment: float) -> float:
         return round(moment - started, 3)
 
     suspicious = set(verdict.unexplained) | verdict.lost | set(verdict.duplicates)
-    record = {
+    record: dict[str, Any] = {
         "kills": [at(k) for k in relay.kills],
         "messages": {
             token: [
                 {
                     "sink": sink.host,
                     "at": at(d.at),
+                    "waited": round(d.at - d.dot, 3),
                     "connection": d.connection,
                     "opened": at(sink.connections[d.connection].opened),
                     "closed": at(sink.connections[d.connection].closed),
@@ -238,8 +247,10 @@ def write_ledger(
             for token in sorted(suspicious)
         },
         "unexplained": sorted(verdict.unexplained),
+        "answered after relay's timeout": sorted(verdict.gave_up),
     }
     path.write_text(json.dumps(record, indent=1))
+    return record
 
 
 def seed_of() -> int:
@@ -278,3 +289,28 @@ async def test_crash_and_fault_soak(tmp_path: Path, report: Callable[[str], None
     report(text)
     print(text)
     check()
+
+
+def test_the_judge_explains_a_duplicate_by_a_kill_or_by_a_reply_relay_gave_up_on() -> None:
+    """Pure: which second copies the crash test lets through. Times are monotonic seconds;
+    each copy's connection opened a second before its 250, which came `waited` after the
+    dot was read."""
+    sent = {t: b"Subject: x\r\n\r\nbody\r\n" for t in ("killed", "slow", "twice")}
+    content = b"Received: from x\r\n\tby relay\r\n" + sent["killed"]
+
+    def copy(token: str, at: float, waited: float) -> Delivery:
+        return Delivery(token, content, at, 0, at - 1.0, at - waited)
+
+    deliveries = [
+        copy("killed", 10.0, 0.1),  # 250 at 10 s, relay killed at 11 s: never recorded
+        copy("killed", 20.0, 0.1),
+        copy("slow", 30.0, 3.2),  # answered 3.2 s after the dot: relay had given up at 3 s
+        copy("slow", 40.0, 0.1),
+        copy("twice", 50.0, 1.0),  # no kill near, answered in time: a real duplicate
+        copy("twice", 60.0, 0.1),
+    ]
+    verdict = judge(sent, sent, deliveries, [], kills=[11.0], reply_timeout=BODY_TIMEOUT)
+    assert verdict.duplicates == {"killed": 1, "slow": 1, "twice": 1}
+    assert verdict.gave_up == {"slow": 1}
+    assert verdict.unexplained == {"twice": 1}
+    assert not verdict.lost and not verdict.altered and not verdict.unknown
