@@ -405,14 +405,31 @@ class TornRecord(FormatError):
     """The record is cut short by the end of the data."""
 
 
+def logical_end(data: bytes, start: int = SEGMENT_HEADER_SIZE) -> int:
+    """Where the log in a segment's bytes ends: just past the last byte that is not zero
+    (every record ends with its end marker), `start` at the least. Only zeros follow:
+    space the log wrote ahead of its records (segments.PREALLOCATE), or a tail whose data
+    never reached the disk; no acknowledged record is ever there."""
+    end = len(data)
+    floor = min(start, end)
+    while end > floor:
+        lower = max(floor, end - 65536)
+        kept = len(data[lower:end].rstrip(b"\0"))
+        if kept:
+            return lower + kept
+        end = lower
+    return floor
+
+
 def scan_records(data: bytes, start: int = SEGMENT_HEADER_SIZE) -> Iterator[ScanItem]:
-    """Every record of a segment in order, plus the corrupt regions and torn tail between them.
+    """Every record of a segment in order, plus the corrupt regions and torn tail between
+    them, up to the segment's logical end (the zeros after it are no part of the log).
 
     After a corrupt record the scan resynchronises on the next offset holding a valid record.
     """
     offset = start
-    end = len(data)
-    view = memoryview(data)
+    end = logical_end(data, start)
+    view = memoryview(data)[:end]
     while offset < end:
         try:
             record = parse_record(view, offset)
@@ -426,10 +443,6 @@ def scan_records(data: bytes, start: int = SEGMENT_HEADER_SIZE) -> Iterator[Scan
             continue
         except FormatError as exc:
             resume = _next_valid(view, offset + 1)
-            if resume is None and not data[offset:].strip(b"\0"):
-                # A zero-filled tail: the file grew but the append never reached the disk.
-                yield TornTail(offset, end - offset, "zero-filled tail")
-                return
             stop = end if resume is None else resume
             yield CorruptRegion(offset, stop - offset, str(exc))
             offset = stop
@@ -442,7 +455,7 @@ def _next_valid(view: memoryview, offset: int) -> int | None:
     data = view.obj
     assert isinstance(data, bytes)
     while True:
-        found = data.find(RECORD_MAGIC, offset)
+        found = data.find(RECORD_MAGIC, offset, len(view))
         if found < 0:
             return None
         try:

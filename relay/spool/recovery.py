@@ -3,7 +3,8 @@
 - temporary files (`*.tmp`: a segment being created when the process died) are removed;
 - a torn tail (an append cut short by a crash, never acknowledged) is cut off its segment,
   its bytes kept in `quarantine/` as `<segment>@<offset>.torn` (counted as discarded, not
-  as quarantined);
+  as quarantined); the zeros after the last record (written ahead of the records, or never
+  reached by a write: format.logical_end) are cut off without a word;
 - a corrupt record, or a file that is not a segment, is moved to `quarantine/` with a
   `.reason` file beside it and logged; the segment is rewritten without it;
 - every other record is replayed in log order: MESSAGE places (or replaces) a message,
@@ -30,6 +31,7 @@ from relay.spool.format import (
     decode_message,
     decode_remove,
     decode_update,
+    logical_end,
     scan_records,
     update_group,
 )
@@ -170,7 +172,14 @@ def _clean_segment(
         finally:
             ops.close(fd)
         return records, torn.offset, False
-    return records, len(data), False
+    end = logical_end(data)
+    if end < len(data):  # the zeros written ahead of the records: no part of the log
+        fd = ops.open(path, os.O_RDWR)
+        try:
+            ops.ftruncate(fd, end)
+        finally:
+            ops.close(fd)
+    return records, end, False
 
 
 def _rewrite_segment(

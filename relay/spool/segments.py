@@ -9,6 +9,15 @@ thread wakes for the GIL once per batch instead of twice. A failed append is cut
 the file so no partial record stays behind; after a failure that may have been the sync
 (anything but "no space"), the segment is abandoned, since the kernel may have dropped the
 dirty pages it could not write.
+
+With fsync on, the active segment is written with zeros PREALLOCATE bytes ahead of its
+records (one durable write per step), so that an append overwrites blocks the file already
+has: a write that grows the file must also make its new size durable (a journal commit on
+ext4), a write inside it only its data. Measured on this project's VM (ext4, 2.3 KB
+O_DSYNC writes): 0.18-0.33 ms and 0.04-0.06 ms of CPU each against 0.35-0.51 ms and
+0.06-0.09 ms when each grows the file; a 256 KB step of zeros takes 0.5-0.7 ms. Recovery
+reads the zeros after the last record as the end of the log (format.logical_end), and a
+segment's zeros are cut off when it stops being the active one.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ TEMP_SUFFIX = ".tmp"
 DEAD_SUFFIX = ".dead"  # a segment out of the log, being deleted (delete_later)
 SHRINK_STEP = 1 << 20  # bytes a dead segment is shrunk by at a time (4 MB: 5 ms waits)
 SHRINK_PAUSE = 0.002  # seconds between steps: appends get the journal in between
+PREALLOCATE = 256 * 1024  # bytes of zeros written ahead of the active segment's records
+_ZEROS = bytes(PREALLOCATE)
 
 
 def segment_name(number: int) -> str:
@@ -65,6 +76,8 @@ class SegmentLog:
         self._next = next_number
         self._fd: int | None = None
         self.active: int | None = None
+        self._allocated = 0  # the active segment's file size: records, then zeros
+        self._preallocating = fsync  # zeros ahead of the records (not on a full disk)
         self._broken = False
         self.fsyncs = 0
         self._deleter: ThreadPoolExecutor | None = None  # delete_later's thread
@@ -88,6 +101,8 @@ class SegmentLog:
         start = self.sizes[number]
         data = b"".join(records)
         try:
+            if self._preallocating and start + len(data) > self._allocated:
+                self._preallocate(fd, start, start + len(data))
             self._write_all(fd, data, start)  # durable when it returns (O_DSYNC)
         except OSError as exc:
             no_space = exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -103,7 +118,25 @@ class SegmentLog:
             offset += len(record)
         return locations
 
-    def _write_all(self, fd: int, data: bytes, offset: int) -> None:
+    def _preallocate(self, fd: int, start: int, needed: int) -> None:
+        """Zeros from the file's end to PREALLOCATE bytes past `needed`, made durable. On a
+        filesystem without that much room the segment goes on without (the append itself
+        may still fit): the zeros are cut off again and none are written until the next
+        segment."""
+        end = needed + PREALLOCATE
+        try:
+            while self._allocated < end:
+                step = min(PREALLOCATE, end - self._allocated)
+                self._write_all(fd, memoryview(_ZEROS)[:step], self._allocated)
+                self._allocated += step
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._preallocating = False
+            self._allocated = start
+            self._ops.ftruncate(fd, start)
+
+    def _write_all(self, fd: int, data: bytes | memoryview, offset: int) -> None:
         view = memoryview(data)
         while view:
             written = self._ops.pwrite(fd, view, offset)
@@ -115,6 +148,7 @@ class SegmentLog:
     def _cut_back(self, fd: int, start: int, *, fsync_failed: bool) -> None:
         """Remove a failed append's bytes; abandon the segment if that cannot be trusted."""
         try:
+            self._allocated = start
             self._ops.ftruncate(fd, start)
             if self._fsync:
                 self._ops.fsync(fd)
@@ -146,11 +180,21 @@ class SegmentLog:
         self.sizes[number] = SEGMENT_HEADER_SIZE
         self._close_active()
         self._fd, self.active, self._broken = fd, number, False
+        self._allocated, self._preallocating = SEGMENT_HEADER_SIZE, self._fsync
         if self._fsync:
             self._ops.fsync_directory(self._dir)
 
     def _close_active(self) -> None:
         if self._fd is not None:
+            size = self.sizes.get(self.active) if self.active is not None else None
+            if size is not None and self._allocated > size:
+                # The zeros ahead are not needed any more; if a crash brings them back,
+                # recovery reads them as the end of the log all the same.
+                try:
+                    self._ops.ftruncate(self._fd, size)
+                except OSError as exc:
+                    log.warning("spool: trimming segment %s: %s", self.active, exc)
+            self._allocated = 0
             try:
                 self._ops.close(self._fd)
             except OSError as exc:

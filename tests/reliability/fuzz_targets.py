@@ -190,7 +190,8 @@ def config_text(text: str) -> None:
 
 def spool_record(data: bytes) -> None:
     """A record parsed from any bytes is one whose encoding is exactly those bytes; a
-    segment scan of any bytes raises nothing and tiles the data with what it yields."""
+    segment scan of any bytes raises nothing and tiles the data with what it yields, up to
+    the last byte that is not zero (zeros only after it)."""
     try:
         record = fmt.parse_record(data, 0)
     except fmt.FormatError:
@@ -203,7 +204,8 @@ def spool_record(data: bytes) -> None:
         assert item.offset == offset, (item, offset)
         assert item.length > 0
         offset += item.length
-    assert offset == len(data)
+    assert offset == fmt.logical_end(data, 0)
+    assert not data[offset:].strip(b"\0")
 
 
 def spool_body(kind: fmt.RecordKind, body: bytes) -> None:

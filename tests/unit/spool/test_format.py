@@ -17,6 +17,7 @@ from relay.spool.format import (
     encode_remove,
     encode_segment_header,
     encode_update,
+    logical_end,
     message_content,
     parse_record,
     reencode_message,
@@ -97,8 +98,19 @@ def test_scan_reports_torn_tail() -> None:
     a, b = encode_remove("m0"), encode_remove("m1")
     items = list(scan_records(_segment(a, b[:-3])))
     assert isinstance(items[-1], TornTail) and items[-1].length == len(b) - 3
-    items = list(scan_records(_segment(a) + b"\0" * 100))
-    assert isinstance(items[-1], TornTail) and items[-1].reason == "zero-filled tail"
+
+
+def test_zeros_after_the_last_record_are_no_part_of_the_log() -> None:
+    """The log writes zeros ahead of its records (segments.PREALLOCATE); a crash leaves
+    them after the last record, or after a torn one, or after the header alone."""
+    a, b = encode_remove("m0"), encode_remove("m1")
+    zeros = b"\0" * 70_000  # more than one of logical_end's steps
+    assert list(scan_records(_segment(a, b) + zeros)) == list(scan_records(_segment(a, b)))
+    assert logical_end(_segment(a, b) + zeros) == len(_segment(a, b))
+    items = list(scan_records(_segment(a, b[:-7]) + zeros))
+    assert isinstance(items[-1], TornTail) and items[-1].length == len(b) - 7
+    assert list(scan_records(_segment() + zeros)) == []
+    assert logical_end(_segment() + zeros) == SEGMENT_HEADER_SIZE  # the header ends in zeros
 
 
 def test_scan_missing_end_marker_in_the_middle_is_corrupt() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from relay.spool import NewMessage, Spool
 from relay.spool.format import SEGMENT_HEADER_SIZE, TRAILER_SIZE
+from relay.spool.segments import PREALLOCATE
 from tests.unit.spool.helpers import leftovers, message, segments
 
 
@@ -82,6 +83,36 @@ async def test_truncated_segment_loses_only_the_torn_record(tmp_path: Path) -> N
     assert await spool.load(ids[1]) == news[1].content
     await spool.close()
     assert segment.stat().st_size == size - length  # the tail was cut off the file
+
+
+async def test_zeros_written_ahead_are_cut_off_without_a_word(tmp_path: Path) -> None:
+    """A killed relay leaves the active segment's zeros (segments.PREALLOCATE) on disk."""
+    ids, news, _ = await _three(tmp_path)
+    [segment] = segments(tmp_path)
+    size = segment.stat().st_size
+    segment.write_bytes(segment.read_bytes() + bytes(PREALLOCATE))
+    spool, found = await _reopen_ids(tmp_path)
+    assert found == set(ids)
+    assert not spool.recovery_report.torn_tails and not spool.recovery_report.quarantined
+    assert not (tmp_path / "quarantine").exists() or not list((tmp_path / "quarantine").iterdir())
+    assert await spool.load(ids[2]) == news[2].content
+    await spool.close()
+    assert segment.stat().st_size == size
+
+
+async def test_an_append_torn_in_the_zeros_written_ahead_is_a_torn_tail(tmp_path: Path) -> None:
+    """Not a corrupt record: its header announces more than the bytes before the zeros."""
+    ids, _, length = await _three(tmp_path)
+    [segment] = segments(tmp_path)
+    data = segment.read_bytes()
+    segment.write_bytes(data[: -length // 2] + bytes(PREALLOCATE))
+    spool, found = await _reopen_ids(tmp_path)
+    assert found == {ids[0], ids[1]}
+    assert spool.statistics().partial_discarded == 1 and spool.statistics().quarantined == 0
+    [kept] = [p for p in (tmp_path / "quarantine").iterdir() if p.suffix == ".torn"]
+    assert kept.read_bytes() == data[len(data) - length : -length // 2]
+    await spool.close()
+    assert segment.stat().st_size == len(data) - length
 
 
 async def test_truncated_end_marker_of_last_record(tmp_path: Path) -> None:
