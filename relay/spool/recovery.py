@@ -163,20 +163,14 @@ def _clean_segment(
             )
     if corrupt:
         return _rewrite_segment(path, data, records, ops, fsync=fsync)
-    if torn is not None:
-        fd = ops.open(path, os.O_RDWR)
-        try:
-            ops.ftruncate(fd, torn.offset)
-            if fsync:
-                ops.fsync(fd)
-        finally:
-            ops.close(fd)
-        return records, torn.offset, False
-    end = logical_end(data)
-    if end < len(data):  # the zeros written ahead of the records: no part of the log
+    # The log ends at a torn append, else at its last non-zero byte (zeros written ahead).
+    end = torn.offset if torn is not None else logical_end(data)
+    if end < len(data):
         fd = ops.open(path, os.O_RDWR)
         try:
             ops.ftruncate(fd, end)
+            if fsync:
+                ops.fsync(fd)
         finally:
             ops.close(fd)
     return records, end, False

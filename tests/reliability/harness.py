@@ -294,10 +294,13 @@ def judge(
         if not unrecorded:
             continue
         duplicates[token] = len(unrecorded)
-        answered_late = [d for d in unrecorded if _answered_late(d, reply_timeout)]
-        if answered_late:
-            gave_up[token] = len(answered_late)
-        if not all(d in answered_late or any(_in_flight(d, k) for k in kills) for d in unrecorded):
+        late_copies = sum(_answered_late(d, reply_timeout) for d in unrecorded)
+        if late_copies:
+            gave_up[token] = late_copies
+        if not all(
+            _answered_late(d, reply_timeout) or any(_in_flight(d, k) for k in kills)
+            for d in unrecorded
+        ):
             unexplained[token] = len(unrecorded)
     lost = set(accepted) - set(delivered) - bounced
     late = (set(delivered) | bounced) - set(accepted)
@@ -317,7 +320,8 @@ def figures(
     elapsed: float = 0.0,
 ) -> str:
     """The run's figures, as printed at the end and quoted in the README."""
-    late = f" or answered after relay's timeout ({len(verdict.gave_up)})" if verdict.gave_up else ""
+    gave_up = len(verdict.gave_up)
+    gave_up_text = f" or answered after relay's timeout ({gave_up})" if gave_up else ""
     lines = [
         f"== {title} (seed {seed}, {elapsed:.0f} s)",
         f"messages: {len(injector.accepted)} answered 250 of {len(injector.attempted)} sent; "
@@ -328,7 +332,7 @@ def figures(
         + ", ".join(f"{kind} {n}" for kind, n in sorted(faults.items()))
         + f" (total {sum(faults.values())})",
         f"duplicates: {sum(verdict.duplicates.values())} "
-        f"({len(verdict.duplicates)} messages, all in flight at a kill{late}: "
+        f"({len(verdict.duplicates)} messages, all in flight at a kill{gave_up_text}: "
         f"{'yes' if not verdict.unexplained else 'NO'})",
         f"losses: {len(verdict.lost)}; unknown deliveries: {len(verdict.unknown)}; "
         f"altered: {len(verdict.altered)}",
